@@ -1,0 +1,207 @@
+//! Node configuration, its defaults and its validation.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// Everything a node can be tuned with. Build it with [`Config::new`] and adjust fields;
+/// [`Config::validate`] (called by [`crate::Node::new`]) rejects nonsense with an error
+/// naming the field.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node's name in the mesh. Non-empty, at most [`MAX_NODE_ID_LEN`] bytes.
+    pub node_id: String,
+    /// Address to bind. Default `0.0.0.0` (all interfaces).
+    pub host: String,
+    /// UDP port to bind; 0 picks a free port (read it back with `Node::port`).
+    pub port: u16,
+    /// Name of the mesh. Nodes only talk to nodes of the same cluster. Default `"default"`.
+    pub cluster: String,
+    /// Period of anti-entropy rounds with a random peer. Default 10 s.
+    pub sync_interval: Duration,
+    /// Period of heartbeats to each peer. Default 5 s.
+    pub heartbeat_interval: Duration,
+    /// Silence after which a peer is suspected; after twice this it is declared failed.
+    /// Default 15 s.
+    pub peer_timeout: Duration,
+    /// Retransmissions of one datagram before it is given up (anti-entropy then repairs
+    /// whatever it carried). Default 5.
+    pub max_retries: u32,
+    /// Retransmission timeout before any round trip has been measured. Default 0.5 s.
+    pub initial_rto: Duration,
+    /// Floor of the retransmission timeout. Default 10 ms.
+    pub min_rto: Duration,
+    /// Ceiling of the retransmission timeout, backoff included. Default 8 s.
+    pub max_rto: Duration,
+    /// How long local writes are held to be batched into one push. Default 1 ms.
+    pub push_delay: Duration,
+    /// Largest UDP payload sent. Default 1200 bytes (safe on any path MTU).
+    pub max_datagram_size: usize,
+    /// Largest key, in bytes of UTF-8. Default 1 KiB.
+    pub max_key_len: usize,
+    /// Largest value, in encoded bytes. Default 16 MiB.
+    pub max_value_size: usize,
+    /// Bytes of unacknowledged datagrams allowed in flight to one peer. Default 1 MiB.
+    pub max_in_flight: usize,
+    /// Bytes of partially received messages kept per peer. Default 64 MiB.
+    pub max_reassembly: usize,
+    /// A partially received message idle for this long is dropped. Default 30 s.
+    pub reassembly_timeout: Duration,
+    /// Remote timestamps further than this ahead of the local clock are rejected.
+    /// Default 60 s.
+    pub max_clock_drift: Duration,
+    /// Tombstones older than this are collected even if a peer has not confirmed them.
+    /// Default 24 h.
+    pub tombstone_grace: Duration,
+    /// Longest pause between probes of a failed peer (probes back off up to this).
+    /// Default 30 s.
+    pub max_probe_interval: Duration,
+    /// Seed of the node's random choices (peer selection, jitter). `None` draws one.
+    pub seed: Option<u64>,
+}
+
+/// Longest node id accepted, in bytes.
+pub const MAX_NODE_ID_LEN: usize = 255;
+/// Smallest datagram size accepted: room for the header and a useful payload.
+pub const MIN_DATAGRAM_SIZE: usize = 256;
+/// Largest datagram size accepted: the UDP payload limit over IPv4.
+pub const MAX_DATAGRAM_SIZE: usize = 65_507;
+
+impl Config {
+    /// A configuration with the defaults and the given node id and port.
+    pub fn new(node_id: impl Into<String>, port: u16) -> Config {
+        Config {
+            node_id: node_id.into(),
+            port,
+            ..Config::default()
+        }
+    }
+
+    /// Checks every field; the error names the first field out of bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn positive(field: &'static str, d: Duration) -> Result<(), ConfigError> {
+            if d.is_zero() {
+                return Err(ConfigError::new(field, "must be greater than zero"));
+            }
+            Ok(())
+        }
+        if self.node_id.is_empty() {
+            return Err(ConfigError::new("node_id", "must not be empty"));
+        }
+        if self.node_id.len() > MAX_NODE_ID_LEN {
+            return Err(ConfigError::new(
+                "node_id",
+                format!("must be at most {MAX_NODE_ID_LEN} bytes"),
+            ));
+        }
+        if self.cluster.is_empty() {
+            return Err(ConfigError::new("cluster", "must not be empty"));
+        }
+        positive("sync_interval", self.sync_interval)?;
+        positive("heartbeat_interval", self.heartbeat_interval)?;
+        positive("peer_timeout", self.peer_timeout)?;
+        positive("initial_rto", self.initial_rto)?;
+        positive("min_rto", self.min_rto)?;
+        positive("max_rto", self.max_rto)?;
+        positive("reassembly_timeout", self.reassembly_timeout)?;
+        positive("max_clock_drift", self.max_clock_drift)?;
+        positive("tombstone_grace", self.tombstone_grace)?;
+        positive("max_probe_interval", self.max_probe_interval)?;
+        if self.peer_timeout < self.heartbeat_interval {
+            return Err(ConfigError::new(
+                "peer_timeout",
+                "must be at least heartbeat_interval",
+            ));
+        }
+        if self.min_rto > self.max_rto {
+            return Err(ConfigError::new("min_rto", "must not exceed max_rto"));
+        }
+        if self.initial_rto > self.max_rto {
+            return Err(ConfigError::new("initial_rto", "must not exceed max_rto"));
+        }
+        if self.max_retries > 30 {
+            return Err(ConfigError::new("max_retries", "must be at most 30"));
+        }
+        if !(MIN_DATAGRAM_SIZE..=MAX_DATAGRAM_SIZE).contains(&self.max_datagram_size) {
+            return Err(ConfigError::new(
+                "max_datagram_size",
+                format!("must be between {MIN_DATAGRAM_SIZE} and {MAX_DATAGRAM_SIZE}"),
+            ));
+        }
+        if self.max_key_len == 0 || self.max_key_len > 64 * 1024 {
+            return Err(ConfigError::new(
+                "max_key_len",
+                "must be between 1 and 65536",
+            ));
+        }
+        if self.max_value_size == 0 {
+            return Err(ConfigError::new("max_value_size", "must be greater than zero"));
+        }
+        if self.max_in_flight < self.max_datagram_size {
+            return Err(ConfigError::new(
+                "max_in_flight",
+                "must be at least max_datagram_size",
+            ));
+        }
+        if self.max_reassembly < self.max_value_size + self.max_key_len + 1024 {
+            return Err(ConfigError::new(
+                "max_reassembly",
+                "must exceed max_value_size + max_key_len (a message carrying the largest entry must fit)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: String::new(),
+            host: "0.0.0.0".to_owned(),
+            port: 0,
+            cluster: "default".to_owned(),
+            sync_interval: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(5),
+            peer_timeout: Duration::from_secs(15),
+            max_retries: 5,
+            initial_rto: Duration::from_millis(500),
+            min_rto: Duration::from_millis(10),
+            max_rto: Duration::from_secs(8),
+            push_delay: Duration::from_millis(1),
+            max_datagram_size: 1200,
+            max_key_len: 1024,
+            max_value_size: 16 * 1024 * 1024,
+            max_in_flight: 1024 * 1024,
+            max_reassembly: 64 * 1024 * 1024,
+            reassembly_timeout: Duration::from_secs(30),
+            max_clock_drift: Duration::from_secs(60),
+            tombstone_grace: Duration::from_secs(24 * 3600),
+            max_probe_interval: Duration::from_secs(30),
+            seed: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_once_named() {
+        Config::new("n1", 0).validate().unwrap();
+        assert_eq!(Config::default().validate().unwrap_err().field, "node_id");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut c = Config::new("n1", 0);
+        c.sync_interval = Duration::ZERO;
+        assert_eq!(c.validate().unwrap_err().field, "sync_interval");
+        let mut c = Config::new("n1", 0);
+        c.max_datagram_size = 10;
+        assert_eq!(c.validate().unwrap_err().field, "max_datagram_size");
+        let mut c = Config::new("n1", 0);
+        c.peer_timeout = Duration::from_secs(1);
+        assert_eq!(c.validate().unwrap_err().field, "peer_timeout");
+    }
+}

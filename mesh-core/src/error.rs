@@ -1,0 +1,73 @@
+//! Errors returned at the crate's boundary.
+
+use std::borrow::Cow;
+use std::io;
+
+/// A configuration field is out of bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config field `{field}`: {message}")]
+pub struct ConfigError {
+    /// The offending field, as named in [`crate::Config`].
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: Cow<'static, str>,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        ConfigError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything a [`crate::Node`] operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration was rejected.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The UDP socket could not be bound (for example, the port is in use).
+    #[error("cannot bind UDP socket to {addr}: {source}")]
+    Bind {
+        /// The address that was asked for.
+        addr: String,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// A peer address could not be resolved to an IP address.
+    #[error("cannot resolve peer address {addr}: {reason}")]
+    Resolve {
+        /// The address as given.
+        addr: String,
+        /// Why it could not be resolved.
+        reason: String,
+    },
+    /// A key longer than the configured limit.
+    #[error("key is {len} bytes, the limit is {max}")]
+    KeyTooLong {
+        /// The key's length in bytes.
+        len: usize,
+        /// The configured `max_key_len`.
+        max: usize,
+    },
+    /// A value larger than the configured limit.
+    #[error("value is about {size} bytes encoded, the limit is {max}")]
+    ValueTooLarge {
+        /// The value's encoded size (an upper bound).
+        size: usize,
+        /// The configured `max_value_size`.
+        max: usize,
+    },
+    /// `start` after `stop`: a stopped node has released its socket for good.
+    #[error("the node was stopped; create a new node to rejoin the mesh")]
+    Stopped,
+    /// An I/O error from the node's socket or threads.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Shorthand for results of [`crate::Node`] operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

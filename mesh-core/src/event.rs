@@ -1,0 +1,63 @@
+//! What the engine and the node tell the application.
+
+use std::net::SocketAddr;
+
+use crate::value::Value;
+
+/// Where a state change came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChangeOrigin {
+    /// A local `set`.
+    LocalSet,
+    /// A local `delete`.
+    LocalDelete,
+    /// A write received from a peer (set or delete there) that changed this replica.
+    Sync,
+}
+
+impl ChangeOrigin {
+    /// The prototype's operation names: `"set"`, `"delete"`, `"sync"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOrigin::LocalSet => "set",
+            ChangeOrigin::LocalDelete => "delete",
+            ChangeOrigin::Sync => "sync",
+        }
+    }
+}
+
+/// An event for the application. The node runtime delivers them on its callback thread,
+/// in the order they happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A key changed. `value` is `None` when the key was deleted.
+    StateChanged {
+        /// The key.
+        key: String,
+        /// The new value, or `None` if the key is now deleted.
+        value: Option<Value>,
+        /// Local write or merge from a peer.
+        origin: ChangeOrigin,
+    },
+    /// A node was heard from for the first time.
+    PeerDiscovered {
+        /// The peer's node id.
+        node_id: String,
+        /// Where it was heard from.
+        addr: SocketAddr,
+    },
+    /// A peer stayed silent past twice `peer_timeout` and is considered failed.
+    PeerFailed {
+        /// The peer's node id.
+        node_id: String,
+        /// Its last known address.
+        addr: SocketAddr,
+    },
+    /// A failed peer, or a restarted one, was heard from again.
+    PeerRecovered {
+        /// The peer's node id.
+        node_id: String,
+        /// Where it was heard from.
+        addr: SocketAddr,
+    },
+}

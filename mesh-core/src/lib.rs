@@ -1,0 +1,72 @@
+//! # mesh-core
+//!
+//! Keeps a key-value state identical on every node of a leaderless mesh, over plain UDP,
+//! through packet loss, reordering, duplication, partitions and restarts. Every node
+//! accepts writes; conflicts resolve by last-writer-wins on hybrid logical clocks; every
+//! node converges.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use mesh_core::{Config, Node, Value};
+//!
+//! # fn main() -> Result<(), mesh_core::Error> {
+//! let mut config = Config::new("alpha", 0); // port 0: any free port
+//! config.host = "127.0.0.1".into();
+//! let alpha = Node::new(config)?;
+//! let mut config = Config::new("beta", 0);
+//! config.host = "127.0.0.1".into();
+//! let beta = Node::new(config)?;
+//! beta.add_bootstrap_peer("127.0.0.1", alpha.port())?;
+//! alpha.start()?;
+//! beta.start()?;
+//!
+//! alpha.set("temperature", 72.5)?;
+//! let deadline = Instant::now() + Duration::from_secs(10);
+//! while beta.get("temperature").is_none() && Instant::now() < deadline {
+//!     std::thread::sleep(Duration::from_millis(5));
+//! }
+//! assert_eq!(beta.get("temperature"), Some(Value::Float(72.5)));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Layers
+//!
+//! - [`Node`]: the runtime. One UDP socket, a network thread, a callback thread.
+//! - [`Engine`]: the sans-IO protocol state machine the node drives (see its docs for the
+//!   driving contract). Pure and deterministic: time and randomness are passed in.
+//! - Beneath it: [`wire`] (datagram format), [`transport`] (reliable delivery),
+//!   [`membership`] (peers and failure detection), [`replica`] (the LWW map),
+//!   [`version`] (version vectors), [`hlc`] (hybrid logical clock).
+//! - [`fault`]: fault injection shared by the runtime's socket edge and the simulator.
+//! - `sim` (feature `test-util`): a deterministic network simulator for many engines.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod fault;
+pub mod hlc;
+pub mod membership;
+mod node;
+pub mod replica;
+#[cfg(any(test, feature = "test-util"))]
+pub mod sim;
+pub mod status;
+pub mod time;
+pub mod transport;
+pub mod value;
+pub mod version;
+pub mod wire;
+
+pub use config::Config;
+pub use engine::{Engine, Transmit};
+pub use error::{ConfigError, Error, Result};
+pub use event::{ChangeOrigin, Event};
+pub use fault::{FaultConfig, FaultStats};
+pub use node::{EventHandler, Node};
+pub use status::{Counters, DropCounters, PeerCounts, PeerInfo, PeerState, Status};
+pub use time::Now;
+pub use value::{JsonValueError, Value};

@@ -1,0 +1,591 @@
+//! The node runtime: one UDP socket, a network thread driving the sans-IO [`Engine`], and a
+//! callback thread delivering [`Event`]s, so slow application callbacks never stall the
+//! network.
+//!
+//! The network thread follows the engine's contract: after every input it drains
+//! `poll_transmit` and `poll_event`, then sleeps on the socket until `poll_timeout`.
+//! Application calls (`set`, `delete`, ...) lock the engine briefly; when they create
+//! work due sooner than the network thread's planned wake-up, they wake it with an empty
+//! datagram sent to the node's own socket.
+
+use std::collections::{BTreeMap, BinaryHeap};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::fault::{FaultConfig, FaultInjector, FaultStats};
+use crate::status::{PeerInfo, Status};
+use crate::time::Now;
+use crate::value::Value;
+
+/// Callback receiving every [`Event`] on the node's callback thread.
+pub type EventHandler = Arc<dyn Fn(&Event) + Send + Sync + 'static>;
+
+/// Largest datagram the network thread can read.
+const RECV_BUFFER: usize = 65_536;
+/// Datagrams read in one burst before the engine's output is flushed.
+const RECV_BURST: usize = 256;
+/// Socket buffer asked of the kernel, so bursts of a large sync are not dropped locally.
+const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+/// Longest sleep of the network thread, a safety net should a wake-up be lost.
+const MAX_SLEEP: Duration = Duration::from_millis(500);
+
+/// A mesh-sync node: a replica of the shared key-value state, kept in sync with its peers
+/// over UDP.
+///
+/// `Node` is `Send + Sync`; share it between threads with an `Arc`. Reads and writes work
+/// before [`Node::start`] (they stay local until then). Dropping a node stops it.
+pub struct Node {
+    shared: Arc<Shared>,
+    threads: Mutex<Threads>,
+}
+
+#[derive(Default)]
+struct Threads {
+    network: Option<JoinHandle<()>>,
+    callbacks: Option<JoinHandle<()>>,
+    callback_thread_id: Option<ThreadId>,
+}
+
+struct Shared {
+    node_id: String,
+    local_addr: SocketAddr,
+    wake_addr: SocketAddr,
+    socket: RwLock<Option<Arc<UdpSocket>>>,
+    engine: Mutex<Engine>,
+    faults: Mutex<FaultInjector>,
+    handler: RwLock<Option<EventHandler>>,
+    events: Mutex<Option<mpsc::Sender<Event>>>,
+    event_rx: Mutex<Option<mpsc::Receiver<Event>>>,
+    running: AtomicBool,
+    stopping: AtomicBool,
+    stopped: AtomicBool,
+    /// Monotonic microseconds at which the network thread plans to wake.
+    wake_at_us: AtomicU64,
+    epoch: Instant,
+}
+
+impl Node {
+    /// Validates `config`, binds the UDP socket and builds the replica. The node does not
+    /// talk to the network until [`Node::start`].
+    pub fn new(config: Config) -> Result<Node> {
+        config.validate()?;
+        let socket = bind_socket(&config)?;
+        let local_addr = socket.local_addr()?;
+        let wake_addr = if local_addr.ip().is_unspecified() {
+            let loopback: IpAddr = match local_addr {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            };
+            SocketAddr::new(loopback, local_addr.port())
+        } else {
+            local_addr
+        };
+        let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
+        let incarnation = fresh_incarnation(seed);
+        let epoch = Instant::now();
+        let now = now_from(epoch);
+        let engine = Engine::new(config.clone(), incarnation, seed, now);
+        let (tx, rx) = mpsc::channel();
+        Ok(Node {
+            shared: Arc::new(Shared {
+                node_id: config.node_id.clone(),
+                local_addr,
+                wake_addr,
+                socket: RwLock::new(Some(Arc::new(socket))),
+                engine: Mutex::new(engine),
+                faults: Mutex::new(FaultInjector::new(
+                    FaultConfig::default(),
+                    seed ^ 0x5eed_fa17,
+                )),
+                handler: RwLock::new(None),
+                events: Mutex::new(Some(tx)),
+                event_rx: Mutex::new(Some(rx)),
+                running: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
+                wake_at_us: AtomicU64::new(u64::MAX),
+                epoch,
+            }),
+            threads: Mutex::new(Threads::default()),
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
+    }
+
+    /// The bound socket address (the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The bound UDP port.
+    pub fn port(&self) -> u16 {
+        self.shared.local_addr.port()
+    }
+
+    /// Whether the network thread is running.
+    pub fn is_running(&self) -> bool {
+        self.shared.running.load(Ordering::Acquire)
+    }
+
+    /// Adds a peer to contact at start (or at once if running). Host names are resolved
+    /// now (`"localhost"` works); an IPv4 address is preferred when both exist.
+    pub fn add_bootstrap_peer(&self, host: &str, port: u16) -> Result<SocketAddr> {
+        let addr = resolve(host, port)?;
+        self.add_bootstrap_addr(addr);
+        Ok(addr)
+    }
+
+    /// Adds an already resolved peer address (see [`Node::add_bootstrap_peer`]).
+    pub fn add_bootstrap_addr(&self, addr: SocketAddr) {
+        let addr = if addr.ip().is_unspecified() {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        };
+        self.with_engine(|engine, now| engine.add_bootstrap_peer(now, addr));
+    }
+
+    /// Registers the callback that receives every [`Event`], replacing any previous one.
+    /// It runs on the node's callback thread, never on the network thread; it may call
+    /// back into the node (`get`, `set`, even `stop`).
+    pub fn set_event_handler<F>(&self, handler: F)
+    where
+        F: Fn(&Event) + Send + Sync + 'static,
+    {
+        *self.shared.handler.write() = Some(Arc::new(handler));
+        self.shared.engine.lock().set_emit_state_events(true);
+    }
+
+    /// Removes the event callback.
+    pub fn clear_event_handler(&self) {
+        *self.shared.handler.write() = None;
+        self.shared.engine.lock().set_emit_state_events(false);
+    }
+
+    /// Starts the network and callback threads. Calling it on a running node does nothing;
+    /// calling it after [`Node::stop`] is an error ([`Error::Stopped`]).
+    pub fn start(&self) -> Result<()> {
+        let mut threads = self.threads.lock();
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(Error::Stopped);
+        }
+        if self.is_running() {
+            return Ok(());
+        }
+        let socket = self.shared.socket.read().clone().ok_or(Error::Stopped)?;
+        let rx = self
+            .shared
+            .event_rx
+            .lock()
+            .take()
+            .ok_or(Error::Stopped)?;
+        let shared = Arc::clone(&self.shared);
+        let callbacks = thread::Builder::new()
+            .name(format!("mesh-cb-{}", short(&self.shared.node_id)))
+            .spawn(move || callback_loop(&shared, rx))?;
+        threads.callback_thread_id = Some(callbacks.thread().id());
+        threads.callbacks = Some(callbacks);
+        let shared = Arc::clone(&self.shared);
+        self.shared.running.store(true, Ordering::Release);
+        let network = thread::Builder::new()
+            .name(format!("mesh-net-{}", short(&self.shared.node_id)))
+            .spawn(move || network_loop(&shared, &socket));
+        match network {
+            Ok(handle) => threads.network = Some(handle),
+            Err(e) => {
+                self.shared.running.store(false, Ordering::Release);
+                return Err(e.into());
+            }
+        }
+        self.with_engine(|engine, now| engine.start(now));
+        Ok(())
+    }
+
+    /// Stops the node: the network thread ends within milliseconds, pending events are
+    /// delivered, and the socket is closed so the port can be bound again. Idempotent.
+    /// Writes made after `stop` stay local.
+    pub fn stop(&self) {
+        let mut threads = self.threads.lock();
+        if self.shared.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.shared.stopping.store(true, Ordering::Release);
+        if let Some(socket) = self.shared.socket.read().as_ref() {
+            let _ = socket.send_to(&[], self.shared.wake_addr);
+        }
+        if let Some(handle) = threads.network.take() {
+            let _ = handle.join();
+        }
+        self.shared.running.store(false, Ordering::Release);
+        // Closing the channel ends the callback thread once it has drained it.
+        self.shared.events.lock().take();
+        if let Some(handle) = threads.callbacks.take() {
+            if Some(thread::current().id()) != threads.callback_thread_id {
+                let _ = handle.join();
+            }
+        }
+        self.shared.socket.write().take();
+    }
+
+    /// Sets `key` to `value`. Visible locally at once, pushed to peers within
+    /// `push_delay` plus a round trip.
+    pub fn set(&self, key: &str, value: impl Into<Value>) -> Result<()> {
+        let value = value.into();
+        self.with_engine(|engine, now| engine.set(now, key, value))
+    }
+
+    /// The value of `key`, or `None` if it is missing or deleted.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        self.shared.engine.lock().get(key).cloned()
+    }
+
+    /// Deletes `key`. Returns whether it held a live value.
+    pub fn delete(&self, key: &str) -> Result<bool> {
+        self.with_engine(|engine, now| engine.delete(now, key))
+    }
+
+    /// A snapshot of every live key and its value.
+    pub fn get_all(&self) -> BTreeMap<String, Value> {
+        self.shared.engine.lock().snapshot()
+    }
+
+    /// Live keys, in no particular order.
+    pub fn keys(&self) -> Vec<String> {
+        self.shared.engine.lock().keys()
+    }
+
+    /// Number of live keys.
+    pub fn len(&self) -> usize {
+        self.shared.engine.lock().live_keys()
+    }
+
+    /// Whether the replica holds no live key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The node's status and counters.
+    pub fn status(&self) -> Status {
+        let now = self.now();
+        let mut status = self.shared.engine.lock().status(now);
+        status.port = self.port();
+        status.running = self.is_running();
+        status
+    }
+
+    /// Every known peer.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let now = self.now();
+        self.shared.engine.lock().peers(now)
+    }
+
+    /// Replaces the fault injection rules at the socket edge (for tests and demos).
+    pub fn set_faults(&self, faults: FaultConfig) -> Result<()> {
+        faults.validate()?;
+        self.shared.faults.lock().set_config(faults);
+        Ok(())
+    }
+
+    /// The fault injection rules in force.
+    pub fn faults(&self) -> FaultConfig {
+        self.shared.faults.lock().config().clone()
+    }
+
+    /// What fault injection has done so far.
+    pub fn fault_stats(&self) -> FaultStats {
+        self.shared.faults.lock().stats()
+    }
+
+    /// Runs `f` on the engine, forwards the events it produced, and wakes the network
+    /// thread if `f` created work due before its planned wake-up.
+    fn with_engine<T>(&self, f: impl FnOnce(&mut Engine, Now) -> T) -> T {
+        let now = self.now();
+        let (result, deadline) = {
+            let mut engine = self.shared.engine.lock();
+            let result = f(&mut engine, now);
+            forward_events(&self.shared, &mut engine);
+            (result, engine.poll_timeout())
+        };
+        if let Some(deadline) = deadline {
+            if deadline < self.shared.wake_at_us.load(Ordering::Acquire) && self.is_running() {
+                self.shared.wake();
+            }
+        }
+        result
+    }
+
+    fn now(&self) -> Now {
+        now_from(self.shared.epoch)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("node_id", &self.shared.node_id)
+            .field("local_addr", &self.shared.local_addr)
+            .field("running", &self.is_running())
+            .finish()
+    }
+}
+
+impl Shared {
+    fn wake(&self) {
+        if let Some(socket) = self.socket.read().as_ref() {
+            // An empty datagram to ourselves: the network thread's recv returns at once.
+            let _ = socket.send_to(&[], self.wake_addr);
+        }
+    }
+}
+
+fn now_from(epoch: Instant) -> Now {
+    let wall_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Now {
+        mono_us: epoch.elapsed().as_micros() as u64,
+        wall_ms,
+    }
+}
+
+/// Incarnations grow with the wall clock (milliseconds in the high bits, random low
+/// bits), so peers tell a restarted node's datagrams from its previous run's stragglers.
+fn fresh_incarnation(seed: u64) -> u64 {
+    let wall_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let random = fastrand::Rng::with_seed(seed ^ wall_ms).u64(..) & 0xffff;
+    ((wall_ms << 16) | random).max(1)
+}
+
+fn short(node_id: &str) -> String {
+    node_id.chars().take(8).collect()
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| Error::Resolve {
+            addr: format!("{host}:{port}"),
+            reason: e.to_string(),
+        })?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| Error::Resolve {
+            addr: format!("{host}:{port}"),
+            reason: "no address found".to_owned(),
+        })
+}
+
+fn bind_socket(config: &Config) -> Result<UdpSocket> {
+    let bind_err = |source: io::Error| Error::Bind {
+        addr: format!("{}:{}", config.host, config.port),
+        source,
+    };
+    let ip: IpAddr = if config.host.is_empty() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else if let Ok(ip) = config.host.parse() {
+        ip
+    } else {
+        resolve(&config.host, config.port)?.ip()
+    };
+    let addr = SocketAddr::new(ip, config.port);
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))
+        .map_err(bind_err)?;
+    // Best effort: the kernel may cap these; a smaller buffer only means more retransmits.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into()).map_err(bind_err)?;
+    Ok(socket.into())
+}
+
+fn forward_events(shared: &Shared, engine: &mut Engine) {
+    let sender = shared.events.lock();
+    while let Some(event) = engine.poll_event() {
+        if let Some(tx) = sender.as_ref() {
+            let _ = tx.send(event);
+        }
+    }
+}
+
+fn callback_loop(shared: &Shared, rx: mpsc::Receiver<Event>) {
+    for event in rx {
+        let handler = shared.handler.read().clone();
+        if let Some(handler) = handler {
+            // A panicking callback must not take the node down with it.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&event)));
+            if outcome.is_err() {
+                log::error!("mesh-sync event callback panicked; event dropped");
+            }
+        }
+    }
+}
+
+/// A datagram held back by fault injection until `due_us`.
+struct Delayed {
+    due_us: u64,
+    order: u64,
+    to: SocketAddr,
+    payload: Vec<u8>,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due_us, self.order) == (other.due_us, other.order)
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Delayed {
+    // Reversed: BinaryHeap is a max-heap and the earliest datagram must come first.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.due_us, other.order).cmp(&(self.due_us, self.order))
+    }
+}
+
+fn network_loop(shared: &Shared, socket: &UdpSocket) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut delayed: BinaryHeap<Delayed> = BinaryHeap::new();
+    let mut order = 0u64;
+    let mut out = Vec::new();
+    while !shared.stopping.load(Ordering::Acquire) {
+        // Plan the sleep: engine deadline or the next delayed datagram, whichever first.
+        let now = now_from(shared.epoch);
+        let engine_deadline = shared.engine.lock().poll_timeout();
+        let delayed_deadline = delayed.peek().map(|d| d.due_us);
+        let deadline = [engine_deadline, delayed_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(u64::MAX)
+            .min(now.mono_us + MAX_SLEEP.as_micros() as u64);
+        shared.wake_at_us.store(deadline, Ordering::Release);
+        let sleep_us = deadline.saturating_sub(now.mono_us).max(50);
+        let _ = socket.set_read_timeout(Some(Duration::from_micros(sleep_us)));
+
+        let mut received = 0usize;
+        match socket.recv_from(&mut buf) {
+            Ok((len, from)) => {
+                shared.wake_at_us.store(0, Ordering::Release);
+                let mut engine = shared.engine.lock();
+                handle_one(shared, &mut engine, &buf[..len], from);
+                received += 1;
+                // Drain what else is queued without blocking, so acks and replies batch.
+                if socket.set_nonblocking(true).is_ok() {
+                    while received < RECV_BURST {
+                        match socket.recv_from(&mut buf) {
+                            Ok((len, from)) => {
+                                handle_one(shared, &mut engine, &buf[..len], from);
+                                received += 1;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let _ = socket.set_nonblocking(false);
+                }
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                shared.wake_at_us.store(0, Ordering::Release);
+            }
+            Err(e) => {
+                shared.wake_at_us.store(0, Ordering::Release);
+                // ICMP port unreachable from a dead peer surfaces here on Linux; harmless.
+                log::trace!("recv error: {e}");
+            }
+        }
+        let now = now_from(shared.epoch);
+        {
+            let mut engine = shared.engine.lock();
+            if engine.poll_timeout().is_some_and(|t| t <= now.mono_us) {
+                engine.handle_timeout(now);
+            }
+            while let Some(transmit) = engine.poll_transmit(now) {
+                out.push(transmit);
+            }
+            forward_events(shared, &mut engine);
+        }
+        let mut faults = shared.faults.lock();
+        let transparent = faults.is_transparent();
+        let mut sent_datagrams = 0u64;
+        let mut sent_bytes = 0u64;
+        for transmit in out.drain(..) {
+            if transparent {
+                if socket.send_to(&transmit.payload, transmit.dst).is_ok() {
+                    sent_datagrams += 1;
+                    sent_bytes += transmit.payload.len() as u64;
+                }
+                continue;
+            }
+            for delivery in faults.outgoing(&transmit.dst, &transmit.payload) {
+                if delivery.delay_us == 0 {
+                    if socket.send_to(&delivery.payload, transmit.dst).is_ok() {
+                        sent_datagrams += 1;
+                        sent_bytes += delivery.payload.len() as u64;
+                    }
+                } else {
+                    order += 1;
+                    delayed.push(Delayed {
+                        due_us: now.mono_us + delivery.delay_us,
+                        order,
+                        to: transmit.dst,
+                        payload: delivery.payload,
+                    });
+                }
+            }
+        }
+        drop(faults);
+        while delayed.peek().is_some_and(|d| d.due_us <= now.mono_us) {
+            if let Some(d) = delayed.pop() {
+                if socket.send_to(&d.payload, d.to).is_ok() {
+                    sent_datagrams += 1;
+                    sent_bytes += d.payload.len() as u64;
+                }
+            }
+        }
+        if sent_datagrams > 0 {
+            shared
+                .engine
+                .lock()
+                .record_sent(sent_datagrams, sent_bytes);
+        }
+    }
+}
+
+fn handle_one(shared: &Shared, engine: &mut Engine, data: &[u8], from: SocketAddr) {
+    if data.is_empty() {
+        return; // a wake-up
+    }
+    if !shared.faults.lock().accept_incoming(&from) {
+        return;
+    }
+    engine.handle_datagram(now_from(shared.epoch), from, data);
+}

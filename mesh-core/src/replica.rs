@@ -1,0 +1,341 @@
+//! The replica: a last-writer-wins map with tombstones, indexed by origin so that the
+//! writes a peer lacks can be found from its digest.
+//!
+//! Every entry carries `(hlc, origin, seq)`. The greater `(hlc, origin, seq)` wins, so
+//! merge is commutative, associative and idempotent (see the property tests). An entry
+//! that loses is forgotten at once; its `(origin, seq)` stays accounted for in the
+//! version vector because the entry that beat it is held instead.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::value::Value;
+use crate::version::{OriginId, VersionVector};
+
+/// One key's current entry. `value == None` is a tombstone (the key was deleted).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The value, or `None` for a tombstone.
+    pub value: Option<Value>,
+    /// Hybrid logical timestamp of the write.
+    pub hlc: u64,
+    /// Origin (node incarnation) that made the write.
+    pub origin: OriginId,
+    /// The origin's sequence number of the write.
+    pub seq: u64,
+}
+
+impl Entry {
+    /// The total order that decides conflicts: later timestamp wins, then higher origin.
+    pub fn rank(&self) -> (u64, OriginId, u64) {
+        (self.hlc, self.origin, self.seq)
+    }
+
+    /// Whether this entry beats `other`.
+    pub fn wins_over(&self, other: &Entry) -> bool {
+        self.rank() > other.rank()
+    }
+}
+
+/// What a merge did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// The incoming entry won and replaced the key's entry (or created it).
+    Applied {
+        /// Whether the key held a live value before.
+        was_live: bool,
+    },
+    /// The key already held this entry or a winning one.
+    Ignored,
+}
+
+/// The replicated map.
+#[derive(Debug)]
+pub struct Replica {
+    own_origin: OriginId,
+    own_seq: u64,
+    entries: HashMap<Arc<str>, Entry>,
+    /// origin -> seq -> key, for the entries currently held.
+    by_origin: HashMap<OriginId, BTreeMap<u64, Arc<str>>>,
+    tombstones: HashSet<Arc<str>>,
+    vv: VersionVector,
+    state_version: u64,
+}
+
+impl Replica {
+    /// An empty replica whose local writes are stamped with `own_origin`.
+    pub fn new(own_origin: OriginId) -> Replica {
+        Replica {
+            own_origin,
+            own_seq: 0,
+            entries: HashMap::new(),
+            by_origin: HashMap::new(),
+            tombstones: HashSet::new(),
+            vv: VersionVector::default(),
+            state_version: 0,
+        }
+    }
+
+    /// This replica's origin id.
+    pub fn own_origin(&self) -> OriginId {
+        self.own_origin
+    }
+
+    /// Sequence number of the latest local write.
+    pub fn own_seq(&self) -> u64 {
+        self.own_seq
+    }
+
+    /// Records a local write (`None` deletes) stamped `hlc`. Returns whether the key held
+    /// a live value before.
+    pub fn write_local(&mut self, key: &str, value: Option<Value>, hlc: u64) -> bool {
+        self.own_seq += 1;
+        let entry = Entry {
+            value,
+            hlc,
+            origin: self.own_origin,
+            seq: self.own_seq,
+        };
+        let seq = self.own_seq;
+        self.vv.insert_range(self.own_origin, seq, seq);
+        let was_live = self.get(key).is_some();
+        self.install(key, entry);
+        was_live
+    }
+
+    /// Merges an entry received from a peer.
+    pub fn merge(&mut self, key: &str, entry: Entry) -> MergeOutcome {
+        if let Some(current) = self.entries.get(key) {
+            if !entry.wins_over(current) {
+                return MergeOutcome::Ignored;
+            }
+        }
+        let was_live = self.get(key).is_some();
+        self.install(key, entry);
+        MergeOutcome::Applied { was_live }
+    }
+
+    fn install(&mut self, key: &str, entry: Entry) {
+        let key: Arc<str> = match self.entries.get_key_value(key) {
+            Some((k, old)) => {
+                let k = Arc::clone(k);
+                let (origin, seq) = (old.origin, old.seq);
+                self.unindex(origin, seq);
+                k
+            }
+            None => Arc::from(key),
+        };
+        if entry.value.is_none() {
+            self.tombstones.insert(Arc::clone(&key));
+        } else {
+            self.tombstones.remove(&key);
+        }
+        self.by_origin
+            .entry(entry.origin)
+            .or_default()
+            .insert(entry.seq, Arc::clone(&key));
+        self.entries.insert(key, entry);
+        self.state_version += 1;
+    }
+
+    fn unindex(&mut self, origin: OriginId, seq: u64) {
+        if let Some(index) = self.by_origin.get_mut(&origin) {
+            index.remove(&seq);
+            if index.is_empty() {
+                self.by_origin.remove(&origin);
+            }
+        }
+    }
+
+    /// Accounts for `lo..=hi` of `origin`: the caller has merged every entry of that
+    /// range the sender held.
+    pub fn cover(&mut self, origin: OriginId, lo: u64, hi: u64) {
+        self.vv.insert_range(origin, lo, hi);
+    }
+
+    /// The live value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.entries.get(key).and_then(|e| e.value.as_ref())
+    }
+
+    /// The entry of `key`, tombstones included.
+    pub fn entry(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    /// The entries held of `origin` with sequence numbers in `lo..=hi`, in order.
+    pub fn entries_of(
+        &self,
+        origin: OriginId,
+        lo: u64,
+        hi: u64,
+    ) -> impl Iterator<Item = (&str, &Entry)> + '_ {
+        self.by_origin
+            .get(&origin)
+            .into_iter()
+            .flat_map(move |index| index.range(lo..=hi))
+            .filter_map(move |(_, key)| {
+                self.entries
+                    .get_key_value(key.as_ref())
+                    .map(|(k, e)| (k.as_ref(), e))
+            })
+    }
+
+    /// Every live key and value.
+    pub fn snapshot(&self) -> BTreeMap<String, Value> {
+        self.entries
+            .iter()
+            .filter_map(|(k, e)| e.value.as_ref().map(|v| (k.to_string(), v.clone())))
+            .collect()
+    }
+
+    /// Every live key.
+    pub fn keys(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.value.is_some())
+            .map(|(k, _)| k.to_string())
+            .collect()
+    }
+
+    /// Every entry, tombstones included (for tests and audits).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Entry)> + '_ {
+        self.entries.iter().map(|(k, e)| (k.as_ref(), e))
+    }
+
+    /// Number of live keys.
+    pub fn live_len(&self) -> usize {
+        self.entries.len() - self.tombstones.len()
+    }
+
+    /// Number of tombstones.
+    pub fn tombstone_len(&self) -> usize {
+        self.tombstones.len()
+    }
+
+    /// Changes applied so far, local and remote.
+    pub fn state_version(&self) -> u64 {
+        self.state_version
+    }
+
+    /// The version vector.
+    pub fn version_vector(&self) -> &VersionVector {
+        &self.vv
+    }
+
+    /// Removes the tombstones `collectable` accepts; returns how many.
+    pub fn collect_tombstones(&mut self, mut collectable: impl FnMut(&Entry) -> bool) -> usize {
+        let doomed: Vec<Arc<str>> = self
+            .tombstones
+            .iter()
+            .filter(|k| self.entries.get(k.as_ref()).is_some_and(&mut collectable))
+            .cloned()
+            .collect();
+        for key in &doomed {
+            self.tombstones.remove(key);
+            if let Some(entry) = self.entries.remove(key) {
+                self.unindex(entry.origin, entry.seq);
+            }
+        }
+        doomed.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry(value: Option<i64>, hlc: u64, origin: u64, seq: u64) -> Entry {
+        Entry {
+            value: value.map(Value::Int),
+            hlc,
+            origin,
+            seq,
+        }
+    }
+
+    #[test]
+    fn later_write_wins_and_loser_leaves_the_index() {
+        let mut r = Replica::new(1);
+        r.write_local("k", Some(Value::Int(1)), 10);
+        assert_eq!(
+            r.merge("k", entry(Some(2), 20, 2, 1)),
+            MergeOutcome::Applied { was_live: true }
+        );
+        assert_eq!(r.merge("k", entry(Some(3), 15, 3, 1)), MergeOutcome::Ignored);
+        assert_eq!(r.get("k"), Some(&Value::Int(2)));
+        assert_eq!(r.entries_of(1, 1, 10).count(), 0);
+        assert_eq!(r.entries_of(2, 1, 10).count(), 1);
+    }
+
+    #[test]
+    fn tombstones_hide_and_are_collected() {
+        let mut r = Replica::new(1);
+        r.write_local("k", Some(Value::Int(1)), 10);
+        assert!(r.write_local("k", None, 11));
+        assert_eq!(r.get("k"), None);
+        assert_eq!((r.live_len(), r.tombstone_len()), (0, 1));
+        assert_eq!(r.collect_tombstones(|_| true), 1);
+        assert_eq!(r.tombstone_len(), 0);
+        assert!(r.entry("k").is_none());
+        assert_eq!(r.version_vector().upto(1), 2);
+    }
+
+    fn arb_entry() -> impl Strategy<Value = (u8, Entry)> {
+        (0u8..4, proptest::option::of(0i64..5), 0u64..8, 0u64..3, 1u64..50)
+            .prop_map(|(k, v, hlc, origin, seq)| (k, entry(v, hlc, origin, seq)))
+    }
+
+    fn state_of(ops: &[(u8, Entry)]) -> Vec<(String, Option<Entry>)> {
+        let mut r = Replica::new(99);
+        for (k, e) in ops {
+            r.merge(&k.to_string(), e.clone());
+        }
+        (0u8..4)
+            .map(|k| (k.to_string(), r.entry(&k.to_string()).cloned()))
+            .collect()
+    }
+
+    proptest! {
+        // Applying the same set of writes in any order, any number of times, gives the
+        // same state: merge is commutative, associative and idempotent.
+        #[test]
+        fn merge_is_order_and_duplicate_insensitive(
+            ops in proptest::collection::vec(arb_entry(), 0..30),
+            seed in any::<u64>(),
+        ) {
+            // Entries with equal rank must be identical for the law to be meaningful.
+            let mut ops = ops;
+            let mut seen = HashMap::new();
+            ops.retain(|(_, e)| seen.insert(e.rank(), e.clone()).is_none_or(|prev| prev == *e));
+            let mut shuffled = ops.clone();
+            let mut rng = fastrand::Rng::with_seed(seed);
+            rng.shuffle(&mut shuffled);
+            let mut doubled = ops.clone();
+            doubled.extend(shuffled.iter().cloned());
+            prop_assert_eq!(state_of(&ops), state_of(&shuffled));
+            prop_assert_eq!(state_of(&ops), state_of(&doubled));
+        }
+
+        // Merging replica A into B and B into A gives the same state (pairwise merge of
+        // whole states, the associativity used by anti-entropy).
+        #[test]
+        fn state_merge_is_symmetric(
+            a in proptest::collection::vec(arb_entry(), 0..20),
+            b in proptest::collection::vec(arb_entry(), 0..20),
+            c in proptest::collection::vec(arb_entry(), 0..20),
+        ) {
+            let mut all: Vec<_> = a.iter().chain(&b).chain(&c).cloned().collect();
+            let mut seen = HashMap::new();
+            all.retain(|(_, e)| seen.insert(e.rank(), e.clone()).is_none_or(|prev| prev == *e));
+            let keep = |v: &Vec<(u8, Entry)>| -> Vec<(u8, Entry)> {
+                v.iter().filter(|x| all.contains(x)).cloned().collect()
+            };
+            let (a, b, c) = (keep(&a), keep(&b), keep(&c));
+            let ab_c: Vec<_> = a.iter().chain(&b).chain(&c).cloned().collect();
+            let a_bc: Vec<_> = b.iter().chain(&c).chain(&a).cloned().collect();
+            prop_assert_eq!(state_of(&ab_c), state_of(&a_bc));
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Snapshots of a node's state and counters, shared by every binding.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+/// How a peer is currently seen by the failure detector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerState {
+    /// A bootstrap address never heard from yet.
+    Unknown,
+    /// Heard from within `peer_timeout`.
+    Alive,
+    /// Silent for more than `peer_timeout`.
+    Suspect,
+    /// Silent for more than twice `peer_timeout`; probed with backoff.
+    Dead,
+}
+
+impl PeerState {
+    /// Lower-case name (`"alive"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Unknown => "unknown",
+            PeerState::Alive => "alive",
+            PeerState::Suspect => "suspect",
+            PeerState::Dead => "dead",
+        }
+    }
+}
+
+/// One peer as this node sees it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PeerInfo {
+    /// Its node id; `None` for a bootstrap address not heard from yet.
+    pub node_id: Option<String>,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Failure detector state.
+    pub state: PeerState,
+    /// Whether it was given with `add_bootstrap_peer`.
+    pub bootstrap: bool,
+    /// Smoothed round-trip time, once measured.
+    pub rtt_ms: Option<f64>,
+    /// Milliseconds since it was last heard from.
+    pub last_seen_ms: Option<u64>,
+    /// Datagrams sent to it and not yet acknowledged.
+    pub pending_acks: usize,
+}
+
+/// Peer counts, in the prototype's shape.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PeerCounts {
+    /// Every known peer, bootstrap addresses included.
+    pub total_peers: usize,
+    /// Peers heard from within `peer_timeout`.
+    pub alive_peers: usize,
+    /// Peers silent past `peer_timeout`, not yet failed.
+    pub suspect_peers: usize,
+    /// Failed peers (still probed).
+    pub dead_peers: usize,
+    /// Peers given with `add_bootstrap_peer`.
+    pub bootstrap_peers: usize,
+}
+
+/// Why received datagrams were dropped, one counter per reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DropCounters {
+    /// Shorter than the header or than the length it declares.
+    pub truncated: u64,
+    /// Wrong magic number: not a mesh-sync datagram.
+    pub bad_magic: u64,
+    /// A protocol version this node does not speak.
+    pub bad_version: u64,
+    /// CRC-32 mismatch: corrupted in transit.
+    pub bad_checksum: u64,
+    /// From another cluster.
+    pub wrong_cluster: u64,
+    /// Header fine, payload undecodable.
+    pub malformed: u64,
+    /// Addressed to an earlier incarnation of this node.
+    pub stale: u64,
+    /// Already received (retransmission or network duplicate).
+    pub duplicate: u64,
+    /// Reassembly limits exceeded or timed out.
+    pub reassembly: u64,
+    /// Entries rejected because their timestamp was too far in the future.
+    pub clock_drift: u64,
+    /// Entries rejected because the key or value broke the size limits.
+    pub oversized: u64,
+}
+
+impl DropCounters {
+    /// Sum of datagram drops (entry rejections excluded).
+    pub fn datagrams(&self) -> u64 {
+        self.truncated
+            + self.bad_magic
+            + self.bad_version
+            + self.bad_checksum
+            + self.wrong_cluster
+            + self.malformed
+            + self.stale
+            + self.duplicate
+            + self.reassembly
+    }
+}
+
+/// Traffic and protocol counters since the node was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Datagrams handed to the socket (after fault injection decided to send them).
+    pub datagrams_sent: u64,
+    /// Bytes handed to the socket.
+    pub bytes_sent: u64,
+    /// Datagrams read from the socket.
+    pub datagrams_received: u64,
+    /// Bytes read from the socket.
+    pub bytes_received: u64,
+    /// Datagrams sent again after a timeout or a selective ack gap.
+    pub retransmits: u64,
+    /// Datagrams abandoned after `max_retries`.
+    pub given_up: u64,
+    /// Entries received from peers.
+    pub entries_received: u64,
+    /// Received entries that changed this replica.
+    pub entries_applied: u64,
+    /// Anti-entropy rounds started by this node.
+    pub sync_rounds: u64,
+    /// Drops by reason.
+    pub dropped: DropCounters,
+}
+
+/// A node's status, in the prototype's shape plus the core's counters.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Status {
+    /// This node's id.
+    pub node_id: String,
+    /// The bound UDP port.
+    pub port: u16,
+    /// Whether the network thread is running.
+    pub running: bool,
+    /// Number of changes applied to this replica (local and remote).
+    pub state_version: u64,
+    /// Live (not deleted) keys.
+    pub data_keys: usize,
+    /// Deleted keys still remembered as tombstones.
+    pub tombstones: usize,
+    /// Peer counts.
+    pub peers: PeerCounts,
+    /// Datagrams sent and not yet acknowledged, all peers together.
+    pub pending_acks: usize,
+    /// This node's hybrid logical clock (physical ms << 16 | logical).
+    pub hlc: u64,
+    /// Counters.
+    pub counters: Counters,
+}
+
+impl Status {
+    /// The status as a JSON object (the shape the C and Python bindings return).
+    pub fn to_json_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}

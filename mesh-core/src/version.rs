@@ -1,0 +1,182 @@
+//! Version vectors: for each origin (one incarnation of one node), which of its write
+//! sequence numbers this replica has accounted for.
+//!
+//! "Accounted for" means: every write of that origin with that sequence number is either
+//! held or known to be superseded. Digests exchange only the contiguous prefix; the few
+//! ranges received out of order are kept (bounded) so they are not fetched again.
+
+use std::collections::HashMap;
+
+/// Identifier of an origin: one incarnation of one node (random 64 bits).
+pub type OriginId = u64;
+
+/// Most out-of-order ranges remembered per origin. Forgetting one is safe: its writes
+/// are simply sent again by the next anti-entropy round.
+const MAX_EXTRA_RANGES: usize = 32;
+
+/// The sequence numbers of one origin accounted for: `1..=upto` plus a few ranges above.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeqSet {
+    upto: u64,
+    /// Sorted, disjoint, non-adjacent inclusive ranges, all above `upto + 1`.
+    extra: Vec<(u64, u64)>,
+}
+
+impl SeqSet {
+    /// The contiguous prefix: every sequence number `1..=upto` is accounted for.
+    pub fn upto(&self) -> u64 {
+        self.upto
+    }
+
+    /// Whether `seq` is accounted for.
+    pub fn contains(&self, seq: u64) -> bool {
+        seq <= self.upto || self.extra.iter().any(|&(lo, hi)| lo <= seq && seq <= hi)
+    }
+
+    /// Accounts for the inclusive range `lo..=hi`.
+    pub fn insert_range(&mut self, lo: u64, hi: u64) {
+        if lo > hi || hi <= self.upto {
+            return;
+        }
+        let lo = lo.max(self.upto + 1);
+        // Merge with overlapping or adjacent ranges.
+        let mut merged = (lo, hi);
+        self.extra.retain(|&(a, b)| {
+            let touches = a <= merged.1.saturating_add(1) && merged.0 <= b.saturating_add(1);
+            if touches {
+                merged = (merged.0.min(a), merged.1.max(b));
+            }
+            !touches
+        });
+        let at = self.extra.partition_point(|&(a, _)| a < merged.0);
+        self.extra.insert(at, merged);
+        if let Some(&(a, b)) = self.extra.first() {
+            if a <= self.upto + 1 {
+                self.upto = self.upto.max(b);
+                self.extra.remove(0);
+            }
+        }
+        self.extra.truncate(MAX_EXTRA_RANGES);
+    }
+
+    /// Every accounted range, the prefix first (as `1..=upto`, skipped when empty).
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let prefix = (self.upto > 0).then_some((1, self.upto));
+        prefix.into_iter().chain(self.extra.iter().copied())
+    }
+}
+
+/// A version vector: origin to accounted sequence numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VersionVector {
+    origins: HashMap<OriginId, SeqSet>,
+}
+
+/// A digest: each origin's contiguous prefix. What a peer sends to say what it has.
+pub type Digest = Vec<(OriginId, u64)>;
+
+impl VersionVector {
+    /// The set of one origin, if any of its writes are accounted for.
+    pub fn get(&self, origin: OriginId) -> Option<&SeqSet> {
+        self.origins.get(&origin)
+    }
+
+    /// The contiguous prefix of one origin (0 when unknown).
+    pub fn upto(&self, origin: OriginId) -> u64 {
+        self.origins.get(&origin).map_or(0, SeqSet::upto)
+    }
+
+    /// Whether `(origin, seq)` is accounted for.
+    pub fn contains(&self, origin: OriginId, seq: u64) -> bool {
+        self.origins.get(&origin).is_some_and(|s| s.contains(seq))
+    }
+
+    /// Accounts for `lo..=hi` of `origin`.
+    pub fn insert_range(&mut self, origin: OriginId, lo: u64, hi: u64) {
+        if lo <= hi {
+            self.origins.entry(origin).or_default().insert_range(lo, hi);
+        }
+    }
+
+    /// Every origin and its set.
+    pub fn iter(&self) -> impl Iterator<Item = (OriginId, &SeqSet)> {
+        self.origins.iter().map(|(o, s)| (*o, s))
+    }
+
+    /// Number of origins.
+    pub fn len(&self) -> usize {
+        self.origins.len()
+    }
+
+    /// Whether no origin is known.
+    pub fn is_empty(&self) -> bool {
+        self.origins.is_empty()
+    }
+
+    /// The digest (contiguous prefixes), sorted by origin so equal vectors give equal
+    /// digests.
+    pub fn digest(&self) -> Digest {
+        let mut d: Digest = self
+            .origins
+            .iter()
+            .filter(|(_, s)| s.upto > 0)
+            .map(|(o, s)| (*o, s.upto))
+            .collect();
+        d.sort_unstable();
+        d
+    }
+
+    /// A 64-bit fingerprint of the digest, carried in heartbeats so peers notice they
+    /// differ without exchanging whole digests.
+    pub fn fingerprint(&self) -> u64 {
+        // Order-independent: a sum of per-origin mixes.
+        self.origins
+            .iter()
+            .filter(|(_, s)| s.upto > 0)
+            .fold(0u64, |acc, (o, s)| acc.wrapping_add(mix(*o ^ mix(s.upto))))
+    }
+}
+
+/// SplitMix64 finaliser: a cheap, well-spread 64-bit mix.
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn out_of_order_ranges_join_the_prefix() {
+        let mut s = SeqSet::default();
+        s.insert_range(5, 6);
+        assert_eq!(s.upto(), 0);
+        assert!(s.contains(5) && !s.contains(4));
+        s.insert_range(1, 4);
+        assert_eq!(s.upto(), 6);
+        assert_eq!(s.ranges().collect::<Vec<_>>(), vec![(1, 6)]);
+    }
+
+    proptest! {
+        #[test]
+        fn seqset_matches_a_plain_set(ranges in proptest::collection::vec((1u64..200, 0u64..10), 0..30)) {
+            let mut s = SeqSet::default();
+            let mut model = std::collections::BTreeSet::new();
+            for (lo, len) in ranges {
+                s.insert_range(lo, lo + len);
+                model.extend(lo..=lo + len);
+            }
+            // The prefix is exact; extra ranges may only be forgotten, never invented.
+            let mut upto = 0;
+            while model.contains(&(upto + 1)) { upto += 1; }
+            prop_assert_eq!(s.upto(), upto);
+            for seq in 1..220 {
+                if s.contains(seq) { prop_assert!(model.contains(&seq)); }
+            }
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The wire format: a fixed 16-byte header, then a postcard-encoded [`Packet`].
+//!
+//! ```text
+//!  0      2     3     4      5      6            10         12          16
+//!  +------+-----+-----+------+------+------------+----------+-----------+-----------
+//!  |magic |ver  |kind |flags |rsvd  | cluster id | pay. len | CRC-32    | payload...
+//!  | "MS" | 1   | 1   | 0    | 0    | u32 BE     | u16 BE   | u32 BE    | postcard
+//!  +------+-----+-----+------+------+------------+----------+-----------+-----------
+//! ```
+//!
+//! The CRC covers the first 12 header bytes and the payload. `kind` 1 is a plain packet;
+//! the `flags` bit [`FLAG_SEALED`] is reserved for payloads sealed with a cluster key
+//! (authenticated encryption), which this version refuses rather than misreads.
+//! Decoding checks every length before reading; a bad datagram yields a [`DropReason`].
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::value::Value;
+use crate::version::Digest;
+
+/// First two bytes of every datagram.
+pub const MAGIC: [u8; 2] = *b"MS";
+/// Protocol version spoken.
+pub const VERSION: u8 = 1;
+/// Header length in bytes.
+pub const HEADER_LEN: usize = 16;
+/// `kind` of a plain packet of frames.
+pub const KIND_PACKET: u8 = 1;
+/// Flag reserved for sealed (encrypted and authenticated) payloads.
+pub const FLAG_SEALED: u8 = 0x01;
+
+/// Why a datagram was dropped on receipt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Shorter than the header or than its declared length.
+    Truncated,
+    /// Not our magic number.
+    BadMagic,
+    /// Unknown protocol version, kind or flags.
+    BadVersion,
+    /// Checksum mismatch.
+    BadChecksum,
+    /// Another cluster's datagram.
+    WrongCluster,
+    /// Payload does not decode.
+    Malformed,
+}
+
+/// One datagram's content.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Packet {
+    /// Sender's incarnation: changes when the sender restarts.
+    pub src_inc: u64,
+    /// Receiver's incarnation as the sender knows it (0 if unknown).
+    pub dst_inc: u64,
+    /// The frames.
+    pub frames: Vec<Frame>,
+}
+
+/// A unit of meaning inside a packet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Frame {
+    /// Acknowledges reliable datagrams.
+    Ack(Ack),
+    /// Membership: liveness, identity, state fingerprint and gossip. Not retransmitted.
+    Heartbeat(Heartbeat),
+    /// One fragment of a reliable message. Retransmitted until acknowledged.
+    Data(Data),
+}
+
+/// Cumulative plus selective acknowledgement.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Every sequence number up to and including this one was received.
+    pub cumulative: u64,
+    /// Inclusive ranges received above `cumulative`, lowest first.
+    pub ranges: Vec<(u64, u64)>,
+}
+
+/// Liveness and identity announcement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Sender's node id.
+    pub node_id: String,
+    /// Fingerprint of the sender's version vector: peers that differ start a sync.
+    pub fingerprint: u64,
+    /// Asks the receiver to answer with a heartbeat at once (used to introduce oneself).
+    pub reply: bool,
+    /// A few peers the sender knows alive, so the mesh discovers itself.
+    pub gossip: Vec<GossipPeer>,
+}
+
+/// A peer named in gossip.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipPeer {
+    /// Its node id.
+    pub node_id: String,
+    /// Its address as the gossiper reaches it.
+    pub addr: SocketAddr,
+}
+
+/// A fragment of a reliable message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Data {
+    /// Per-channel datagram sequence number (acknowledged, deduplicated).
+    pub seq: u64,
+    /// Per-channel message number.
+    pub msg_id: u64,
+    /// Index of this fragment.
+    pub frag: u32,
+    /// Number of fragments of the message.
+    pub frags: u32,
+    /// This fragment's bytes of the postcard-encoded [`Message`].
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// A reliable message between two engines.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// Writes, grouped by origin with the ranges they account for.
+    Delta(Delta),
+    /// "Here is what I have": the receiver streams back what the sender lacks.
+    SyncRequest(SyncRequest),
+}
+
+/// Writes of one or more origins.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    /// One group per origin range.
+    pub groups: Vec<Group>,
+}
+
+/// The entries the sender holds of `origin` with sequence numbers in `lo..=hi`: all of
+/// them, so the receiver may account for the whole range once it merged them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    /// The origin.
+    pub origin: u64,
+    /// First sequence number covered.
+    pub lo: u64,
+    /// Last sequence number covered.
+    pub hi: u64,
+    /// The entries held in that range.
+    pub entries: Vec<WireEntry>,
+}
+
+/// One write on the wire.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireEntry {
+    /// Origin's sequence number.
+    pub seq: u64,
+    /// Hybrid logical timestamp.
+    pub hlc: u64,
+    /// The key.
+    pub key: String,
+    /// The value; `None` for a delete.
+    pub value: Option<Value>,
+}
+
+impl WireEntry {
+    /// Upper bound of this entry's encoded size.
+    pub fn encoded_len(&self) -> usize {
+        30 + self.key.len() + self.value.as_ref().map_or(1, Value::encoded_len)
+    }
+}
+
+/// Digest exchange starting an anti-entropy round.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// What the sender has: each origin's contiguous prefix.
+    pub digest: Digest,
+    /// Asks the receiver to send its own digest back, so the exchange goes both ways.
+    pub reply: bool,
+}
+
+/// Cluster id carried in every header: a CRC-32 of the cluster name.
+pub fn cluster_id(name: &str) -> u32 {
+    crc32fast::hash(name.as_bytes())
+}
+
+/// Encodes a packet into a datagram.
+pub fn encode_packet(cluster: u32, packet: &Packet) -> Vec<u8> {
+    // Serializing plain structs into a Vec cannot fail; an empty payload is the fallback.
+    let out = postcard::to_extend(packet, vec![0u8; HEADER_LEN])
+        .unwrap_or_else(|_| vec![0u8; HEADER_LEN]);
+    seal_header(cluster, out)
+}
+
+fn seal_header(cluster: u32, mut out: Vec<u8>) -> Vec<u8> {
+    let payload_len = out.len() - HEADER_LEN;
+    out[0..2].copy_from_slice(&MAGIC);
+    out[2] = VERSION;
+    out[3] = KIND_PACKET;
+    out[4] = 0;
+    out[5] = 0;
+    out[6..10].copy_from_slice(&cluster.to_be_bytes());
+    out[10..12].copy_from_slice(&(payload_len.min(u16::MAX as usize) as u16).to_be_bytes());
+    let crc = checksum(&out[..12], &out[HEADER_LEN..]);
+    out[12..16].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+fn checksum(header: &[u8], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(header);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// Decodes a datagram, checking header, length, cluster and checksum before the payload.
+pub fn decode_packet(cluster: u32, datagram: &[u8]) -> Result<Packet, DropReason> {
+    if datagram.len() < HEADER_LEN {
+        return Err(DropReason::Truncated);
+    }
+    if datagram[0..2] != MAGIC {
+        return Err(DropReason::BadMagic);
+    }
+    if datagram[2] != VERSION || datagram[3] != KIND_PACKET || datagram[4] & FLAG_SEALED != 0 {
+        return Err(DropReason::BadVersion);
+    }
+    let declared = u16::from_be_bytes([datagram[10], datagram[11]]) as usize;
+    let payload = &datagram[HEADER_LEN..];
+    if payload.len() != declared {
+        return Err(DropReason::Truncated);
+    }
+    let crc = u32::from_be_bytes([datagram[12], datagram[13], datagram[14], datagram[15]]);
+    if checksum(&datagram[..12], payload) != crc {
+        return Err(DropReason::BadChecksum);
+    }
+    let their_cluster = u32::from_be_bytes([datagram[6], datagram[7], datagram[8], datagram[9]]);
+    if their_cluster != cluster {
+        return Err(DropReason::WrongCluster);
+    }
+    postcard::from_bytes(payload).map_err(|_| DropReason::Malformed)
+}
+
+/// Encodes a reliable message.
+pub fn encode_message(message: &Message) -> Vec<u8> {
+    postcard::to_allocvec(message).unwrap_or_default()
+}
+
+/// Decodes a reliable message.
+pub fn decode_message(bytes: &[u8]) -> Result<Message, DropReason> {
+    postcard::from_bytes(bytes).map_err(|_| DropReason::Malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Packet {
+        Packet {
+            src_inc: 7,
+            dst_inc: 9,
+            frames: vec![
+                Frame::Ack(Ack {
+                    cumulative: 3,
+                    ranges: vec![(5, 6)],
+                }),
+                Frame::Heartbeat(Heartbeat {
+                    node_id: "n1".into(),
+                    fingerprint: 42,
+                    reply: true,
+                    gossip: vec![GossipPeer {
+                        node_id: "n2".into(),
+                        addr: "127.0.0.1:5000".parse().unwrap(),
+                    }],
+                }),
+                Frame::Data(Data {
+                    seq: 4,
+                    msg_id: 1,
+                    frag: 0,
+                    frags: 1,
+                    bytes: vec![1, 2, 3],
+                }),
+            ],
+        }
+    }
+
+    #[test]
+    fn packets_round_trip() {
+        let bytes = encode_packet(5, &sample());
+        assert_eq!(decode_packet(5, &bytes).unwrap(), sample());
+    }
+
+    #[test]
+    fn every_header_fault_has_its_reason() {
+        let good = encode_packet(5, &sample());
+        assert_eq!(decode_packet(5, &good[..10]), Err(DropReason::Truncated));
+        assert_eq!(decode_packet(6, &good), Err(DropReason::WrongCluster));
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert_eq!(decode_packet(5, &bad), Err(DropReason::BadMagic));
+        let mut bad = good.clone();
+        bad[2] = 99;
+        assert_eq!(decode_packet(5, &bad), Err(DropReason::BadVersion));
+        let mut bad = good.clone();
+        bad[4] = FLAG_SEALED;
+        assert_eq!(decode_packet(5, &bad), Err(DropReason::BadVersion));
+        let mut bad = good.clone();
+        *bad.last_mut().unwrap() ^= 0x40;
+        assert_eq!(decode_packet(5, &bad), Err(DropReason::BadChecksum));
+        let mut bad = good.clone();
+        bad.push(0);
+        assert_eq!(decode_packet(5, &bad), Err(DropReason::Truncated));
+    }
+
+    #[test]
+    fn valid_header_with_garbage_payload_is_malformed() {
+        let mut out = vec![0u8; HEADER_LEN];
+        out.extend_from_slice(&[0xff; 40]);
+        let datagram = seal_header(5, out);
+        assert_eq!(decode_packet(5, &datagram), Err(DropReason::Malformed));
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_packet(5, &bytes);
+            let _ = decode_message(&bytes);
+        }
+
+        #[test]
+        fn flipping_any_bit_is_detected(at in 0usize..1000, bit in 0u8..8) {
+            let good = encode_packet(5, &sample());
+            let mut bad = good.clone();
+            let at = at % bad.len();
+            bad[at] ^= 1 << bit;
+            prop_assert!(decode_packet(5, &bad).is_err());
+        }
+    }
+}
