@@ -95,7 +95,9 @@ impl Node {
         let incarnation = fresh_incarnation(seed);
         let epoch = Instant::now();
         let now = now_from(epoch);
-        let engine = Engine::new(config.clone(), incarnation, seed, now);
+        let mut engine = Engine::new(config.clone(), incarnation, seed, now);
+        // Events are only queued once someone listens (see `set_event_handler`).
+        engine.set_emit_state_events(false);
         let (tx, rx) = mpsc::channel();
         Ok(Node {
             shared: Arc::new(Shared {
