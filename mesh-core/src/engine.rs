@@ -352,9 +352,25 @@ impl Engine {
                 return;
             }
         };
-        if packet.src_inc == 0 || (packet.dst_inc != 0 && packet.dst_inc != self.incarnation) {
-            self.counters.dropped.stale += 1;
+        if packet.src_inc == 0 {
+            self.counters.dropped.malformed += 1;
             return;
+        }
+        // A datagram meant for an earlier run of this node: its acks and data belong to a
+        // session that no longer exists, but its heartbeat still introduces the sender
+        // (who must learn our new incarnation, or it would never reach us again).
+        let mut frames = packet.frames;
+        if packet.dst_inc != 0 && packet.dst_inc != self.incarnation {
+            frames.retain(|f| matches!(f, Frame::Heartbeat(_)));
+            if frames.is_empty() {
+                self.counters.dropped.stale += 1;
+                return;
+            }
+            for frame in &mut frames {
+                if let Frame::Heartbeat(hb) = frame {
+                    hb.reply = true;
+                }
+            }
         }
         if packet.src_inc == self.incarnation {
             // Our own datagram looped back (a peer list naming ourselves).
@@ -373,7 +389,7 @@ impl Engine {
             return;
         }
         self.mark_heard(now, from);
-        for frame in packet.frames {
+        for frame in frames {
             match frame {
                 Frame::Ack(ack) => {
                     if let Some(peer) = self.peers.get_mut(&from) {

@@ -1,0 +1,425 @@
+//! Deterministic simulation: many engines on a virtual network, in virtual time.
+//!
+//! Every datagram goes through the same [`FaultInjector`] rules as the real runtime's
+//! socket edge (loss, duplication, reordering, corruption, delay and jitter), plus
+//! partitions between groups of nodes, crashes with restarts, and per-node clock skew.
+//! Time jumps straight to the next delivery or timer, so thousands of virtual seconds
+//! run in about a real second, and a run is fully determined by its seed.
+//!
+//! [`Sim::check_converged`] compares every live replica with an oracle that knows every
+//! write made: each key must hold the winning write among those that survived (writes
+//! lost with a crashed node before reaching any peer are the only ones allowed to
+//! vanish), and deleted keys must stay deleted.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::engine::{Engine, MemoryReport};
+use crate::fault::{FaultConfig, FaultInjector};
+use crate::time::Now;
+use crate::value::Value;
+
+/// Virtual wall clock at time zero (2026-01-01), so HLC timestamps look real.
+const WALL_BASE_MS: u64 = 1_767_225_600_000;
+
+/// One simulated node.
+#[derive(Debug)]
+pub struct SimNode {
+    /// Its engine, `None` while crashed.
+    pub engine: Option<Engine>,
+    /// Its virtual address.
+    pub addr: SocketAddr,
+    /// How far its wall clock is off, in milliseconds (may be negative).
+    pub skew_ms: i64,
+    /// Restarts so far.
+    pub restarts: u32,
+}
+
+/// A write the oracle knows of.
+#[derive(Clone, Debug)]
+struct Write {
+    node: usize,
+    key: String,
+    value: Option<Value>,
+    rank: (u64, u64, u64),
+    lost: bool,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Flight {
+    at_us: u64,
+    order: u64,
+    from: usize,
+    to: usize,
+    payload: Vec<u8>,
+}
+
+/// Why a simulation run failed its check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Divergence {
+    /// Two live replicas differ.
+    ReplicasDiffer {
+        /// First node.
+        a: usize,
+        /// Second node.
+        b: usize,
+        /// A key where they differ.
+        key: String,
+    },
+    /// A replica differs from what the writes imply (a lost or resurrected write).
+    WrongValue {
+        /// The node.
+        node: usize,
+        /// The key.
+        key: String,
+        /// What the oracle expects (`None`: deleted or never written).
+        expected: Option<Value>,
+        /// What the node holds.
+        actual: Option<Value>,
+    },
+}
+
+/// A simulated mesh.
+#[derive(Debug)]
+pub struct Sim {
+    /// Virtual monotonic time, microseconds.
+    pub now_us: u64,
+    /// The nodes.
+    pub nodes: Vec<SimNode>,
+    config: Config,
+    flights: BinaryHeap<Reverse<Flight>>,
+    order: u64,
+    injector: FaultInjector,
+    /// Base one-way latency, microseconds.
+    pub latency_us: u64,
+    /// Group of each node while partitioned (`None`: fully connected).
+    groups: Option<Vec<u8>>,
+    rng: fastrand::Rng,
+    writes: Vec<Write>,
+    /// Datagrams delivered so far.
+    pub delivered: u64,
+    /// Largest protocol memory seen on any node.
+    pub peak_memory: MemoryReport,
+    /// Each node's next timer, refreshed whenever the node is touched.
+    timers: Vec<Option<u64>>,
+}
+
+impl Sim {
+    /// `n` nodes with `config` (node ids and ports are filled in), every node bootstrapped
+    /// with the first one, all started, on a network with `faults`.
+    pub fn new(n: usize, config: Config, faults: FaultConfig, seed: u64) -> Sim {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut sim = Sim {
+            now_us: 0,
+            nodes: Vec::with_capacity(n),
+            config,
+            flights: BinaryHeap::new(),
+            order: 0,
+            injector: FaultInjector::new(faults, rng.u64(..)),
+            latency_us: 500,
+            groups: None,
+            rng: fastrand::Rng::with_seed(rng.u64(..)),
+            writes: Vec::new(),
+            delivered: 0,
+            peak_memory: MemoryReport::default(),
+            timers: vec![None; n],
+        };
+        for i in 0..n {
+            let addr = SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16));
+            sim.nodes.push(SimNode {
+                engine: None,
+                addr,
+                skew_ms: 0,
+                restarts: 0,
+            });
+            sim.boot(i);
+        }
+        sim
+    }
+
+    /// Skews node `i`'s wall clock by `skew_ms`.
+    pub fn set_skew(&mut self, i: usize, skew_ms: i64) {
+        self.nodes[i].skew_ms = skew_ms;
+    }
+
+    /// Replaces the network's fault rules.
+    pub fn set_faults(&mut self, faults: FaultConfig) {
+        self.injector.set_config(faults);
+    }
+
+    fn now_for(&self, i: usize) -> Now {
+        let wall = (WALL_BASE_MS + self.now_us / 1000) as i64 + self.nodes[i].skew_ms;
+        Now {
+            mono_us: self.now_us,
+            wall_ms: wall.max(0) as u64,
+        }
+    }
+
+    fn boot(&mut self, i: usize) {
+        let mut config = self.config.clone();
+        config.node_id = format!("n{i}");
+        config.port = self.nodes[i].addr.port();
+        let now = self.now_for(i);
+        // Incarnations grow with (virtual) time, as the runtime's do.
+        let incarnation = ((now.wall_ms << 16) | (self.rng.u64(..) & 0xffff)).max(1);
+        let mut engine = Engine::new(config, incarnation, self.rng.u64(..), now);
+        engine.set_emit_state_events(false);
+        if i > 0 {
+            engine.add_bootstrap_peer(now, self.nodes[0].addr);
+        } else if self.nodes.len() > 1 || self.nodes[i].restarts > 0 {
+            engine.add_bootstrap_peer(now, SocketAddr::from(([127, 0, 0, 1], 20_001)));
+        }
+        engine.start(now);
+        self.nodes[i].engine = Some(engine);
+        self.flush(i);
+    }
+
+    /// Writes on node `i` (`None` deletes) and records it for the oracle.
+    pub fn write(&mut self, i: usize, key: &str, value: Option<Value>) {
+        let now = self.now_for(i);
+        let Some(engine) = self.nodes[i].engine.as_mut() else {
+            return;
+        };
+        match &value {
+            Some(v) => engine.set(now, key, v.clone()).expect("valid write"),
+            None => {
+                engine.delete(now, key).expect("valid delete");
+            }
+        }
+        let rank = engine.replica().entry(key).expect("just written").rank();
+        self.writes.push(Write {
+            node: i,
+            key: key.to_owned(),
+            value,
+            rank,
+            lost: false,
+        });
+        self.flush(i);
+    }
+
+    /// Crashes node `i`: its state is gone. Writes it made that no live peer holds (or
+    /// beats) are recorded as lost.
+    pub fn crash(&mut self, i: usize) {
+        if self.nodes[i].engine.take().is_none() {
+            return;
+        }
+        self.timers[i] = None;
+        for w in 0..self.writes.len() {
+            let write = &self.writes[w];
+            if write.node != i || write.lost {
+                continue;
+            }
+            let survives = self.nodes.iter().enumerate().any(|(j, n)| {
+                j != i
+                    && n.engine.as_ref().is_some_and(|e| {
+                        // Held, beaten by what is held, or accounted for (a delete whose
+                        // tombstone was already collected).
+                        let (_, origin, seq) = write.rank;
+                        e.replica()
+                            .entry(&write.key)
+                            .is_some_and(|entry| entry.rank() >= write.rank)
+                            || e.replica().version_vector().contains(origin, seq)
+                    })
+            });
+            if !survives {
+                self.writes[w].lost = true;
+            }
+        }
+    }
+
+    /// Restarts a crashed node `i` with an empty replica and a new incarnation.
+    pub fn restart(&mut self, i: usize) {
+        if self.nodes[i].engine.is_none() {
+            self.nodes[i].restarts += 1;
+            self.boot(i);
+        }
+    }
+
+    /// Splits the mesh: `groups[i]` is node i's side; only nodes on the same side talk.
+    pub fn partition(&mut self, groups: Vec<u8>) {
+        self.groups = Some(groups);
+    }
+
+    /// Ends any partition.
+    pub fn heal(&mut self) {
+        self.groups = None;
+    }
+
+    fn connected(&self, a: usize, b: usize) -> bool {
+        self.groups.as_ref().is_none_or(|g| g[a] == g[b])
+    }
+
+    /// Drains node `i`'s transmits into the network.
+    fn flush(&mut self, i: usize) {
+        let now = self.now_for(i);
+        let mut out = Vec::new();
+        if let Some(engine) = self.nodes[i].engine.as_mut() {
+            while let Some(t) = engine.poll_transmit(now) {
+                out.push(t);
+            }
+            while engine.poll_event().is_some() {}
+            let mut sent_bytes = 0;
+            for t in &out {
+                sent_bytes += t.payload.len() as u64;
+            }
+            engine.record_sent(out.len() as u64, sent_bytes);
+            self.timers[i] = engine.poll_timeout();
+            let m = engine.memory();
+            let p = &mut self.peak_memory;
+            p.in_flight = p.in_flight.max(m.in_flight);
+            p.queued_bytes = p.queued_bytes.max(m.queued_bytes);
+            p.reassembly_bytes = p.reassembly_bytes.max(m.reassembly_bytes);
+            p.peers = p.peers.max(m.peers);
+            p.stream_ranges = p.stream_ranges.max(m.stream_ranges);
+        }
+        for t in out {
+            let Some(to) = self.nodes.iter().position(|n| n.addr == t.dst) else {
+                continue;
+            };
+            if !self.connected(i, to) {
+                continue;
+            }
+            for delivery in self.injector.outgoing(&t.dst, &t.payload) {
+                self.order += 1;
+                let jitter = self.rng.u64(0..=self.latency_us / 4);
+                self.flights.push(Reverse(Flight {
+                    at_us: self.now_us + self.latency_us + jitter + delivery.delay_us,
+                    order: self.order,
+                    from: i,
+                    to,
+                    payload: delivery.payload,
+                }));
+            }
+        }
+    }
+
+    /// Sends raw bytes to node `to` as if from `from_addr` (garbage injection).
+    pub fn inject(&mut self, to: usize, from_addr: SocketAddr, payload: &[u8]) {
+        let now = self.now_for(to);
+        if let Some(engine) = self.nodes[to].engine.as_mut() {
+            engine.handle_datagram(now, from_addr, payload);
+        }
+        self.flush(to);
+    }
+
+    /// Runs the network and every timer for `duration` of virtual time.
+    pub fn run_for(&mut self, duration: Duration) {
+        let end = self.now_us + crate::time::us(duration);
+        loop {
+            let next_flight = self.flights.peek().map(|f| f.0.at_us);
+            let next_timer = self.timers.iter().flatten().min().copied();
+            let next = [next_flight, next_timer].into_iter().flatten().min();
+            let Some(next) = next.filter(|t| *t <= end) else {
+                self.now_us = end;
+                return;
+            };
+            self.now_us = self.now_us.max(next);
+            while self.flights.peek().is_some_and(|f| f.0.at_us <= self.now_us) {
+                let Some(Reverse(flight)) = self.flights.pop() else {
+                    break;
+                };
+                let from_addr = self.nodes[flight.from].addr;
+                if !self.connected(flight.from, flight.to) {
+                    continue;
+                }
+                let now = self.now_for(flight.to);
+                if let Some(engine) = self.nodes[flight.to].engine.as_mut() {
+                    engine.handle_datagram(now, from_addr, &flight.payload);
+                    self.delivered += 1;
+                }
+                self.flush(flight.to);
+            }
+            for i in 0..self.nodes.len() {
+                let now = self.now_for(i);
+                let due = self.timers[i].is_some_and(|t| t <= self.now_us);
+                if due {
+                    if let Some(engine) = self.nodes[i].engine.as_mut() {
+                        engine.handle_timeout(now);
+                    }
+                    self.flush(i);
+                }
+            }
+        }
+    }
+
+    /// What the writes imply: for each key ever written, the surviving winner's value
+    /// (`None` if it is a delete).
+    pub fn expected(&self) -> BTreeMap<String, Option<Value>> {
+        let mut best: HashMap<&str, &Write> = HashMap::new();
+        for w in self.writes.iter().filter(|w| !w.lost) {
+            let slot = best.entry(&w.key).or_insert(w);
+            if w.rank > slot.rank {
+                *slot = w;
+            }
+        }
+        best.into_iter()
+            .map(|(k, w)| (k.to_owned(), w.value.clone()))
+            .collect()
+    }
+
+    /// Checks that every live replica equals every other and the oracle.
+    pub fn check_converged(&self) -> Result<(), Divergence> {
+        let expected = self.expected();
+        let live: Vec<(usize, BTreeMap<String, Value>)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.engine.as_ref().map(|e| (i, e.snapshot())))
+            .collect();
+        for (i, snapshot) in &live {
+            let keys: BTreeSet<&String> = snapshot.keys().chain(expected.keys()).collect();
+            for key in keys {
+                let want = expected.get(key).cloned().flatten();
+                let have = snapshot.get(key).cloned();
+                if want != have {
+                    return Err(Divergence::WrongValue {
+                        node: *i,
+                        key: key.clone(),
+                        expected: want,
+                        actual: have,
+                    });
+                }
+            }
+        }
+        if let Some(((a, sa), rest)) = live.split_first() {
+            for (b, sb) in rest {
+                if sa != sb {
+                    let key = sa
+                        .iter()
+                        .find(|(k, v)| sb.get(*k) != Some(*v))
+                        .map(|(k, _)| k.clone())
+                        .or_else(|| sb.keys().find(|k| !sa.contains_key(*k)).cloned())
+                        .unwrap_or_default();
+                    return Err(Divergence::ReplicasDiffer { a: *a, b: *b, key });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until converged or `limit` of virtual time passed; returns the virtual time
+    /// it took, or the last divergence.
+    pub fn run_until_converged(&mut self, limit: Duration, step: Duration) -> Result<Duration, Divergence> {
+        let start = self.now_us;
+        loop {
+            match self.check_converged() {
+                Ok(()) => return Ok(Duration::from_micros(self.now_us - start)),
+                Err(d) if self.now_us - start >= crate::time::us(limit) => return Err(d),
+                Err(_) => self.run_for(step),
+            }
+        }
+    }
+
+    /// Number of writes made, and how many were lost with crashed nodes.
+    pub fn write_counts(&self) -> (usize, usize) {
+        (self.writes.len(), self.writes.iter().filter(|w| w.lost).count())
+    }
+
+    /// A random number generator derived from the simulation's seed, for scenarios.
+    pub fn rng(&mut self) -> &mut fastrand::Rng {
+        &mut self.rng
+    }
+}

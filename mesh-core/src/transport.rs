@@ -160,6 +160,8 @@ pub struct Channel {
     in_flight: BTreeMap<u64, InFlight>,
     bytes_in_flight: usize,
     retransmit_due: BTreeSet<u64>,
+    /// `(deadline, seq)` of every datagram in flight, earliest first.
+    deadlines: BTreeSet<(u64, u64)>,
     largest_acked: u64,
     largest_acked_sent_us: u64,
     rtt: RttEstimator,
@@ -187,6 +189,7 @@ impl Channel {
             in_flight: BTreeMap::new(),
             bytes_in_flight: 0,
             retransmit_due: BTreeSet::new(),
+            deadlines: BTreeSet::new(),
             largest_acked: 0,
             largest_acked_sent_us: 0,
             rtt,
@@ -268,9 +271,11 @@ impl Channel {
         while let Some(seq) = self.retransmit_due.pop_first() {
             let backed_off = |retries| self.rtt.backed_off(retries);
             if let Some(entry) = self.in_flight.get_mut(&seq) {
+                self.deadlines.remove(&(entry.deadline_us, seq));
                 entry.retries += 1;
                 entry.last_sent_us = now_us;
                 entry.deadline_us = now_us + backed_off(entry.retries);
+                self.deadlines.insert((entry.deadline_us, seq));
                 self.stats.retransmits += 1;
                 return Some(entry.data.clone());
             }
@@ -287,6 +292,7 @@ impl Channel {
         data.seq = self.next_seq;
         self.next_seq += 1;
         self.bytes_in_flight += next_size;
+        self.deadlines.insert((now_us + self.rtt.rto_us, data.seq));
         self.in_flight.insert(
             data.seq,
             InFlight {
@@ -317,6 +323,7 @@ impl Channel {
             if let Some(entry) = self.in_flight.remove(&seq) {
                 self.bytes_in_flight = self.bytes_in_flight.saturating_sub(entry.size);
                 self.retransmit_due.remove(&seq);
+                self.deadlines.remove(&(entry.deadline_us, seq));
                 if seq > self.largest_acked {
                     self.largest_acked = seq;
                     self.largest_acked_sent_us = entry.last_sent_us;
@@ -450,7 +457,7 @@ impl Channel {
 
     /// Earliest time this channel needs [`Channel::on_timeout`].
     pub fn next_timeout(&self) -> Option<u64> {
-        let retransmit = self.in_flight.values().map(|e| e.deadline_us).min();
+        let retransmit = self.deadlines.first().map(|&(deadline, _)| deadline);
         let reassembly = self
             .partials
             .values()
@@ -463,19 +470,23 @@ impl Channel {
     /// and drops stale partial messages.
     pub fn on_timeout(&mut self, now_us: u64) {
         let mut given_up = Vec::new();
-        for (seq, entry) in &self.in_flight {
-            if entry.deadline_us <= now_us {
-                if entry.retries >= self.limits.max_retries {
-                    given_up.push(*seq);
-                } else {
-                    self.retransmit_due.insert(*seq);
+        for &(deadline, seq) in &self.deadlines {
+            if deadline > now_us {
+                break;
+            }
+            match self.in_flight.get(&seq) {
+                Some(entry) if entry.retries >= self.limits.max_retries => given_up.push(seq),
+                Some(_) => {
+                    self.retransmit_due.insert(seq);
                 }
+                None => {}
             }
         }
         for seq in given_up {
             if let Some(entry) = self.in_flight.remove(&seq) {
                 self.bytes_in_flight = self.bytes_in_flight.saturating_sub(entry.size);
                 self.retransmit_due.remove(&seq);
+                self.deadlines.remove(&(entry.deadline_us, seq));
                 self.stats.given_up += 1;
                 self.lost_data = true;
             }
