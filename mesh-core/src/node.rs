@@ -197,14 +197,14 @@ impl Node {
             .ok_or(Error::Stopped)?;
         let shared = Arc::clone(&self.shared);
         let callbacks = thread::Builder::new()
-            .name(format!("mesh-cb-{}", short(&self.shared.node_id)))
+            .name(format!("mesh-c:{}", short(&self.shared.node_id)))
             .spawn(move || callback_loop(&shared, rx))?;
         threads.callback_thread_id = Some(callbacks.thread().id());
         threads.callbacks = Some(callbacks);
         let shared = Arc::clone(&self.shared);
         self.shared.running.store(true, Ordering::Release);
         let network = thread::Builder::new()
-            .name(format!("mesh-net-{}", short(&self.shared.node_id)))
+            .name(format!("mesh-n:{}", short(&self.shared.node_id)))
             .spawn(move || network_loop(&shared, &socket));
         match network {
             Ok(handle) => threads.network = Some(handle),
