@@ -81,9 +81,11 @@ pub struct Engine {
     rng: fastrand::Rng,
     clock: HlcClock,
     replica: Replica,
-    peers: HashMap<SocketAddr, Peer>,
+    // Ordered, so iteration (and with it every seeded random choice) is deterministic.
+    peers: BTreeMap<SocketAddr, Peer>,
     limits: ChannelLimits,
     started: bool,
+    started_at_us: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     emit_events: bool,
@@ -118,9 +120,10 @@ impl Engine {
             replica: Replica::new(incarnation.max(1)),
             incarnation: incarnation.max(1),
             rng,
-            peers: HashMap::new(),
+            peers: BTreeMap::new(),
             limits,
             started: false,
+            started_at_us: now.mono_us,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             emit_events: true,
@@ -265,6 +268,7 @@ impl Engine {
             return;
         }
         self.started = true;
+        self.started_at_us = now.mono_us;
         for peer in self.peers.values_mut() {
             peer.next_heartbeat_us = now.mono_us;
         }
@@ -521,6 +525,12 @@ impl Engine {
             consider(Some(self.next_gc_us));
         }
         earliest
+    }
+
+    /// Time after start during which tombstones are not collected on confirmation, so
+    /// gossip can spread the membership to this node first.
+    fn membership_warmup_us(&self) -> u64 {
+        (20 * us(self.config.heartbeat_interval)).max(2 * us(self.config.peer_timeout))
     }
 
     /// Records datagrams the driver actually put on the wire.
@@ -794,7 +804,9 @@ impl Engine {
         let mut known: Vec<GossipPeer> = self
             .peers
             .values()
-            .filter(|p| p.addr != addr && p.state == PeerState::Alive)
+            // Dead peers too: a node that joins during a partition must still learn the
+            // whole membership, or it could collect tombstones others never saw.
+            .filter(|p| p.addr != addr)
             .filter_map(|p| {
                 p.node_id.as_ref().map(|id| GossipPeer {
                     node_id: id.clone(),
@@ -878,17 +890,23 @@ impl Engine {
         }
     }
 
+    /// Drops tombstones every peer has confirmed (or older than the grace).
+    ///
+    /// Confirmation is judged against every peer this node knows, reachable or not, with
+    /// or without a node id yet: a peer never heard from, or restarted since its last
+    /// digest, has no digest and blocks collection. Collecting early would let a node
+    /// that missed the delete keep the old value forever, since the collector's version
+    /// vector already accounts for the delete. A freshly started node waits until gossip
+    /// had time to tell it the whole membership.
     fn collect_tombstones(&mut self, now: Now) {
         let grace_ms = self.config.tombstone_grace.as_millis() as u64;
         let min_age_ms = 2 * self.config.sync_interval.as_millis() as u64;
-        let digests: Vec<Option<&HashMap<OriginId, u64>>> = self
-            .peers
-            .values()
-            .filter(|p| p.node_id.is_some())
-            .map(|p| p.digest.as_ref())
-            .collect();
+        let warmed_up = now.mono_us.saturating_sub(self.started_at_us) >= self.membership_warmup_us();
+        let digests: Vec<Option<&HashMap<OriginId, u64>>> =
+            self.peers.values().map(|p| p.digest.as_ref()).collect();
         let everyone_confirmed = |entry: &Entry| {
-            !digests.is_empty()
+            warmed_up
+                && !digests.is_empty()
                 && digests.iter().all(|d| {
                     d.is_some_and(|d| d.get(&entry.origin).is_some_and(|&upto| upto >= entry.seq))
                 })

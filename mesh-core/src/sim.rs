@@ -200,16 +200,18 @@ impl Sim {
         self.flush(i);
     }
 
-    /// Crashes node `i`: its state is gone. Writes it made that no live peer holds (or
-    /// beats) are recorded as lost.
+    /// Crashes node `i`: its state is gone. Writes that no other live node accounts for
+    /// (holds, beats, or has collected as a tombstone) are recorded as lost.
     pub fn crash(&mut self, i: usize) {
         if self.nodes[i].engine.take().is_none() {
             return;
         }
         self.timers[i] = None;
         for w in 0..self.writes.len() {
+            // Any write may have lived only on this node by now (its author may have
+            // crashed earlier, after handing it over), so every surviving write is checked.
             let write = &self.writes[w];
-            if write.node != i || write.lost {
+            if write.lost {
                 continue;
             }
             let survives = self.nodes.iter().enumerate().any(|(j, n)| {
