@@ -1,1 +1,491 @@
-fn main() {}
+//! `mesh-sync`: run one mesh-sync node from a terminal or a script.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use mesh_cli::args::{parse_peer, parse_probability, parse_seconds, PeerAddr};
+use mesh_cli::command::{self, Command, Format};
+use mesh_core::{ChangeOrigin, Config, Error, Event, FaultConfig, Node};
+use parking_lot::Mutex;
+
+const AFTER_HELP: &str = "\
+Commands (typed at the prompt, given with --exec, or one per line on standard input):
+  set KEY VALUE      store VALUE under KEY (JSON when it parses, else a string)
+  get KEY            print KEY's value as JSON, or (not found)
+  delete KEY         delete KEY everywhere in the mesh
+  list               print every key and its value
+  status             print this node's state and traffic counters
+  peers              print every known peer and how it is seen
+  wait KEY [SECS]    wait until KEY has a value (default 10 s), then print it
+  sleep SECS         pause (for scripts)
+  help, quit
+
+Output: results go to standard output, values always as JSON (\"42\" is a string, 42 an
+integer); the startup line, peer and sync notices and errors go to standard error. The
+startup line reads `listening on HOST:PORT`, so a script can find the port chosen by
+--port 0.
+
+Exit status: 0 on quit, end of input, Ctrl-C or SIGTERM; 1 if a command given with
+--exec or on non-terminal standard input failed, or the node could not start; 2 for bad
+arguments.
+
+Examples:
+  mesh-sync node1 --port 5001
+  mesh-sync node2 --port 5002 --bootstrap 127.0.0.1:5001
+  mesh-sync node3 --port 0 --bootstrap localhost:5001 --exec 'wait temperature' --exec list
+  echo 'set temperature 72.5' | mesh-sync node4 --bootstrap 127.0.0.1:5001";
+
+/// Runs one node of a mesh-sync mesh: a replica of a key-value state that every node can
+/// write and that converges on every node, over UDP, without a leader.
+///
+/// With a terminal, commands are read at a prompt with line editing and history. With
+/// --exec, those commands run and the node leaves (unless --serve). Otherwise commands
+/// are read one per line from standard input until it ends.
+#[derive(Debug, Parser)]
+#[command(name = "mesh-sync", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// This node's name in the mesh; every node needs its own.
+    #[arg(value_name = "NODE_ID")]
+    node_id: String,
+
+    /// UDP port to listen on; 0 picks a free one (printed at startup).
+    #[arg(short, long, default_value_t = 0)]
+    port: u16,
+
+    /// Address to listen on (0.0.0.0: every interface; 127.0.0.1: this machine only).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    host: String,
+
+    /// A node to join through, as HOST:PORT (repeatable). Others are found by gossip.
+    #[arg(short, long, value_name = "HOST:PORT", value_parser = parse_peer)]
+    bootstrap: Vec<PeerAddr>,
+
+    /// Name of the mesh; nodes only talk to nodes with the same name.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    cluster: String,
+
+    /// Seconds between anti-entropy rounds, which repair whatever pushes missed.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    sync_interval: Duration,
+
+    /// Seconds between heartbeats to each peer.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    heartbeat_interval: Duration,
+
+    /// Seconds of silence before a peer is suspected (failed after twice this); at least
+    /// the heartbeat interval.
+    #[arg(long, value_name = "SECS", default_value = "15", value_parser = parse_seconds)]
+    peer_timeout: Duration,
+
+    /// Drop this fraction of outgoing datagrams on purpose (0.2 or 20%), to watch the
+    /// mesh converge over a lossy network.
+    #[arg(long, value_name = "P", default_value = "0", value_parser = parse_probability)]
+    loss: f64,
+
+    /// Run this command after starting (repeatable, in order), then leave.
+    #[arg(short = 'e', long = "exec", value_name = "COMMAND")]
+    exec: Vec<String>,
+
+    /// Read no commands: run until Ctrl-C or SIGTERM (after any --exec commands).
+    /// For nodes started in the background.
+    #[arg(long)]
+    serve: bool,
+
+    /// Print results, notices and errors as one JSON document per line.
+    #[arg(long)]
+    json: bool,
+
+    /// Do not print notices about peers and changes received from them.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+impl Cli {
+    fn config(&self) -> Config {
+        let mut config = Config::new(self.node_id.clone(), self.port);
+        config.host = self.host.clone();
+        config.cluster = self.cluster.clone();
+        config.sync_interval = self.sync_interval;
+        config.heartbeat_interval = self.heartbeat_interval;
+        config.peer_timeout = self.peer_timeout;
+        config
+    }
+
+    fn format(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else {
+            Format::Plain
+        }
+    }
+}
+
+/// Exit status for arguments the node refused.
+const EXIT_USAGE: u8 = 2;
+/// Longest wait at exit for peers to acknowledge writes still in flight.
+const LINGER: Duration = Duration::from_millis(1500);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = cli.format();
+    let node = match start_node(&cli) {
+        Ok(node) => Arc::new(node),
+        Err((code, message)) => {
+            report_error(format, &message);
+            return ExitCode::from(code);
+        }
+    };
+
+    let interactive = cli.exec.is_empty() && !cli.serve && std::io::stdin().is_terminal();
+    let mut editor = if interactive {
+        match rustyline::DefaultEditor::new() {
+            Ok(editor) => Some(editor),
+            Err(e) => {
+                report_error(format, &format!("cannot set up line editing: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let notices = Arc::new(Notices::new(format));
+    if let Some(editor) = editor.as_mut() {
+        if let Ok(printer) = editor.create_external_printer() {
+            *notices.printer.lock() = Some(Box::new(printer));
+        }
+    }
+    if !cli.quiet {
+        let notices = Arc::clone(&notices);
+        node.set_event_handler(move |event| notices.event(event));
+    }
+    install_shutdown_handler(Arc::clone(&node), format, interactive);
+
+    let addr = node.local_addr();
+    notices.line(
+        &format!(
+            "mesh-sync: node {} listening on {addr} (cluster {:?})",
+            cli.node_id, cli.cluster
+        ),
+        serde_json::json!({
+            "event": "listening", "node_id": cli.node_id, "addr": addr.to_string(),
+            "port": addr.port(), "cluster": cli.cluster,
+        }),
+    );
+    if interactive {
+        eprintln!("Type `help` for the commands, `quit` or Ctrl-D to leave.");
+    }
+
+    let mut failed = 0usize;
+    let mut quit = false;
+    for line in &cli.exec {
+        match run_line(&node, line, format) {
+            Step::Continue => {}
+            Step::Failed => failed += 1,
+            Step::Quit => {
+                quit = true;
+                break;
+            }
+        }
+    }
+    if cli.serve && !quit {
+        // Only a signal ends a serving node; its handler stops the node and exits.
+        loop {
+            std::thread::park();
+        }
+    }
+    if !quit && cli.exec.is_empty() {
+        match editor.as_mut() {
+            Some(editor) => prompt_loop(&node, editor, &cli.node_id, format),
+            None => failed += stdin_loop(&node, format),
+        }
+    }
+    shut_down(&node);
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Builds, configures and starts the node; errors carry the exit status to use.
+fn start_node(cli: &Cli) -> Result<Node, (u8, String)> {
+    let node = Node::new(cli.config()).map_err(|e| match e {
+        Error::Config(e) => (
+            EXIT_USAGE,
+            format!("invalid --{}: {}", flag_name(e.field), e.message)
+                .replace("heartbeat_interval", "--heartbeat-interval"),
+        ),
+        other => (1, other.to_string()),
+    })?;
+    if cli.loss > 0.0 {
+        node.set_faults(FaultConfig::lossy(cli.loss))
+            .map_err(|e| (EXIT_USAGE, format!("invalid --loss: {e}")))?;
+    }
+    for peer in &cli.bootstrap {
+        node.add_bootstrap_peer(&peer.host, peer.port)
+            .map_err(|e| (EXIT_USAGE, format!("invalid --bootstrap {peer}: {e}")))?;
+    }
+    node.start().map_err(|e| (1, e.to_string()))?;
+    Ok(node)
+}
+
+/// Config fields set from flags are named like the flags in messages.
+fn flag_name(field: &str) -> String {
+    field.replace('_', "-")
+}
+
+enum Step {
+    Continue,
+    Failed,
+    Quit,
+}
+
+/// Parses and runs one command line, printing its result or its error.
+fn run_line(node: &Node, line: &str, format: Format) -> Step {
+    let command = match command::parse(line) {
+        Ok(Some(command)) => command,
+        Ok(None) => return Step::Continue,
+        Err(message) => {
+            report_error(format, &message);
+            return Step::Failed;
+        }
+    };
+    if command == Command::Quit {
+        return Step::Quit;
+    }
+    match command::execute(node, &command, format) {
+        Ok(output) => {
+            if !output.is_empty() {
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{output}");
+                let _ = stdout.flush();
+            }
+            Step::Continue
+        }
+        Err(message) => {
+            report_error(format, &message);
+            Step::Failed
+        }
+    }
+}
+
+/// Errors go to standard error in plain mode and, as `{"error": ...}`, to standard
+/// output in JSON mode so that every command there answers with exactly one line.
+fn report_error(format: Format, message: &str) {
+    match format {
+        Format::Plain => eprintln!("error: {message}"),
+        Format::Json => {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{}", command::json_error(message));
+            let _ = stdout.flush();
+        }
+    }
+}
+
+/// Interactive prompt: a mistyped command is reported and the prompt comes back.
+fn prompt_loop(node: &Node, editor: &mut rustyline::DefaultEditor, node_id: &str, format: Format) {
+    use rustyline::error::ReadlineError;
+    let prompt = format!("{node_id}> ");
+    loop {
+        match editor.readline(&prompt) {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
+                if let Step::Quit = run_line(node, &line, format) {
+                    return;
+                }
+            }
+            Err(ReadlineError::Interrupted | ReadlineError::Eof) => return,
+            Err(e) => {
+                report_error(format, &format!("cannot read the terminal: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+/// Commands from a pipe or file; returns how many failed.
+fn stdin_loop(node: &Node, format: Format) -> usize {
+    let mut failed = 0;
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else {
+            report_error(format, "standard input is not valid UTF-8 text");
+            return failed + 1;
+        };
+        match run_line(node, &line, format) {
+            Step::Continue => {}
+            Step::Failed => failed += 1,
+            Step::Quit => break,
+        }
+    }
+    failed
+}
+
+/// Gives writes still in flight a moment to be acknowledged, so a script's last `set`
+/// reaches the mesh before the node leaves, then stops the node.
+fn shut_down(node: &Node) {
+    let start = Instant::now();
+    // A write is batched for a moment before it is sent and counted as unacknowledged.
+    std::thread::sleep(Duration::from_millis(50));
+    while start.elapsed() < LINGER {
+        let status = node.status();
+        if status.pending_acks == 0 || status.peers.alive_peers == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    node.stop();
+}
+
+/// Ctrl-C (outside the prompt's line editor, which reads it as a key) and SIGTERM: stop
+/// the node, put the terminal back as it was, and exit.
+fn install_shutdown_handler(node: Arc<Node>, format: Format, interactive: bool) {
+    use nix::sys::termios;
+    // The line editor keeps the terminal in raw mode while it waits for input; exiting
+    // from another thread would leave it that way.
+    let saved = if interactive {
+        termios::tcgetattr(std::io::stdin()).ok()
+    } else {
+        None
+    };
+    let result = ctrlc::set_handler(move || {
+        if let Some(saved) = &saved {
+            let _ = termios::tcsetattr(std::io::stdin(), termios::SetArg::TCSANOW, saved);
+        }
+        node.stop();
+        if format == Format::Plain {
+            // After ^C at a terminal the cursor is still on the echoed line.
+            let newline = if interactive { "\n" } else { "" };
+            eprintln!("{newline}mesh-sync: node {} stopped", node.node_id());
+        }
+        let _ = std::io::stdout().flush();
+        std::process::exit(0);
+    });
+    if let Err(e) = result {
+        eprintln!("warning: Ctrl-C and SIGTERM will not stop the node cleanly: {e}");
+    }
+}
+
+/// Where notices (startup line, peer changes, remote writes) are printed: above the
+/// prompt when a line editor owns the terminal, else on standard error.
+struct Notices {
+    format: Format,
+    printer: Mutex<Option<Box<dyn rustyline::ExternalPrinter + Send>>>,
+}
+
+impl Notices {
+    fn new(format: Format) -> Notices {
+        Notices {
+            format,
+            printer: Mutex::new(None),
+        }
+    }
+
+    fn line(&self, plain: &str, json: serde_json::Value) {
+        let text = match self.format {
+            Format::Plain => plain.to_owned(),
+            Format::Json => json.to_string(),
+        };
+        if let Some(printer) = self.printer.lock().as_mut() {
+            if printer.print(format!("{text}\n")).is_ok() {
+                return;
+            }
+        }
+        eprintln!("{text}");
+    }
+
+    fn event(&self, event: &Event) {
+        use serde_json::json;
+        match event {
+            Event::StateChanged {
+                key,
+                value,
+                origin: ChangeOrigin::Sync,
+            } => match value {
+                Some(value) => self.line(
+                    &format!("[sync] {key} = {}", value.to_json()),
+                    json!({"event": "sync", "key": key, "value": value.to_json_value()}),
+                ),
+                None => self.line(
+                    &format!("[sync] {key} deleted"),
+                    json!({"event": "sync", "key": key, "deleted": true}),
+                ),
+            },
+            // The command that made a local change already answered for it.
+            Event::StateChanged { .. } => {}
+            Event::PeerDiscovered { node_id, addr } => self.line(
+                &format!("[peer] {node_id} joined from {addr}"),
+                json!({"event": "peer_discovered", "node_id": node_id, "addr": addr.to_string()}),
+            ),
+            Event::PeerFailed { node_id, addr } => self.line(
+                &format!("[peer] {node_id} at {addr} stopped answering: failed"),
+                json!({"event": "peer_failed", "node_id": node_id, "addr": addr.to_string()}),
+            ),
+            Event::PeerRecovered { node_id, addr } => self.line(
+                &format!("[peer] {node_id} is back, at {addr}"),
+                json!({"event": "peer_recovered", "node_id": node_id, "addr": addr.to_string()}),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn help_defaults_are_the_core_defaults() {
+        let cli = Cli::parse_from(["mesh-sync", "n1"]);
+        let ours = cli.config();
+        let core = Config::new("n1", 0);
+        assert_eq!(ours.host, core.host);
+        assert_eq!(ours.cluster, core.cluster);
+        assert_eq!(ours.sync_interval, core.sync_interval);
+        assert_eq!(ours.heartbeat_interval, core.heartbeat_interval);
+        assert_eq!(ours.peer_timeout, core.peer_timeout);
+    }
+
+    #[test]
+    fn command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_reach_the_config() {
+        let cli = Cli::parse_from([
+            "mesh-sync",
+            "n1",
+            "--port",
+            "5001",
+            "--host",
+            "127.0.0.1",
+            "--sync-interval",
+            "1",
+            "--heartbeat-interval",
+            "0.5",
+            "--peer-timeout",
+            "3",
+            "--cluster",
+            "lab",
+            "-b",
+            "localhost:5000",
+            "--loss",
+            "20%",
+        ]);
+        let config = cli.config();
+        assert_eq!(config.port, 5001);
+        assert_eq!(config.host, "127.0.0.1");
+        assert_eq!(config.cluster, "lab");
+        assert_eq!(config.sync_interval, Duration::from_secs(1));
+        assert_eq!(config.heartbeat_interval, Duration::from_millis(500));
+        assert_eq!(config.peer_timeout, Duration::from_secs(3));
+        assert_eq!(cli.bootstrap[0].to_string(), "localhost:5000");
+        assert_eq!(cli.loss, 0.2);
+    }
+}

@@ -1,0 +1,575 @@
+//! The node's command language, shared by the interactive prompt, `--exec` and scripts
+//! on standard input: parsing a line into a [`Command`] and running it against a node.
+//!
+//! Results go to standard output as one line (or a block, for `list`, `status`, `peers`
+//! and `help` in plain mode); values are always printed as JSON, so `"42"` (a string) and
+//! `42` (an integer) are told apart. With [`Format::Json`] every command prints exactly
+//! one JSON line, errors included, so a script can pair commands with answers.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use mesh_core::{JsonValueError, Node, PeerInfo, Status, Value};
+use serde_json::json;
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// For people: JSON values, aligned tables.
+    Plain,
+    /// For programs: one JSON document per line.
+    Json,
+}
+
+/// One parsed command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// `set KEY VALUE`
+    Set {
+        /// The key.
+        key: String,
+        /// The value, parsed from JSON or taken as a string.
+        value: Value,
+    },
+    /// `get KEY`
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// `delete KEY`
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// `list`: every live key and its value.
+    List,
+    /// `status`: the node's counters.
+    Status,
+    /// `peers`: every known peer.
+    Peers,
+    /// `help`
+    Help,
+    /// `sleep SECONDS`, for scripts that wait for the mesh.
+    Sleep(Duration),
+    /// `wait KEY [SECONDS]`: block until the key has a value.
+    Wait {
+        /// The key.
+        key: String,
+        /// How long to wait before failing.
+        timeout: Duration,
+    },
+    /// `quit` or `exit`.
+    Quit,
+}
+
+/// How long `wait KEY` waits when no timeout is given.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
+/// The text `help` prints.
+pub const HELP: &str = "\
+Commands:
+  set KEY VALUE      store VALUE under KEY; VALUE is parsed as JSON when it parses
+                     (42 is an int, 4.2 a float, true a bool, [1,2] a list,
+                     {\"a\":1} a map, \"42\" a string), otherwise taken as a string
+                     (hello world is the string \"hello world\")
+  get KEY            print KEY's value as JSON, or (not found)
+  delete KEY         delete KEY everywhere in the mesh
+  list               print every key and its value
+  status             print this node's state and traffic counters
+  peers              print every known peer and how it is seen
+  wait KEY [SECS]    wait until KEY has a value (default 10 s), then print it
+  sleep SECS         pause (for scripts)
+  help               print this help
+  quit               leave (also exit, Ctrl-D; Ctrl-C at the prompt)
+Keys containing spaces can be written as JSON strings: get \"my key\".
+Lines starting with # are ignored.";
+
+/// Parses one input line. Blank lines and `#` comments give `Ok(None)`.
+pub fn parse(line: &str) -> Result<Option<Command>, String> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let (word, rest) = split_word(line);
+    let command = match word.to_ascii_lowercase().as_str() {
+        "set" => {
+            let (key, rest) = parse_key(rest).map_err(|e| usage("set KEY VALUE", &e))?;
+            if rest.is_empty() {
+                return Err(usage("set KEY VALUE", "missing VALUE"));
+            }
+            Command::Set {
+                key,
+                value: parse_value(rest)?,
+            }
+        }
+        "get" => Command::Get {
+            key: single_key(rest, "get KEY")?,
+        },
+        "delete" | "del" => Command::Delete {
+            key: single_key(rest, "delete KEY")?,
+        },
+        "wait" => {
+            let (key, rest) = parse_key(rest).map_err(|e| usage("wait KEY [SECS]", &e))?;
+            let timeout = if rest.is_empty() {
+                DEFAULT_WAIT
+            } else {
+                crate::args::parse_seconds(rest).map_err(|e| usage("wait KEY [SECS]", &e))?
+            };
+            Command::Wait { key, timeout }
+        }
+        "sleep" => {
+            if rest.is_empty() {
+                return Err(usage("sleep SECS", "missing SECS"));
+            }
+            Command::Sleep(crate::args::parse_seconds(rest).map_err(|e| usage("sleep SECS", &e))?)
+        }
+        "list" | "ls" => no_args(rest, "list", Command::List)?,
+        "status" => no_args(rest, "status", Command::Status)?,
+        "peers" => no_args(rest, "peers", Command::Peers)?,
+        "help" | "?" => Command::Help,
+        "quit" | "exit" => no_args(rest, word, Command::Quit)?,
+        _ => {
+            return Err(format!(
+                "unknown command `{word}` (type `help` for the list of commands)"
+            ))
+        }
+    };
+    Ok(Some(command))
+}
+
+/// Turns the text after `set KEY` into a value: JSON when it parses, else the text itself
+/// as a string. JSON that parses but cannot be stored (an integer beyond 64 bits, bad
+/// base64 in `{"$bytes": ...}`) is an error rather than silently becoming a string.
+pub fn parse_value(text: &str) -> Result<Value, String> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && text.parse::<i64>().is_err()
+    {
+        // JSON parsers turn the largest of these into floats, losing digits unnoticed.
+        return Err(format!(
+            "integer {text} is outside the signed 64-bit range; write it in double quotes to store it as a string"
+        ));
+    }
+    match Value::from_json(text) {
+        Ok(value) => Ok(value),
+        Err(JsonValueError::Syntax(_)) => Ok(Value::String(text.to_owned())),
+        Err(e) => Err(format!(
+            "{e}; write the value in double quotes to store it as a string"
+        )),
+    }
+}
+
+fn usage(form: &str, problem: &str) -> String {
+    format!("{problem} (usage: {form})")
+}
+
+fn no_args(rest: &str, name: &str, command: Command) -> Result<Command, String> {
+    if rest.is_empty() {
+        Ok(command)
+    } else {
+        Err(format!("`{name}` takes no arguments"))
+    }
+}
+
+fn single_key(rest: &str, form: &str) -> Result<String, String> {
+    let (key, rest) = parse_key(rest).map_err(|e| usage(form, &e))?;
+    if !rest.is_empty() {
+        return Err(usage(form, &format!("unexpected `{rest}` after the key")));
+    }
+    Ok(key)
+}
+
+/// Splits off the first whitespace-delimited word; the rest is trimmed.
+fn split_word(text: &str) -> (&str, &str) {
+    match text.split_once(char::is_whitespace) {
+        Some((word, rest)) => (word, rest.trim()),
+        None => (text, ""),
+    }
+}
+
+/// A key is a bare word, or a JSON string when it starts with `"`.
+fn parse_key(text: &str) -> Result<(String, &str), String> {
+    if text.is_empty() {
+        return Err("missing KEY".to_owned());
+    }
+    if text.starts_with('"') {
+        let mut stream = serde_json::Deserializer::from_str(text).into_iter::<String>();
+        return match stream.next() {
+            Some(Ok(key)) => Ok((key, text[stream.byte_offset()..].trim())),
+            _ => Err(format!("bad quoted key in `{text}`")),
+        };
+    }
+    let (key, rest) = split_word(text);
+    Ok((key.to_owned(), rest))
+}
+
+/// Runs `command` (anything but [`Command::Quit`], which the caller handles) and returns
+/// what to print on standard output, or an error message.
+pub fn execute(node: &Node, command: &Command, format: Format) -> Result<String, String> {
+    let json = format == Format::Json;
+    match command {
+        Command::Set { key, value } => {
+            node.set(key, value.clone()).map_err(|e| e.to_string())?;
+            Ok(if json {
+                json!({"ok": true, "key": key, "value": value.to_json_value()}).to_string()
+            } else {
+                "ok".to_owned()
+            })
+        }
+        Command::Get { key } => Ok(render_lookup(key, node.get(key), format)),
+        Command::Wait { key, timeout } => {
+            let deadline = Instant::now() + *timeout;
+            loop {
+                if let Some(value) = node.get(key) {
+                    return Ok(render_lookup(key, Some(value), format));
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "`{key}` got no value within {} s",
+                        timeout.as_secs_f64()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Command::Delete { key } => {
+            let existed = node.delete(key).map_err(|e| e.to_string())?;
+            Ok(match (json, existed) {
+                (true, _) => json!({"ok": true, "key": key, "deleted": existed}).to_string(),
+                (false, true) => "deleted".to_owned(),
+                (false, false) => "(not found)".to_owned(),
+            })
+        }
+        Command::List => {
+            let data = node.get_all();
+            if json {
+                let map: serde_json::Map<String, serde_json::Value> = data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json_value()))
+                    .collect();
+                return Ok(serde_json::Value::Object(map).to_string());
+            }
+            if data.is_empty() {
+                return Ok("(empty)".to_owned());
+            }
+            let mut out = String::new();
+            for (key, value) in &data {
+                let _ = writeln!(out, "{} = {}", display_key(key), value.to_json());
+            }
+            out.pop();
+            Ok(out)
+        }
+        Command::Status => {
+            let status = node.status();
+            let faults = node.faults();
+            let stats = node.fault_stats();
+            if json {
+                let mut value = status.to_json_value();
+                if let Some(obj) = value.as_object_mut() {
+                    obj.insert(
+                        "faults".to_owned(),
+                        json!({"loss_rate": faults.loss_rate, "stats": stats}),
+                    );
+                }
+                return Ok(value.to_string());
+            }
+            let mut out = render_status(&status);
+            if faults.loss_rate > 0.0 {
+                let _ = write!(
+                    out,
+                    "\nfaults      {:.0}% loss injected: {} of {} outgoing datagrams dropped",
+                    faults.loss_rate * 100.0,
+                    stats.packets_dropped,
+                    stats.packets_sent
+                );
+            }
+            Ok(out)
+        }
+        Command::Peers => {
+            let peers = node.peers();
+            if json {
+                return Ok(serde_json::to_string(&peers).unwrap_or_else(|_| "[]".to_owned()));
+            }
+            Ok(render_peers(&peers))
+        }
+        Command::Help => Ok(if json {
+            json!({"help": HELP}).to_string()
+        } else {
+            HELP.to_owned()
+        }),
+        Command::Sleep(duration) => {
+            std::thread::sleep(*duration);
+            Ok(if json {
+                json!({"ok": true}).to_string()
+            } else {
+                String::new()
+            })
+        }
+        Command::Quit => Ok(String::new()),
+    }
+}
+
+/// How an error is printed in JSON mode (plain mode prints `error: MESSAGE` on stderr).
+pub fn json_error(message: &str) -> String {
+    json!({ "error": message }).to_string()
+}
+
+fn render_lookup(key: &str, value: Option<Value>, format: Format) -> String {
+    match (format, value) {
+        (Format::Json, Some(v)) => {
+            json!({"key": key, "found": true, "value": v.to_json_value()}).to_string()
+        }
+        (Format::Json, None) => json!({"key": key, "found": false, "value": null}).to_string(),
+        (Format::Plain, Some(v)) => v.to_json(),
+        (Format::Plain, None) => "(not found)".to_owned(),
+    }
+}
+
+/// Keys print bare unless they would not read back as one word.
+fn display_key(key: &str) -> String {
+    if key.is_empty() || key.starts_with('"') || key.chars().any(char::is_whitespace) {
+        serde_json::Value::String(key.to_owned()).to_string()
+    } else {
+        key.to_owned()
+    }
+}
+
+fn kib(bytes: u64) -> String {
+    if bytes < 1024 {
+        format!("{bytes} B")
+    } else if bytes < 1024 * 1024 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+    }
+}
+
+fn render_status(s: &Status) -> String {
+    let c = &s.counters;
+    let d = &c.dropped;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "node        {} on port {} ({})",
+        s.node_id,
+        s.port,
+        if s.running { "running" } else { "stopped" }
+    );
+    let _ = writeln!(
+        out,
+        "keys        {} live, {} deleted (tombstones), state version {}",
+        s.data_keys, s.tombstones, s.state_version
+    );
+    let _ = writeln!(
+        out,
+        "peers       {} alive, {} suspect, {} dead, {} known ({} bootstrap)",
+        s.peers.alive_peers,
+        s.peers.suspect_peers,
+        s.peers.dead_peers,
+        s.peers.total_peers,
+        s.peers.bootstrap_peers
+    );
+    let _ = writeln!(
+        out,
+        "in flight   {} datagrams awaiting acknowledgement",
+        s.pending_acks
+    );
+    let _ = writeln!(
+        out,
+        "sent        {} datagrams, {} ({} retransmits, {} given up)",
+        c.datagrams_sent,
+        kib(c.bytes_sent),
+        c.retransmits,
+        c.given_up
+    );
+    let _ = writeln!(
+        out,
+        "received    {} datagrams, {}",
+        c.datagrams_received,
+        kib(c.bytes_received)
+    );
+    let _ = writeln!(
+        out,
+        "sync        {} anti-entropy rounds, {} entries received, {} applied",
+        c.sync_rounds, c.entries_received, c.entries_applied
+    );
+    let reasons: Vec<String> = [
+        ("duplicate", d.duplicate),
+        ("truncated", d.truncated),
+        ("bad magic", d.bad_magic),
+        ("bad version", d.bad_version),
+        ("bad checksum", d.bad_checksum),
+        ("wrong cluster", d.wrong_cluster),
+        ("malformed", d.malformed),
+        ("stale", d.stale),
+        ("reassembly", d.reassembly),
+        ("clock drift", d.clock_drift),
+        ("oversized", d.oversized),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(name, n)| format!("{n} {name}"))
+    .collect();
+    let _ = write!(
+        out,
+        "dropped     {}",
+        if reasons.is_empty() {
+            "nothing".to_owned()
+        } else {
+            reasons.join(", ")
+        }
+    );
+    out
+}
+
+fn render_peers(peers: &[PeerInfo]) -> String {
+    if peers.is_empty() {
+        return "(no peers)".to_owned();
+    }
+    let rows: Vec<[String; 6]> = peers
+        .iter()
+        .map(|p| {
+            [
+                p.node_id.clone().unwrap_or_else(|| "?".to_owned()),
+                p.addr.to_string(),
+                p.state.as_str().to_owned() + if p.bootstrap { " (bootstrap)" } else { "" },
+                p.rtt_ms
+                    .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms")),
+                p.last_seen_ms.map_or_else(
+                    || "never".to_owned(),
+                    |ms| format!("{:.1} s ago", ms as f64 / 1000.0),
+                ),
+                p.pending_acks.to_string(),
+            ]
+        })
+        .collect();
+    let header = ["NODE", "ADDRESS", "STATE", "RTT", "LAST HEARD", "UNACKED"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(header.map(str::to_owned)).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out.pop();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(line: &str) -> Command {
+        parse(line).unwrap().unwrap()
+    }
+
+    #[test]
+    fn values_are_json_when_they_parse_and_strings_otherwise() {
+        let cases = [
+            ("set n 42", Value::Int(42)),
+            ("set f 4.5", Value::Float(4.5)),
+            ("set b true", Value::Bool(true)),
+            ("set z null", Value::Null),
+            ("set q \"42\"", Value::String("42".into())),
+            ("set s hello", Value::String("hello".into())),
+            ("set s  hello world ", Value::String("hello world".into())),
+            (
+                "set l [1, \"x\"]",
+                Value::List(vec![Value::Int(1), "x".into()]),
+            ),
+            ("set broken {\"a\":", Value::String("{\"a\":".into())),
+        ];
+        for (line, want) in cases {
+            match parsed(line) {
+                Command::Set { value, .. } => assert_eq!(value, want, "{line}"),
+                other => panic!("{line} parsed as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn json_that_cannot_be_stored_is_an_error_not_a_string() {
+        for big in [
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775809",
+        ] {
+            let err = parse(&format!("set big {big}")).unwrap_err();
+            assert!(err.contains("64-bit"), "{err}");
+        }
+        let err = parse(r#"set b {"$bytes": "!!"}"#).unwrap_err();
+        assert!(err.contains("base64"), "{err}");
+        assert_eq!(
+            parsed("set n -9223372036854775808"),
+            Command::Set {
+                key: "n".into(),
+                value: Value::Int(i64::MIN)
+            }
+        );
+    }
+
+    #[test]
+    fn keys_may_be_quoted() {
+        assert_eq!(
+            parsed("set \"my key\" 1"),
+            Command::Set {
+                key: "my key".into(),
+                value: Value::Int(1)
+            }
+        );
+        assert_eq!(
+            parsed("get \"my key\""),
+            Command::Get {
+                key: "my key".into()
+            }
+        );
+        assert!(parse("get \"unterminated").is_err());
+    }
+
+    #[test]
+    fn commands_are_case_insensitive_and_comments_are_skipped() {
+        assert_eq!(parsed("LIST"), Command::List);
+        assert_eq!(parse("   ").unwrap(), None);
+        assert_eq!(parse("# set a 1").unwrap(), None);
+        assert_eq!(
+            parsed("wait k 2.5"),
+            Command::Wait {
+                key: "k".into(),
+                timeout: Duration::from_millis(2500)
+            }
+        );
+    }
+
+    #[test]
+    fn bad_commands_explain_themselves() {
+        for (line, needle) in [
+            ("frobnicate", "unknown command `frobnicate`"),
+            ("set", "missing KEY"),
+            ("set k", "missing VALUE"),
+            ("get", "usage: get KEY"),
+            ("get a b", "unexpected `b`"),
+            ("list all", "takes no arguments"),
+            ("sleep", "missing SECS"),
+            ("sleep -1", "positive"),
+        ] {
+            let err = parse(line).unwrap_err();
+            assert!(err.contains(needle), "`{line}` gave `{err}`");
+        }
+    }
+
+    #[test]
+    fn odd_keys_are_quoted_when_listed() {
+        assert_eq!(display_key("plain"), "plain");
+        assert_eq!(display_key("two words"), "\"two words\"");
+        assert_eq!(display_key(""), "\"\"");
+    }
+}

@@ -1,0 +1,7 @@
+//! Building blocks of the `mesh-sync` command-line node and the `mesh-demo` program:
+//! the interactive command language, argument parsers shared by both programs, and the
+//! small statistics the demo reports.
+
+pub mod args;
+pub mod command;
+pub mod stats;

@@ -1,0 +1,335 @@
+//! The node configuration: an opaque object holding the defaults, adjusted with setters.
+//!
+//! An opaque object rather than a struct by value keeps the ABI stable as settings are
+//! added: a program built against an older header keeps working with a newer library.
+
+use std::ffi::{c_char, c_int};
+use std::time::Duration;
+
+use mesh_core::Config;
+
+use crate::error::{ffi_boundary, mesh_result, FfiError, FfiResult};
+use crate::ptr::{arg_mut, arg_port, arg_str, free_handle, into_handle};
+
+/// Settings for `mesh_node_new`. Created with the defaults by `mesh_config_default`,
+/// adjusted with the `mesh_config_set_*` functions, released with `mesh_config_free`.
+/// Setters check their own argument (NULL, UTF-8, range); the relations between fields
+/// are checked by `mesh_node_new`, whose error message names the offending field.
+/// A config is not thread-safe: use it from one thread at a time.
+pub struct mesh_config_t {
+    pub(crate) config: Config,
+}
+
+/// A new configuration holding the defaults: bind `0.0.0.0` on a free port (port 0),
+/// cluster `"default"`, sync every 10 s, heartbeat every 5 s, peer timeout 15 s. The node
+/// id has no default and must be set with `mesh_config_set_node_id`. Release it with
+/// `mesh_config_free`. Returns NULL only if the library failed internally.
+#[no_mangle]
+pub extern "C" fn mesh_config_default() -> *mut mesh_config_t {
+    ffi_boundary! {
+        into_handle(mesh_config_t {
+            config: Config::default(),
+        })
+    }
+}
+
+/// Releases a configuration. NULL is a no-op. Nodes created from it are not affected.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_free(config: *mut mesh_config_t) {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or an owned handle from mesh_config_default, freed once.
+        unsafe { free_handle(config) }
+    }
+}
+
+/// Runs `f` on the config behind `config`.
+///
+/// # Safety
+/// `config` must be NULL or a live configuration not used by another thread meanwhile.
+unsafe fn with_config(
+    config: *mut mesh_config_t,
+    f: impl FnOnce(&mut Config) -> FfiResult<()>,
+) -> FfiResult<()> {
+    // SAFETY: forwarded from the caller.
+    let c = unsafe { arg_mut(config, "config") }?;
+    f(&mut c.config)
+}
+
+fn millis(value: u64) -> Duration {
+    Duration::from_millis(value)
+}
+
+/// Sets this node's name in the mesh (required): non-empty UTF-8, at most 255 bytes.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_node_id(
+    config: *mut mesh_config_t,
+    node_id: *const c_char,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `node_id` is NULL or a NUL-terminated string.
+        let node_id = unsafe { arg_str(node_id, "node_id") }?;
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.node_id = node_id.to_owned();
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets the address to bind: an IP address such as `"127.0.0.1"` or `"::1"`, or a host
+/// name. Default `"0.0.0.0"` (all IPv4 interfaces).
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_host(
+    config: *mut mesh_config_t,
+    host: *const c_char,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `host` is NULL or a NUL-terminated string.
+        let host = unsafe { arg_str(host, "host") }?;
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.host = host.to_owned();
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets the UDP port to bind, 0 to 65535; 0 (the default) picks a free port, read back
+/// with `mesh_node_port`. Other values give `MESH_RESULT_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_port(
+    config: *mut mesh_config_t,
+    port: c_int,
+) -> mesh_result {
+    ffi_boundary! {
+        let port = arg_port(port, "port", true)?;
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.port = port;
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets the name of the mesh: nodes only talk to nodes of the same cluster. Default
+/// `"default"`.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_cluster(
+    config: *mut mesh_config_t,
+    cluster: *const c_char,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `cluster` is NULL or a NUL-terminated string.
+        let cluster = unsafe { arg_str(cluster, "cluster") }?;
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.cluster = cluster.to_owned();
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets the period of anti-entropy rounds, in milliseconds. Default 10000.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_sync_interval_ms(
+    config: *mut mesh_config_t,
+    interval_ms: u64,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.sync_interval = millis(interval_ms);
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets the period of heartbeats to each peer, in milliseconds. Default 5000.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_heartbeat_interval_ms(
+    config: *mut mesh_config_t,
+    interval_ms: u64,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.heartbeat_interval = millis(interval_ms);
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets the silence, in milliseconds, after which a peer is suspected; after twice this
+/// it is declared failed. At least the heartbeat interval. Default 15000.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_peer_timeout_ms(
+    config: *mut mesh_config_t,
+    timeout_ms: u64,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.peer_timeout = millis(timeout_ms);
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets the retransmission timeout used before any round trip is measured, in
+/// milliseconds. Default 500.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_initial_rto_ms(
+    config: *mut mesh_config_t,
+    rto_ms: u64,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.initial_rto = millis(rto_ms);
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets how many times a datagram is retransmitted before it is given up (anti-entropy
+/// then repairs what it carried). At most 30. Default 5.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_max_retries(
+    config: *mut mesh_config_t,
+    retries: u32,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.max_retries = retries;
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets how long local writes are held to be batched into one push, in milliseconds.
+/// Default 1.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_push_delay_ms(
+    config: *mut mesh_config_t,
+    delay_ms: u64,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.push_delay = millis(delay_ms);
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets the largest key accepted, in bytes. 1 to 65536. Default 1024.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_max_key_len(
+    config: *mut mesh_config_t,
+    max_key_len: usize,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.max_key_len = max_key_len;
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets the largest value accepted, in encoded bytes. Default 16 MiB. Raising it past
+/// about 64 MiB also raises the reassembly budget, so one entry always fits in a
+/// message.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_max_value_size(
+    config: *mut mesh_config_t,
+    max_value_size: usize,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            if max_value_size == 0 {
+                return Err(FfiError::invalid("`max_value_size` must be greater than zero"));
+            }
+            c.max_value_size = max_value_size;
+            let needed = max_value_size
+                .saturating_add(c.max_key_len)
+                .saturating_add(64 * 1024);
+            c.max_reassembly = c.max_reassembly.max(needed);
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets the largest UDP payload sent, in bytes: 256 to 65507. Default 1200, safe on any
+/// path.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_max_datagram_size(
+    config: *mut mesh_config_t,
+    size: usize,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.max_datagram_size = size;
+            Ok(())
+        }) }
+    }
+}
+
+/// Seeds the node's random choices (peer selection, jitter, fault injection), for
+/// reproducible tests. By default a fresh seed is drawn.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_seed(
+    config: *mut mesh_config_t,
+    seed: u64,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.seed = Some(seed);
+            Ok(())
+        }) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setters_reach_the_core_config() {
+        let config = mesh_config_default();
+        // SAFETY: `config` is live until mesh_config_free below; the strings are literals.
+        unsafe {
+            assert_eq!(
+                mesh_config_set_node_id(config, c"n1".as_ptr()),
+                mesh_result::Ok
+            );
+            assert_eq!(mesh_config_set_port(config, 65_535), mesh_result::Ok);
+            assert_eq!(
+                mesh_config_set_port(config, 65_536),
+                mesh_result::InvalidArgument
+            );
+            assert_eq!(
+                mesh_config_set_port(config, -1),
+                mesh_result::InvalidArgument
+            );
+            assert_eq!(
+                mesh_config_set_sync_interval_ms(config, 250),
+                mesh_result::Ok
+            );
+            assert_eq!(
+                mesh_config_set_max_value_size(config, 100 << 20),
+                mesh_result::Ok
+            );
+            let c = &(*config).config;
+            assert_eq!(c.node_id, "n1");
+            assert_eq!(c.port, 65_535);
+            assert_eq!(c.sync_interval, Duration::from_millis(250));
+            c.validate().unwrap();
+            mesh_config_free(config);
+        }
+    }
+}

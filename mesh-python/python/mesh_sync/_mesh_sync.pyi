@@ -1,0 +1,239 @@
+"""Type stubs of the native module ``mesh_sync._mesh_sync``."""
+
+from types import TracebackType
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    List,
+    Literal,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    TypedDict,
+    Union,
+    type_check_only,
+)
+
+from typing_extensions import Self, TypeAlias, disjoint_base
+
+__all__ = [
+    "__version__",
+    "MAX_VALUE_DEPTH",
+    "MeshSyncNode",
+    "MeshSyncError",
+    "ConfigError",
+    "BindError",
+    "AddressInUseError",
+    "ResolveError",
+    "KeyTooLongError",
+    "ValueTooLargeError",
+    "NodeStoppedError",
+    "NetworkError",
+    "_stop_all_nodes",
+]
+
+__version__: str
+#: Deepest nesting of lists and dicts a value may have.
+MAX_VALUE_DEPTH: int
+
+def _stop_all_nodes() -> None: ...
+
+#: What ``set`` accepts. Tuples come back as lists, bytearrays as bytes.
+_ValueIn: TypeAlias = Union[
+    None,
+    bool,
+    int,
+    float,
+    str,
+    bytes,
+    bytearray,
+    Sequence["_ValueIn"],
+    Mapping[str, "_ValueIn"],
+]
+#: What ``get`` returns: None, bool, int, float, str, bytes, list or dict, nested.
+_Value: TypeAlias = Any
+#: An (IP address, port) pair.
+_Address: TypeAlias = Tuple[str, int]
+_Operation: TypeAlias = Literal["set", "delete", "sync"]
+
+_StateChangeCallback: TypeAlias = Callable[[str, _Value, _Operation], object]
+_PeerDiscoveredCallback: TypeAlias = Callable[[str, _Address], object]
+_PeerCallback: TypeAlias = Callable[[str], object]
+_PeerState: TypeAlias = Literal["unknown", "alive", "suspect", "dead"]
+
+@type_check_only
+class PeerCounts(TypedDict):
+    total_peers: int
+    alive_peers: int
+    suspect_peers: int
+    dead_peers: int
+    bootstrap_peers: int
+
+@type_check_only
+class DropCounters(TypedDict):
+    truncated: int
+    bad_magic: int
+    bad_version: int
+    bad_checksum: int
+    wrong_cluster: int
+    malformed: int
+    stale: int
+    duplicate: int
+    reassembly: int
+    clock_drift: int
+    oversized: int
+
+@type_check_only
+class Counters(TypedDict):
+    datagrams_sent: int
+    bytes_sent: int
+    datagrams_received: int
+    bytes_received: int
+    retransmits: int
+    given_up: int
+    entries_received: int
+    entries_applied: int
+    sync_rounds: int
+    dropped: DropCounters
+
+@type_check_only
+class Status(TypedDict):
+    node_id: str
+    port: int
+    running: bool
+    state_version: int
+    data_keys: int
+    tombstones: int
+    peers: PeerCounts
+    pending_acks: int
+    hlc: int
+    counters: Counters
+
+@type_check_only
+class PeerInfo(TypedDict):
+    node_id: Optional[str]
+    address: _Address
+    state: _PeerState
+    bootstrap: bool
+    rtt_ms: Optional[float]
+    last_seen_ms: Optional[int]
+    pending_acks: int
+
+@type_check_only
+class Faults(TypedDict):
+    loss_rate: float
+    latency_ms: float
+    jitter_ms: float
+    duplicate_rate: float
+    reorder_rate: float
+    corrupt_rate: float
+    partitioned: List[_Address]
+
+@type_check_only
+class FaultStats(TypedDict):
+    packets_sent: int
+    packets_dropped: int
+    packets_partitioned: int
+    packets_delayed: int
+    packets_duplicated: int
+    packets_reordered: int
+    packets_corrupted: int
+    drop_rate: float
+
+class MeshSyncError(Exception): ...
+
+class ConfigError(MeshSyncError):
+    field: str
+
+class BindError(MeshSyncError): ...
+class AddressInUseError(BindError): ...
+class ResolveError(MeshSyncError): ...
+class KeyTooLongError(MeshSyncError): ...
+class ValueTooLargeError(MeshSyncError): ...
+class NodeStoppedError(MeshSyncError): ...
+class NetworkError(MeshSyncError): ...
+
+@disjoint_base
+class MeshSyncNode:
+    def __new__(
+        cls,
+        node_id: str,
+        port: int,
+        sync_interval: float = 10.0,
+        heartbeat_interval: float = 5.0,
+        *,
+        host: Optional[str] = None,
+        cluster: Optional[str] = None,
+        peer_timeout: Optional[float] = None,
+        max_retries: Optional[int] = None,
+        initial_rto: Optional[float] = None,
+        min_rto: Optional[float] = None,
+        max_rto: Optional[float] = None,
+        push_delay: Optional[float] = None,
+        max_datagram_size: Optional[int] = None,
+        max_key_len: Optional[int] = None,
+        max_value_size: Optional[int] = None,
+        max_in_flight: Optional[int] = None,
+        max_reassembly: Optional[int] = None,
+        reassembly_timeout: Optional[float] = None,
+        max_clock_drift: Optional[float] = None,
+        tombstone_grace: Optional[float] = None,
+        max_probe_interval: Optional[float] = None,
+        seed: Optional[int] = None,
+    ) -> Self: ...
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def address(self) -> _Address: ...
+    @property
+    def running(self) -> bool: ...
+    def add_bootstrap_peer(self, host: str, port: int) -> None: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def set(self, key: str, value: _ValueIn) -> None: ...
+    def get(self, key: str, default: Any = None) -> _Value: ...
+    def delete(self, key: str) -> bool: ...
+    def get_all_data(self) -> Dict[str, _Value]: ...
+    def get_status(self) -> Status: ...
+    def get_peers(self) -> List[PeerInfo]: ...
+    def set_faults(
+        self,
+        *,
+        loss_rate: float = 0.0,
+        latency_ms: float = 0.0,
+        jitter_ms: float = 0.0,
+        duplicate_rate: float = 0.0,
+        reorder_rate: float = 0.0,
+        corrupt_rate: float = 0.0,
+        partitioned: Optional[Sequence[_Address]] = None,
+    ) -> None: ...
+    def get_faults(self) -> Faults: ...
+    def get_fault_stats(self) -> FaultStats: ...
+    @property
+    def on_state_change(self) -> Optional[_StateChangeCallback]: ...
+    @on_state_change.setter
+    def on_state_change(self, value: Optional[_StateChangeCallback]) -> None: ...
+    @property
+    def on_peer_discovered(self) -> Optional[_PeerDiscoveredCallback]: ...
+    @on_peer_discovered.setter
+    def on_peer_discovered(self, value: Optional[_PeerDiscoveredCallback]) -> None: ...
+    @property
+    def on_peer_failed(self) -> Optional[_PeerCallback]: ...
+    @on_peer_failed.setter
+    def on_peer_failed(self, value: Optional[_PeerCallback]) -> None: ...
+    @property
+    def on_peer_recovered(self) -> Optional[_PeerCallback]: ...
+    @on_peer_recovered.setter
+    def on_peer_recovered(self, value: Optional[_PeerCallback]) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        _exc_type: Optional[Type[BaseException]] = None,
+        _exc_value: Optional[BaseException] = None,
+        _traceback: Optional[TracebackType] = None,
+    ) -> bool: ...

@@ -1,0 +1,757 @@
+//! `MeshSyncNode`: the Python face of [`mesh_core::Node`].
+//!
+//! Locking rules, which keep the interpreter lock (GIL) and the core's locks from
+//! deadlocking each other:
+//! - every call into the core runs detached from the interpreter (`py.detach`), because the
+//!   core's threads may need the interpreter while holding a core lock (logging goes to
+//!   Python's `logging`; stopping joins the callback thread, which may be waiting to
+//!   attach);
+//! - user callbacks run on the core's callback thread, attached with `Python::try_attach`,
+//!   while the core holds none of its locks;
+//! - the callback slots' lock is only held for pointer swaps and reference clones, never
+//!   across Python code.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_core::{Config, Event, FaultConfig, Node};
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::PyTraverseError;
+
+use crate::convert::{json_to_py, map_to_py, to_py, to_value};
+use crate::errors::{config_error, to_py_err, ResolveError};
+
+/// The user's callbacks, shared between the Python object and the core's event handler.
+struct Callbacks {
+    node_id: String,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    state_change: Option<Py<PyAny>>,
+    peer_discovered: Option<Py<PyAny>>,
+    peer_failed: Option<Py<PyAny>>,
+    peer_recovered: Option<Py<PyAny>>,
+}
+
+impl Slots {
+    fn any(&self) -> bool {
+        self.state_change.is_some()
+            || self.peer_discovered.is_some()
+            || self.peer_failed.is_some()
+            || self.peer_recovered.is_some()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    StateChange,
+    PeerDiscovered,
+    PeerFailed,
+    PeerRecovered,
+}
+
+impl Slot {
+    fn name(self) -> &'static str {
+        match self {
+            Slot::StateChange => "on_state_change",
+            Slot::PeerDiscovered => "on_peer_discovered",
+            Slot::PeerFailed => "on_peer_failed",
+            Slot::PeerRecovered => "on_peer_recovered",
+        }
+    }
+
+    fn of(self, slots: &mut Slots) -> &mut Option<Py<PyAny>> {
+        match self {
+            Slot::StateChange => &mut slots.state_change,
+            Slot::PeerDiscovered => &mut slots.peer_discovered,
+            Slot::PeerFailed => &mut slots.peer_failed,
+            Slot::PeerRecovered => &mut slots.peer_recovered,
+        }
+    }
+}
+
+impl Callbacks {
+    fn get(&self, py: Python<'_>, slot: Slot) -> Option<Py<PyAny>> {
+        slot.of(&mut self.slots.lock())
+            .as_ref()
+            .map(|cb| cb.clone_ref(py))
+    }
+
+    /// Calls the callback matching `event`, if one is set. Runs on the callback thread.
+    fn dispatch(&self, py: Python<'_>, event: &Event) {
+        let slot = match event {
+            Event::StateChanged { .. } => Slot::StateChange,
+            Event::PeerDiscovered { .. } => Slot::PeerDiscovered,
+            Event::PeerFailed { .. } => Slot::PeerFailed,
+            Event::PeerRecovered { .. } => Slot::PeerRecovered,
+        };
+        let Some(callback) = self.get(py, slot) else {
+            return;
+        };
+        let outcome = event_args(py, event).and_then(|args| callback.bind(py).call1(args));
+        if let Err(err) = outcome {
+            self.report(py, slot, err);
+        }
+    }
+
+    /// Logs an exception raised by a callback to the `mesh_sync` logger, traceback included.
+    fn report(&self, py: Python<'_>, slot: Slot, err: PyErr) {
+        let logged = (|| -> PyResult<()> {
+            let logger = py
+                .import("logging")?
+                .call_method1("getLogger", ("mesh_sync",))?;
+            let exc_info = (err.get_type(py), err.value(py), err.traceback(py));
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("exc_info", exc_info)?;
+            logger.call_method(
+                "error",
+                (
+                    "exception in %s callback of node %r",
+                    slot.name(),
+                    &self.node_id,
+                ),
+                Some(&kwargs),
+            )?;
+            Ok(())
+        })();
+        if let Err(log_err) = logged {
+            // Logging itself failed (a broken handler): the interpreter's last resort.
+            err.write_unraisable(py, None);
+            log_err.write_unraisable(py, None);
+        }
+    }
+}
+
+fn event_args<'py>(py: Python<'py>, event: &Event) -> PyResult<Bound<'py, PyTuple>> {
+    match event {
+        Event::StateChanged { key, value, origin } => {
+            let value = match value {
+                Some(v) => to_py(py, v)?,
+                None => py.None().into_bound(py),
+            };
+            PyTuple::new(
+                py,
+                [
+                    PyString::new(py, key).into_any(),
+                    value,
+                    PyString::new(py, origin.as_str()).into_any(),
+                ],
+            )
+        }
+        Event::PeerDiscovered { node_id, addr } => PyTuple::new(
+            py,
+            [
+                PyString::new(py, node_id).into_any(),
+                address_tuple(py, addr)?.into_any(),
+            ],
+        ),
+        Event::PeerFailed { node_id, .. } | Event::PeerRecovered { node_id, .. } => {
+            PyTuple::new(py, [PyString::new(py, node_id)])
+        }
+    }
+}
+
+fn address_tuple<'py>(py: Python<'py>, addr: &SocketAddr) -> PyResult<Bound<'py, PyTuple>> {
+    (addr.ip().to_string(), addr.port()).into_pyobject(py)
+}
+
+fn seconds(py: Python<'_>, field: &'static str, secs: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        config_error(
+            py,
+            field,
+            "must be a finite, non-negative number of seconds",
+        )
+    })
+}
+
+fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(ms / 1000.0).map_err(|_| {
+        config_error(
+            py,
+            field,
+            "must be a finite, non-negative number of milliseconds",
+        )
+    })
+}
+
+fn count<T: TryFrom<i64>>(py: Python<'_>, field: &'static str, value: i64) -> PyResult<T> {
+    T::try_from(value).map_err(|_| config_error(py, field, "is out of range"))
+}
+
+fn port_number(value: i64) -> Option<u16> {
+    u16::try_from(value).ok()
+}
+
+/// Resolves a `(host, port)` pair the way the core does: IPv4 first when both exist.
+fn resolve(host: &str, port: u16) -> PyResult<SocketAddr> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| ResolveError::new_err(format!("cannot resolve {host}:{port}: {e}")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| ResolveError::new_err(format!("cannot resolve {host}:{port}: no address")))
+}
+
+/// A node of a mesh-sync cluster: a replica of the shared key-value state, kept identical
+/// on every node over UDP.
+///
+/// ``MeshSyncNode(node_id, port, sync_interval=10.0, heartbeat_interval=5.0, **options)``
+///
+/// ``port`` 0 picks a free port; read the real one back from ``node.port``. Durations are
+/// in seconds. Keyword options (defaults in brackets): ``host`` address to bind
+/// ["0.0.0.0"], ``cluster`` name of the mesh ["default"], ``peer_timeout`` silence before a
+/// peer is suspected, failed after twice that [3 x heartbeat_interval], ``max_retries``
+/// retransmissions of a datagram [5], ``initial_rto`` [0.5], ``min_rto`` [0.01],
+/// ``max_rto`` [8.0] retransmission timeouts, ``push_delay`` batching of local writes
+/// [0.001], ``max_datagram_size`` [1200], ``max_key_len`` [1024], ``max_value_size``
+/// [16 MiB], ``max_in_flight`` bytes unacknowledged per peer [1 MiB], ``max_reassembly``
+/// [64 MiB, or enough for max_value_size], ``reassembly_timeout`` [30.0],
+/// ``max_clock_drift`` [60.0], ``tombstone_grace`` [86400.0], ``max_probe_interval``
+/// [30.0], ``seed`` of the node's random choices [random].
+///
+/// Callbacks are attributes, called on the node's callback thread, in order:
+/// ``on_state_change(key, value, operation)`` with operation 'set' or 'delete' for local
+/// writes and 'sync' for changes received from peers (value None when deleted there);
+/// ``on_peer_discovered(node_id, (host, port))``, ``on_peer_failed(node_id)``,
+/// ``on_peer_recovered(node_id)``. An exception raised by a callback is logged to the
+/// ``mesh_sync`` logger and does not affect the node.
+#[pyclass(
+    frozen,
+    weakref,
+    subclass,
+    module = "mesh_sync._mesh_sync",
+    name = "MeshSyncNode"
+)]
+pub struct MeshSyncNode {
+    node: Arc<Node>,
+    callbacks: Arc<Callbacks>,
+    /// Whether the core has our event handler. The core only queues state events while a
+    /// handler is registered, so it is registered only while some callback is set.
+    handler_installed: Mutex<bool>,
+}
+
+impl MeshSyncNode {
+    fn set_callback(
+        &self,
+        py: Python<'_>,
+        slot: Slot,
+        value: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let value = match value {
+            Some(v) if v.is_none() => None,
+            Some(v) if !v.is_callable() => {
+                return Err(PyTypeError::new_err(format!(
+                    "{} must be callable or None, not '{}'",
+                    slot.name(),
+                    v.get_type().name()?
+                )))
+            }
+            other => other.map(Bound::unbind),
+        };
+        let previous = std::mem::replace(slot.of(&mut self.callbacks.slots.lock()), value);
+        // Dropped only now, outside the lock: releasing it may run arbitrary Python code.
+        drop(previous);
+        self.sync_handler(py);
+        Ok(())
+    }
+
+    /// Registers or removes the core event handler to match the callback slots.
+    fn sync_handler(&self, py: Python<'_>) {
+        py.detach(|| {
+            let mut installed = self.handler_installed.lock();
+            let wanted = self.callbacks.slots.lock().any();
+            if wanted && !*installed {
+                let callbacks = Arc::clone(&self.callbacks);
+                self.node.set_event_handler(move |event| {
+                    // None while the interpreter shuts down: the event is dropped.
+                    let _ = Python::try_attach(|py| callbacks.dispatch(py, event));
+                });
+                *installed = true;
+            } else if !wanted && *installed {
+                self.node.clear_event_handler();
+                *installed = false;
+            }
+        });
+    }
+
+    fn callback(&self, py: Python<'_>, slot: Slot) -> Option<Py<PyAny>> {
+        self.callbacks.get(py, slot)
+    }
+}
+
+#[pymethods]
+impl MeshSyncNode {
+    #[new]
+    #[pyo3(signature = (
+        node_id,
+        port,
+        sync_interval = 10.0,
+        heartbeat_interval = 5.0,
+        *,
+        host = None,
+        cluster = None,
+        peer_timeout = None,
+        max_retries = None,
+        initial_rto = None,
+        min_rto = None,
+        max_rto = None,
+        push_delay = None,
+        max_datagram_size = None,
+        max_key_len = None,
+        max_value_size = None,
+        max_in_flight = None,
+        max_reassembly = None,
+        reassembly_timeout = None,
+        max_clock_drift = None,
+        tombstone_grace = None,
+        max_probe_interval = None,
+        seed = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        node_id: String,
+        port: i64,
+        sync_interval: f64,
+        heartbeat_interval: f64,
+        host: Option<String>,
+        cluster: Option<String>,
+        peer_timeout: Option<f64>,
+        max_retries: Option<i64>,
+        initial_rto: Option<f64>,
+        min_rto: Option<f64>,
+        max_rto: Option<f64>,
+        push_delay: Option<f64>,
+        max_datagram_size: Option<i64>,
+        max_key_len: Option<i64>,
+        max_value_size: Option<i64>,
+        max_in_flight: Option<i64>,
+        max_reassembly: Option<i64>,
+        reassembly_timeout: Option<f64>,
+        max_clock_drift: Option<f64>,
+        tombstone_grace: Option<f64>,
+        max_probe_interval: Option<f64>,
+        seed: Option<u64>,
+    ) -> PyResult<Self> {
+        let port = port_number(port)
+            .ok_or_else(|| config_error(py, "port", "must be between 0 and 65535"))?;
+        let mut config = Config::new(node_id, port);
+        config.sync_interval = seconds(py, "sync_interval", sync_interval)?;
+        config.heartbeat_interval = seconds(py, "heartbeat_interval", heartbeat_interval)?;
+        config.peer_timeout = match peer_timeout {
+            Some(s) => seconds(py, "peer_timeout", s)?,
+            // The prototype's rule of thumb: three missed heartbeats make a peer suspect.
+            None => config.heartbeat_interval.saturating_mul(3),
+        };
+        if let Some(host) = host {
+            config.host = host;
+        }
+        if let Some(cluster) = cluster {
+            config.cluster = cluster;
+        }
+        if let Some(v) = max_retries {
+            config.max_retries = count(py, "max_retries", v)?;
+        }
+        if let Some(v) = initial_rto {
+            config.initial_rto = seconds(py, "initial_rto", v)?;
+        }
+        if let Some(v) = min_rto {
+            config.min_rto = seconds(py, "min_rto", v)?;
+        }
+        if let Some(v) = max_rto {
+            config.max_rto = seconds(py, "max_rto", v)?;
+        }
+        if let Some(v) = push_delay {
+            config.push_delay = seconds(py, "push_delay", v)?;
+        }
+        if let Some(v) = max_datagram_size {
+            config.max_datagram_size = count(py, "max_datagram_size", v)?;
+        }
+        if let Some(v) = max_key_len {
+            config.max_key_len = count(py, "max_key_len", v)?;
+        }
+        if let Some(v) = max_value_size {
+            config.max_value_size = count(py, "max_value_size", v)?;
+        }
+        if let Some(v) = max_in_flight {
+            config.max_in_flight = count(py, "max_in_flight", v)?;
+        }
+        match max_reassembly {
+            Some(v) => config.max_reassembly = count(py, "max_reassembly", v)?,
+            None => {
+                // Room for the largest entry the node accepts, whatever max_value_size is.
+                let needed = config
+                    .max_value_size
+                    .saturating_add(config.max_key_len)
+                    .saturating_add(64 * 1024);
+                config.max_reassembly = config.max_reassembly.max(needed);
+            }
+        }
+        if let Some(v) = reassembly_timeout {
+            config.reassembly_timeout = seconds(py, "reassembly_timeout", v)?;
+        }
+        if let Some(v) = max_clock_drift {
+            config.max_clock_drift = seconds(py, "max_clock_drift", v)?;
+        }
+        if let Some(v) = tombstone_grace {
+            config.tombstone_grace = seconds(py, "tombstone_grace", v)?;
+        }
+        if let Some(v) = max_probe_interval {
+            config.max_probe_interval = seconds(py, "max_probe_interval", v)?;
+        }
+        config.seed = seed;
+        let node_id = config.node_id.clone();
+        let node = py
+            .detach(|| Node::new(config))
+            .map_err(|e| to_py_err(py, e))?;
+        let node = Arc::new(node);
+        crate::track(&node);
+        Ok(MeshSyncNode {
+            node,
+            callbacks: Arc::new(Callbacks {
+                node_id,
+                slots: Mutex::new(Slots::default()),
+            }),
+            handler_installed: Mutex::new(false),
+        })
+    }
+
+    /// This node's id.
+    #[getter]
+    fn node_id(&self) -> &str {
+        self.node.node_id()
+    }
+
+    /// The bound UDP port (the real one when 0 was given).
+    #[getter]
+    fn port(&self) -> u16 {
+        self.node.port()
+    }
+
+    /// The bound socket address as (IP address, port); the IP is "0.0.0.0" when bound to
+    /// every interface.
+    #[getter]
+    fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        address_tuple(py, &self.node.local_addr())
+    }
+
+    /// Whether the node is started and not stopped.
+    #[getter]
+    fn running(&self) -> bool {
+        self.node.is_running()
+    }
+
+    /// Adds a peer to contact (at start, or at once if running). Host names are resolved
+    /// now; "localhost" works.
+    fn add_bootstrap_peer(&self, py: Python<'_>, host: String, port: i64) -> PyResult<()> {
+        let port = port_number(port).filter(|p| *p != 0).ok_or_else(|| {
+            PyValueError::new_err(format!("port {port} is not between 1 and 65535"))
+        })?;
+        py.detach(|| self.node.add_bootstrap_peer(&host, port))
+            .map(|_| ())
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// Starts networking. Does nothing if already running; raises NodeStoppedError after
+    /// ``stop()``.
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.node.start())
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// Stops the node within milliseconds and frees its port. Pending callbacks are
+    /// delivered first. Idempotent; safe to call from a callback.
+    fn stop(&self, py: Python<'_>) {
+        py.detach(|| self.node.stop());
+    }
+
+    /// Sets ``key`` to ``value`` (None, bool, int, float, str, bytes, list, tuple, dict
+    /// with str keys, nested). Visible locally at once and pushed to peers.
+    fn set(&self, py: Python<'_>, key: String, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = to_value(value)?;
+        py.detach(|| self.node.set(&key, value))
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// The value of ``key``, or ``default`` when it is missing or deleted.
+    #[pyo3(signature = (key, default = None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match py.detach(|| self.node.get(&key)) {
+            Some(value) => to_py(py, &value),
+            None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
+        }
+    }
+
+    /// Deletes ``key``; returns whether it held a value.
+    fn delete(&self, py: Python<'_>, key: String) -> PyResult<bool> {
+        py.detach(|| self.node.delete(&key))
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// A new dict of every live key and its value.
+    fn get_all_data<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let snapshot = py.detach(|| self.node.get_all());
+        map_to_py(py, &snapshot)
+    }
+
+    /// Status and counters: node_id, port, running, state_version, data_keys, tombstones,
+    /// peers {total_peers, alive_peers, suspect_peers, dead_peers, bootstrap_peers},
+    /// pending_acks, hlc, counters {...}.
+    fn get_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let status = py.detach(|| self.node.status());
+        // Built field by field so the dict reads in the prototype's order.
+        let dict = PyDict::new(py);
+        dict.set_item("node_id", &status.node_id)?;
+        dict.set_item("port", status.port)?;
+        dict.set_item("running", status.running)?;
+        dict.set_item("state_version", status.state_version)?;
+        dict.set_item("data_keys", status.data_keys)?;
+        dict.set_item("tombstones", status.tombstones)?;
+        let peers = PyDict::new(py);
+        peers.set_item("total_peers", status.peers.total_peers)?;
+        peers.set_item("alive_peers", status.peers.alive_peers)?;
+        peers.set_item("suspect_peers", status.peers.suspect_peers)?;
+        peers.set_item("dead_peers", status.peers.dead_peers)?;
+        peers.set_item("bootstrap_peers", status.peers.bootstrap_peers)?;
+        dict.set_item("peers", peers)?;
+        dict.set_item("pending_acks", status.pending_acks)?;
+        dict.set_item("hlc", status.hlc)?;
+        let counters = serde_json::to_value(status.counters).unwrap_or_default();
+        dict.set_item("counters", json_to_py(py, &counters)?)?;
+        Ok(dict)
+    }
+
+    /// Every known peer: dicts with node_id (None until heard from), address (host, port),
+    /// state ('unknown', 'alive', 'suspect', 'dead'), bootstrap, rtt_ms, last_seen_ms and
+    /// pending_acks.
+    fn get_peers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let peers = py.detach(|| self.node.peers());
+        let list = PyList::empty(py);
+        for peer in &peers {
+            let dict = PyDict::new(py);
+            dict.set_item("node_id", &peer.node_id)?;
+            dict.set_item("address", address_tuple(py, &peer.addr)?)?;
+            dict.set_item("state", peer.state.as_str())?;
+            dict.set_item("bootstrap", peer.bootstrap)?;
+            dict.set_item("rtt_ms", peer.rtt_ms)?;
+            dict.set_item("last_seen_ms", peer.last_seen_ms)?;
+            dict.set_item("pending_acks", peer.pending_acks)?;
+            list.append(dict)?;
+        }
+        Ok(list)
+    }
+
+    /// Replaces the fault injection rules at this node's socket (for tests and demos).
+    /// Rates are probabilities in [0, 1]; ``partitioned`` lists (host, port) peers cut off
+    /// in both directions. See ``mesh_sync.testing.UnreliableNetworkSimulator``.
+    #[pyo3(signature = (
+        *,
+        loss_rate = 0.0,
+        latency_ms = 0.0,
+        jitter_ms = 0.0,
+        duplicate_rate = 0.0,
+        reorder_rate = 0.0,
+        corrupt_rate = 0.0,
+        partitioned = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn set_faults(
+        &self,
+        py: Python<'_>,
+        loss_rate: f64,
+        latency_ms: f64,
+        jitter_ms: f64,
+        duplicate_rate: f64,
+        reorder_rate: f64,
+        corrupt_rate: f64,
+        partitioned: Option<Vec<(String, i64)>>,
+    ) -> PyResult<()> {
+        let mut faults = FaultConfig {
+            loss_rate,
+            delay: millis(py, "latency_ms", latency_ms)?,
+            jitter: millis(py, "jitter_ms", jitter_ms)?,
+            duplicate_rate,
+            reorder_rate,
+            corrupt_rate,
+            partitioned: Default::default(),
+        };
+        for (host, port) in partitioned.unwrap_or_default() {
+            let port = port_number(port).ok_or_else(|| {
+                PyValueError::new_err(format!("port {port} is not between 0 and 65535"))
+            })?;
+            let addr = py.detach(|| resolve(&host, port))?;
+            faults.partitioned.insert(addr);
+        }
+        py.detach(|| self.node.set_faults(faults))
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// The fault injection rules in force, as keyword arguments of ``set_faults``.
+    fn get_faults<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let faults = py.detach(|| self.node.faults());
+        let dict = PyDict::new(py);
+        dict.set_item("loss_rate", faults.loss_rate)?;
+        dict.set_item("latency_ms", faults.delay.as_secs_f64() * 1000.0)?;
+        dict.set_item("jitter_ms", faults.jitter.as_secs_f64() * 1000.0)?;
+        dict.set_item("duplicate_rate", faults.duplicate_rate)?;
+        dict.set_item("reorder_rate", faults.reorder_rate)?;
+        dict.set_item("corrupt_rate", faults.corrupt_rate)?;
+        let partitioned = PyList::empty(py);
+        for addr in &faults.partitioned {
+            partitioned.append(address_tuple(py, addr)?)?;
+        }
+        dict.set_item("partitioned", partitioned)?;
+        Ok(dict)
+    }
+
+    /// What fault injection did so far: packets_sent, packets_dropped (loss),
+    /// packets_partitioned, packets_delayed, packets_duplicated, packets_reordered,
+    /// packets_corrupted, and drop_rate (loss and partition over packets sent).
+    fn get_fault_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = py.detach(|| self.node.fault_stats());
+        let dict = PyDict::new(py);
+        dict.set_item("packets_sent", stats.packets_sent)?;
+        dict.set_item("packets_dropped", stats.packets_dropped)?;
+        dict.set_item("packets_partitioned", stats.packets_partitioned)?;
+        dict.set_item("packets_delayed", stats.packets_delayed)?;
+        dict.set_item("packets_duplicated", stats.packets_duplicated)?;
+        dict.set_item("packets_reordered", stats.packets_reordered)?;
+        dict.set_item("packets_corrupted", stats.packets_corrupted)?;
+        dict.set_item("drop_rate", stats.drop_rate())?;
+        Ok(dict)
+    }
+
+    /// ``on_state_change(key, value, operation)``; operation is 'set', 'delete' or 'sync'.
+    #[getter]
+    fn get_on_state_change(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.callback(py, Slot::StateChange)
+    }
+
+    #[setter]
+    fn set_on_state_change(&self, py: Python<'_>, value: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        self.set_callback(py, Slot::StateChange, value)
+    }
+
+    /// ``on_peer_discovered(node_id, (host, port))``: a node was heard from for the first
+    /// time.
+    #[getter]
+    fn get_on_peer_discovered(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.callback(py, Slot::PeerDiscovered)
+    }
+
+    #[setter]
+    fn set_on_peer_discovered(
+        &self,
+        py: Python<'_>,
+        value: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        self.set_callback(py, Slot::PeerDiscovered, value)
+    }
+
+    /// ``on_peer_failed(node_id)``: a peer stayed silent for twice ``peer_timeout``.
+    #[getter]
+    fn get_on_peer_failed(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.callback(py, Slot::PeerFailed)
+    }
+
+    #[setter]
+    fn set_on_peer_failed(&self, py: Python<'_>, value: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        self.set_callback(py, Slot::PeerFailed, value)
+    }
+
+    /// ``on_peer_recovered(node_id)``: a failed or restarted peer was heard from again.
+    #[getter]
+    fn get_on_peer_recovered(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.callback(py, Slot::PeerRecovered)
+    }
+
+    #[setter]
+    fn set_on_peer_recovered(
+        &self,
+        py: Python<'_>,
+        value: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        self.set_callback(py, Slot::PeerRecovered, value)
+    }
+
+    /// Starts the node and returns it.
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        slf.get().start(slf.py())?;
+        Ok(slf)
+    }
+
+    /// Stops the node.
+    #[pyo3(signature = (_exc_type = None, _exc_value = None, _traceback = None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<Bound<'_, PyType>>,
+        _exc_value: Option<Bound<'_, PyAny>>,
+        _traceback: Option<Bound<'_, PyAny>>,
+    ) -> bool {
+        self.stop(py);
+        false
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let keys = py.detach(|| self.node.len());
+        let id = PyString::new(py, self.node.node_id()).repr()?;
+        Ok(format!(
+            "MeshSyncNode(node_id={id}, port={}, running={}, keys={keys})",
+            self.node.port(),
+            if self.node.is_running() {
+                "True"
+            } else {
+                "False"
+            },
+        ))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // A busy lock is skipped: reporting fewer references only keeps objects alive
+        // longer, never frees one in use.
+        if let Some(slots) = self.callbacks.slots.try_lock() {
+            for cb in [
+                &slots.state_change,
+                &slots.peer_discovered,
+                &slots.peer_failed,
+                &slots.peer_recovered,
+            ] {
+                visit.call(cb)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let taken = std::mem::take(&mut *self.callbacks.slots.lock());
+        drop(taken);
+    }
+}
+
+impl Drop for MeshSyncNode {
+    fn drop(&mut self) {
+        // Stopping joins the callback thread, which may be waiting to attach: detach first.
+        let node = &self.node;
+        if Python::try_attach(|py| py.detach(|| node.stop())).is_none() {
+            node.stop();
+        }
+    }
+}
