@@ -135,7 +135,10 @@ impl Config {
             ));
         }
         if self.max_value_size == 0 {
-            return Err(ConfigError::new("max_value_size", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "max_value_size",
+                "must be greater than zero",
+            ));
         }
         if self.max_in_flight < self.max_datagram_size {
             return Err(ConfigError::new(

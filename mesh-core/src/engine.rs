@@ -106,7 +106,10 @@ impl Engine {
             min_rto_us: us(config.min_rto),
             max_rto_us: us(config.max_rto),
             max_retries: config.max_retries,
-            max_fragment: config.max_datagram_size.saturating_sub(DATAGRAM_OVERHEAD).max(64),
+            max_fragment: config
+                .max_datagram_size
+                .saturating_sub(DATAGRAM_OVERHEAD)
+                .max(64),
             max_in_flight: config.max_in_flight,
             max_queued: config.max_reassembly.max(4 * config.max_in_flight),
             max_reassembly: config.max_reassembly,
@@ -323,7 +326,11 @@ impl Engine {
 
     fn write(&mut self, now: Now, key: &str, value: Option<Value>) -> bool {
         let hlc = self.clock.tick(now.wall_ms);
-        let event_value = if self.emit_events { value.clone() } else { None };
+        let event_value = if self.emit_events {
+            value.clone()
+        } else {
+            None
+        };
         let deleting = value.is_none();
         let was_live = self.replica.write_local(key, value, hlc);
         if self.emit_events {
@@ -430,7 +437,9 @@ impl Engine {
         for peer in self.peers.values_mut() {
             peer.channel.on_timeout(t);
             if std::mem::take(&mut peer.channel.lost_data) {
-                let earliest = peer.last_sync_us.map_or(t, |s| s + MIN_TRIGGERED_SYNC_GAP_US);
+                let earliest = peer
+                    .last_sync_us
+                    .map_or(t, |s| s + MIN_TRIGGERED_SYNC_GAP_US);
                 peer.sync_due_us.get_or_insert(earliest.max(t));
             }
             if peer.check_liveness(t, timeout_us, heartbeat_us) == Transition::Failed {
@@ -448,7 +457,12 @@ impl Engine {
             }
         }
         for addr in heartbeats {
-            self.send_heartbeat(addr, self.peers.get(&addr).is_some_and(|p| p.state != PeerState::Alive));
+            self.send_heartbeat(
+                addr,
+                self.peers
+                    .get(&addr)
+                    .is_some_and(|p| p.state != PeerState::Alive),
+            );
         }
         if !self.started {
             return;
@@ -576,7 +590,10 @@ impl Engine {
         peer.sync_due_us = Some(now.mono_us);
         if restarted {
             if let Some(node_id) = peer.node_id.clone() {
-                log::info!("{}: peer {node_id} at {from} restarted", self.config.node_id);
+                log::info!(
+                    "{}: peer {node_id} at {from} restarted",
+                    self.config.node_id
+                );
                 peer.state = PeerState::Alive;
                 self.emit(Event::PeerRecovered {
                     node_id,
@@ -603,7 +620,10 @@ impl Engine {
         if previous == PeerState::Dead {
             peer.sync_due_us = Some(now.mono_us);
             if let Some(node_id) = peer.node_id.clone() {
-                log::info!("{}: peer {node_id} at {from} recovered", self.config.node_id);
+                log::info!(
+                    "{}: peer {node_id} at {from} recovered",
+                    self.config.node_id
+                );
                 self.emit(Event::PeerRecovered {
                     node_id,
                     addr: from,
@@ -633,16 +653,21 @@ impl Engine {
         }
         peer.fingerprint = Some(hb.fingerprint);
         if hb.fingerprint != own_fingerprint && peer.sync_due_us.is_none() {
-            let earliest = peer
-                .last_sync_us
-                .map_or(now.mono_us, |s| s + MIN_TRIGGERED_SYNC_GAP_US.max(us(self.config.heartbeat_interval) / 2));
+            let earliest = peer.last_sync_us.map_or(now.mono_us, |s| {
+                s + MIN_TRIGGERED_SYNC_GAP_US.max(us(self.config.heartbeat_interval) / 2)
+            });
             peer.sync_due_us = Some(earliest.max(now.mono_us));
         }
         if newly_identified {
             // The same node id at another address: it moved (restarted on a new port).
-            self.peers
-                .retain(|addr, p| *addr == from || p.node_id.as_deref() != Some(hb.node_id.as_str()));
-            log::info!("{}: discovered peer {} at {from}", self.config.node_id, hb.node_id);
+            self.peers.retain(|addr, p| {
+                *addr == from || p.node_id.as_deref() != Some(hb.node_id.as_str())
+            });
+            log::info!(
+                "{}: discovered peer {} at {from}",
+                self.config.node_id,
+                hb.node_id
+            );
             self.emit(Event::PeerDiscovered {
                 node_id: hb.node_id.clone(),
                 addr: from,
@@ -699,7 +724,11 @@ impl Engine {
                     continue;
                 }
                 let key = entry.key;
-                let new_value = if self.emit_events { entry.value.clone() } else { None };
+                let new_value = if self.emit_events {
+                    entry.value.clone()
+                } else {
+                    None
+                };
                 let now_live = entry.value.is_some();
                 let merged = self.replica.merge(
                     &key,
@@ -742,7 +771,9 @@ impl Engine {
         }
         // Stream oldest origins first is not needed; sort for determinism.
         ranges.make_contiguous().sort_unstable();
-        let reply = request.reply.then(|| self.replica.version_vector().digest());
+        let reply = request
+            .reply
+            .then(|| self.replica.version_vector().digest());
         let Some(peer) = self.peers.get_mut(&from) else {
             return;
         };
@@ -781,7 +812,8 @@ impl Engine {
         if own_seq <= self.pushed_upto {
             return;
         }
-        let mut ranges = VecDeque::from([(self.replica.own_origin(), self.pushed_upto + 1, own_seq)]);
+        let mut ranges =
+            VecDeque::from([(self.replica.own_origin(), self.pushed_upto + 1, own_seq)]);
         self.pushed_upto = own_seq;
         let mut messages = Vec::new();
         while !ranges.is_empty() {
@@ -814,7 +846,7 @@ impl Engine {
                 })
             })
             .collect();
-        known.sort_by(|a, b| a.addr.cmp(&b.addr));
+        known.sort_by_key(|p| p.addr);
         let mut gossip = Vec::new();
         while gossip.len() < GOSSIP_FANOUT && !known.is_empty() {
             gossip.push(known.swap_remove(self.rng.usize(..known.len())));
@@ -901,7 +933,8 @@ impl Engine {
     fn collect_tombstones(&mut self, now: Now) {
         let grace_ms = self.config.tombstone_grace.as_millis() as u64;
         let min_age_ms = 2 * self.config.sync_interval.as_millis() as u64;
-        let warmed_up = now.mono_us.saturating_sub(self.started_at_us) >= self.membership_warmup_us();
+        let warmed_up =
+            now.mono_us.saturating_sub(self.started_at_us) >= self.membership_warmup_us();
         let digests: Vec<Option<&HashMap<OriginId, u64>>> =
             self.peers.values().map(|p| p.digest.as_ref()).collect();
         let everyone_confirmed = |entry: &Entry| {

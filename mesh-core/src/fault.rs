@@ -249,7 +249,10 @@ mod tests {
 
     #[test]
     fn rates_are_validated() {
-        assert_eq!(FaultConfig::lossy(1.5).validate().unwrap_err().field, "loss_rate");
+        assert_eq!(
+            FaultConfig::lossy(1.5).validate().unwrap_err().field,
+            "loss_rate"
+        );
         FaultConfig::lossy(0.3).validate().unwrap();
     }
 }

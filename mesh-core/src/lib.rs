@@ -30,6 +30,16 @@
 //! # }
 //! ```
 //!
+//! ## Driving the engine yourself
+//!
+//! [`Node`] is a thin driver around the sans-IO [`Engine`]. To embed the protocol in your
+//! own event loop, feed the engine each received datagram (`handle_datagram(now, from,
+//! bytes)`) and call `handle_timeout(now)` when the deadline from `poll_timeout()` has
+//! come; after every such input or command (`set`, `delete`, ...), drain
+//! `poll_transmit(now)` (datagrams to send) and `poll_event()` (application events) until
+//! they return `None`. The engine never reads a clock or touches a socket: [`Now`] is
+//! always passed in, which is what lets `sim` run whole meshes deterministically.
+//!
 //! ## Layers
 //!
 //! - [`Node`]: the runtime. One UDP socket, a network thread, a callback thread.

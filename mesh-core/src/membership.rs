@@ -108,7 +108,12 @@ impl Peer {
     }
 
     /// Applies the failure detector at `now_us`.
-    pub fn check_liveness(&mut self, now_us: u64, timeout_us: u64, heartbeat_us: u64) -> Transition {
+    pub fn check_liveness(
+        &mut self,
+        now_us: u64,
+        timeout_us: u64,
+        heartbeat_us: u64,
+    ) -> Transition {
         let Some(heard) = self.last_heard_us else {
             return Transition::None;
         };

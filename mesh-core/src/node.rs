@@ -8,6 +8,9 @@
 //! work due sooner than the network thread's planned wake-up, they wake it with an empty
 //! datagram sent to the node's own socket.
 
+// The runtime is the one place allowed to read the clocks (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::{BTreeMap, BinaryHeap};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
@@ -189,12 +192,7 @@ impl Node {
             return Ok(());
         }
         let socket = self.shared.socket.read().clone().ok_or(Error::Stopped)?;
-        let rx = self
-            .shared
-            .event_rx
-            .lock()
-            .take()
-            .ok_or(Error::Stopped)?;
+        let rx = self.shared.event_rx.lock().take().ok_or(Error::Stopped)?;
         let shared = Arc::clone(&self.shared);
         let callbacks = thread::Builder::new()
             .name(format!("mesh-c:{}", short(&self.shared.node_id)))
@@ -440,7 +438,8 @@ fn callback_loop(shared: &Shared, rx: mpsc::Receiver<Event>) {
         let handler = shared.handler.read().clone();
         if let Some(handler) = handler {
             // A panicking callback must not take the node down with it.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&event)));
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&event)));
             if outcome.is_err() {
                 log::error!("mesh-sync event callback panicked; event dropped");
             }
@@ -515,7 +514,12 @@ fn network_loop(shared: &Shared, socket: &UdpSocket) {
                     let _ = socket.set_nonblocking(false);
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 shared.wake_at_us.store(0, Ordering::Release);
             }
             Err(e) => {
@@ -574,10 +578,7 @@ fn network_loop(shared: &Shared, socket: &UdpSocket) {
             }
         }
         if sent_datagrams > 0 {
-            shared
-                .engine
-                .lock()
-                .record_sent(sent_datagrams, sent_bytes);
+            shared.engine.lock().record_sent(sent_datagrams, sent_bytes);
         }
     }
 }

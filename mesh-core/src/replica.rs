@@ -263,7 +263,10 @@ mod tests {
             r.merge("k", entry(Some(2), 20, 2, 1)),
             MergeOutcome::Applied { was_live: true }
         );
-        assert_eq!(r.merge("k", entry(Some(3), 15, 3, 1)), MergeOutcome::Ignored);
+        assert_eq!(
+            r.merge("k", entry(Some(3), 15, 3, 1)),
+            MergeOutcome::Ignored
+        );
         assert_eq!(r.get("k"), Some(&Value::Int(2)));
         assert_eq!(r.entries_of(1, 1, 10).count(), 0);
         assert_eq!(r.entries_of(2, 1, 10).count(), 1);
@@ -283,7 +286,13 @@ mod tests {
     }
 
     fn arb_entry() -> impl Strategy<Value = (u8, Entry)> {
-        (0u8..4, proptest::option::of(0i64..5), 0u64..8, 0u64..3, 1u64..50)
+        (
+            0u8..4,
+            proptest::option::of(0i64..5),
+            0u64..8,
+            0u64..3,
+            1u64..50,
+        )
             .prop_map(|(k, v, hlc, origin, seq)| (k, entry(v, hlc, origin, seq)))
     }
 

@@ -41,7 +41,6 @@ pub struct SimNode {
 /// A write the oracle knows of.
 #[derive(Clone, Debug)]
 struct Write {
-    node: usize,
     key: String,
     value: Option<Value>,
     rank: (u64, u64, u64),
@@ -191,7 +190,6 @@ impl Sim {
         }
         let rank = engine.replica().entry(key).expect("just written").rank();
         self.writes.push(Write {
-            node: i,
             key: key.to_owned(),
             value,
             rank,
@@ -319,7 +317,11 @@ impl Sim {
                 return;
             };
             self.now_us = self.now_us.max(next);
-            while self.flights.peek().is_some_and(|f| f.0.at_us <= self.now_us) {
+            while self
+                .flights
+                .peek()
+                .is_some_and(|f| f.0.at_us <= self.now_us)
+            {
                 let Some(Reverse(flight)) = self.flights.pop() else {
                     break;
                 };
@@ -404,7 +406,11 @@ impl Sim {
 
     /// Runs until converged or `limit` of virtual time passed; returns the virtual time
     /// it took, or the last divergence.
-    pub fn run_until_converged(&mut self, limit: Duration, step: Duration) -> Result<Duration, Divergence> {
+    pub fn run_until_converged(
+        &mut self,
+        limit: Duration,
+        step: Duration,
+    ) -> Result<Duration, Divergence> {
         let start = self.now_us;
         loop {
             match self.check_converged() {
@@ -417,7 +423,10 @@ impl Sim {
 
     /// Number of writes made, and how many were lost with crashed nodes.
     pub fn write_counts(&self) -> (usize, usize) {
-        (self.writes.len(), self.writes.iter().filter(|w| w.lost).count())
+        (
+            self.writes.len(),
+            self.writes.iter().filter(|w| w.lost).count(),
+        )
     }
 
     /// A random number generator derived from the simulation's seed, for scenarios.

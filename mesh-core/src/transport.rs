@@ -85,7 +85,8 @@ impl RttEstimator {
             }
         }
         let srtt = self.srtt_us.unwrap_or(rtt_us);
-        self.rto_us = (srtt + (4 * self.rttvar_us).max(1_000)).clamp(self.min_rto_us, self.max_rto_us);
+        self.rto_us =
+            (srtt + (4 * self.rttvar_us).max(1_000)).clamp(self.min_rto_us, self.max_rto_us);
     }
 
     /// Smoothed RTT, once measured.
@@ -540,7 +541,12 @@ mod tests {
     }
 
     /// Moves every datagram from `a` to `b` (optionally dropping some) and acks back.
-    fn pump(a: &mut Channel, b: &mut Channel, now: u64, drop: impl Fn(u64) -> bool) -> Vec<Vec<u8>> {
+    fn pump(
+        a: &mut Channel,
+        b: &mut Channel,
+        now: u64,
+        drop: impl Fn(u64) -> bool,
+    ) -> Vec<Vec<u8>> {
         let mut delivered = Vec::new();
         while let Some(d) = a.poll_data(now) {
             if drop(d.seq) {
@@ -585,11 +591,23 @@ mod tests {
     #[test]
     fn duplicates_are_detected_and_reacked() {
         let mut b = Channel::new(limits());
-        let d = Data { seq: 1, msg_id: 1, frag: 0, frags: 1, bytes: vec![1] };
+        let d = Data {
+            seq: 1,
+            msg_id: 1,
+            frag: 0,
+            frags: 1,
+            bytes: vec![1],
+        };
         assert_eq!(b.on_data(d.clone(), 0), Received::Message(vec![1]));
         b.take_ack();
         assert_eq!(b.on_data(d, 0), Received::Duplicate);
-        assert_eq!(b.take_ack(), Some(Ack { cumulative: 1, ranges: vec![] }));
+        assert_eq!(
+            b.take_ack(),
+            Some(Ack {
+                cumulative: 1,
+                ranges: vec![]
+            })
+        );
     }
 
     #[test]
@@ -624,7 +642,13 @@ mod tests {
     #[test]
     fn far_ahead_sequence_numbers_are_refused() {
         let mut b = Channel::new(limits());
-        let d = Data { seq: RECV_WINDOW + 5, msg_id: 1, frag: 0, frags: 1, bytes: vec![] };
+        let d = Data {
+            seq: RECV_WINDOW + 5,
+            msg_id: 1,
+            frag: 0,
+            frags: 1,
+            bytes: vec![],
+        };
         assert_eq!(b.on_data(d, 0), Received::Refused);
         assert!(!b.ack_pending());
     }
@@ -633,9 +657,21 @@ mod tests {
     fn reassembly_memory_is_capped_and_times_out() {
         let mut b = Channel::new(limits());
         // A message claiming far more fragments than the cap allows.
-        let d = Data { seq: 1, msg_id: 1, frag: 0, frags: 1_000_000, bytes: vec![0; 10] };
+        let d = Data {
+            seq: 1,
+            msg_id: 1,
+            frag: 0,
+            frags: 1_000_000,
+            bytes: vec![0; 10],
+        };
         assert_eq!(b.on_data(d, 0), Received::Refused);
-        let d = Data { seq: 2, msg_id: 2, frag: 0, frags: 3, bytes: vec![0; 10] };
+        let d = Data {
+            seq: 2,
+            msg_id: 2,
+            frag: 0,
+            frags: 3,
+            bytes: vec![0; 10],
+        };
         assert_eq!(b.on_data(d, 0), Received::Fragment);
         assert_eq!(b.reassembly_bytes(), 10);
         b.on_timeout(2_000_000);

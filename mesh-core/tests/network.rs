@@ -1,5 +1,8 @@
 //! Real sockets on 127.0.0.1: whole nodes, their threads and the fault injector.
 
+// Tests drive real nodes against the wall clock (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeSet;
 use std::net::UdpSocket;
 use std::sync::{Arc, Mutex};
@@ -34,7 +37,8 @@ fn mesh(n: usize, prefix: &str) -> Vec<Node> {
         .map(|i| Node::new(config(&format!("{prefix}{i}"))).unwrap())
         .collect();
     for node in &nodes[1..] {
-        node.add_bootstrap_peer("127.0.0.1", nodes[0].port()).unwrap();
+        node.add_bootstrap_peer("127.0.0.1", nodes[0].port())
+            .unwrap();
     }
     for node in &nodes {
         node.start().unwrap();
@@ -55,7 +59,9 @@ fn two_nodes_sync_sets_and_deletes() {
         nodes[1].get("temperature") == Some(Value::Float(72.5))
     });
     nodes[1].set("humidity", 40).unwrap();
-    wait_until("the reverse set", || nodes[0].get("humidity") == Some(Value::Int(40)));
+    wait_until("the reverse set", || {
+        nodes[0].get("humidity") == Some(Value::Int(40))
+    });
     assert!(nodes[0].delete("temperature").unwrap());
     wait_until("the delete", || nodes[1].get("temperature").is_none());
     let status = nodes[1].status();
@@ -91,10 +97,12 @@ fn partition_heals_by_itself() {
     });
     // Cut node 2 off in both directions.
     let cut: BTreeSet<_> = [nodes[0].local_addr(), nodes[1].local_addr()].into();
-    nodes[2].set_faults(FaultConfig {
-        partitioned: cut,
-        ..FaultConfig::default()
-    }).unwrap();
+    nodes[2]
+        .set_faults(FaultConfig {
+            partitioned: cut,
+            ..FaultConfig::default()
+        })
+        .unwrap();
     nodes[0].set("during", "partition").unwrap();
     nodes[2].set("island", true).unwrap();
     wait_until("node 2 to be declared failed", || {
@@ -123,7 +131,8 @@ fn restarted_node_catches_up() {
     let mut again = config("restart1");
     again.port = port;
     let back = Node::new(again).unwrap();
-    back.add_bootstrap_peer("127.0.0.1", nodes[0].port()).unwrap();
+    back.add_bootstrap_peer("127.0.0.1", nodes[0].port())
+        .unwrap();
     back.start().unwrap();
     wait_until("the restarted node to catch up", || back.len() == 101);
     assert_eq!(back.get("while-down"), Some(Value::from("yes")));
@@ -206,7 +215,11 @@ fn stop_is_prompt_and_releases_the_port() {
     let port = nodes[0].port();
     let started = Instant::now();
     nodes[0].stop();
-    assert!(started.elapsed() < Duration::from_secs(1), "stop took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "stop took {:?}",
+        started.elapsed()
+    );
     assert!(!nodes[0].is_running());
     assert!(matches!(nodes[0].start(), Err(Error::Stopped)));
     let mut reuse = config("stop-again");

@@ -160,7 +160,12 @@ fn seeded_fault_schedules_converge() {
         seeds.len(),
         failures.len()
     );
-    assert!(failures.is_empty(), "{} of {} seeds failed", failures.len(), seeds.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} seeds failed",
+        failures.len(),
+        seeds.len()
+    );
 }
 
 #[test]
@@ -169,7 +174,11 @@ fn fifty_nodes_converge_through_heavy_loss() {
     let mut sim = Sim::new(50, sim_config(), faults, 4242);
     sim.run_for(Duration::from_secs(3));
     for i in 0..200 {
-        sim.write(i % 50, &format!("key{}", i % 37), Some(Value::Int(i as i64)));
+        sim.write(
+            i % 50,
+            &format!("key{}", i % 37),
+            Some(Value::Int(i as i64)),
+        );
         sim.run_for(Duration::from_millis(5));
     }
     let took = sim
@@ -197,7 +206,11 @@ fn deletes_are_never_resurrected_by_a_returning_node() {
     for node in &sim.nodes {
         let engine = node.engine.as_ref().unwrap();
         assert_eq!(engine.get("doomed"), None);
-        assert_eq!(engine.replica().tombstone_len(), 0, "tombstone collected once confirmed");
+        assert_eq!(
+            engine.replica().tombstone_len(),
+            0,
+            "tombstone collected once confirmed"
+        );
     }
 }
 
@@ -222,8 +235,15 @@ fn garbage_datagrams_are_counted_and_dropped() {
     sim.run_until_converged(Duration::from_secs(10), Duration::from_millis(50))
         .unwrap();
     let counters = sim.nodes[1].engine.as_ref().unwrap().counters();
-    assert!(counters.dropped.datagrams() >= 2_000, "{:?}", counters.dropped);
-    assert_eq!(sim.nodes[1].engine.as_ref().unwrap().get("a"), Some(&Value::Int(1)));
+    assert!(
+        counters.dropped.datagrams() >= 2_000,
+        "{:?}",
+        counters.dropped
+    );
+    assert_eq!(
+        sim.nodes[1].engine.as_ref().unwrap().get("a"),
+        Some(&Value::Int(1))
+    );
 }
 
 #[test]
