@@ -25,7 +25,8 @@ pub struct Config {
     /// Default 15 s.
     pub peer_timeout: Duration,
     /// Retransmissions of one datagram before it is given up (anti-entropy then repairs
-    /// whatever it carried). Default 5.
+    /// whatever it carried); a datagram is retried for at least `peer_timeout` in any
+    /// case, so a receiver that pauses briefly does not cost a resync. Default 5.
     pub max_retries: u32,
     /// Retransmission timeout before any round trip has been measured. Default 0.5 s.
     pub initial_rto: Duration,
@@ -44,7 +45,9 @@ pub struct Config {
     pub max_key_len: usize,
     /// Largest value, in encoded bytes. Default 16 MiB.
     pub max_value_size: usize,
-    /// Bytes of unacknowledged datagrams allowed in flight to one peer. Default 1 MiB.
+    /// Bytes of unacknowledged datagrams allowed in flight to one peer. Default 128 KiB:
+    /// on loopback and LANs larger windows only queue up in the receiver and cause
+    /// spurious retransmissions.
     pub max_in_flight: usize,
     /// Bytes of partially received messages kept per peer. Default 64 MiB.
     pub max_reassembly: usize,
@@ -177,7 +180,7 @@ impl Default for Config {
             max_datagram_size: 1200,
             max_key_len: 1024,
             max_value_size: 16 * 1024 * 1024,
-            max_in_flight: 1024 * 1024,
+            max_in_flight: 128 * 1024,
             max_reassembly: 64 * 1024 * 1024,
             reassembly_timeout: Duration::from_secs(30),
             max_clock_drift: Duration::from_secs(60),

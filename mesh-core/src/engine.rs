@@ -106,6 +106,7 @@ impl Engine {
             min_rto_us: us(config.min_rto),
             max_rto_us: us(config.max_rto),
             max_retries: config.max_retries,
+            min_give_up_us: us(config.peer_timeout),
             max_fragment: config
                 .max_datagram_size
                 .saturating_sub(DATAGRAM_OVERHEAD)

@@ -157,6 +157,7 @@ mod tests {
             min_rto_us: 10_000,
             max_rto_us: 8_000_000,
             max_retries: 5,
+            min_give_up_us: 0,
             max_fragment: 1000,
             max_in_flight: 100_000,
             max_queued: 1_000_000,

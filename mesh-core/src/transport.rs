@@ -4,7 +4,8 @@
 //! a sequence number and stays in flight until acknowledged, retransmitted on timeout
 //! (RTO from measured RTT, RFC 6298 style, backing off by 1.5x per retry) or sooner when
 //! three later datagrams were acknowledged (fast retransmit), and given up after
-//! `max_retries`: anti-entropy repairs whatever it carried. Bytes and datagrams in flight
+//! `max_retries` once it has been unacknowledged for at least `min_give_up_us`:
+//! anti-entropy repairs whatever it carried. Bytes and datagrams in flight
 //! are bounded.
 //!
 //! Receiving: a bounded duplicate window (cumulative number plus the set received above
@@ -38,6 +39,10 @@ pub struct ChannelLimits {
     pub max_rto_us: u64,
     /// Retransmissions before giving up a datagram.
     pub max_retries: u32,
+    /// Shortest time a datagram is retried before it may be given up, microseconds. A
+    /// receiver pausing for a moment (a large merge, a scheduler hiccup) must not cost
+    /// the data: only a peer silent this long is treated as unreachable.
+    pub min_give_up_us: u64,
     /// Largest fragment payload, bytes.
     pub max_fragment: usize,
     /// Bytes in flight allowed.
@@ -112,6 +117,7 @@ impl RttEstimator {
 struct InFlight {
     data: Data,
     size: usize,
+    first_sent_us: u64,
     last_sent_us: u64,
     retries: u32,
     deadline_us: u64,
@@ -299,6 +305,7 @@ impl Channel {
             InFlight {
                 data: data.clone(),
                 size: next_size,
+                first_sent_us: now_us,
                 last_sent_us: now_us,
                 retries: 0,
                 deadline_us: now_us + self.rtt.rto_us,
@@ -476,7 +483,13 @@ impl Channel {
                 break;
             }
             match self.in_flight.get(&seq) {
-                Some(entry) if entry.retries >= self.limits.max_retries => given_up.push(seq),
+                Some(entry)
+                    if entry.retries >= self.limits.max_retries
+                        && now_us.saturating_sub(entry.first_sent_us)
+                            >= self.limits.min_give_up_us =>
+                {
+                    given_up.push(seq)
+                }
                 Some(_) => {
                     self.retransmit_due.insert(seq);
                 }
@@ -532,6 +545,7 @@ mod tests {
             min_rto_us: 10_000,
             max_rto_us: 8_000_000,
             max_retries: 3,
+            min_give_up_us: 0,
             max_fragment: 10,
             max_in_flight: 1_000,
             max_queued: 100_000,
