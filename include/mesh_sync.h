@@ -494,7 +494,7 @@ mesh_result mesh_config_set_max_retries(mesh_config_t *config, uint32_t retries)
 
 /**
  * Sets how long local writes are held to be batched into one push, in milliseconds.
- * Default 1.
+ * Default 0: pushed as soon as the network thread runs.
  */
 mesh_result mesh_config_set_push_delay_ms(mesh_config_t *config, uint64_t delay_ms);
 
@@ -504,9 +504,9 @@ mesh_result mesh_config_set_push_delay_ms(mesh_config_t *config, uint64_t delay_
 mesh_result mesh_config_set_max_key_len(mesh_config_t *config, size_t max_key_len);
 
 /**
- * Sets the largest value accepted, in encoded bytes. Default 16 MiB. Raising it past
- * about 64 MiB also raises the reassembly budget, so one entry always fits in a
- * message.
+ * Sets the largest value accepted, in encoded bytes. Default 16 MiB. The memory kept
+ * for partially received messages grows with it when needed, so that the largest entry
+ * always fits in one message.
  */
 mesh_result mesh_config_set_max_value_size(mesh_config_t *config, size_t max_value_size);
 

@@ -55,6 +55,16 @@ unsafe fn with_config(
     f(&mut c.config)
 }
 
+/// Grows the reassembly budget so that a message carrying the largest key and value
+/// always fits; the C API does not expose the budget itself.
+fn fit_reassembly(c: &mut Config) {
+    let needed = c
+        .max_value_size
+        .saturating_add(c.max_key_len)
+        .saturating_add(64 * 1024);
+    c.max_reassembly = c.max_reassembly.max(needed);
+}
+
 fn millis(value: u64) -> Duration {
     Duration::from_millis(value)
 }
@@ -208,7 +218,7 @@ pub unsafe extern "C" fn mesh_config_set_max_retries(
 }
 
 /// Sets how long local writes are held to be batched into one push, in milliseconds.
-/// Default 1.
+/// Default 0: pushed as soon as the network thread runs.
 #[no_mangle]
 pub unsafe extern "C" fn mesh_config_set_push_delay_ms(
     config: *mut mesh_config_t,
@@ -233,14 +243,15 @@ pub unsafe extern "C" fn mesh_config_set_max_key_len(
         // SAFETY: `config` is NULL or a live configuration.
         unsafe { with_config(config, |c| {
             c.max_key_len = max_key_len;
+            fit_reassembly(c);
             Ok(())
         }) }
     }
 }
 
-/// Sets the largest value accepted, in encoded bytes. Default 16 MiB. Raising it past
-/// about 64 MiB also raises the reassembly budget, so one entry always fits in a
-/// message.
+/// Sets the largest value accepted, in encoded bytes. Default 16 MiB. The memory kept
+/// for partially received messages grows with it when needed, so that the largest entry
+/// always fits in one message.
 #[no_mangle]
 pub unsafe extern "C" fn mesh_config_set_max_value_size(
     config: *mut mesh_config_t,
@@ -253,10 +264,7 @@ pub unsafe extern "C" fn mesh_config_set_max_value_size(
                 return Err(FfiError::invalid("`max_value_size` must be greater than zero"));
             }
             c.max_value_size = max_value_size;
-            let needed = max_value_size
-                .saturating_add(c.max_key_len)
-                .saturating_add(64 * 1024);
-            c.max_reassembly = c.max_reassembly.max(needed);
+            fit_reassembly(c);
             Ok(())
         }) }
     }
@@ -297,6 +305,25 @@ pub unsafe extern "C" fn mesh_config_set_seed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The defaults stated in this module's documentation (and so in the header).
+    #[test]
+    fn documented_defaults_match_the_core() {
+        let c = Config::default();
+        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!(c.port, 0);
+        assert_eq!(c.cluster, "default");
+        assert_eq!(c.sync_interval, Duration::from_millis(10_000));
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(5_000));
+        assert_eq!(c.peer_timeout, Duration::from_millis(15_000));
+        assert_eq!(c.initial_rto, Duration::from_millis(500));
+        assert_eq!(c.max_retries, 5);
+        assert_eq!(c.push_delay, Duration::ZERO);
+        assert_eq!(c.max_key_len, 1024);
+        assert_eq!(c.max_value_size, 16 * 1024 * 1024);
+        assert_eq!(c.max_datagram_size, 1200);
+        assert_eq!(c.seed, None);
+    }
 
     #[test]
     fn setters_reach_the_core_config() {

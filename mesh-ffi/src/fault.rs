@@ -45,6 +45,8 @@ unsafe fn update_faults(
     let _serialized = n.faults_lock.lock();
     let mut faults = n.node.faults();
     f(&mut faults)?;
+    // Validated here so a bad rate reads as a bad argument, not as a bad node config.
+    faults.validate()?;
     n.node.set_faults(faults)?;
     Ok(())
 }

@@ -4,9 +4,24 @@
 //! in `include/mesh_sync.h`, generated from this crate by cbindgen. The conventions
 //! (ownership, threads, errors) are written at the top of that header.
 //!
-//! Every exported function wraps its body in [`error::boundary`], so no panic unwinds
-//! into C, and converts pointers only through the helpers of `ptr`, where the rules for
-//! NULL, UTF-8 and ownership live.
+//! Every exported function wraps its body in `ffi_boundary!` (a `catch_unwind`), so no
+//! panic unwinds into C, and converts pointers only through the helpers of `ptr`, where
+//! the rules for NULL, UTF-8 and ownership live.
+//!
+//! ## Design choices
+//!
+//! - The configuration is an opaque object with setters, not a struct passed by value:
+//!   settings can be added without breaking programs built against an older header.
+//! - Ports are taken as `int`, not `uint16_t`, so that `-1` or `70000` is reported as an
+//!   error instead of being silently truncated by the C compiler.
+//! - Strings returned through `char **` carry their length in a hidden prefix, so that
+//!   `mesh_string_free` releases strings holding NUL bytes (possible when written from
+//!   Python) correctly.
+//! - A node's callbacks are guarded by a reentrant lock held during each call: replacing
+//!   a callback or freeing the node waits for a call in progress, after which C may free
+//!   its `user_data`; a callback may still re-register callbacks on its own thread.
+//! - Freed nodes are remembered, so freeing a node twice is a no-op rather than a double
+//!   free (the common mistake with RAII wrappers plus manual cleanup).
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 // The exported names are the C names (`mesh_node_t`, `mesh_result`, ...).
