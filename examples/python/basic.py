@@ -114,16 +114,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     def on_state_change(key: str, value: Any, operation: str) -> None:
         if operation == "sync":
             change = f"deleted {key}" if value is None else f"{key} = {show(value)}"
-            print(f"\n[sync] {change}")
+            print(f"\n[sync] {change}", flush=True)
 
     def on_peer_discovered(node_id: str, address: Tuple[str, int]) -> None:
-        print(f"\n[peer] discovered {node_id} at {address[0]}:{address[1]}")
+        print(f"\n[peer] discovered {node_id} at {address[0]}:{address[1]}", flush=True)
 
     def on_peer_failed(node_id: str) -> None:
-        print(f"\n[peer] {node_id} failed")
+        print(f"\n[peer] {node_id} failed", flush=True)
 
     def on_peer_recovered(node_id: str) -> None:
-        print(f"\n[peer] {node_id} recovered")
+        print(f"\n[peer] {node_id} recovered", flush=True)
 
     node.on_state_change = on_state_change
     node.on_peer_discovered = on_peer_discovered

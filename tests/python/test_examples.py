@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import List
+
+from helpers import HOST, wait_until
+
+from mesh_sync import MeshSyncNode
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "python"
 
@@ -48,7 +54,7 @@ def test_basic_runs_the_prototype_commands() -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "temperature = 72.5" in out
-    assert 'config = {"mode": "eco", "levels": [1, 2]}' in out
+    assert 'config = {"levels": [1, 2], "mode": "eco"}' in out
     assert "(2 keys)" in out
     assert "temperature is not set" in out
     assert '"node_id": "node1"' in out
@@ -58,27 +64,55 @@ def test_basic_runs_the_prototype_commands() -> None:
 
 
 def test_basic_joins_a_peer_and_sees_its_writes() -> None:
-    from helpers import HOST, wait_until
-
-    from mesh_sync import MeshSyncNode
-
     with MeshSyncNode("seed", 0, host=HOST) as seed:
         seed.set("greeting", "hello")
         proc = subprocess.Popen(
-            [sys.executable, str(EXAMPLES / "basic.py"), "joiner", "0", HOST, str(seed.port),
-             "--host", HOST, "--heartbeat-interval", "0.2", "--sync-interval", "0.5"],
+            [
+                sys.executable,
+                str(EXAMPLES / "basic.py"),
+                "joiner",
+                "0",
+                HOST,
+                str(seed.port),
+                "--host",
+                HOST,
+                "--heartbeat-interval",
+                "0.2",
+                "--sync-interval",
+                "0.5",
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
+        assert proc.stdin is not None and proc.stdout is not None
+        output: List[str] = []
+        reader = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
+        reader.start()
+
+        def printed(text: str) -> bool:
+            return any(text in line for line in list(output))
+
         try:
-            assert wait_until(lambda: seed.get_status()["peers"]["alive_peers"] == 1)
-            out, err = proc.communicate("get greeting\nset reply 42\nquit\n", timeout=60)
+            # The seed's data reaches the joiner, which prints the change as it arrives.
+            assert wait_until(lambda: printed('[sync] greeting = "hello"')), output
+            assert printed("[peer] discovered seed")
+            proc.stdin.write("get greeting\nset reply 42\n")
+            proc.stdin.flush()
+            # The joiner stays up until its write has reached the seed.
+            assert wait_until(lambda: seed.get("reply") == 42)
+            proc.stdin.write("quit\n")
+            proc.stdin.close()
+            proc.wait(timeout=60)
+            reader.join(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        assert proc.returncode == 0, err
-        assert 'greeting = "hello"' in out
-        assert wait_until(lambda: seed.get("reply") == 42)
+            if proc.stderr is not None:
+                proc.stderr.close()
+            proc.stdout.close()
+        assert proc.returncode == 0
+        assert printed('greeting = "hello"')
+        assert output[-1].rstrip().endswith("stopped")

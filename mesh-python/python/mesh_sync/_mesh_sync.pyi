@@ -41,17 +41,11 @@ MAX_VALUE_DEPTH: int
 
 def _stop_all_nodes() -> None: ...
 
-#: What ``set`` accepts. Tuples come back as lists, bytearrays as bytes.
+#: What ``set`` accepts. Tuples come back as lists, bytearrays as bytes. Items of lists
+#: and dicts are checked when the value is converted (TypeError names a wrong type), not
+#: here: precise recursive types would reject the common ``dict[str, object]``.
 _ValueIn: TypeAlias = Union[
-    None,
-    bool,
-    int,
-    float,
-    str,
-    bytes,
-    bytearray,
-    Sequence["_ValueIn"],
-    Mapping[str, "_ValueIn"],
+    None, bool, int, float, str, bytes, bytearray, Sequence[Any], Mapping[str, Any]
 ]
 #: What ``get`` returns: None, bool, int, float, str, bytes, list or dict, nested.
 _Value: TypeAlias = Any
