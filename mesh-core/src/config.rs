@@ -62,6 +62,9 @@ pub struct Config {
     /// Longest pause between probes of a failed peer (probes back off up to this).
     /// Default 30 s.
     pub max_probe_interval: Duration,
+    /// How long `stop` waits for local writes to be acknowledged by reachable peers before
+    /// closing the socket. Default 500 ms.
+    pub stop_flush_timeout: Duration,
     /// Seed of the node's random choices (peer selection, jitter). `None` draws one.
     pub seed: Option<u64>,
 }
@@ -186,6 +189,7 @@ impl Default for Config {
             max_clock_drift: Duration::from_secs(60),
             tombstone_grace: Duration::from_secs(24 * 3600),
             max_probe_interval: Duration::from_secs(30),
+            stop_flush_timeout: Duration::from_millis(500),
             seed: None,
         }
     }

@@ -548,6 +548,22 @@ impl Engine {
         (20 * us(self.config.heartbeat_interval)).max(2 * us(self.config.peer_timeout))
     }
 
+    /// Whether every local write has been pushed and every reliable datagram to a
+    /// reachable peer acknowledged. Drivers wait for this (briefly) before shutting down,
+    /// so a write made just before a stop is not lost with the process.
+    pub fn is_flushed(&self) -> bool {
+        let reachable = || self.peers.values().filter(|p| p.is_reachable());
+        let unpushed = self.replica.own_seq() > self.pushed_upto;
+        !(unpushed && reachable().next().is_some()) && reachable().all(|p| p.channel.is_idle())
+    }
+
+    /// Pushes pending local writes at the next opportunity instead of after `push_delay`.
+    pub fn flush_pushes(&mut self, now: Now) {
+        if self.started && self.replica.own_seq() > self.pushed_upto {
+            self.push_due_us = Some(now.mono_us);
+        }
+    }
+
     /// Records datagrams the driver actually put on the wire.
     pub fn record_sent(&mut self, datagrams: u64, bytes: u64) {
         self.counters.datagrams_sent += datagrams;

@@ -76,7 +76,7 @@ pub use engine::{Engine, Transmit};
 pub use error::{ConfigError, Error, Result};
 pub use event::{ChangeOrigin, Event};
 pub use fault::{FaultConfig, FaultStats};
-pub use node::{EventHandler, Node};
+pub use node::{resolve, EventHandler, Node};
 pub use status::{Counters, DropCounters, PeerCounts, PeerInfo, PeerState, Status};
 pub use time::Now;
 pub use value::{JsonValueError, Value};

@@ -73,6 +73,7 @@ struct Shared {
     running: AtomicBool,
     stopping: AtomicBool,
     stopped: AtomicBool,
+    flush_timeout: Duration,
     /// Monotonic microseconds at which the network thread plans to wake.
     wake_at_us: AtomicU64,
     epoch: Instant,
@@ -119,6 +120,7 @@ impl Node {
                 running: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
                 stopped: AtomicBool::new(false),
+                flush_timeout: config.stop_flush_timeout,
                 wake_at_us: AtomicU64::new(u64::MAX),
                 epoch,
             }),
@@ -215,11 +217,18 @@ impl Node {
         Ok(())
     }
 
-    /// Stops the node: the network thread ends within milliseconds, pending events are
-    /// delivered, and the socket is closed so the port can be bound again. Idempotent.
-    /// Writes made after `stop` stay local.
+    /// Stops the node. Local writes not yet acknowledged by reachable peers get up to
+    /// `stop_flush_timeout` (500 ms) to be delivered; then the network thread ends,
+    /// pending events are delivered, and the socket is closed so the port can be bound
+    /// again. Idempotent. Writes made after `stop` stay local.
     pub fn stop(&self) {
         let mut threads = self.threads.lock();
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        if self.is_running() {
+            self.flush(self.shared.flush_timeout);
+        }
         if self.shared.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -239,6 +248,23 @@ impl Node {
             }
         }
         self.shared.socket.write().take();
+    }
+
+    /// Waits up to `timeout` until every local write has been acknowledged by every
+    /// reachable peer. Returns whether that happened. Useful before a planned shutdown;
+    /// [`Node::stop`] does it with `stop_flush_timeout`.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        self.with_engine(|engine, now| engine.flush_pushes(now));
+        loop {
+            if self.shared.engine.lock().is_flushed() {
+                return true;
+            }
+            if Instant::now() >= deadline || !self.is_running() {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Sets `key` to `value`. Visible locally at once, pushed to peers within
@@ -382,7 +408,9 @@ fn short(node_id: &str) -> String {
     node_id.chars().take(8).collect()
 }
 
-fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
+/// Resolves a peer address the way [`Node::add_bootstrap_peer`] does: host names are
+/// looked up, and an IPv4 address is preferred when both families exist.
+pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| Error::Resolve {

@@ -246,3 +246,17 @@ fn port_in_use_and_bad_config_are_typed_errors() {
         Err(Error::KeyTooLong { len: 5000, .. })
     ));
 }
+
+#[test]
+fn a_write_just_before_stop_is_delivered() {
+    let nodes = mesh(2, "flush");
+    wait_until("the pair to form", || {
+        nodes.iter().all(|n| n.status().peers.alive_peers == 1)
+    });
+    nodes[0].set_faults(FaultConfig::lossy(0.3)).unwrap();
+    for k in 0..50 {
+        nodes[0].set(&format!("last-{k}"), k).unwrap();
+    }
+    nodes[0].stop();
+    wait_until("the writes made before stop", || nodes[1].len() == 50);
+}
