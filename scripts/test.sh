@@ -135,12 +135,14 @@ demo_smoke() {
     "$TARGET_DIR/debug/mesh-demo" --duration 5 --plain
 }
 
-step "tools: cargo, rustfmt, clippy, python3, gcc, make (valgrind if needed)" check_tools
-step "python: $VENV with maturin, pytest and tests/python/requirements.txt" python_env
+step "tools: cargo, rustfmt, clippy, python3, gcc, make, valgrind" check_tools
+step "python venv ${VENV#"$ROOT"/} with the test tools" python_env
 if "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
     # pyo3's build script is re-run, and everything above it rebuilt, whenever the Python
     # it sees changes; pinning it to the venv's lets cargo and maturin share artifacts.
     export PYO3_PYTHON="$VENV/bin/python"
+    # As if activated: build backends run tools (maturin) by name.
+    export PATH="$VENV/bin:$PATH"
 fi
 
 step "cargo fmt --all --check" cargo fmt --all --check
@@ -150,7 +152,8 @@ step "cargo clippy --workspace --all-targets -- -D warnings" \
 step "cargo doc -p mesh-core (warnings are errors)" \
     env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps -p mesh-core
 # Includes mesh-ffi's check that include/mesh_sync.h is exactly what cbindgen generates.
-step "cargo test (default members)" cargo test
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+step "cargo test (default members)" cargo test --no-fail-fast
 step "demo: 5 nodes, 20% loss, converges" demo_smoke
 
 if [[ -f mesh-python/pyproject.toml ]]; then
@@ -181,7 +184,7 @@ for result in "${RESULTS[@]}"; do
     if [[ $status == SKIP ]]; then
         printf '  %s%s%s  %s\n' "$color" "$status" "$RESET" "$name"
     else
-        printf '  %s%s%s  %-62s %4ss\n' "$color" "$status" "$RESET" "$name" "$secs"
+        printf '  %s%s%s  %-60s %4ss\n' "$color" "$status" "$RESET" "$name" "$secs"
     fi
 done
 echo "  ($((SECONDS - SUITE_START)) s in all; $SKIPPED skipped)"

@@ -131,7 +131,7 @@ const LINGER: Duration = Duration::from_millis(1500);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = cli.format();
-    let node = match start_node(&cli) {
+    let node = match build_node(&cli) {
         Ok(node) => Arc::new(node),
         Err((code, message)) => {
             report_error(format, &message);
@@ -161,6 +161,11 @@ fn main() -> ExitCode {
     if !cli.quiet {
         let notices = Arc::clone(&notices);
         node.set_event_handler(move |event| notices.event(event));
+    }
+    // Started only now, so that the handler sees the very first peer events.
+    if let Err(e) = node.start() {
+        report_error(format, &e.to_string());
+        return ExitCode::FAILURE;
     }
     install_shutdown_handler(Arc::clone(&node), format, interactive);
 
@@ -211,14 +216,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Builds, configures and starts the node; errors carry the exit status to use.
-fn start_node(cli: &Cli) -> Result<Node, (u8, String)> {
+/// Builds and configures the node (not started); errors carry the exit status to use.
+fn build_node(cli: &Cli) -> Result<Node, (u8, String)> {
     let node = Node::new(cli.config()).map_err(|e| match e {
-        Error::Config(e) => (
-            EXIT_USAGE,
-            format!("invalid --{}: {}", flag_name(e.field), e.message)
-                .replace("heartbeat_interval", "--heartbeat-interval"),
-        ),
+        Error::Config(e) => (EXIT_USAGE, config_error_message(&e)),
         other => (1, other.to_string()),
     })?;
     if cli.loss > 0.0 {
@@ -229,13 +230,26 @@ fn start_node(cli: &Cli) -> Result<Node, (u8, String)> {
         node.add_bootstrap_peer(&peer.host, peer.port)
             .map_err(|e| (EXIT_USAGE, format!("invalid --bootstrap {peer}: {e}")))?;
     }
-    node.start().map_err(|e| (1, e.to_string()))?;
     Ok(node)
 }
 
-/// Config fields set from flags are named like the flags in messages.
-fn flag_name(field: &str) -> String {
-    field.replace('_', "-")
+/// The core names config fields (`peer_timeout`); a user typed flags (`--peer-timeout`).
+fn config_error_message(e: &mesh_core::ConfigError) -> String {
+    let as_flag = |field: &str| match field {
+        "node_id" => "NODE_ID".to_owned(),
+        flag => format!("--{}", flag.replace('_', "-")),
+    };
+    let mut message = e.message.to_string();
+    for field in [
+        "sync_interval",
+        "heartbeat_interval",
+        "peer_timeout",
+        "cluster",
+        "node_id",
+    ] {
+        message = message.replace(field, &as_flag(field));
+    }
+    format!("invalid {}: {message}", as_flag(e.field))
 }
 
 enum Step {
@@ -454,6 +468,57 @@ mod tests {
     #[test]
     fn command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// Splits a shell command line: whitespace separates words, single quotes group.
+    fn shell_words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut quoted = false;
+        let mut any = false;
+        for c in line.chars() {
+            match c {
+                '\'' => {
+                    quoted = !quoted;
+                    any = true;
+                }
+                c if c.is_whitespace() && !quoted => {
+                    if any {
+                        words.push(std::mem::take(&mut word));
+                        any = false;
+                    }
+                }
+                c => {
+                    word.push(c);
+                    any = true;
+                }
+            }
+        }
+        if any {
+            words.push(word);
+        }
+        words
+    }
+
+    #[test]
+    fn the_readme_command_lines_are_accepted() {
+        let readme = include_str!("../../README.md");
+        let mut checked = 0;
+        for line in readme.lines() {
+            let Some((_, rest)) = line.split_once("target/release/mesh-sync ") else {
+                continue;
+            };
+            let rest = rest.split(" #").next().unwrap_or(rest);
+            let args = std::iter::once("mesh-sync".to_owned()).chain(shell_words(rest));
+            if let Err(e) = Cli::try_parse_from(args) {
+                panic!("README line `{line}` is rejected: {e}");
+            }
+            checked += 1;
+        }
+        assert!(
+            checked >= 4,
+            "only {checked} command lines found in README.md"
+        );
     }
 
     #[test]

@@ -145,6 +145,22 @@ impl Tracker {
     }
 }
 
+/// A short fingerprint of a node's whole state: equal states show equal digests.
+fn digest(data: &BTreeMap<String, Value>) -> String {
+    // FNV-1a over the canonical JSON (BTreeMap iteration is in key order), then a
+    // finalizer so that a change in the last byte reaches the 16 bits shown.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (key, value) in data {
+        for byte in key.bytes().chain([0]).chain(value.to_json().into_bytes()) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    format!("{:04x}", hash >> 48)
+}
+
 fn seq_of(value: &Value) -> Option<usize> {
     match value {
         Value::Map(map) => match map.get("seq") {
@@ -330,8 +346,8 @@ impl Demo {
         }
         out += "\n\n";
         out += &format!(
-            "{:<9} {:>5}  {:>6}  {:>9}  {:>8}  {:>8}  {}\n",
-            "NODE", "KEYS", "ALIVE", "SENT", "RETRANS", "DROPPED", "STATE"
+            "{:<9} {:>5}  {:>6}  {:>9}  {:>8}  {:>8}  {:<6}  {}\n",
+            "NODE", "KEYS", "ALIVE", "SENT", "RETRANS", "DROPPED", "DIGEST", "STATE"
         );
         for (i, node) in self.nodes.iter().enumerate() {
             let status = node.status();
@@ -346,7 +362,7 @@ impl Demo {
                 _ => "",
             };
             out += &format!(
-                "{:<9} {:>5}  {:>3}/{:<2}  {:>9}  {:>8}  {:>8}  {state}{note}\n",
+                "{:<9} {:>5}  {:>3}/{:<2}  {:>9}  {:>8}  {:>8}  {:<6}  {state}{note}\n",
                 Self::node_name(i),
                 status.data_keys,
                 status.peers.alive_peers,
@@ -354,6 +370,18 @@ impl Demo {
                 status.counters.datagrams_sent,
                 status.counters.retransmits,
                 faults.packets_dropped,
+                digest(&node.get_all()),
+            );
+        }
+        if let Some((i, at)) = self.restarted {
+            out += &format!(
+                "\nrestart: {} was replaced by an empty node at t={:.1}s; {}\n",
+                Self::node_name(i),
+                at.duration_since(self.started).as_secs_f64(),
+                match self.recovered_after {
+                    Some(d) => format!("it recovered the whole state in {}", format_duration(d)),
+                    None => "recovering the state from its peers...".to_owned(),
+                }
             );
         }
         if let Some(last) = tracker.writes.last() {
@@ -413,7 +441,7 @@ fn main() -> ExitCode {
         }
     }
     say!(
-        "Started {} nodes on 127.0.0.1 (ports {}), dropping {:.0}% of each node's outgoing datagrams.",
+        "Started {} nodes on 127.0.0.1 (ports {}); each drops {:.0}% of its outgoing datagrams.",
         demo.nodes.len(),
         demo.nodes
             .iter()
@@ -515,9 +543,11 @@ fn main() -> ExitCode {
 
     // Settle: no more writes; wait for every node to hold the expected state and for
     // every write to be accounted for at every node.
-    let last_write = demo.tracker.lock().writes.last().map(|w| w.at);
+    let writes_stopped = Instant::now();
+    let mut checks = 0usize;
     let settle_deadline = Instant::now() + demo.args.settle;
     let converged = loop {
+        checks += 1;
         let lag = demo.lag();
         let all_reached = demo.tracker.lock().pending.values().all(Vec::is_empty);
         if lag.iter().all(|&l| l == 0) && all_reached {
@@ -532,7 +562,8 @@ fn main() -> ExitCode {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let settled_after = last_write.map(|at| at.elapsed());
+    // None: the first check already found the mesh converged.
+    let settled_after = (checks > 1).then(|| writes_stopped.elapsed());
     if let (Some((i, at)), None) = (demo.restarted, demo.recovered_after) {
         if demo.lag()[i] == 0 {
             demo.recovered_after = Some(at.elapsed());
@@ -578,12 +609,13 @@ fn verdict(demo: &Demo, converged: bool, settled_after: Option<Duration>) -> Str
             "VERDICT: CONVERGED. All {n} nodes hold the same {} keys, each the last value written,",
             demo.expected.len()
         );
-        match settled_after {
-            Some(d) => {
-                out += &format!("\n         {} after the last write.\n", format_duration(d));
-            }
-            None => out += "\n",
-        }
+        out += &match settled_after {
+            Some(d) => format!(
+                "\n         {} after the writes stopped.\n",
+                format_duration(d)
+            ),
+            None => "\n         already when the writes stopped.\n".to_owned(),
+        };
     } else {
         let behind: Vec<String> = lag
             .iter()
@@ -592,7 +624,7 @@ fn verdict(demo: &Demo, converged: bool, settled_after: Option<Duration>) -> Str
             .map(|(i, l)| format!("{} ({l} keys)", Demo::node_name(i)))
             .collect();
         out += &format!(
-            "VERDICT: NOT CONVERGED within {} s of the last write. Behind: {}.\n",
+            "VERDICT: NOT CONVERGED within {} s after the writes stopped. Behind: {}.\n",
             demo.args.settle.as_secs_f64(),
             if behind.is_empty() {
                 "none, but some writes were never reported".to_owned()
@@ -644,4 +676,79 @@ fn verdict(demo: &Demo, converged: bool, settled_after: Option<Duration>) -> Str
         totals.sent, totals.dropped, totals.offered, totals.retransmits
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_the_readme_names_are_accepted() {
+        let readme = include_str!("../../../README.md");
+        for flag in [
+            "--forever",
+            "--loss 0.4",
+            "--nodes 8",
+            "--rate 50",
+            "--duration 60",
+            "--no-restart",
+            "--seed 7",
+        ] {
+            let flag_name = flag.split(' ').next().unwrap();
+            assert!(
+                readme.contains(flag_name),
+                "README.md no longer names {flag_name}"
+            );
+            let args = std::iter::once("mesh-demo").chain(flag.split(' '));
+            if let Err(e) = Args::try_parse_from(args) {
+                panic!("`{flag}` is rejected: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn later_writes_supersede_earlier_ones_in_the_tracker() {
+        let mut tracker = Tracker::default();
+        let start = Instant::now();
+        for origin in [0, 1] {
+            let seq = tracker.writes.len();
+            let mut reached = vec![None; 3];
+            reached[origin] = Some(Duration::ZERO);
+            tracker.writes.push(Write {
+                key: "k".into(),
+                origin,
+                at: start,
+                reached,
+            });
+            tracker.pending.entry("k".into()).or_default().push(seq);
+        }
+        // The writer of the second write reports it at once, as its own event handler does.
+        tracker.held(1, "k", 1, start);
+        // Node 2 receives only the second write: it holds the first one's key up to date.
+        tracker.held(2, "k", 1, start + Duration::from_millis(5));
+        assert_eq!(tracker.writes[0].reached[2], Some(Duration::from_millis(5)));
+        assert_eq!(tracker.writes[1].reached_all(), None);
+        tracker.held(0, "k", 1, start + Duration::from_millis(7));
+        assert_eq!(
+            tracker.writes[1].reached_all(),
+            Some(Duration::from_millis(7))
+        );
+        assert!(tracker.pending["k"].is_empty());
+    }
+
+    #[test]
+    fn digests_tell_states_apart() {
+        let a = BTreeMap::from([("k".to_owned(), Value::Int(1))]);
+        let b = BTreeMap::from([("k".to_owned(), Value::Int(2))]);
+        assert_eq!(digest(&a), digest(&a.clone()));
+        assert_ne!(digest(&a), digest(&b));
+        assert_eq!(
+            seq_of(&Value::Map(BTreeMap::from([(
+                "seq".to_owned(),
+                Value::Int(4)
+            )]))),
+            Some(4)
+        );
+        assert_eq!(seq_of(&Value::Int(4)), None);
+    }
 }
