@@ -119,6 +119,11 @@ impl Value {
     /// other numbers [`Value::Float`]; `{"$bytes": "<base64>"}` becomes [`Value::Bytes`].
     pub fn from_json(text: &str) -> Result<Value, JsonValueError> {
         let json: serde_json::Value = serde_json::from_str(text)?;
+        // serde_json reads integers beyond 64 bits as floats, silently losing precision;
+        // the text is valid JSON by now, so its integer literals can be checked directly.
+        if let Some(big) = oversized_integer_literal(text) {
+            return Err(JsonValueError::IntegerOutOfRange(big.to_owned()));
+        }
         Value::from_json_value(&json)
     }
 
@@ -161,6 +166,47 @@ impl Value {
             }
         })
     }
+}
+
+/// The first integer literal (no fraction, no exponent) of a valid JSON text that does
+/// not fit in `i64`, if any.
+fn oversized_integer_literal(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            while i < bytes.len()
+                && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+            {
+                i += 1;
+            }
+            let literal = &text[start..i];
+            let integral = !literal.contains(['.', 'e', 'E']);
+            if integral && literal.parse::<i64>().is_err() {
+                return Some(literal);
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
 }
 
 impl fmt::Display for Value {
@@ -222,10 +268,27 @@ mod tests {
 
     #[test]
     fn json_rejects_out_of_range_integers_and_bad_text() {
-        assert!(matches!(
-            Value::from_json("18446744073709551615"),
-            Err(JsonValueError::IntegerOutOfRange(_))
-        ));
+        for big in [
+            "18446744073709551615",
+            "18446744073709551616",
+            "[1, -99999999999999999999]",
+        ] {
+            assert!(
+                matches!(
+                    Value::from_json(big),
+                    Err(JsonValueError::IntegerOutOfRange(_))
+                ),
+                "{big}"
+            );
+        }
+        // Digits inside strings and floats with exponents are not integers.
+        assert_eq!(
+            Value::from_json(r#"{"n": "18446744073709551616", "f": 1e300}"#).unwrap(),
+            Value::Map(BTreeMap::from([
+                ("f".to_owned(), Value::Float(1e300)),
+                ("n".to_owned(), Value::String("18446744073709551616".into())),
+            ]))
+        );
         assert!(matches!(
             Value::from_json("{"),
             Err(JsonValueError::Syntax(_))
