@@ -205,6 +205,10 @@ impl Sim {
             return;
         }
         self.timers[i] = None;
+        // Its datagrams still in the network die with it: otherwise a write judged lost
+        // below could still arrive somewhere, and the oracle would be wrong.
+        let flights = std::mem::take(&mut self.flights);
+        self.flights = flights.into_iter().filter(|f| f.0.from != i).collect();
         for w in 0..self.writes.len() {
             // Any write may have lived only on this node by now (its author may have
             // crashed earlier, after handing it over), so every surviving write is checked.
