@@ -579,8 +579,9 @@ mesh_result mesh_node_add_bootstrap_peer(const mesh_node_t *node, const char *ho
 mesh_result mesh_node_start(const mesh_node_t *node);
 
 /**
- * Stops the node: the network thread ends, events already queued are delivered, and the
- * socket is closed so its port can be bound again. Idempotent. The data stays readable
+ * Stops the node: local writes not yet acknowledged by reachable peers get up to 500 ms
+ * to reach them, then the network thread ends, events already queued are delivered, and
+ * the socket is closed so its port can be bound again. Idempotent. The data stays readable
  * and writable locally; a stopped node cannot be started again.
  *
  * Called from another thread, it returns once the callback thread has finished. Called

@@ -162,8 +162,9 @@ pub unsafe extern "C" fn mesh_node_start(node: *const mesh_node_t) -> mesh_resul
     }
 }
 
-/// Stops the node: the network thread ends, events already queued are delivered, and the
-/// socket is closed so its port can be bound again. Idempotent. The data stays readable
+/// Stops the node: local writes not yet acknowledged by reachable peers get up to 500 ms
+/// to reach them, then the network thread ends, events already queued are delivered, and
+/// the socket is closed so its port can be bound again. Idempotent. The data stays readable
 /// and writable locally; a stopped node cannot be started again.
 ///
 /// Called from another thread, it returns once the callback thread has finished. Called
