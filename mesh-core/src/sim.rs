@@ -219,13 +219,16 @@ impl Sim {
             let survives = self.nodes.iter().enumerate().any(|(j, n)| {
                 j != i
                     && n.engine.as_ref().is_some_and(|e| {
-                        // Held, beaten by what is held, or accounted for (a delete whose
-                        // tombstone was already collected).
+                        // Held, or beaten by what is held, or a delete whose tombstone
+                        // was already collected. (A value write merely accounted for in
+                        // the version vector does not count: its superseder may have been
+                        // on the crashed node only.)
                         let (_, origin, seq) = write.rank;
                         e.replica()
                             .entry(&write.key)
                             .is_some_and(|entry| entry.rank() >= write.rank)
-                            || e.replica().version_vector().contains(origin, seq)
+                            || (write.value.is_none()
+                                && e.replica().version_vector().contains(origin, seq))
                     })
             });
             if !survives {
