@@ -1,1 +1,136 @@
-fn main() {}
+//! mesh-bench: measures mesh-sync on real sockets (and in the simulator where only
+//! protocol costs matter), and runs chitchat side by side. Prints Markdown tables;
+//! `--json FILE` also writes them as JSON.
+//!
+//! ```text
+//! mesh-bench [--smoke] [--json FILE] [SCENARIO ...]
+//! ```
+//!
+//! Scenarios: propagation, partition, restart, join, throughput, cost, idle, memory,
+//! compare; `all` (the default) runs every one. `--smoke` runs each at a tiny size.
+//! `crosscheck` compares the byte counts with the kernel's; run it in a network namespace
+//! of its own (scripts/kernel-crosscheck.sh).
+
+mod child;
+mod compare;
+mod cost;
+mod crosscheck;
+mod disruption;
+mod mesh;
+mod procfs;
+mod propagation;
+mod report;
+mod resources;
+mod throughput;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use report::{Machine, Report, Table};
+
+const SCENARIOS: &[&str] = &[
+    "propagation",
+    "partition",
+    "restart",
+    "join",
+    "throughput",
+    "cost",
+    "idle",
+    "memory",
+    "compare",
+];
+
+fn usage() -> String {
+    format!(
+        "usage: mesh-bench [--smoke] [--json FILE] [SCENARIO ...]\nscenarios: {} (default: all), crosscheck",
+        SCENARIOS.join(" ")
+    )
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("child-node") {
+        child::serve(
+            args.get(1).map_or("child", String::as_str),
+            args.get(2).map_or("default", String::as_str),
+        );
+        return ExitCode::SUCCESS;
+    }
+    let mut smoke = false;
+    let mut json = None;
+    let mut chosen = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--smoke" => smoke = true,
+            "--json" => match it.next() {
+                Some(path) => json = Some(path.clone()),
+                None => {
+                    eprintln!("--json needs a file\n{}", usage());
+                    return ExitCode::from(2);
+                }
+            },
+            "-h" | "--help" => {
+                println!("{}", usage());
+                return ExitCode::SUCCESS;
+            }
+            // Not part of `all`: it is meant for a fresh network namespace.
+            "crosscheck" => chosen.push("crosscheck".to_owned()),
+            "all" => chosen.extend(SCENARIOS.iter().map(|s| (*s).to_owned())),
+            s if SCENARIOS.contains(&s) => chosen.push(s.to_owned()),
+            other => {
+                eprintln!("unknown argument {other}\n{}", usage());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if chosen.is_empty() {
+        chosen.extend(SCENARIOS.iter().map(|s| (*s).to_owned()));
+    }
+    let mut report = Report {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        smoke,
+        machine: Machine::read(),
+        tables: Vec::new(),
+    };
+    println!("<!-- {} -->", report.command);
+    println!("Machine: {}\n", report.machine.describe());
+    let mut timings = Table::new("Scenario wall-clock times", &["scenario", "seconds"]);
+    for scenario in &chosen {
+        let start = Instant::now();
+        eprintln!(
+            "mesh-bench: running {scenario}{}",
+            if smoke { " (smoke)" } else { "" }
+        );
+        match scenario.as_str() {
+            "propagation" => propagation::run(&mut report, smoke),
+            "partition" | "restart" | "join" => disruption::run(&mut report, smoke, scenario),
+            "throughput" => throughput::run(&mut report, smoke),
+            "cost" => cost::run(&mut report, smoke),
+            "idle" | "memory" => resources::run(&mut report, smoke, scenario),
+            "compare" => compare::run(&mut report, smoke),
+            "crosscheck" => crosscheck::run(&mut report),
+            _ => unreachable!("scenario names are checked above"),
+        }
+        timings.row(vec![
+            scenario.clone(),
+            format!("{:.1}", start.elapsed().as_secs_f64()),
+        ]);
+    }
+    report.add(timings);
+    if let Some(path) = json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => {
+                if let Err(e) = std::fs::write(&path, text) {
+                    eprintln!("cannot write {path}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            Err(e) => {
+                eprintln!("cannot encode the report: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -26,6 +26,12 @@ impl Table {
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(
+            cells.len(),
+            self.columns.len(),
+            "row width of {:?}",
+            self.title
+        );
         self.rows.push(cells);
     }
 
