@@ -493,8 +493,9 @@ mesh_result mesh_config_set_initial_rto_ms(mesh_config_t *config, uint64_t rto_m
 mesh_result mesh_config_set_max_retries(mesh_config_t *config, uint32_t retries);
 
 /**
- * Sets how long local writes are held to be batched into one push, in milliseconds.
- * Default 0: pushed as soon as the network thread runs.
+ * Sets the shortest time between two pushes of local writes, in milliseconds. A write
+ * after a quiet spell is pushed at once; faster writes share one push per interval.
+ * Default 1.
  */
 mesh_result mesh_config_set_push_delay_ms(mesh_config_t *config, uint64_t delay_ms);
 

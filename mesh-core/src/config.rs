@@ -34,10 +34,9 @@ pub struct Config {
     pub min_rto: Duration,
     /// Ceiling of the retransmission timeout, backoff included. Default 8 s.
     pub max_rto: Duration,
-    /// How long local writes are held to be batched into one push. Default 0: writes
-    /// are pushed as soon as the network thread runs, and writes made meanwhile share a
-    /// push anyway. A few milliseconds trade latency for fewer, fuller datagrams under
-    /// heavy write load.
+    /// Shortest time between two pushes of local writes. A write after a quiet spell is
+    /// pushed at once; writes arriving faster are gathered into one push per interval,
+    /// so a burst costs a few full datagrams instead of one per write. Default 1 ms.
     pub push_delay: Duration,
     /// Largest UDP payload sent. Default 1200 bytes (safe on any path MTU).
     pub max_datagram_size: usize,
@@ -179,7 +178,7 @@ impl Default for Config {
             initial_rto: Duration::from_millis(500),
             min_rto: Duration::from_millis(10),
             max_rto: Duration::from_secs(8),
-            push_delay: Duration::ZERO,
+            push_delay: Duration::from_millis(1),
             max_datagram_size: 1200,
             max_key_len: 1024,
             max_value_size: 16 * 1024 * 1024,

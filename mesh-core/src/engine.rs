@@ -93,6 +93,7 @@ pub struct Engine {
     next_sync_us: u64,
     next_gc_us: u64,
     push_due_us: Option<u64>,
+    last_push_us: Option<u64>,
     pushed_upto: u64,
 }
 
@@ -135,6 +136,7 @@ impl Engine {
             next_sync_us: first_sync,
             next_gc_us: now.mono_us + us(config.sync_interval),
             push_due_us: None,
+            last_push_us: None,
             pushed_upto: 0,
             config,
         }
@@ -346,7 +348,12 @@ impl Engine {
             });
         }
         if self.started && self.push_due_us.is_none() {
-            self.push_due_us = Some(now.mono_us + us(self.config.push_delay));
+            // Like Nagle's algorithm: a write after a quiet spell goes out at once; writes
+            // in a burst are gathered into one push per `push_delay`.
+            let next_slot = self
+                .last_push_us
+                .map_or(0, |t| t + us(self.config.push_delay));
+            self.push_due_us = Some(now.mono_us.max(next_slot));
         }
         was_live
     }
@@ -470,6 +477,7 @@ impl Engine {
         }
         if self.push_due_us.is_some_and(|d| d <= t) {
             self.push_due_us = None;
+            self.last_push_us = Some(t);
             self.push_local_writes();
         }
         if self.next_sync_us <= t {

@@ -69,6 +69,7 @@ pub mod time;
 pub mod transport;
 pub mod value;
 pub mod version;
+mod wake;
 pub mod wire;
 
 pub use config::Config;

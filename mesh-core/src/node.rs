@@ -5,8 +5,8 @@
 //! The network thread follows the engine's contract: after every input it drains
 //! `poll_transmit` and `poll_event`, then sleeps on the socket until `poll_timeout`.
 //! Application calls (`set`, `delete`, ...) lock the engine briefly; when they create
-//! work due sooner than the network thread's planned wake-up, they wake it with an empty
-//! datagram sent to the node's own socket.
+//! work due sooner than the network thread's planned wake-up, they wake it through a pipe
+//! (see `wake.rs`).
 
 // The runtime is the one place allowed to read the clocks (see clippy.toml).
 #![allow(clippy::disallowed_methods)]
@@ -23,13 +23,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, Transmit};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::fault::{FaultConfig, FaultInjector, FaultStats};
 use crate::status::{PeerInfo, Status};
 use crate::time::Now;
 use crate::value::Value;
+use crate::wake::Waker;
 
 /// Callback receiving every [`Event`] on the node's callback thread.
 pub type EventHandler = Arc<dyn Fn(&Event) + Send + Sync + 'static>;
@@ -63,7 +64,7 @@ struct Threads {
 struct Shared {
     node_id: String,
     local_addr: SocketAddr,
-    wake_addr: SocketAddr,
+    waker: Waker,
     socket: RwLock<Option<Arc<UdpSocket>>>,
     engine: Mutex<Engine>,
     faults: Mutex<FaultInjector>,
@@ -86,15 +87,9 @@ impl Node {
         config.validate()?;
         let socket = bind_socket(&config)?;
         let local_addr = socket.local_addr()?;
-        let wake_addr = if local_addr.ip().is_unspecified() {
-            let loopback: IpAddr = match local_addr {
-                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            };
-            SocketAddr::new(loopback, local_addr.port())
-        } else {
-            local_addr
-        };
+        // Non-blocking for good: the network thread sleeps in `Waker::wait`, not in recv.
+        socket.set_nonblocking(true)?;
+        let waker = Waker::new()?;
         let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
         let incarnation = fresh_incarnation(seed);
         let epoch = Instant::now();
@@ -107,7 +102,7 @@ impl Node {
             shared: Arc::new(Shared {
                 node_id: config.node_id.clone(),
                 local_addr,
-                wake_addr,
+                waker,
                 socket: RwLock::new(Some(Arc::new(socket))),
                 engine: Mutex::new(engine),
                 faults: Mutex::new(FaultInjector::new(
@@ -233,9 +228,7 @@ impl Node {
             return;
         }
         self.shared.stopping.store(true, Ordering::Release);
-        if let Some(socket) = self.shared.socket.read().as_ref() {
-            let _ = socket.send_to(&[], self.shared.wake_addr);
-        }
+        self.shared.wake();
         if let Some(handle) = threads.network.take() {
             let _ = handle.join();
         }
@@ -377,10 +370,7 @@ impl std::fmt::Debug for Node {
 
 impl Shared {
     fn wake(&self) {
-        if let Some(socket) = self.socket.read().as_ref() {
-            // An empty datagram to ourselves: the network thread's recv returns at once.
-            let _ = socket.send_to(&[], self.wake_addr);
-        }
+        self.waker.wake();
     }
 }
 
@@ -507,58 +497,25 @@ fn network_loop(shared: &Shared, socket: &UdpSocket) {
     let mut order = 0u64;
     let mut out = Vec::new();
     while !shared.stopping.load(Ordering::Acquire) {
-        // Plan the sleep: engine deadline or the next delayed datagram, whichever first.
-        let now = now_from(shared.epoch);
-        let engine_deadline = shared.engine.lock().poll_timeout();
-        let delayed_deadline = delayed.peek().map(|d| d.due_us);
-        let deadline = [engine_deadline, delayed_deadline]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(u64::MAX)
-            .min(now.mono_us + MAX_SLEEP.as_micros() as u64);
-        shared.wake_at_us.store(deadline, Ordering::Release);
-        let sleep_us = deadline.saturating_sub(now.mono_us).max(50);
-        let _ = socket.set_read_timeout(Some(Duration::from_micros(sleep_us)));
-
+        // Read everything queued (up to a burst), so acks and replies are batched.
         let mut received = 0usize;
-        match socket.recv_from(&mut buf) {
-            Ok((len, from)) => {
-                shared.wake_at_us.store(0, Ordering::Release);
-                let mut engine = shared.engine.lock();
-                handle_one(shared, &mut engine, &buf[..len], from);
-                received += 1;
-                // Drain what else is queued without blocking, so acks and replies batch.
-                if socket.set_nonblocking(true).is_ok() {
-                    while received < RECV_BURST {
-                        match socket.recv_from(&mut buf) {
-                            Ok((len, from)) => {
-                                handle_one(shared, &mut engine, &buf[..len], from);
-                                received += 1;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    let _ = socket.set_nonblocking(false);
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                shared.wake_at_us.store(0, Ordering::Release);
-            }
-            Err(e) => {
-                shared.wake_at_us.store(0, Ordering::Release);
-                // ICMP port unreachable from a dead peer surfaces here on Linux; harmless.
-                log::trace!("recv error: {e}");
-            }
-        }
-        let now = now_from(shared.epoch);
         {
             let mut engine = shared.engine.lock();
+            while received < RECV_BURST {
+                match socket.recv_from(&mut buf) {
+                    Ok((len, from)) => {
+                        handle_one(shared, &mut engine, &buf[..len], from);
+                        received += 1;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        // ICMP port unreachable from a dead peer surfaces here on Linux.
+                        log::trace!("recv error: {e}");
+                        break;
+                    }
+                }
+            }
+            let now = now_from(shared.epoch);
             if engine.poll_timeout().is_some_and(|t| t <= now.mono_us) {
                 engine.handle_timeout(now);
             }
@@ -567,54 +524,90 @@ fn network_loop(shared: &Shared, socket: &UdpSocket) {
             }
             forward_events(shared, &mut engine);
         }
-        let mut faults = shared.faults.lock();
-        let transparent = faults.is_transparent();
-        let mut sent_datagrams = 0u64;
-        let mut sent_bytes = 0u64;
-        for transmit in out.drain(..) {
-            if transparent {
-                if socket.send_to(&transmit.payload, transmit.dst).is_ok() {
-                    sent_datagrams += 1;
-                    sent_bytes += transmit.payload.len() as u64;
-                }
-                continue;
-            }
-            for delivery in faults.outgoing(&transmit.dst, &transmit.payload) {
-                if delivery.delay_us == 0 {
-                    if socket.send_to(&delivery.payload, transmit.dst).is_ok() {
-                        sent_datagrams += 1;
-                        sent_bytes += delivery.payload.len() as u64;
-                    }
-                } else {
-                    order += 1;
-                    delayed.push(Delayed {
-                        due_us: now.mono_us + delivery.delay_us,
-                        order,
-                        to: transmit.dst,
-                        payload: delivery.payload,
-                    });
-                }
-            }
-        }
-        drop(faults);
-        while delayed.peek().is_some_and(|d| d.due_us <= now.mono_us) {
-            if let Some(d) = delayed.pop() {
-                if socket.send_to(&d.payload, d.to).is_ok() {
-                    sent_datagrams += 1;
-                    sent_bytes += d.payload.len() as u64;
-                }
-            }
-        }
+        let now = now_from(shared.epoch);
+        let (sent_datagrams, sent_bytes) =
+            send_all(shared, socket, &mut out, &mut delayed, &mut order, now);
         if sent_datagrams > 0 {
             shared.engine.lock().record_sent(sent_datagrams, sent_bytes);
         }
+        if received == RECV_BURST {
+            continue; // more may be queued: read on before sleeping
+        }
+        // Plan the sleep. The deadline is published under the engine lock, so a command
+        // that adds earlier work either is seen here or sees this deadline and wakes us.
+        let deadline = {
+            let engine = shared.engine.lock();
+            let now = now_from(shared.epoch);
+            let deadline = [engine.poll_timeout(), delayed.peek().map(|d| d.due_us)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(u64::MAX)
+                .min(now.mono_us + MAX_SLEEP.as_micros() as u64);
+            shared.wake_at_us.store(deadline, Ordering::Release);
+            deadline
+        };
+        let sleep = Duration::from_micros(deadline.saturating_sub(now_from(shared.epoch).mono_us));
+        if !sleep.is_zero() && !shared.stopping.load(Ordering::Acquire) {
+            if let Err(e) = shared.waker.wait(socket, sleep) {
+                log::warn!("{}: waiting on the socket failed: {e}", shared.node_id);
+                thread::sleep(sleep.min(Duration::from_millis(10)));
+            }
+        }
+        shared.wake_at_us.store(0, Ordering::Release);
     }
 }
 
-fn handle_one(shared: &Shared, engine: &mut Engine, data: &[u8], from: SocketAddr) {
-    if data.is_empty() {
-        return; // a wake-up
+/// Sends `out` through the fault injector (and the datagrams it delayed that are now
+/// due); returns the datagrams and bytes handed to the socket.
+fn send_all(
+    shared: &Shared,
+    socket: &UdpSocket,
+    out: &mut Vec<Transmit>,
+    delayed: &mut BinaryHeap<Delayed>,
+    order: &mut u64,
+    now: Now,
+) -> (u64, u64) {
+    let mut sent = (0u64, 0u64);
+    let mut send = |payload: &[u8], to: SocketAddr| {
+        // A full socket buffer drops the datagram, like the network would; the
+        // transport retransmits whatever mattered.
+        if socket.send_to(payload, to).is_ok() {
+            sent.0 += 1;
+            sent.1 += payload.len() as u64;
+        }
+    };
+    let mut faults = shared.faults.lock();
+    let transparent = faults.is_transparent();
+    for transmit in out.drain(..) {
+        if transparent {
+            send(&transmit.payload, transmit.dst);
+            continue;
+        }
+        for delivery in faults.outgoing(&transmit.dst, &transmit.payload) {
+            if delivery.delay_us == 0 {
+                send(&delivery.payload, transmit.dst);
+            } else {
+                *order += 1;
+                delayed.push(Delayed {
+                    due_us: now.mono_us + delivery.delay_us,
+                    order: *order,
+                    to: transmit.dst,
+                    payload: delivery.payload,
+                });
+            }
+        }
     }
+    drop(faults);
+    while delayed.peek().is_some_and(|d| d.due_us <= now.mono_us) {
+        if let Some(d) = delayed.pop() {
+            send(&d.payload, d.to);
+        }
+    }
+    sent
+}
+
+fn handle_one(shared: &Shared, engine: &mut Engine, data: &[u8], from: SocketAddr) {
     if !shared.faults.lock().accept_incoming(&from) {
         return;
     }

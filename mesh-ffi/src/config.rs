@@ -217,8 +217,9 @@ pub unsafe extern "C" fn mesh_config_set_max_retries(
     }
 }
 
-/// Sets how long local writes are held to be batched into one push, in milliseconds.
-/// Default 0: pushed as soon as the network thread runs.
+/// Sets the shortest time between two pushes of local writes, in milliseconds. A write
+/// after a quiet spell is pushed at once; faster writes share one push per interval.
+/// Default 1.
 #[no_mangle]
 pub unsafe extern "C" fn mesh_config_set_push_delay_ms(
     config: *mut mesh_config_t,
@@ -318,7 +319,7 @@ mod tests {
         assert_eq!(c.peer_timeout, Duration::from_millis(15_000));
         assert_eq!(c.initial_rto, Duration::from_millis(500));
         assert_eq!(c.max_retries, 5);
-        assert_eq!(c.push_delay, Duration::ZERO);
+        assert_eq!(c.push_delay, Duration::from_millis(1));
         assert_eq!(c.max_key_len, 1024);
         assert_eq!(c.max_value_size, 16 * 1024 * 1024);
         assert_eq!(c.max_datagram_size, 1200);

@@ -214,8 +214,8 @@ fn resolve(host: &str, port: u16) -> PyResult<SocketAddr> {
 /// ["0.0.0.0"], ``cluster`` name of the mesh ["default"], ``peer_timeout`` silence before a
 /// peer is suspected, failed after twice that [3 x heartbeat_interval], ``max_retries``
 /// retransmissions of a datagram [5], ``initial_rto`` [0.5], ``min_rto`` [0.01],
-/// ``max_rto`` [8.0] retransmission timeouts, ``push_delay`` batching of local writes
-/// [0], ``max_datagram_size`` [1200], ``max_key_len`` [1024], ``max_value_size``
+/// ``max_rto`` [8.0] retransmission timeouts, ``push_delay`` shortest time between
+/// two pushes of local writes [0.001], ``max_datagram_size`` [1200], ``max_key_len`` [1024], ``max_value_size``
 /// [16 MiB], ``max_in_flight`` bytes unacknowledged per peer [128 KiB], ``max_reassembly``
 /// [64 MiB, or enough for max_value_size], ``reassembly_timeout`` [30.0],
 /// ``max_clock_drift`` [60.0], ``tombstone_grace`` [86400.0], ``max_probe_interval``
