@@ -29,7 +29,7 @@ use crate::status::{Counters, PeerCounts, PeerInfo, PeerState, Status};
 use crate::time::{us, Now};
 use crate::transport::{ChannelLimits, Received};
 use crate::value::Value;
-use crate::version::{Digest, OriginId};
+use crate::version::OriginId;
 use crate::wire::{
     self, Delta, DropReason, Frame, GossipPeer, Group, Heartbeat, Message, Packet, SyncRequest,
     WireEntry,
@@ -94,11 +94,6 @@ pub struct Engine {
     next_gc_us: u64,
     push_due_us: Option<u64>,
     last_push_us: Option<u64>,
-    /// Prefixes each peer is streaming to us (from its digest), and until when to count
-    /// on it.
-    promises: BTreeMap<SocketAddr, (HashMap<OriginId, u64>, u64)>,
-    /// Last sync round this node started, with any peer.
-    last_sync_us: Option<u64>,
     pushed_upto: u64,
 }
 
@@ -142,8 +137,6 @@ impl Engine {
             next_gc_us: now.mono_us + us(config.sync_interval),
             push_due_us: None,
             last_push_us: None,
-            promises: BTreeMap::new(),
-            last_sync_us: None,
             pushed_upto: 0,
             config,
         }
@@ -514,7 +507,6 @@ impl Engine {
         }
         if self.next_gc_us <= t {
             self.next_gc_us = t + us(self.config.sync_interval);
-            self.promises.retain(|_, (_, expires)| *expires > t);
             self.collect_tombstones(now);
         }
     }
@@ -620,11 +612,7 @@ impl Engine {
         }
         let restarted = peer.incarnation != 0;
         peer.reset_session(src_inc, &self.limits);
-        let soon = self.staggered_sync_time(now);
-        let Some(peer) = self.peers.get_mut(&from) else {
-            return false;
-        };
-        peer.sync_due_us = Some(soon);
+        peer.sync_due_us = Some(now.mono_us);
         if restarted {
             if let Some(node_id) = peer.node_id.clone() {
                 log::info!(
@@ -643,7 +631,6 @@ impl Engine {
 
     fn mark_heard(&mut self, now: Now, from: SocketAddr) {
         let heartbeat_us = us(self.config.heartbeat_interval);
-        let soon = self.staggered_sync_time(now);
         let Some(peer) = self.peers.get_mut(&from) else {
             return;
         };
@@ -656,7 +643,7 @@ impl Engine {
         peer.probe_interval_us = FIRST_PROBE_US;
         peer.next_heartbeat_us = peer.next_heartbeat_us.min(now.mono_us + heartbeat_us);
         if previous == PeerState::Dead {
-            peer.sync_due_us = Some(soon);
+            peer.sync_due_us = Some(now.mono_us);
             if let Some(node_id) = peer.node_id.clone() {
                 log::info!(
                     "{}: peer {node_id} at {from} recovered",
@@ -681,14 +668,13 @@ impl Engine {
             return;
         }
         let own_fingerprint = self.replica.version_vector().fingerprint();
-        let soon = self.staggered_sync_time(now);
         let Some(peer) = self.peers.get_mut(&from) else {
             return;
         };
         let newly_identified = peer.node_id.as_deref() != Some(hb.node_id.as_str());
         if newly_identified {
             peer.node_id = Some(hb.node_id.clone());
-            peer.sync_due_us = Some(soon);
+            peer.sync_due_us = Some(now.mono_us);
         }
         peer.fingerprint = Some(hb.fingerprint);
         // Differing fingerprints are expected while our pushes are still on their way:
@@ -750,6 +736,16 @@ impl Engine {
             let mut complete = true;
             for entry in group.entries {
                 self.counters.entries_received += 1;
+                // Already accounted for: held, beaten by what is held, or a delete whose
+                // tombstone is collected. A late retransmission of an old write must not
+                // bring back a value deleted since.
+                if self
+                    .replica
+                    .version_vector()
+                    .contains(group.origin, entry.seq)
+                {
+                    continue;
+                }
                 if entry.key.len() > self.config.max_key_len
                     || entry
                         .value
@@ -802,15 +798,9 @@ impl Engine {
 
     fn on_sync_request(&mut self, now: Now, from: SocketAddr, request: SyncRequest) {
         let theirs: HashMap<OriginId, u64> = request.digest.into_iter().collect();
-        // What they hold or are being sent by others: no need to stream it again.
-        let mut skip = theirs.clone();
-        for (origin, upto) in request.in_progress {
-            let entry = skip.entry(origin).or_insert(0);
-            *entry = (*entry).max(upto);
-        }
         let mut ranges = VecDeque::new();
         for (origin, set) in self.replica.version_vector().iter() {
-            let their_upto = skip.get(&origin).copied().unwrap_or(0);
+            let their_upto = theirs.get(&origin).copied().unwrap_or(0);
             for (lo, hi) in set.ranges() {
                 if hi > their_upto {
                     ranges.push_back((origin, lo.max(their_upto + 1), hi));
@@ -819,72 +809,26 @@ impl Engine {
         }
         // Stream oldest origins first is not needed; sort for determinism.
         ranges.make_contiguous().sort_unstable();
-        // Whatever they hold beyond us, they stream to us now (we answer their digest,
-        // or they answered ours): remember it, so other peers are not asked for it too.
-        let vv = self.replica.version_vector();
-        let promised: HashMap<OriginId, u64> = theirs
-            .iter()
-            .filter(|(origin, upto)| **upto > vv.upto(**origin))
-            .map(|(o, u)| (*o, *u))
-            .collect();
-        let expires = now.mono_us + 2 * us(self.config.sync_interval);
-        if promised.is_empty() {
-            self.promises.remove(&from);
-        } else {
-            self.promises.insert(from, (promised, expires));
-        }
-        let reply = request.reply.then(|| {
-            (
-                self.replica.version_vector().digest(),
-                self.in_progress_for(now, from),
-            )
-        });
+        let reply = request
+            .reply
+            .then(|| self.replica.version_vector().digest());
         let Some(peer) = self.peers.get_mut(&from) else {
             return;
         };
         peer.digest = Some(theirs);
         peer.stream = ranges;
-        if let Some((digest, in_progress)) = reply {
+        if let Some(digest) = reply {
             let message = wire::encode_message(&Message::SyncRequest(SyncRequest {
                 digest,
                 reply: false,
-                in_progress,
             }));
             peer.channel.send_message(&message);
         }
-    }
-
-    /// When a sync triggered by an event (discovery, recovery, restart) should start: now,
-    /// unless another round started moments ago. Then the answer to that round (the
-    /// peer's digest) arrives first and tells which prefixes it is already streaming, so a
-    /// node joining a mesh is not sent the whole state by every peer at once.
-    fn staggered_sync_time(&self, now: Now) -> u64 {
-        self.last_sync_us
-            .map_or(now.mono_us, |t| t + MIN_TRIGGERED_SYNC_GAP_US)
-            .max(now.mono_us)
-    }
-
-    /// Prefixes other peers than `to` promised to stream to us, still beyond what we hold.
-    fn in_progress_for(&self, now: Now, to: SocketAddr) -> Digest {
-        let vv = self.replica.version_vector();
-        let mut best: BTreeMap<OriginId, u64> = BTreeMap::new();
-        for (peer, (promised, expires)) in &self.promises {
-            if *peer == to || *expires <= now.mono_us {
-                continue;
-            }
-            for (&origin, &upto) in promised {
-                if upto > vv.upto(origin) {
-                    let slot = best.entry(origin).or_insert(0);
-                    *slot = (*slot).max(upto);
-                }
-            }
-        }
-        best.into_iter().collect()
+        let _ = now;
     }
 
     fn start_sync(&mut self, now: Now, addr: SocketAddr) {
         let digest = self.replica.version_vector().digest();
-        let in_progress = self.in_progress_for(now, addr);
         let Some(peer) = self.peers.get_mut(&addr) else {
             return;
         };
@@ -894,11 +838,9 @@ impl Engine {
         let message = wire::encode_message(&Message::SyncRequest(SyncRequest {
             digest,
             reply: true,
-            in_progress,
         }));
         if peer.channel.send_message(&message) {
             peer.last_sync_us = Some(now.mono_us);
-            self.last_sync_us = Some(now.mono_us);
             self.counters.sync_rounds += 1;
         }
     }

@@ -174,10 +174,6 @@ pub struct SyncRequest {
     pub digest: Digest,
     /// Asks the receiver to send its own digest back, so the exchange goes both ways.
     pub reply: bool,
-    /// Prefixes other peers are streaming to the sender right now: the receiver need not
-    /// send those too. Advisory only (never taken as confirmation that the sender holds
-    /// them), and it expires, so a stream that dies is repaired by a later round.
-    pub in_progress: Digest,
 }
 
 /// Cluster id carried in every header: a CRC-32 of the cluster name.
