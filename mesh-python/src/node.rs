@@ -11,7 +11,7 @@
 //! - the callback slots' lock is only held for pointer swaps and reference clones, never
 //!   across Python code.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::PyTraverseError;
 
 use crate::convert::{json_to_py, map_to_py, to_py, to_value};
-use crate::errors::{config_error, to_py_err, ResolveError};
+use crate::errors::{config_error, to_py_err};
 
 /// The user's callbacks, shared between the Python object and the core's event handler.
 struct Callbacks {
@@ -188,20 +188,6 @@ fn count<T: TryFrom<i64>>(py: Python<'_>, field: &'static str, value: i64) -> Py
 
 fn port_number(value: i64) -> Option<u16> {
     u16::try_from(value).ok()
-}
-
-/// Resolves a `(host, port)` pair the way the core does: IPv4 first when both exist.
-fn resolve(host: &str, port: u16) -> PyResult<SocketAddr> {
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| ResolveError::new_err(format!("cannot resolve {host}:{port}: {e}")))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| ResolveError::new_err(format!("cannot resolve {host}:{port}: no address")))
 }
 
 /// A node of a mesh-sync cluster: a replica of the shared key-value state, kept identical
@@ -596,7 +582,9 @@ impl MeshSyncNode {
             let port = port_number(port).ok_or_else(|| {
                 PyValueError::new_err(format!("port {port} is not between 0 and 65535"))
             })?;
-            let addr = py.detach(|| resolve(&host, port))?;
+            let addr = py
+                .detach(|| mesh_core::resolve(&host, port))
+                .map_err(|e| to_py_err(py, e))?;
             faults.partitioned.insert(addr);
         }
         py.detach(|| self.node.set_faults(faults))
