@@ -154,6 +154,12 @@ step "cargo doc -p mesh-core (warnings are errors)" \
 # Includes mesh-ffi's check that include/mesh_sync.h is exactly what cbindgen generates.
 # --no-fail-fast: one failing test binary must not hide the results of the others.
 step "cargo test (default members)" cargo test --no-fail-fast
+# Every benchmark scenario at tiny size, so the benchmarks cannot rot (no timings asserted).
+if [[ -f mesh-bench/tests/smoke.rs ]]; then
+    step "benchmark smoke run (cargo test -p mesh-bench)" cargo test -p mesh-bench
+else
+    skip "benchmark smoke run" "no mesh-bench/tests/smoke.rs"
+fi
 step "demo: 5 nodes, 20% loss, converges" demo_smoke
 
 if [[ -f mesh-python/pyproject.toml ]]; then
