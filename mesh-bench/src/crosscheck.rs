@@ -117,9 +117,8 @@ pub fn run(report: &mut Report) {
     ]);
     t.note(format!(
         "Kernel: tx counters of the loopback device, less {overhead} bytes of IPv4 and UDP headers \
-         per datagram (measured). {} mesh-sync's node runtime wakes its network thread with empty \
-         datagrams sent to its own socket (on writes and on stop); the kernel counts those, the core's \
-         counters do not, so they make the whole datagram difference and none of the byte difference.",
+         per datagram (measured). {} mesh-sync's node runtime wakes its network thread through a \
+         pipe, not the network, so any difference is traffic the core's counters missed.",
         if alone {
             "Run alone in a fresh network namespace, so nothing else touched these counters."
         } else {

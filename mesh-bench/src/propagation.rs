@@ -221,16 +221,15 @@ pub fn run(report: &mut Report, smoke: bool) {
         ]);
     }
     diag.note(
-        "With a delay the push waits for the network thread's timed sleep, a socket read timeout \
-         (SO_RCVTIMEO); the next table shows how long such a sleep really lasts on this machine.",
+        "With a delay the push waits for the network thread's timed sleep (ppoll); the next table \
+         shows why the runtime does not sleep on a socket read timeout instead.",
     );
     report.add(diag);
     report.add(read_timeout_table());
 }
 
 /// How long a blocking UDP read with a timeout really sleeps when nothing arrives: the
-/// node runtime's network thread times every wake-up (pushes, retransmissions,
-/// heartbeats) this way.
+/// reason the node runtime times its wake-ups with ppoll rather than SO_RCVTIMEO.
 fn read_timeout_table() -> Table {
     let mut t = Table::new(
         "Socket read timeout asked vs slept (nothing arriving)",
