@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use mesh_core::sim::Sim;
-use mesh_core::{Config, Counters, FaultConfig, Now, Value};
+use mesh_core::{Config, Counters, FaultConfig, Value};
 
 use crate::mesh::{self, Mesh};
 use crate::report::{count, fmt, Report, Table};
@@ -52,14 +52,10 @@ fn sim_counters(sim: &Sim) -> Counters {
 
 fn sim_formed(sim: &Sim) -> bool {
     let n = sim.nodes.len();
-    let now = Now {
-        mono_us: sim.now_us,
-        wall_ms: 0,
-    };
     sim.nodes.iter().all(|node| {
         node.engine
             .as_ref()
-            .is_some_and(|e| e.status(now).peers.alive_peers >= n - 1)
+            .is_some_and(|e| e.status().peers.alive_peers >= n - 1)
     })
 }
 

@@ -201,7 +201,7 @@ impl Engine {
     }
 
     /// Status snapshot (`port` and `running` are the runtime's to fill).
-    pub fn status(&self, now: Now) -> Status {
+    pub fn status(&self) -> Status {
         let mut peers = PeerCounts {
             total_peers: self.peers.len(),
             ..PeerCounts::default()
@@ -224,7 +224,6 @@ impl Engine {
             counters.given_up += stats.given_up;
             counters.dropped.reassembly += stats.reassembly_drops;
         }
-        let _ = now;
         Status {
             node_id: self.config.node_id.clone(),
             port: self.config.port,
@@ -723,7 +722,7 @@ impl Engine {
     fn on_message(&mut self, now: Now, from: SocketAddr, message: Message) {
         match message {
             Message::Delta(delta) => self.apply_delta(now, delta),
-            Message::SyncRequest(request) => self.on_sync_request(now, from, request),
+            Message::SyncRequest(request) => self.on_sync_request(from, request),
         }
     }
 
@@ -796,7 +795,7 @@ impl Engine {
         }
     }
 
-    fn on_sync_request(&mut self, now: Now, from: SocketAddr, request: SyncRequest) {
+    fn on_sync_request(&mut self, from: SocketAddr, request: SyncRequest) {
         let theirs: HashMap<OriginId, u64> = request.digest.into_iter().collect();
         let mut ranges = VecDeque::new();
         for (origin, set) in self.replica.version_vector().iter() {
@@ -824,7 +823,6 @@ impl Engine {
             }));
             peer.channel.send_message(&message);
         }
-        let _ = now;
     }
 
     fn start_sync(&mut self, now: Now, addr: SocketAddr) {

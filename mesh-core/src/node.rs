@@ -299,8 +299,7 @@ impl Node {
 
     /// The node's status and counters.
     pub fn status(&self) -> Status {
-        let now = self.now();
-        let mut status = self.shared.engine.lock().status(now);
+        let mut status = self.shared.engine.lock().status();
         status.port = self.port();
         status.running = self.is_running();
         status
