@@ -25,6 +25,11 @@ use crate::value::Value;
 /// Virtual wall clock at time zero (2026-01-01), so HLC timestamps look real.
 const WALL_BASE_MS: u64 = 1_767_225_600_000;
 
+/// Virtual address of node `i` (never used for real traffic).
+fn sim_addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16))
+}
+
 /// One simulated node.
 #[derive(Debug)]
 pub struct SimNode {
@@ -127,7 +132,7 @@ impl Sim {
             timers: vec![None; n],
         };
         for i in 0..n {
-            let addr = SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16));
+            let addr = sim_addr(i);
             sim.nodes.push(SimNode {
                 engine: None,
                 addr,
@@ -169,7 +174,7 @@ impl Sim {
         if i > 0 {
             engine.add_bootstrap_peer(now, self.nodes[0].addr);
         } else if self.nodes.len() > 1 || self.nodes[i].restarts > 0 {
-            engine.add_bootstrap_peer(now, SocketAddr::from(([127, 0, 0, 1], 20_001)));
+            engine.add_bootstrap_peer(now, sim_addr(1));
         }
         engine.start(now);
         self.nodes[i].engine = Some(engine);
