@@ -45,35 +45,48 @@
 //! - [`Node`]: the runtime. One UDP socket, a network thread, a callback thread.
 //! - [`Engine`]: the sans-IO protocol state machine the node drives (see its docs for the
 //!   driving contract). Pure and deterministic: time and randomness are passed in.
-//! - Beneath it: [`wire`] (datagram format), [`transport`] (reliable delivery),
-//!   [`membership`] (peers and failure detection), [`replica`] (the LWW map),
-//!   [`version`] (version vectors), [`hlc`] (hybrid logical clock).
+//! - Beneath it, one module per concern, internal to the crate: the wire codec, reliable
+//!   delivery, members and failure detection, delta anti-entropy, pushes, tombstone
+//!   collection, the LWW replica with its version vectors and hybrid logical clock, and
+//!   one timer table. The `test-util` feature makes them public for benchmarks and
+//!   tests, with no stability promise.
 //! - [`fault`]: fault injection shared by the runtime's socket edge and the simulator.
 //! - `sim` (feature `test-util`): a deterministic network simulator for many engines.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+/// Declares protocol internals: crate-private, public with the `test-util` feature so
+/// benchmarks, fuzzers and the simulator's users can reach them.
+macro_rules! internal_modules {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[cfg(feature = "test-util")]
+            pub mod $name;
+            #[cfg(not(feature = "test-util"))]
+            mod $name;
+        )*
+    };
+}
 
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod event;
 pub mod fault;
-pub mod hlc;
-pub mod membership;
 mod node;
-pub mod replica;
 #[cfg(any(test, feature = "test-util"))]
 pub mod sim;
 pub mod status;
 pub mod time;
-pub mod transport;
 pub mod value;
-pub mod version;
 mod wake;
-pub mod wire;
+
+internal_modules!(
+    hlc, link, members, push, replica, sync, timers, tombstones, transport, version, wire,
+);
 
 pub use config::Config;
-pub use engine::{Engine, Transmit};
+pub use engine::{Engine, MemoryReport, Transmit};
 pub use error::{ConfigError, Error, Result};
 pub use event::{ChangeOrigin, Event};
 pub use fault::{FaultConfig, FaultStats};

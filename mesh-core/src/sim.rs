@@ -84,6 +84,15 @@ pub enum Divergence {
         /// What the node holds.
         actual: Option<Value>,
     },
+    /// An engine broke one of its own invariants (see `Engine::check_invariants`).
+    Invariant {
+        /// The node.
+        node: usize,
+        /// Virtual time, microseconds.
+        at_us: u64,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 /// A simulated mesh.
@@ -109,6 +118,8 @@ pub struct Sim {
     pub peak_memory: MemoryReport,
     /// Each node's next timer, refreshed whenever the node is touched.
     timers: Vec<Option<u64>>,
+    /// The first invariant an engine broke, reported by [`Sim::check_converged`].
+    violation: Option<Divergence>,
 }
 
 impl Sim {
@@ -129,6 +140,7 @@ impl Sim {
             writes: Vec::new(),
             delivered: 0,
             peak_memory: MemoryReport::default(),
+            violation: None,
             timers: vec![None; n],
         };
         for i in 0..n {
@@ -354,6 +366,15 @@ impl Sim {
                 if due {
                     if let Some(engine) = self.nodes[i].engine.as_mut() {
                         engine.handle_timeout(now);
+                        // After a timeout rather than after every datagram: often
+                        // enough to catch a stale timer, cheap enough for 50 nodes.
+                        if let Err(why) = engine.check_invariants() {
+                            self.violation.get_or_insert(Divergence::Invariant {
+                                node: i,
+                                at_us: self.now_us,
+                                why,
+                            });
+                        }
                     }
                     self.flush(i);
                 }
@@ -378,6 +399,9 @@ impl Sim {
 
     /// Checks that every live replica equals every other and the oracle.
     pub fn check_converged(&self) -> Result<(), Divergence> {
+        if let Some(violation) = &self.violation {
+            return Err(violation.clone());
+        }
         let expected = self.expected();
         let live: Vec<(usize, BTreeMap<String, Value>)> = self
             .nodes

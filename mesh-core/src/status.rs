@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use crate::wire::DropReason;
+
 /// How a peer is currently seen by the failure detector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,6 +94,18 @@ pub struct DropCounters {
 }
 
 impl DropCounters {
+    /// Counts one datagram dropped by the codec.
+    pub(crate) fn count(&mut self, reason: DropReason) {
+        match reason {
+            DropReason::Truncated => self.truncated += 1,
+            DropReason::BadMagic => self.bad_magic += 1,
+            DropReason::BadVersion => self.bad_version += 1,
+            DropReason::BadChecksum => self.bad_checksum += 1,
+            DropReason::WrongCluster => self.wrong_cluster += 1,
+            DropReason::Malformed => self.malformed += 1,
+        }
+    }
+
     /// Sum of datagram drops (entry rejections excluded).
     pub fn datagrams(&self) -> u64 {
         self.truncated

@@ -99,11 +99,6 @@ impl RttEstimator {
         self.srtt_us
     }
 
-    /// Current retransmission timeout (before backoff).
-    pub fn rto_us(&self) -> u64 {
-        self.rto_us
-    }
-
     fn backed_off(&self, retries: u32) -> u64 {
         let mut rto = self.rto_us as f64;
         for _ in 0..retries {
@@ -440,6 +435,7 @@ impl Channel {
     }
 
     /// Whether an acknowledgement is waiting to be sent.
+    #[cfg(test)]
     pub fn ack_pending(&self) -> bool {
         self.ack_pending
     }
@@ -520,6 +516,7 @@ impl Channel {
     }
 
     /// Whether a retransmission or new data can be sent now.
+    #[cfg(test)]
     pub fn has_data_ready(&self) -> bool {
         if !self.retransmit_due.is_empty() {
             return true;

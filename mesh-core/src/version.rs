@@ -24,6 +24,7 @@ pub struct SeqSet {
 
 impl SeqSet {
     /// The contiguous prefix: every sequence number `1..=upto` is accounted for.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn upto(&self) -> u64 {
         self.upto
     }
@@ -77,11 +78,13 @@ pub type Digest = Vec<(OriginId, u64)>;
 
 impl VersionVector {
     /// The set of one origin, if any of its writes are accounted for.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn get(&self, origin: OriginId) -> Option<&SeqSet> {
         self.origins.get(&origin)
     }
 
     /// The contiguous prefix of one origin (0 when unknown).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn upto(&self, origin: OriginId) -> u64 {
         self.origins.get(&origin).map_or(0, SeqSet::upto)
     }
@@ -104,11 +107,13 @@ impl VersionVector {
     }
 
     /// Number of origins.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn len(&self) -> usize {
         self.origins.len()
     }
 
     /// Whether no origin is known.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn is_empty(&self) -> bool {
         self.origins.is_empty()
     }

@@ -5,7 +5,10 @@
 //! partitions and crash-restarts; then heals everything and requires every replica to
 //! converge to exactly what the surviving writes imply, with protocol memory bounded.
 //!
-//! `MESH_SIM_SEEDS=N` runs N seeds (default 240); `MESH_SIM_SEED=S` replays one seed.
+//! `MESH_SIM_SEEDS=N` runs N seeds (default 240); `MESH_SIM_SEED=S` replays one seed;
+//! `MESH_SIM_TRACE=1` prints one line per seed (verdict, settle time, datagrams
+//! delivered), so two builds can be compared seed by seed: a change meant to keep the
+//! protocol's behaviour must print the same lines.
 
 use std::time::Duration;
 
@@ -34,6 +37,7 @@ struct Outcome {
     writes: usize,
     lost: usize,
     settle: Duration,
+    delivered: u64,
 }
 
 fn run_seed(seed: u64) -> Result<Outcome, String> {
@@ -122,6 +126,7 @@ fn run_seed(seed: u64) -> Result<Outcome, String> {
         writes,
         lost,
         settle,
+        delivered: sim.delivered,
     })
 }
 
@@ -140,8 +145,19 @@ fn seeded_fault_schedules_converge() {
     let mut failures = Vec::new();
     let mut max_settle = Duration::ZERO;
     let mut sizes = std::collections::BTreeMap::new();
+    let trace = std::env::var_os("MESH_SIM_TRACE").is_some();
     for &seed in &seeds {
-        match run_seed(seed) {
+        let result = run_seed(seed);
+        if trace {
+            match &result {
+                Ok(o) => eprintln!(
+                    "seed {seed}: ok nodes={} writes={} lost={} settle={:?} delivered={}",
+                    o.nodes, o.writes, o.lost, o.settle, o.delivered
+                ),
+                Err(why) => eprintln!("seed {seed}: FAILED {why}"),
+            }
+        }
+        match result {
             Ok(outcome) => {
                 max_settle = max_settle.max(outcome.settle);
                 *sizes.entry(outcome.nodes).or_insert(0) += 1;

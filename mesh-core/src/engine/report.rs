@@ -1,0 +1,175 @@
+//! What the engine tells about itself: reads of the replica, status, peers, memory.
+
+use std::collections::BTreeMap;
+
+#[cfg(any(test, feature = "test-util"))]
+use crate::replica::Replica;
+use crate::status::{Counters, PeerCounts, PeerInfo, PeerState, Status};
+use crate::time::Now;
+#[cfg(any(test, feature = "test-util"))]
+use crate::timers::Timer;
+use crate::value::Value;
+
+use super::Engine;
+
+/// Memory the engine holds for protocol state, for bounds checks in tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// Known peers.
+    pub peers: usize,
+    /// Datagrams in flight, all peers.
+    pub in_flight: usize,
+    /// Bytes queued for sending, all peers.
+    pub queued_bytes: usize,
+    /// Bytes of partial messages, all peers.
+    pub reassembly_bytes: usize,
+    /// Ranges waiting to be streamed, all peers.
+    pub stream_ranges: usize,
+    /// Transmits and events not yet polled.
+    pub pending_outputs: usize,
+}
+
+impl Engine {
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    /// This run's incarnation (also the origin id of its writes).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The replica (read-only).
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// The live value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.replica.get(key)
+    }
+
+    /// Every live key and value.
+    pub fn snapshot(&self) -> BTreeMap<String, Value> {
+        self.replica.snapshot()
+    }
+
+    /// Every live key.
+    pub fn keys(&self) -> Vec<String> {
+        self.replica.keys()
+    }
+
+    /// Number of live keys.
+    pub fn live_keys(&self) -> usize {
+        self.replica.live_len()
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Protocol memory in use.
+    pub fn memory(&self) -> MemoryReport {
+        let mut report = MemoryReport {
+            peers: self.members.len(),
+            pending_outputs: self.transmits.len() + self.events.len(),
+            ..MemoryReport::default()
+        };
+        for link in self.links.values() {
+            report.in_flight += link.channel.in_flight();
+            report.queued_bytes += link.channel.queued_bytes();
+            report.reassembly_bytes += link.channel.reassembly_bytes();
+            report.stream_ranges += link.sync.stream.len();
+        }
+        report
+    }
+
+    /// Status snapshot (`port` and `running` are the runtime's to fill).
+    pub fn status(&self) -> Status {
+        let mut peers = PeerCounts {
+            total_peers: self.members.len(),
+            ..PeerCounts::default()
+        };
+        for member in self.members.iter() {
+            match member.state {
+                PeerState::Alive => peers.alive_peers += 1,
+                PeerState::Suspect => peers.suspect_peers += 1,
+                PeerState::Dead => peers.dead_peers += 1,
+                PeerState::Unknown => {}
+            }
+            peers.bootstrap_peers += usize::from(member.bootstrap);
+        }
+        let mut pending_acks = 0;
+        let mut counters = self.counters;
+        for link in self.links.values() {
+            pending_acks += link.channel.in_flight();
+            let stats = link.channel.stats();
+            counters.retransmits += stats.retransmits;
+            counters.given_up += stats.given_up;
+            counters.dropped.reassembly += stats.reassembly_drops;
+        }
+        Status {
+            node_id: self.config.node_id.clone(),
+            port: self.config.port,
+            running: self.started,
+            state_version: self.replica.state_version(),
+            data_keys: self.replica.live_len(),
+            tombstones: self.replica.tombstone_len(),
+            peers,
+            pending_acks,
+            hlc: self.clock.last(),
+            counters,
+        }
+    }
+
+    /// Every known peer.
+    pub fn peers(&self, now: Now) -> Vec<PeerInfo> {
+        let mut list: Vec<PeerInfo> = self
+            .members
+            .iter()
+            .filter_map(|m| {
+                let channel = &self.links.get(&m.addr)?.channel;
+                Some(PeerInfo {
+                    node_id: m.node_id.clone(),
+                    addr: m.addr,
+                    state: m.state,
+                    bootstrap: m.bootstrap,
+                    rtt_ms: channel.rtt().srtt_us().map(|v| v as f64 / 1000.0),
+                    last_seen_ms: m
+                        .last_heard_us
+                        .map(|t| now.mono_us.saturating_sub(t) / 1000),
+                    pending_acks: channel.in_flight(),
+                })
+            })
+            .collect();
+        list.sort_by(|a, b| a.node_id.cmp(&b.node_id).then(a.addr.cmp(&b.addr)));
+        list
+    }
+
+    /// Checks what the engine's bookkeeping promises: one link per member, and every
+    /// peer's timer equal to its deadline recomputed from scratch (a code path that
+    /// forgets to refresh a peer's timer shows up here). The simulator calls it.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.members.len() != self.links.len() {
+            return Err(format!(
+                "{} members but {} links",
+                self.members.len(),
+                self.links.len()
+            ));
+        }
+        for addr in self.links.keys() {
+            let armed = self.timers.get(Timer::Peer(*addr));
+            let due = self.peer_deadline(addr);
+            if armed != due {
+                return Err(format!(
+                    "timer of {addr} is {armed:?}, its deadline {due:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,568 @@
+//! Members: who the peers are, whether they are alive, when to talk to them next.
+//!
+//! Liveness only: what a node exchanges with a peer (its reliable channel, its sync
+//! state) lives elsewhere, keyed by the same address. Every method that changes the
+//! member list says so in what it returns, so the engine can keep the rest in step and
+//! the rules here are unit-tested without a network (as foca's `Members::apply` does).
+//!
+//! A member's life: `Unknown` (a bootstrap or gossiped address never heard from) becomes
+//! `Alive` on any valid datagram; silence past `peer_timeout` makes it `Suspect`, past
+//! twice that `Dead`. Any datagram brings it back to `Alive`. Alive and suspect members
+//! get a heartbeat every `heartbeat_interval`; unknown and dead ones are probed with a
+//! backoff that doubles up to `max_probe_interval`, so a healed partition reconnects by
+//! itself. A member that restarts comes back with a higher incarnation.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use crate::config::Config;
+use crate::status::PeerState;
+use crate::time::us;
+use crate::wire::GossipPeer;
+
+/// First probe interval for members never heard from.
+pub(crate) const FIRST_PROBE_US: u64 = 500_000;
+/// Most members remembered; datagrams from further addresses are ignored.
+pub const MAX_PEERS: usize = 1024;
+/// Members named in one heartbeat's gossip.
+const GOSSIP_FANOUT: usize = 3;
+
+/// The failure detector's timing, in microseconds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    /// Period of heartbeats to alive and suspect members.
+    pub heartbeat_us: u64,
+    /// Silence after which a member is suspected (twice this: dead).
+    pub timeout_us: u64,
+    /// Longest pause between probes of an unknown or dead member.
+    pub max_probe_us: u64,
+}
+
+impl Timing {
+    /// The timing `config` asks for.
+    pub fn new(config: &Config) -> Timing {
+        Timing {
+            heartbeat_us: us(config.heartbeat_interval),
+            timeout_us: us(config.peer_timeout),
+            max_probe_us: us(config.max_probe_interval),
+        }
+    }
+}
+
+/// What a failure detector step decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transition {
+    /// Nothing changed.
+    None,
+    /// Alive to suspect.
+    Suspected,
+    /// Suspect to dead: report the failure.
+    Failed,
+}
+
+/// One member.
+#[derive(Debug)]
+pub(crate) struct Member {
+    /// Where it is reached.
+    pub addr: SocketAddr,
+    /// Its node id, once heard from.
+    pub node_id: Option<String>,
+    /// Its incarnation, once heard from (0 before).
+    pub incarnation: u64,
+    /// Failure detector state.
+    pub state: PeerState,
+    /// Given with `add_bootstrap_peer`.
+    pub bootstrap: bool,
+    /// Last valid datagram, monotonic microseconds.
+    pub last_heard_us: Option<u64>,
+    /// When to send the next heartbeat or probe.
+    pub next_heartbeat_us: u64,
+    /// Current probe interval for unknown and dead members.
+    pub probe_interval_us: u64,
+}
+
+impl Member {
+    fn new(addr: SocketAddr, bootstrap: bool, now_us: u64) -> Member {
+        Member {
+            addr,
+            node_id: None,
+            incarnation: 0,
+            state: PeerState::Unknown,
+            bootstrap,
+            last_heard_us: None,
+            next_heartbeat_us: now_us,
+            probe_interval_us: FIRST_PROBE_US,
+        }
+    }
+
+    /// Whether writes should be pushed to it and syncs started with it.
+    pub fn is_reachable(&self) -> bool {
+        matches!(self.state, PeerState::Alive | PeerState::Suspect) && self.incarnation != 0
+    }
+
+    /// When the failure detector next needs to look at it.
+    fn next_transition_us(&self, timeout_us: u64) -> Option<u64> {
+        let heard = self.last_heard_us?;
+        match self.state {
+            PeerState::Alive => Some(heard + timeout_us),
+            PeerState::Suspect => Some(heard + 2 * timeout_us),
+            PeerState::Unknown | PeerState::Dead => None,
+        }
+    }
+
+    /// Applies the failure detector at `now_us`.
+    fn check_liveness(&mut self, now_us: u64, timing: Timing) -> Transition {
+        let Some(heard) = self.last_heard_us else {
+            return Transition::None;
+        };
+        let silent = now_us.saturating_sub(heard);
+        match self.state {
+            PeerState::Alive if silent >= timing.timeout_us => {
+                self.state = PeerState::Suspect;
+                Transition::Suspected
+            }
+            PeerState::Suspect if silent >= 2 * timing.timeout_us => {
+                self.state = PeerState::Dead;
+                self.probe_interval_us = timing.heartbeat_us;
+                self.next_heartbeat_us = now_us + self.probe_interval_us;
+                Transition::Failed
+            }
+            _ => Transition::None,
+        }
+    }
+
+    /// Plans the next heartbeat (alive, suspect) or probe (unknown, dead, with backoff).
+    fn schedule_heartbeat(&mut self, now_us: u64, timing: Timing) {
+        match self.state {
+            PeerState::Alive | PeerState::Suspect => {
+                self.next_heartbeat_us = now_us + timing.heartbeat_us;
+            }
+            PeerState::Unknown | PeerState::Dead => {
+                self.next_heartbeat_us = now_us + self.probe_interval_us;
+                self.probe_interval_us = (self.probe_interval_us * 2).min(timing.max_probe_us);
+            }
+        }
+    }
+}
+
+/// How a datagram's sender incarnation was taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// An unknown address while the member list is full: ignore the datagram.
+    Full,
+    /// Older than the incarnation known: a straggler from a previous run.
+    Stale,
+    /// The incarnation already known.
+    Current,
+    /// A new session: the first incarnation heard from this address, or a restart. The
+    /// peer's session state must be reset and a sync started.
+    NewSession {
+        /// The node id of a member that restarted (`None` on a first contact, or when the
+        /// restarted member had never introduced itself).
+        restarted: Option<String>,
+    },
+}
+
+/// What hearing from a member changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Heard {
+    /// It was alive already, or unknown or suspect and is alive now.
+    Alive,
+    /// It was dead: it recovered (start a sync; report it if it has a node id).
+    Recovered {
+        /// Its node id, if it ever introduced itself.
+        node_id: Option<String>,
+    },
+}
+
+/// What a heartbeat's identity changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Identified {
+    /// The sender's node id is new at this address.
+    pub newly: bool,
+    /// Other addresses that held the same node id, forgotten (the node moved).
+    pub removed: Vec<SocketAddr>,
+}
+
+/// Every member of the mesh this node knows, by address.
+#[derive(Debug)]
+pub(crate) struct Members {
+    own_id: String,
+    timing: Timing,
+    // Ordered, so iteration (and with it every seeded random choice) is deterministic.
+    members: BTreeMap<SocketAddr, Member>,
+}
+
+impl Members {
+    /// An empty member list for the node `own_id`.
+    pub fn new(own_id: &str, timing: Timing) -> Members {
+        Members {
+            own_id: own_id.to_owned(),
+            timing,
+            members: BTreeMap::new(),
+        }
+    }
+
+    /// The member at `addr`.
+    pub fn get(&self, addr: &SocketAddr) -> Option<&Member> {
+        self.members.get(addr)
+    }
+
+    /// Every member, in address order.
+    pub fn iter(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// Members writes are pushed to, in address order.
+    pub fn reachable(&self) -> impl Iterator<Item = &Member> {
+        self.members.values().filter(|m| m.is_reachable())
+    }
+
+    /// Whether `addr` is a reachable member.
+    pub fn is_reachable(&self, addr: &SocketAddr) -> bool {
+        self.members.get(addr).is_some_and(Member::is_reachable)
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Adds a bootstrap address, or marks a known one as bootstrap. Returns whether a
+    /// member was added.
+    pub fn add_bootstrap(&mut self, addr: SocketAddr, now_us: u64) -> bool {
+        if let Some(member) = self.members.get_mut(&addr) {
+            member.bootstrap = true;
+            return false;
+        }
+        self.insert(Member::new(addr, true, now_us))
+    }
+
+    /// Forgets the member at `addr`; returns whether there was one.
+    pub fn remove(&mut self, addr: &SocketAddr) -> bool {
+        self.members.remove(addr).is_some()
+    }
+
+    /// Once the node starts, every member is contacted at once.
+    pub fn start(&mut self, now_us: u64) {
+        for member in self.members.values_mut() {
+            member.next_heartbeat_us = now_us;
+        }
+    }
+
+    /// Takes the sender incarnation `src_inc` of a datagram from `from`, adding the
+    /// address as a member first if it is new: the same incarnation as known, a first
+    /// one, or a newer one (the peer restarted) are accepted; older ones are stale.
+    pub fn admit(&mut self, from: SocketAddr, src_inc: u64, now_us: u64) -> Admission {
+        if !self.members.contains_key(&from) && !self.insert(Member::new(from, false, now_us)) {
+            return Admission::Full;
+        }
+        let Some(member) = self.members.get_mut(&from) else {
+            return Admission::Full;
+        };
+        if member.incarnation == src_inc {
+            return Admission::Current;
+        }
+        if member.incarnation > src_inc {
+            return Admission::Stale;
+        }
+        let restarted = member.incarnation != 0;
+        member.incarnation = src_inc;
+        let restarted = if restarted {
+            member.node_id.clone().inspect(|_| member.state = PeerState::Alive)
+        } else {
+            None
+        };
+        Admission::NewSession { restarted }
+    }
+
+    /// Records a valid datagram from `from`.
+    pub fn mark_heard(&mut self, from: SocketAddr, now_us: u64) -> Heard {
+        let Some(member) = self.members.get_mut(&from) else {
+            return Heard::Alive;
+        };
+        member.last_heard_us = Some(now_us);
+        let previous = member.state;
+        if previous == PeerState::Alive {
+            return Heard::Alive;
+        }
+        member.state = PeerState::Alive;
+        member.probe_interval_us = FIRST_PROBE_US;
+        member.next_heartbeat_us = member
+            .next_heartbeat_us
+            .min(now_us + self.timing.heartbeat_us);
+        if previous == PeerState::Dead {
+            Heard::Recovered {
+                node_id: member.node_id.clone(),
+            }
+        } else {
+            Heard::Alive
+        }
+    }
+
+    /// Records the node id a heartbeat from `from` announces. The same node id at another
+    /// address means the node moved (restarted on a new port): the old address is
+    /// forgotten.
+    pub fn identify(&mut self, from: SocketAddr, node_id: &str) -> Identified {
+        let Some(member) = self.members.get_mut(&from) else {
+            return Identified::default();
+        };
+        if member.node_id.as_deref() == Some(node_id) {
+            return Identified::default();
+        }
+        member.node_id = Some(node_id.to_owned());
+        let removed: Vec<SocketAddr> = self
+            .members
+            .iter()
+            .filter(|(addr, m)| **addr != from && m.node_id.as_deref() == Some(node_id))
+            .map(|(addr, _)| *addr)
+            .collect();
+        for addr in &removed {
+            self.members.remove(addr);
+        }
+        Identified {
+            newly: true,
+            removed,
+        }
+    }
+
+    /// Adds the gossiped members not known yet (by address or by node id); returns the
+    /// addresses added.
+    pub fn merge_gossip(&mut self, gossip: Vec<GossipPeer>, now_us: u64) -> Vec<SocketAddr> {
+        let mut added = Vec::new();
+        for gossiped in gossip {
+            if gossiped.node_id == self.own_id
+                || self.members.contains_key(&gossiped.addr)
+                || self
+                    .members
+                    .values()
+                    .any(|m| m.node_id.as_deref() == Some(gossiped.node_id.as_str()))
+            {
+                continue;
+            }
+            if self.insert(Member::new(gossiped.addr, false, now_us)) {
+                added.push(gossiped.addr);
+            }
+        }
+        added
+    }
+
+    /// Up to [`GOSSIP_FANOUT`] random identified members other than `to`, dead ones
+    /// included: a node that joins during a partition must still learn the whole
+    /// membership, or it could collect tombstones others never saw.
+    pub fn gossip_for(&self, to: SocketAddr, rng: &mut fastrand::Rng) -> Vec<GossipPeer> {
+        let mut known: Vec<GossipPeer> = self
+            .members
+            .values()
+            .filter(|m| m.addr != to)
+            .filter_map(|m| {
+                m.node_id.as_ref().map(|id| GossipPeer {
+                    node_id: id.clone(),
+                    addr: m.addr,
+                })
+            })
+            .collect();
+        let mut gossip = Vec::new();
+        while gossip.len() < GOSSIP_FANOUT && !known.is_empty() {
+            gossip.push(known.swap_remove(rng.usize(..known.len())));
+        }
+        gossip
+    }
+
+    /// Runs the failure detector on `addr` at `now_us` and, once the node is started,
+    /// schedules its heartbeat if due. Returns the transition, and whether a heartbeat is
+    /// due (with `reply` asked of members not known alive).
+    pub fn on_timeout(
+        &mut self,
+        addr: SocketAddr,
+        now_us: u64,
+        started: bool,
+    ) -> (Transition, Option<bool>) {
+        let timing = self.timing;
+        let Some(member) = self.members.get_mut(&addr) else {
+            return (Transition::None, None);
+        };
+        let transition = member.check_liveness(now_us, timing);
+        let heartbeat = (started && member.next_heartbeat_us <= now_us).then(|| {
+            member.schedule_heartbeat(now_us, timing);
+            member.state != PeerState::Alive
+        });
+        (transition, heartbeat)
+    }
+
+    /// The member's next deadline: its failure detector's next transition and, once the
+    /// node is started, its next heartbeat.
+    pub fn next_deadline(&self, addr: &SocketAddr, started: bool) -> Option<u64> {
+        let member = self.members.get(addr)?;
+        let transition = member.next_transition_us(self.timing.timeout_us);
+        let heartbeat = started.then_some(member.next_heartbeat_us);
+        [transition, heartbeat].into_iter().flatten().min()
+    }
+
+    fn insert(&mut self, member: Member) -> bool {
+        if self.members.len() >= MAX_PEERS {
+            return false;
+        }
+        self.members.insert(member.addr, member);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMING: Timing = Timing {
+        heartbeat_us: 10,
+        timeout_us: 100,
+        max_probe_us: 4_000_000,
+    };
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn gossip(id: &str, port: u16) -> GossipPeer {
+        GossipPeer {
+            node_id: id.to_owned(),
+            addr: addr(port),
+        }
+    }
+
+    #[test]
+    fn silence_leads_to_suspicion_then_failure() {
+        let mut m = Members::new("me", TIMING);
+        assert_eq!(
+            m.admit(addr(1), 7, 0),
+            Admission::NewSession { restarted: None }
+        );
+        assert_eq!(m.mark_heard(addr(1), 0), Heard::Alive);
+        assert_eq!(m.on_timeout(addr(1), 10, false).0, Transition::None);
+        assert_eq!(m.next_deadline(&addr(1), false), Some(100));
+        assert_eq!(m.on_timeout(addr(1), 100, false).0, Transition::Suspected);
+        assert_eq!(m.on_timeout(addr(1), 150, false).0, Transition::None);
+        assert_eq!(m.on_timeout(addr(1), 200, false).0, Transition::Failed);
+        assert_eq!(m.get(&addr(1)).unwrap().state, PeerState::Dead);
+        assert_eq!(m.next_deadline(&addr(1), false), None);
+        assert!(!m.is_reachable(&addr(1)));
+        assert_eq!(
+            m.mark_heard(addr(1), 300),
+            Heard::Recovered { node_id: None }
+        );
+        assert!(m.is_reachable(&addr(1)));
+    }
+
+    #[test]
+    fn unknown_members_are_probed_with_backoff_up_to_a_cap() {
+        let mut m = Members::new("me", TIMING);
+        m.add_bootstrap(addr(1), 0);
+        let mut now = 0;
+        let mut gaps = Vec::new();
+        for _ in 0..8 {
+            let (_, heartbeat) = m.on_timeout(addr(1), now, true);
+            assert_eq!(heartbeat, Some(true), "an unknown member is asked to reply");
+            let next = m.next_deadline(&addr(1), true).unwrap();
+            gaps.push(next - now);
+            now = next;
+        }
+        assert_eq!(gaps[0], FIRST_PROBE_US);
+        assert_eq!(gaps[1], 2 * FIRST_PROBE_US);
+        assert_eq!(*gaps.last().unwrap(), TIMING.max_probe_us);
+    }
+
+    #[test]
+    fn heartbeats_wait_for_start() {
+        let mut m = Members::new("me", TIMING);
+        m.add_bootstrap(addr(1), 5);
+        assert_eq!(m.next_deadline(&addr(1), false), None);
+        assert_eq!(m.on_timeout(addr(1), 5, false), (Transition::None, None));
+        m.start(9);
+        assert_eq!(m.next_deadline(&addr(1), true), Some(9));
+    }
+
+    #[test]
+    fn incarnations_only_move_forward() {
+        let mut m = Members::new("me", TIMING);
+        assert!(matches!(
+            m.admit(addr(1), 5, 0),
+            Admission::NewSession { restarted: None }
+        ));
+        m.mark_heard(addr(1), 0);
+        assert_eq!(m.admit(addr(1), 5, 1), Admission::Current);
+        assert_eq!(m.admit(addr(1), 4, 1), Admission::Stale);
+        // A restart of a member that never introduced itself is a new session, unnamed.
+        assert_eq!(
+            m.admit(addr(1), 6, 2),
+            Admission::NewSession { restarted: None }
+        );
+        m.identify(addr(1), "peer");
+        assert_eq!(
+            m.admit(addr(1), 9, 3),
+            Admission::NewSession {
+                restarted: Some("peer".into())
+            }
+        );
+        assert_eq!(m.get(&addr(1)).unwrap().incarnation, 9);
+    }
+
+    #[test]
+    fn a_node_id_at_a_new_address_replaces_the_old_one() {
+        let mut m = Members::new("me", TIMING);
+        m.admit(addr(1), 1, 0);
+        m.identify(addr(1), "peer");
+        m.admit(addr(2), 2, 0);
+        let summary = m.identify(addr(2), "peer");
+        assert!(summary.newly);
+        assert_eq!(summary.removed, vec![addr(1)]);
+        assert!(m.get(&addr(1)).is_none());
+        assert_eq!(m.identify(addr(2), "peer"), Identified::default());
+    }
+
+    #[test]
+    fn gossip_adds_only_unknown_members_and_never_ourselves() {
+        let mut m = Members::new("me", TIMING);
+        m.admit(addr(1), 1, 0);
+        m.identify(addr(1), "a");
+        let added = m.merge_gossip(
+            vec![
+                gossip("me", 9),
+                gossip("a", 3),
+                gossip("b", 1),
+                gossip("c", 4),
+            ],
+            0,
+        );
+        assert_eq!(added, vec![addr(4)]);
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn the_member_list_is_bounded() {
+        let mut m = Members::new("me", TIMING);
+        for port in 0..MAX_PEERS as u16 {
+            m.add_bootstrap(addr(port + 1), 0);
+        }
+        assert_eq!(m.admit(addr(60_000), 1, 0), Admission::Full);
+        assert!(m
+            .merge_gossip(vec![gossip("x", 60_001)], 0)
+            .is_empty());
+        assert_eq!(m.len(), MAX_PEERS);
+    }
+
+    #[test]
+    fn gossip_names_identified_members_other_than_the_receiver() {
+        let mut m = Members::new("me", TIMING);
+        for port in 1..=5 {
+            m.admit(addr(port), 1, 0);
+            if port != 5 {
+                m.identify(addr(port), &format!("n{port}"));
+            }
+        }
+        let mut rng = fastrand::Rng::with_seed(1);
+        for _ in 0..20 {
+            let g = m.gossip_for(addr(1), &mut rng);
+            assert_eq!(g.len(), GOSSIP_FANOUT);
+            assert!(g.iter().all(|p| p.addr != addr(1) && p.addr != addr(5)));
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! Delta anti-entropy: what one peer lacks, cut into datagram-sized deltas, and how a
+//! received delta is merged and accounted for.
+//!
+//! Peers compare digests (each origin's contiguous prefix). The side that holds more
+//! streams, per origin, the ranges the other lacks; [`PeerSync`] keeps that stream and
+//! when the next sync with the peer is due. A [`Group`] says "these are *all* the
+//! entries I hold of origin O with seq in lo..=hi", so after merging it the receiver may
+//! account for the whole range: an entry absent from the group was superseded, and its
+//! superseder travels in its own origin's range. Only a group merged whole is credited;
+//! a refused entry leaves its range open for the next round.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::config::Config;
+use crate::event::{ChangeOrigin, Event};
+use crate::hlc::HlcClock;
+use crate::replica::{Entry, MergeOutcome, Replica};
+use crate::status::Counters;
+use crate::transport::Channel;
+use crate::version::{OriginId, VersionVector};
+use crate::wire::{self, Delta, Group, Message, WireEntry};
+
+/// `(origin, lo, hi)`: the writes of one origin with sequence numbers in `lo..=hi`.
+pub(crate) type SeqRange = (OriginId, u64, u64);
+
+/// Shortest pause between two syncs with one peer started by triggers (lost data,
+/// differing fingerprint); the periodic round is not limited by it.
+pub(crate) const MIN_TRIGGERED_SYNC_GAP_US: u64 = 200_000;
+
+/// Upper bound of a postcard-encoded `Message::Delta` before its groups: the message
+/// tag and the group count.
+const DELTA_ENVELOPE_BYTES: usize = 8;
+/// Upper bound of a group's own fields: origin, lo and hi as varints of up to 10 bytes
+/// each, and the entry count.
+const GROUP_FIELDS_BYTES: usize = 32;
+
+/// A peer's digest as last received: origin to contiguous sequence number.
+pub(crate) type PeerDigest = HashMap<OriginId, u64>;
+
+/// Anti-entropy state with one peer incarnation.
+#[derive(Debug, Default)]
+pub(crate) struct PeerSync {
+    /// Its latest version-vector fingerprint (from heartbeats).
+    pub fingerprint: Option<u64>,
+    /// Its latest digest (from sync requests).
+    pub digest: Option<PeerDigest>,
+    /// Ranges still to stream to it.
+    pub stream: VecDeque<SeqRange>,
+    /// A sync with it is wanted at this time.
+    pub due_us: Option<u64>,
+    /// Last sync round started with it.
+    pub last_us: Option<u64>,
+}
+
+impl PeerSync {
+    /// Forgets what was known of the peer's previous incarnation. When the last sync was
+    /// and whether one is due stay: they pace this node, not the peer.
+    pub fn reset_session(&mut self) {
+        self.fingerprint = None;
+        self.digest = None;
+        self.stream.clear();
+    }
+
+    /// A sync is wanted at once (a new session, a recovery, a new identity).
+    pub fn want_now(&mut self, now_us: u64) {
+        self.due_us = Some(now_us);
+    }
+
+    /// A sync is wanted, as soon as the pacing allows, because data to the peer was
+    /// given up by the transport.
+    pub fn on_lost_data(&mut self, now_us: u64) {
+        let earliest = self
+            .last_us
+            .map_or(now_us, |s| s + MIN_TRIGGERED_SYNC_GAP_US);
+        self.due_us.get_or_insert(earliest.max(now_us));
+    }
+
+    /// A sync is wanted whenever the next round comes (its send queue was full).
+    pub fn want_eventually(&mut self) {
+        self.due_us.get_or_insert(0);
+    }
+
+    /// Takes the peer's fingerprint from a heartbeat. Differing fingerprints are expected
+    /// while pushes are still on their way: only a difference seen with nothing in
+    /// flight (`channel_idle`) calls for a sync, paced by `min_gap_us`.
+    pub fn on_fingerprint(
+        &mut self,
+        theirs: u64,
+        ours: u64,
+        channel_idle: bool,
+        min_gap_us: u64,
+        now_us: u64,
+    ) {
+        self.fingerprint = Some(theirs);
+        if theirs != ours && self.due_us.is_none() && channel_idle {
+            let earliest = self.last_us.map_or(now_us, |s| s + min_gap_us);
+            self.due_us = Some(earliest.max(now_us));
+        }
+    }
+
+    /// Whether a sync is due at `now_us`; if so it is no longer pending.
+    pub fn take_due(&mut self, now_us: u64) -> bool {
+        let due = self.due_us.is_some_and(|d| d <= now_us);
+        if due {
+            self.due_us = None;
+        }
+        due
+    }
+
+    /// Takes a sync request: remembers the peer's digest and streams it what it lacks.
+    pub fn on_request(&mut self, digest: PeerDigest, ours: &VersionVector) {
+        self.stream = missing_ranges(ours, &digest);
+        self.digest = Some(digest);
+    }
+
+    /// Moves the stream into `channel` one datagram-sized delta at a time, while the
+    /// channel's queue is below `refill_below` bytes: the transport's window is the flow
+    /// control, and memory stays bounded whatever the state size.
+    pub fn refill(
+        &mut self,
+        replica: &Replica,
+        channel: &mut Channel,
+        budget: usize,
+        refill_below: usize,
+    ) {
+        while !self.stream.is_empty() && channel.queued_bytes() < refill_below {
+            let delta = build_delta(replica, &mut self.stream, budget);
+            if !channel.send_message(&wire::encode_message(&Message::Delta(delta))) {
+                break;
+            }
+        }
+    }
+}
+
+/// Per origin, the ranges `ours` accounts for above the peer's contiguous prefix, in
+/// origin order.
+pub(crate) fn missing_ranges(ours: &VersionVector, theirs: &PeerDigest) -> VecDeque<SeqRange> {
+    let mut ranges = VecDeque::new();
+    for (origin, set) in ours.iter() {
+        let their_upto = theirs.get(&origin).copied().unwrap_or(0);
+        for (lo, hi) in set.ranges() {
+            if hi > their_upto {
+                ranges.push_back((origin, lo.max(their_upto + 1), hi));
+            }
+        }
+    }
+    // Sorted for determinism: the vector iterates in hash order.
+    ranges.make_contiguous().sort_unstable();
+    ranges
+}
+
+/// The encoded deltas carrying every write of `range`, each about `budget` bytes.
+pub(crate) fn encoded_deltas(replica: &Replica, range: SeqRange, budget: usize) -> Vec<Vec<u8>> {
+    let mut ranges = VecDeque::from([range]);
+    let mut messages = Vec::new();
+    while !ranges.is_empty() {
+        let delta = build_delta(replica, &mut ranges, budget);
+        messages.push(wire::encode_message(&Message::Delta(delta)));
+    }
+    messages
+}
+
+/// Builds one delta of at most about `budget` bytes from the front of `ranges`,
+/// consuming what it covers. Always makes progress: a single entry larger than the
+/// budget travels alone (fragmented by the transport).
+pub(crate) fn build_delta(
+    replica: &Replica,
+    ranges: &mut VecDeque<SeqRange>,
+    budget: usize,
+) -> Delta {
+    let mut delta = Delta::default();
+    let mut size = DELTA_ENVELOPE_BYTES;
+    let mut any_entry = false;
+    while let Some(&(origin, lo, hi)) = ranges.front() {
+        let mut entries = Vec::new();
+        let mut covered_to = hi;
+        for (key, entry) in replica.entries_of(origin, lo, hi) {
+            let wire_entry = WireEntry {
+                seq: entry.seq,
+                hlc: entry.hlc,
+                key: key.to_owned(),
+                value: entry.value.clone(),
+            };
+            let len = wire_entry.encoded_len();
+            if any_entry && size + len > budget {
+                // The group ends just before this entry; the range resumes with it.
+                covered_to = entry.seq - 1;
+                break;
+            }
+            size += len;
+            any_entry = true;
+            entries.push(wire_entry);
+        }
+        size += GROUP_FIELDS_BYTES;
+        if covered_to >= lo {
+            delta.groups.push(Group {
+                origin,
+                lo,
+                hi: covered_to,
+                entries,
+            });
+        }
+        if covered_to == hi {
+            ranges.pop_front();
+        } else {
+            if let Some(front) = ranges.front_mut() {
+                front.1 = covered_to + 1;
+            }
+            break;
+        }
+        if size >= budget {
+            break;
+        }
+    }
+    delta
+}
+
+/// Merges a received delta into `replica`, counting in `counters` and, when `events` is
+/// given, reporting each change of a key there. A group is credited to the version
+/// vector only if every entry in it was merged (or already accounted for).
+pub(crate) fn merge_delta(
+    delta: Delta,
+    replica: &mut Replica,
+    clock: &mut HlcClock,
+    config: &Config,
+    wall_ms: u64,
+    counters: &mut Counters,
+    mut events: Option<&mut VecDeque<Event>>,
+) {
+    let own = replica.own_origin();
+    for group in delta.groups {
+        if group.origin == own {
+            continue; // our own writes: we hold them, or we are a later incarnation
+        }
+        let mut complete = true;
+        for entry in group.entries {
+            counters.entries_received += 1;
+            // Already accounted for: held, beaten by what is held, or a delete whose
+            // tombstone is collected. A late retransmission of an old write must not
+            // bring back a value deleted since.
+            if replica.version_vector().contains(group.origin, entry.seq) {
+                continue;
+            }
+            if entry.key.len() > config.max_key_len
+                || entry
+                    .value
+                    .as_ref()
+                    .is_some_and(|v| v.encoded_len() > config.max_value_size)
+            {
+                counters.dropped.oversized += 1;
+                complete = false;
+                continue;
+            }
+            if clock.observe(entry.hlc, wall_ms).is_err() {
+                counters.dropped.clock_drift += 1;
+                complete = false;
+                continue;
+            }
+            let new_value = events.as_ref().and_then(|_| entry.value.clone());
+            let now_live = entry.value.is_some();
+            let merged = replica.merge(
+                &entry.key,
+                Entry {
+                    value: entry.value,
+                    hlc: entry.hlc,
+                    origin: group.origin,
+                    seq: entry.seq,
+                },
+            );
+            if let MergeOutcome::Applied { was_live } = merged {
+                counters.entries_applied += 1;
+                if let Some(events) = events.as_deref_mut() {
+                    if was_live || now_live {
+                        events.push_back(Event::StateChanged {
+                            key: entry.key,
+                            value: new_value,
+                            origin: ChangeOrigin::Sync,
+                        });
+                    }
+                }
+            }
+        }
+        if complete && group.lo >= 1 && group.lo <= group.hi {
+            replica.cover(group.origin, group.lo, group.hi);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    fn replica_with(origin: OriginId, writes: usize, value_len: usize) -> Replica {
+        let mut r = Replica::new(origin);
+        for i in 0..writes {
+            r.write_local(
+                &format!("k{i:04}"),
+                Some(Value::Bytes(vec![1; value_len])),
+                i as u64 + 1,
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn missing_ranges_start_above_the_peer_prefix() {
+        let mut vv = VersionVector::default();
+        vv.insert_range(7, 1, 10);
+        vv.insert_range(9, 1, 3);
+        vv.insert_range(9, 6, 8);
+        vv.insert_range(5, 1, 2);
+        let theirs: PeerDigest = [(7, 4), (9, 7), (5, 2)].into_iter().collect();
+        assert_eq!(
+            Vec::from(missing_ranges(&vv, &theirs)),
+            vec![(7, 5, 10), (9, 8, 8)]
+        );
+        let nothing = PeerDigest::new();
+        assert_eq!(
+            Vec::from(missing_ranges(&vv, &nothing)),
+            vec![(5, 1, 2), (7, 1, 10), (9, 1, 3), (9, 6, 8)]
+        );
+    }
+
+    #[test]
+    fn deltas_respect_the_budget_and_cover_the_range_without_gaps() {
+        let replica = replica_with(3, 200, 40);
+        let budget = 1000;
+        let mut ranges = VecDeque::from([(3, 1, 200)]);
+        let mut next = 1;
+        let mut deltas = 0;
+        while !ranges.is_empty() {
+            let delta = build_delta(&replica, &mut ranges, budget);
+            let encoded = wire::encode_message(&Message::Delta(delta.clone()));
+            assert!(encoded.len() <= budget, "{} > {budget}", encoded.len());
+            for group in &delta.groups {
+                assert_eq!(group.lo, next, "ranges follow each other");
+                assert!(group.entries.iter().all(|e| (group.lo..=group.hi).contains(&e.seq)));
+                next = group.hi + 1;
+            }
+            deltas += 1;
+        }
+        assert_eq!(next, 201);
+        assert!(deltas > 5, "200 entries of ~50 B need several 1 KB deltas");
+    }
+
+    #[test]
+    fn an_entry_larger_than_the_budget_travels_alone() {
+        let replica = replica_with(3, 3, 5000);
+        let mut ranges = VecDeque::from([(3, 1, 3)]);
+        for seq in 1..=3 {
+            let delta = build_delta(&replica, &mut ranges, 1000);
+            assert_eq!(delta.groups.len(), 1);
+            assert_eq!(delta.groups[0].entries.len(), 1);
+            assert_eq!((delta.groups[0].lo, delta.groups[0].hi), (seq, seq));
+        }
+        assert!(ranges.is_empty());
+    }
+
+    #[test]
+    fn superseded_writes_leave_the_range_covered_but_empty() {
+        let mut replica = Replica::new(3);
+        replica.write_local("a", Some(Value::Int(1)), 1);
+        replica.write_local("a", Some(Value::Int(2)), 2);
+        let messages = encoded_deltas(&replica, (3, 1, 2), 1000);
+        assert_eq!(messages.len(), 1);
+        let Ok(Message::Delta(delta)) = wire::decode_message(&messages[0]) else {
+            panic!("a delta");
+        };
+        assert_eq!((delta.groups[0].lo, delta.groups[0].hi), (1, 2));
+        assert_eq!(delta.groups[0].entries.len(), 1);
+    }
+
+    fn merge(delta: Delta, replica: &mut Replica, config: &Config) -> Counters {
+        let mut clock = HlcClock::new(config.max_clock_drift.as_millis() as u64);
+        let mut counters = Counters::default();
+        merge_delta(delta, replica, &mut clock, config, 100, &mut counters, None);
+        counters
+    }
+
+    fn group(origin: OriginId, lo: u64, hi: u64, entries: Vec<WireEntry>) -> Delta {
+        Delta {
+            groups: vec![Group {
+                origin,
+                lo,
+                hi,
+                entries,
+            }],
+        }
+    }
+
+    fn wire_entry(seq: u64, key: &str, value: Value) -> WireEntry {
+        WireEntry {
+            seq,
+            hlc: seq,
+            key: key.into(),
+            value: Some(value),
+        }
+    }
+
+    #[test]
+    fn only_groups_merged_whole_are_credited() {
+        let mut config = Config::new("n", 0);
+        config.max_value_size = 100;
+        let mut replica = Replica::new(1);
+        let whole = group(8, 1, 2, vec![wire_entry(2, "a", Value::Int(1))]);
+        let counters = merge(whole, &mut replica, &config);
+        assert_eq!(counters.entries_applied, 1);
+        assert_eq!(replica.version_vector().upto(8), 2);
+        let partial = group(
+            9,
+            1,
+            2,
+            vec![
+                wire_entry(1, "b", Value::Int(1)),
+                wire_entry(2, "c", Value::Bytes(vec![0; 500])),
+            ],
+        );
+        let counters = merge(partial, &mut replica, &config);
+        assert_eq!(counters.dropped.oversized, 1);
+        assert_eq!(replica.get("b"), Some(&Value::Int(1)));
+        assert_eq!(
+            replica.version_vector().upto(9),
+            0,
+            "a refused entry leaves its range open"
+        );
+    }
+
+    #[test]
+    fn writes_already_accounted_for_are_not_merged_again() {
+        let config = Config::new("n", 0);
+        let mut replica = Replica::new(1);
+        merge(group(8, 1, 1, vec![wire_entry(1, "a", Value::Int(1))]), &mut replica, &config);
+        replica.write_local("a", None, 50);
+        let counters = merge(
+            group(8, 1, 1, vec![wire_entry(1, "a", Value::Int(1))]),
+            &mut replica,
+            &config,
+        );
+        assert_eq!(counters.entries_applied, 0);
+        assert_eq!(replica.get("a"), None, "a late retransmission brings nothing back");
+    }
+
+    #[test]
+    fn sync_triggers_are_paced() {
+        let mut sync = PeerSync::default();
+        sync.on_fingerprint(1, 2, false, 100, 0);
+        assert_eq!(sync.due_us, None, "something in flight explains the difference");
+        sync.on_fingerprint(1, 1, true, 100, 0);
+        assert_eq!(sync.due_us, None, "same fingerprint");
+        sync.last_us = Some(50);
+        sync.on_fingerprint(1, 2, true, 100, 60);
+        assert_eq!(sync.due_us, Some(150));
+        assert!(!sync.take_due(149));
+        assert!(sync.take_due(150));
+        assert_eq!(sync.due_us, None);
+        sync.on_lost_data(160);
+        assert_eq!(sync.due_us, Some(50 + MIN_TRIGGERED_SYNC_GAP_US));
+    }
+}
