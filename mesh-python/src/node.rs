@@ -206,9 +206,6 @@ fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
 pub struct MeshSyncNode {
     node: Arc<Node>,
     callbacks: Arc<Callbacks>,
-    /// Whether the core has our event handler. The core only queues state events while a
-    /// handler is registered, so it is registered only while some callback is set.
-    handler_installed: Mutex<bool>,
 }
 
 impl MeshSyncNode {
@@ -236,22 +233,20 @@ impl MeshSyncNode {
         Ok(())
     }
 
-    /// Registers or removes the core event handler to match the callback slots.
+    /// Keeps the core's event handler installed exactly while some callback is set: the
+    /// core queues events only while a handler is installed.
     fn sync_handler(&self, py: Python<'_>) {
         py.detach(|| {
-            let mut installed = self.handler_installed.lock();
-            let wanted = self.callbacks.slots.lock().any();
-            if wanted && !*installed {
-                let callbacks = Arc::clone(&self.callbacks);
-                self.node.set_event_handler(move |event| {
-                    // None while the interpreter shuts down: the event is dropped.
-                    let _ = Python::try_attach(|py| callbacks.dispatch(py, event));
-                });
-                *installed = true;
-            } else if !wanted && *installed {
-                self.node.clear_event_handler();
-                *installed = false;
-            }
+            self.node.keep_event_handler(
+                || self.callbacks.slots.lock().any(),
+                || {
+                    let callbacks = Arc::clone(&self.callbacks);
+                    move |event: &Event| {
+                        // None while the interpreter shuts down: the event is dropped.
+                        let _ = Python::try_attach(|py| callbacks.dispatch(py, event));
+                    }
+                },
+            );
         });
     }
 
@@ -351,7 +346,6 @@ impl MeshSyncNode {
                 node_id,
                 slots: Mutex::new(Slots::default()),
             }),
-            handler_installed: Mutex::new(false),
         })
     }
 
