@@ -65,24 +65,131 @@ pub enum Command {
 /// How long `wait KEY` waits when no timeout is given.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 
-/// The text `help` prints.
-pub const HELP: &str = "\
-Commands:
-  set KEY VALUE      store VALUE under KEY; VALUE is parsed as JSON when it parses
-                     (42 is an int, 4.2 a float, true a bool, [1,2] a list,
-                     {\"a\":1} a map, \"42\" a string), otherwise taken as a string
-                     (hello world is the string \"hello world\")
-  get KEY            print KEY's value as JSON, or (not found)
-  delete KEY         delete KEY everywhere in the mesh
-  list               print every key and its value
-  status             print this node's state and traffic counters
-  peers              print every known peer and how it is seen
-  wait KEY [SECS]    wait until KEY has a value (default 10 s), then print it
-  sleep SECS         pause (for scripts)
-  help               print this help
-  quit               leave (also exit, Ctrl-D; Ctrl-C at the prompt)
+/// One command of the language, as the help texts describe it.
+#[derive(Clone, Copy, Debug)]
+pub struct CommandHelp {
+    /// The word that starts the command.
+    pub name: &'static str,
+    /// Its arguments, as written in the help (`KEY VALUE`); empty for none.
+    pub args: &'static str,
+    /// What it does, in one line.
+    pub summary: &'static str,
+    /// Further lines printed under the summary.
+    pub notes: &'static [&'static str],
+}
+
+impl CommandHelp {
+    /// The command as it is typed: its name, then its arguments.
+    pub fn usage(&self) -> String {
+        if self.args.is_empty() {
+            self.name.to_owned()
+        } else {
+            format!("{} {}", self.name, self.args)
+        }
+    }
+}
+
+/// Every command, in the order the help lists them. The prompt's `help` and
+/// `mesh-sync --help` are both rendered from it, and the parser's usage messages quote it.
+pub const COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "set",
+        args: "KEY VALUE",
+        summary: "store VALUE under KEY; VALUE is parsed as JSON when it parses",
+        notes: &[
+            "(42 is an int, 4.2 a float, true a bool, [1,2] a list,",
+            "{\"a\":1} a map, \"42\" a string), otherwise taken as a string",
+            "(hello world is the string \"hello world\")",
+        ],
+    },
+    CommandHelp {
+        name: "get",
+        args: "KEY",
+        summary: "print KEY's value as JSON, or (not found)",
+        notes: &[],
+    },
+    CommandHelp {
+        name: "delete",
+        args: "KEY",
+        summary: "delete KEY everywhere in the mesh",
+        notes: &[],
+    },
+    CommandHelp {
+        name: "list",
+        args: "",
+        summary: "print every key and its value",
+        notes: &[],
+    },
+    CommandHelp {
+        name: "status",
+        args: "",
+        summary: "print this node's state and traffic counters",
+        notes: &[],
+    },
+    CommandHelp {
+        name: "peers",
+        args: "",
+        summary: "print every known peer and how it is seen",
+        notes: &[],
+    },
+    CommandHelp {
+        name: "wait",
+        args: "KEY [SECS]",
+        summary: "wait until KEY has a value (default 10 s), then print it",
+        notes: &[],
+    },
+    CommandHelp {
+        name: "sleep",
+        args: "SECS",
+        summary: "pause (for scripts)",
+        notes: &[],
+    },
+    CommandHelp {
+        name: "help",
+        args: "",
+        summary: "print this list of commands",
+        notes: &[],
+    },
+    CommandHelp {
+        name: "quit",
+        args: "",
+        summary: "leave (also exit, Ctrl-D; Ctrl-C at the prompt)",
+        notes: &[],
+    },
+];
+
+/// What holds for every command line, printed after the list of commands.
+const SYNTAX_NOTES: &str = "\
 Keys containing spaces can be written as JSON strings: get \"my key\".
 Lines starting with # are ignored.";
+
+/// The list of commands under `heading`, followed by the syntax notes: the body of the
+/// prompt's `help` and of the commands section of `mesh-sync --help`.
+pub fn command_list(heading: &str) -> String {
+    let width = COMMANDS.iter().map(|c| c.usage().len()).max().unwrap_or(0) + 2;
+    let mut out = format!("{heading}\n");
+    for command in COMMANDS {
+        let _ = writeln!(out, "  {:<width$}  {}", command.usage(), command.summary);
+        for note in command.notes {
+            let _ = writeln!(out, "  {:<width$}  {note}", "");
+        }
+    }
+    out.push_str(SYNTAX_NOTES);
+    out
+}
+
+/// The text `help` prints.
+pub fn help() -> String {
+    command_list("Commands:")
+}
+
+/// The usage form of the command called `name`, as the help lists it.
+fn form(name: &str) -> String {
+    COMMANDS
+        .iter()
+        .find(|c| c.name == name)
+        .map_or_else(|| name.to_owned(), CommandHelp::usage)
+}
 
 /// Parses one input line. Blank lines and `#` comments give `Ok(None)`.
 pub fn parse(line: &str) -> Result<Option<Command>, String> {
@@ -93,9 +200,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
     let (word, rest) = split_word(line);
     let command = match word.to_ascii_lowercase().as_str() {
         "set" => {
-            let (key, rest) = parse_key(rest).map_err(|e| usage("set KEY VALUE", &e))?;
+            let (key, rest) = parse_key(rest).map_err(|e| usage("set", &e))?;
             if rest.is_empty() {
-                return Err(usage("set KEY VALUE", "missing VALUE"));
+                return Err(usage("set", "missing VALUE"));
             }
             Command::Set {
                 key,
@@ -103,25 +210,25 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             }
         }
         "get" => Command::Get {
-            key: single_key(rest, "get KEY")?,
+            key: single_key(rest, "get")?,
         },
         "delete" | "del" => Command::Delete {
-            key: single_key(rest, "delete KEY")?,
+            key: single_key(rest, "delete")?,
         },
         "wait" => {
-            let (key, rest) = parse_key(rest).map_err(|e| usage("wait KEY [SECS]", &e))?;
+            let (key, rest) = parse_key(rest).map_err(|e| usage("wait", &e))?;
             let timeout = if rest.is_empty() {
                 DEFAULT_WAIT
             } else {
-                crate::args::parse_seconds(rest).map_err(|e| usage("wait KEY [SECS]", &e))?
+                crate::args::parse_seconds(rest).map_err(|e| usage("wait", &e))?
             };
             Command::Wait { key, timeout }
         }
         "sleep" => {
             if rest.is_empty() {
-                return Err(usage("sleep SECS", "missing SECS"));
+                return Err(usage("sleep", "missing SECS"));
             }
-            Command::Sleep(crate::args::parse_seconds(rest).map_err(|e| usage("sleep SECS", &e))?)
+            Command::Sleep(crate::args::parse_seconds(rest).map_err(|e| usage("sleep", &e))?)
         }
         "list" | "ls" => no_args(rest, "list", Command::List)?,
         "status" => no_args(rest, "status", Command::Status)?,
@@ -160,8 +267,9 @@ pub fn parse_value(text: &str) -> Result<Value, String> {
     }
 }
 
-fn usage(form: &str, problem: &str) -> String {
-    format!("{problem} (usage: {form})")
+/// `problem` with the usage of the command called `name`.
+fn usage(name: &str, problem: &str) -> String {
+    format!("{problem} (usage: {})", form(name))
 }
 
 fn no_args(rest: &str, name: &str, command: Command) -> Result<Command, String> {
@@ -172,10 +280,10 @@ fn no_args(rest: &str, name: &str, command: Command) -> Result<Command, String> 
     }
 }
 
-fn single_key(rest: &str, form: &str) -> Result<String, String> {
-    let (key, rest) = parse_key(rest).map_err(|e| usage(form, &e))?;
+fn single_key(rest: &str, name: &str) -> Result<String, String> {
+    let (key, rest) = parse_key(rest).map_err(|e| usage(name, &e))?;
     if !rest.is_empty() {
-        return Err(usage(form, &format!("unexpected `{rest}` after the key")));
+        return Err(usage(name, &format!("unexpected `{rest}` after the key")));
     }
     Ok(key)
 }
@@ -294,9 +402,9 @@ pub fn execute(node: &Node, command: &Command, format: Format) -> Result<String,
             Ok(render_peers(&peers))
         }
         Command::Help => Ok(if json {
-            json!({"help": HELP}).to_string()
+            json!({ "help": help() }).to_string()
         } else {
-            HELP.to_owned()
+            help()
         }),
         Command::Sleep(duration) => {
             std::thread::sleep(*duration);
@@ -564,6 +672,48 @@ mod tests {
             let err = parse(line).unwrap_err();
             assert!(err.contains(needle), "`{line}` gave `{err}`");
         }
+    }
+
+    #[test]
+    fn every_listed_command_is_understood() {
+        for command in COMMANDS {
+            if let Err(e) = parse(command.name) {
+                assert!(!e.contains("unknown command"), "{}: {e}", command.name);
+            }
+        }
+    }
+
+    #[test]
+    fn usage_messages_quote_the_list() {
+        for (line, form) in [
+            ("set", "set KEY VALUE"),
+            ("get", "get KEY"),
+            ("delete", "delete KEY"),
+            ("wait", "wait KEY [SECS]"),
+            ("sleep", "sleep SECS"),
+        ] {
+            let err = parse(line).unwrap_err();
+            assert!(
+                err.ends_with(&format!("(usage: {form})")),
+                "`{line}` gave `{err}`"
+            );
+        }
+    }
+
+    #[test]
+    fn help_lists_every_command_in_one_column() {
+        let text = help();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("Commands:"));
+        let column = "  set KEY VALUE      ".len();
+        for command in COMMANDS {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("  {} ", command.usage())))
+                .unwrap_or_else(|| panic!("`{}` missing from help", command.usage()));
+            assert_eq!(&line[column..], command.summary);
+        }
+        assert!(text.ends_with("Lines starting with # are ignored."));
     }
 
     #[test]

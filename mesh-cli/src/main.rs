@@ -11,18 +11,15 @@ use mesh_cli::command::{self, Command, Format};
 use mesh_core::{ChangeOrigin, Config, Error, Event, FaultConfig, Node};
 use parking_lot::Mutex;
 
-const AFTER_HELP: &str = "\
-Commands (typed at the prompt, given with --exec, or one per line on standard input):
-  set KEY VALUE      store VALUE under KEY (JSON when it parses, else a string)
-  get KEY            print KEY's value as JSON, or (not found)
-  delete KEY         delete KEY everywhere in the mesh
-  list               print every key and its value
-  status             print this node's state and traffic counters
-  peers              print every known peer and how it is seen
-  wait KEY [SECS]    wait until KEY has a value (default 10 s), then print it
-  sleep SECS         pause (for scripts)
-  help, quit
+/// What `--help` prints after the options: the commands, then how to script the node.
+fn after_help() -> String {
+    let commands = command::command_list(
+        "Commands (typed at the prompt, given with --exec, or one per line on standard input):",
+    );
+    format!("{commands}\n\n{SCRIPTING_HELP}")
+}
 
+const SCRIPTING_HELP: &str = "\
 Output: results go to standard output, values always as JSON (\"42\" is a string, 42 an
 integer); the startup line, peer and sync notices and errors go to standard error. The
 startup line reads `listening on HOST:PORT`, so a script can find the port chosen by
@@ -45,7 +42,7 @@ Examples:
 /// --exec, those commands run and the node leaves (unless --serve). Otherwise commands
 /// are read one per line from standard input until it ends.
 #[derive(Debug, Parser)]
-#[command(name = "mesh-sync", version, after_help = AFTER_HELP)]
+#[command(name = "mesh-sync", version, after_help = after_help())]
 struct Cli {
     /// This node's name in the mesh; every node needs its own.
     #[arg(value_name = "NODE_ID")]
@@ -468,6 +465,18 @@ mod tests {
     #[test]
     fn command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_lists_the_commands_as_the_prompt_does() {
+        let after_help = after_help();
+        let prompt_help = command::help();
+        for line in prompt_help.lines().skip(1) {
+            assert!(
+                after_help.lines().any(|l| l == line),
+                "`{line}` is in the prompt's help but not in --help"
+            );
+        }
     }
 
     /// Splits a shell command line: whitespace separates words, single quotes group.

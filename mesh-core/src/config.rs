@@ -75,6 +75,13 @@ pub const MIN_DATAGRAM_SIZE: usize = 256;
 /// Largest datagram size accepted: the UDP payload limit over IPv4.
 pub const MAX_DATAGRAM_SIZE: usize = 65_507;
 
+/// Heartbeats a peer may miss before it is suspected, when its timeout is left to follow
+/// the heartbeat interval: the prototype's rule, which its users already tune by.
+const MISSED_HEARTBEATS: u32 = 3;
+/// Room [`Config::fit_reassembly`] keeps beside the largest key and value, for the rest
+/// of the message carrying them; generous, since `validate` insists on only 1 KiB.
+const REASSEMBLY_HEADROOM: usize = 64 * 1024;
+
 impl Config {
     /// A configuration with the defaults and the given node id and port.
     pub fn new(node_id: impl Into<String>, port: u16) -> Config {
@@ -83,6 +90,26 @@ impl Config {
             port,
             ..Config::default()
         }
+    }
+
+    /// The peer timeout that goes with `heartbeat_interval` when the application sets
+    /// none: three missed heartbeats make a peer suspect. The defaults follow it (5 s
+    /// heartbeats, 15 s timeout), so a front end that offers only the heartbeat interval
+    /// can derive the timeout from it and still start from the core's defaults.
+    pub fn peer_timeout_for(heartbeat_interval: Duration) -> Duration {
+        heartbeat_interval.saturating_mul(MISSED_HEARTBEATS)
+    }
+
+    /// Grows `max_reassembly`, never shrinks it, until a message carrying the largest key
+    /// and the largest value fits, with headroom. Call it after raising `max_value_size`
+    /// or `max_key_len` for users who never chose a reassembly budget (the C and Python
+    /// front ends do), so that raising a size limit alone never makes the config invalid.
+    pub fn fit_reassembly(&mut self) {
+        let needed = self
+            .max_value_size
+            .saturating_add(self.max_key_len)
+            .saturating_add(REASSEMBLY_HEADROOM);
+        self.max_reassembly = self.max_reassembly.max(needed);
     }
 
     /// Checks every field; the error names the first field out of bounds.
@@ -215,5 +242,47 @@ mod tests {
         let mut c = Config::new("n1", 0);
         c.peer_timeout = Duration::from_secs(1);
         assert_eq!(c.validate().unwrap_err().field, "peer_timeout");
+    }
+
+    #[test]
+    fn peer_timeout_follows_three_heartbeats() {
+        assert_eq!(
+            Config::peer_timeout_for(Duration::from_millis(500)),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(Config::peer_timeout_for(Duration::MAX), Duration::MAX);
+        // A front end deriving the timeout from the default heartbeat gets the default.
+        let c = Config::default();
+        assert_eq!(
+            Config::peer_timeout_for(c.heartbeat_interval),
+            c.peer_timeout
+        );
+    }
+
+    #[test]
+    fn reassembly_grows_to_fit_the_largest_entry() {
+        let mut c = Config::new("n1", 0);
+        let default_budget = c.max_reassembly;
+        c.fit_reassembly();
+        assert_eq!(c.max_reassembly, default_budget, "the default already fits");
+
+        c.max_value_size = 100 << 20;
+        c.max_key_len = 4096;
+        assert_eq!(c.validate().unwrap_err().field, "max_reassembly");
+        c.fit_reassembly();
+        assert_eq!(c.max_reassembly, (100 << 20) + 4096 + 64 * 1024);
+        c.validate().unwrap();
+
+        c.max_value_size = 1;
+        c.fit_reassembly();
+        assert_eq!(
+            c.max_reassembly,
+            (100 << 20) + 4096 + 64 * 1024,
+            "never shrinks"
+        );
+
+        c.max_value_size = usize::MAX;
+        c.fit_reassembly();
+        assert_eq!(c.max_reassembly, usize::MAX);
     }
 }

@@ -178,6 +178,38 @@ impl Node {
         self.shared.engine.lock().set_emit_state_events(false);
     }
 
+    /// Keeps an event handler installed exactly while `wanted` says one is needed:
+    /// installs the one `make` builds when it says so and none is installed, removes the
+    /// installed one when it says not, and otherwise changes nothing (an installed
+    /// handler is not rebuilt). Returns whether a handler is installed afterwards.
+    ///
+    /// For front ends whose handler forwards events to optional application callbacks:
+    /// calling this after every change of those callbacks, with `wanted` telling whether
+    /// any is set, makes the node queue events only while somebody listens. `wanted` runs
+    /// under the node's handler lock, so concurrent calls settle on the answer of the
+    /// last one; it must not call this node's event handler methods.
+    pub fn keep_event_handler<F>(
+        &self,
+        wanted: impl FnOnce() -> bool,
+        make: impl FnOnce() -> F,
+    ) -> bool
+    where
+        F: Fn(&Event) + Send + Sync + 'static,
+    {
+        let mut slot = self.shared.handler.write();
+        let wanted = wanted();
+        if wanted == slot.is_some() {
+            return wanted;
+        }
+        let new: Option<EventHandler> = if wanted { Some(Arc::new(make())) } else { None };
+        let old = std::mem::replace(&mut *slot, new);
+        self.shared.engine.lock().set_emit_state_events(wanted);
+        drop(slot);
+        // Dropped outside the lock: the handler's captures may run application code.
+        drop(old);
+        wanted
+    }
+
     /// Starts the network and callback threads. Calling it on a running node does nothing;
     /// calling it after [`Node::stop`] is an error ([`Error::Stopped`]).
     pub fn start(&self) -> Result<()> {
@@ -611,4 +643,63 @@ fn handle_one(shared: &Shared, engine: &mut Engine, data: &[u8], from: SocketAdd
         return;
     }
     engine.handle_datagram(now_from(shared.epoch), from, data);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    fn loopback_node() -> Node {
+        let mut config = Config::new("n1", 0);
+        config.host = "127.0.0.1".to_owned();
+        config.seed = Some(1);
+        Node::new(config).unwrap()
+    }
+
+    #[test]
+    fn events_are_queued_only_while_a_handler_is_kept() {
+        let node = loopback_node();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let built = Arc::new(AtomicUsize::new(0));
+        let keep = |wanted: bool| {
+            node.keep_event_handler(
+                || wanted,
+                || {
+                    built.fetch_add(1, Ordering::Relaxed);
+                    let seen = Arc::clone(&seen);
+                    move |event: &Event| {
+                        if let Event::StateChanged { key, .. } = event {
+                            seen.lock().push(key.clone());
+                        }
+                    }
+                },
+            )
+        };
+
+        // Not started yet: every queued event waits in the channel until `start`, so what
+        // the handler finally sees is exactly what was queued.
+        node.set("unheard", 0).unwrap();
+        assert!(!keep(false));
+        assert_eq!(built.load(Ordering::Relaxed), 0, "nothing to remove");
+        assert!(keep(true));
+        node.set("a", 1).unwrap();
+        assert!(keep(true));
+        assert_eq!(
+            built.load(Ordering::Relaxed),
+            1,
+            "a kept handler is not rebuilt"
+        );
+        assert!(!keep(false));
+        node.set("b", 2).unwrap();
+        assert!(keep(true));
+        assert_eq!(built.load(Ordering::Relaxed), 2);
+        node.set("c", 3).unwrap();
+
+        node.start().unwrap();
+        // Stopping delivers every pending event before it returns.
+        node.stop();
+        assert_eq!(*seen.lock(), ["a", "c"]);
+    }
 }

@@ -79,8 +79,6 @@ type PeerFn = unsafe extern "C" fn(*mut c_void, mesh_peer_event, mesh_str, mesh_
 struct Registered {
     state: Option<(StateFn, UserData)>,
     peer: Option<(PeerFn, UserData)>,
-    /// Whether the core node has our dispatcher as its event handler.
-    installed: bool,
 }
 
 /// The callbacks of one node.
@@ -99,15 +97,13 @@ impl Callbacks {
         let mut registered = guard.borrow_mut();
         f(&mut registered);
         let wanted = registered.state.is_some() || registered.peer.is_some();
-        if wanted && !registered.installed {
-            let callbacks = Arc::clone(this);
-            node.set_event_handler(move |event| callbacks.dispatch(event));
-            registered.installed = true;
-        } else if !wanted && registered.installed {
-            // Nobody listens: the core stops queueing events altogether.
-            node.clear_event_handler();
-            registered.installed = false;
-        }
+        node.keep_event_handler(
+            || wanted,
+            || {
+                let callbacks = Arc::clone(this);
+                move |event: &Event| callbacks.dispatch(event)
+            },
+        );
     }
 
     /// Forgets every callback; called when the node is freed.

@@ -55,16 +55,6 @@ unsafe fn with_config(
     f(&mut c.config)
 }
 
-/// Grows the reassembly budget so that a message carrying the largest key and value
-/// always fits; the C API does not expose the budget itself.
-fn fit_reassembly(c: &mut Config) {
-    let needed = c
-        .max_value_size
-        .saturating_add(c.max_key_len)
-        .saturating_add(64 * 1024);
-    c.max_reassembly = c.max_reassembly.max(needed);
-}
-
 fn millis(value: u64) -> Duration {
     Duration::from_millis(value)
 }
@@ -244,7 +234,8 @@ pub unsafe extern "C" fn mesh_config_set_max_key_len(
         // SAFETY: `config` is NULL or a live configuration.
         unsafe { with_config(config, |c| {
             c.max_key_len = max_key_len;
-            fit_reassembly(c);
+            // The C API does not expose the reassembly budget: it follows the limits.
+            c.fit_reassembly();
             Ok(())
         }) }
     }
@@ -265,7 +256,7 @@ pub unsafe extern "C" fn mesh_config_set_max_value_size(
                 return Err(FfiError::invalid("`max_value_size` must be greater than zero"));
             }
             c.max_value_size = max_value_size;
-            fit_reassembly(c);
+            c.fit_reassembly();
             Ok(())
         }) }
     }

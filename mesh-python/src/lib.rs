@@ -10,6 +10,7 @@ use mesh_core::Node;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
+mod config;
 mod convert;
 mod errors;
 mod node;

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_core::{Config, Event, FaultConfig, Node};
+use mesh_core::{Event, FaultConfig, Node};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
@@ -23,6 +23,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::PyTraverseError;
 
+use crate::config::{port_number, ConfigArgs};
 use crate::convert::{json_to_py, map_to_py, to_py, to_value};
 use crate::errors::{config_error, to_py_err};
 
@@ -162,16 +163,6 @@ fn address_tuple<'py>(py: Python<'py>, addr: &SocketAddr) -> PyResult<Bound<'py,
     (addr.ip().to_string(), addr.port()).into_pyobject(py)
 }
 
-fn seconds(py: Python<'_>, field: &'static str, secs: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(secs).map_err(|_| {
-        config_error(
-            py,
-            field,
-            "must be a finite, non-negative number of seconds",
-        )
-    })
-}
-
 fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(ms / 1000.0).map_err(|_| {
         config_error(
@@ -180,14 +171,6 @@ fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
             "must be a finite, non-negative number of milliseconds",
         )
     })
-}
-
-fn count<T: TryFrom<i64>>(py: Python<'_>, field: &'static str, value: i64) -> PyResult<T> {
-    T::try_from(value).map_err(|_| config_error(py, field, "is out of range"))
-}
-
-fn port_number(value: i64) -> Option<u16> {
-    u16::try_from(value).ok()
 }
 
 /// A node of a mesh-sync cluster: a replica of the shared key-value state, kept identical
@@ -223,9 +206,6 @@ fn port_number(value: i64) -> Option<u16> {
 pub struct MeshSyncNode {
     node: Arc<Node>,
     callbacks: Arc<Callbacks>,
-    /// Whether the core has our event handler. The core only queues state events while a
-    /// handler is registered, so it is registered only while some callback is set.
-    handler_installed: Mutex<bool>,
 }
 
 impl MeshSyncNode {
@@ -253,22 +233,20 @@ impl MeshSyncNode {
         Ok(())
     }
 
-    /// Registers or removes the core event handler to match the callback slots.
+    /// Keeps the core's event handler installed exactly while some callback is set: the
+    /// core queues events only while a handler is installed.
     fn sync_handler(&self, py: Python<'_>) {
         py.detach(|| {
-            let mut installed = self.handler_installed.lock();
-            let wanted = self.callbacks.slots.lock().any();
-            if wanted && !*installed {
-                let callbacks = Arc::clone(&self.callbacks);
-                self.node.set_event_handler(move |event| {
-                    // None while the interpreter shuts down: the event is dropped.
-                    let _ = Python::try_attach(|py| callbacks.dispatch(py, event));
-                });
-                *installed = true;
-            } else if !wanted && *installed {
-                self.node.clear_event_handler();
-                *installed = false;
-            }
+            self.node.keep_event_handler(
+                || self.callbacks.slots.lock().any(),
+                || {
+                    let callbacks = Arc::clone(&self.callbacks);
+                    move |event: &Event| {
+                        // None while the interpreter shuts down: the event is dropped.
+                        let _ = Python::try_attach(|py| callbacks.dispatch(py, event));
+                    }
+                },
+            );
         });
     }
 
@@ -331,73 +309,31 @@ impl MeshSyncNode {
         max_probe_interval: Option<f64>,
         seed: Option<u64>,
     ) -> PyResult<Self> {
-        let port = port_number(port)
-            .ok_or_else(|| config_error(py, "port", "must be between 0 and 65535"))?;
-        let mut config = Config::new(node_id, port);
-        config.sync_interval = seconds(py, "sync_interval", sync_interval)?;
-        config.heartbeat_interval = seconds(py, "heartbeat_interval", heartbeat_interval)?;
-        config.peer_timeout = match peer_timeout {
-            Some(s) => seconds(py, "peer_timeout", s)?,
-            // The prototype's rule of thumb: three missed heartbeats make a peer suspect.
-            None => config.heartbeat_interval.saturating_mul(3),
-        };
-        if let Some(host) = host {
-            config.host = host;
+        let config = ConfigArgs {
+            node_id,
+            port,
+            sync_interval,
+            heartbeat_interval,
+            host,
+            cluster,
+            peer_timeout,
+            max_retries,
+            initial_rto,
+            min_rto,
+            max_rto,
+            push_delay,
+            max_datagram_size,
+            max_key_len,
+            max_value_size,
+            max_in_flight,
+            max_reassembly,
+            reassembly_timeout,
+            max_clock_drift,
+            tombstone_grace,
+            max_probe_interval,
+            seed,
         }
-        if let Some(cluster) = cluster {
-            config.cluster = cluster;
-        }
-        if let Some(v) = max_retries {
-            config.max_retries = count(py, "max_retries", v)?;
-        }
-        if let Some(v) = initial_rto {
-            config.initial_rto = seconds(py, "initial_rto", v)?;
-        }
-        if let Some(v) = min_rto {
-            config.min_rto = seconds(py, "min_rto", v)?;
-        }
-        if let Some(v) = max_rto {
-            config.max_rto = seconds(py, "max_rto", v)?;
-        }
-        if let Some(v) = push_delay {
-            config.push_delay = seconds(py, "push_delay", v)?;
-        }
-        if let Some(v) = max_datagram_size {
-            config.max_datagram_size = count(py, "max_datagram_size", v)?;
-        }
-        if let Some(v) = max_key_len {
-            config.max_key_len = count(py, "max_key_len", v)?;
-        }
-        if let Some(v) = max_value_size {
-            config.max_value_size = count(py, "max_value_size", v)?;
-        }
-        if let Some(v) = max_in_flight {
-            config.max_in_flight = count(py, "max_in_flight", v)?;
-        }
-        match max_reassembly {
-            Some(v) => config.max_reassembly = count(py, "max_reassembly", v)?,
-            None => {
-                // Room for the largest entry the node accepts, whatever max_value_size is.
-                let needed = config
-                    .max_value_size
-                    .saturating_add(config.max_key_len)
-                    .saturating_add(64 * 1024);
-                config.max_reassembly = config.max_reassembly.max(needed);
-            }
-        }
-        if let Some(v) = reassembly_timeout {
-            config.reassembly_timeout = seconds(py, "reassembly_timeout", v)?;
-        }
-        if let Some(v) = max_clock_drift {
-            config.max_clock_drift = seconds(py, "max_clock_drift", v)?;
-        }
-        if let Some(v) = tombstone_grace {
-            config.tombstone_grace = seconds(py, "tombstone_grace", v)?;
-        }
-        if let Some(v) = max_probe_interval {
-            config.max_probe_interval = seconds(py, "max_probe_interval", v)?;
-        }
-        config.seed = seed;
+        .into_config(py)?;
         let node_id = config.node_id.clone();
         let node = py
             .detach(|| Node::new(config))
@@ -410,7 +346,6 @@ impl MeshSyncNode {
                 node_id,
                 slots: Mutex::new(Slots::default()),
             }),
-            handler_installed: Mutex::new(false),
         })
     }
 

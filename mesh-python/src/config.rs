@@ -1,0 +1,126 @@
+//! The `MeshSyncNode` constructor's arguments and how they map onto the core's
+//! [`Config`]: seconds as floats, sizes and counts as ints, and each keyword's errors
+//! raised as `ConfigError` naming that keyword.
+//!
+//! Kept apart from the class so the mapping reads in one place; the rules that derive one
+//! setting from another (the peer timeout, the reassembly budget) are the core's.
+
+use std::time::Duration;
+
+use mesh_core::Config;
+use pyo3::prelude::*;
+
+use crate::errors::config_error;
+
+/// Every argument of `MeshSyncNode(...)`, named as its keyword; `None` leaves the
+/// setting to the core's default or to the rule deriving it from other settings.
+pub struct ConfigArgs {
+    pub node_id: String,
+    pub port: i64,
+    pub sync_interval: f64,
+    pub heartbeat_interval: f64,
+    pub host: Option<String>,
+    pub cluster: Option<String>,
+    pub peer_timeout: Option<f64>,
+    pub max_retries: Option<i64>,
+    pub initial_rto: Option<f64>,
+    pub min_rto: Option<f64>,
+    pub max_rto: Option<f64>,
+    pub push_delay: Option<f64>,
+    pub max_datagram_size: Option<i64>,
+    pub max_key_len: Option<i64>,
+    pub max_value_size: Option<i64>,
+    pub max_in_flight: Option<i64>,
+    pub max_reassembly: Option<i64>,
+    pub reassembly_timeout: Option<f64>,
+    pub max_clock_drift: Option<f64>,
+    pub tombstone_grace: Option<f64>,
+    pub max_probe_interval: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+impl ConfigArgs {
+    /// The core config these arguments describe. Only units and ranges are checked here;
+    /// the relations between settings are left to the core's validation.
+    pub fn into_config(self, py: Python<'_>) -> PyResult<Config> {
+        let port = port_number(self.port)
+            .ok_or_else(|| config_error(py, "port", "must be between 0 and 65535"))?;
+        let mut config = Config::new(self.node_id, port);
+        config.sync_interval = seconds(py, "sync_interval", self.sync_interval)?;
+        config.heartbeat_interval = seconds(py, "heartbeat_interval", self.heartbeat_interval)?;
+        config.peer_timeout = match self.peer_timeout {
+            Some(s) => seconds(py, "peer_timeout", s)?,
+            None => Config::peer_timeout_for(config.heartbeat_interval),
+        };
+        if let Some(host) = self.host {
+            config.host = host;
+        }
+        if let Some(cluster) = self.cluster {
+            config.cluster = cluster;
+        }
+        if let Some(v) = self.max_retries {
+            config.max_retries = count(py, "max_retries", v)?;
+        }
+        if let Some(v) = self.initial_rto {
+            config.initial_rto = seconds(py, "initial_rto", v)?;
+        }
+        if let Some(v) = self.min_rto {
+            config.min_rto = seconds(py, "min_rto", v)?;
+        }
+        if let Some(v) = self.max_rto {
+            config.max_rto = seconds(py, "max_rto", v)?;
+        }
+        if let Some(v) = self.push_delay {
+            config.push_delay = seconds(py, "push_delay", v)?;
+        }
+        if let Some(v) = self.max_datagram_size {
+            config.max_datagram_size = count(py, "max_datagram_size", v)?;
+        }
+        if let Some(v) = self.max_key_len {
+            config.max_key_len = count(py, "max_key_len", v)?;
+        }
+        if let Some(v) = self.max_value_size {
+            config.max_value_size = count(py, "max_value_size", v)?;
+        }
+        if let Some(v) = self.max_in_flight {
+            config.max_in_flight = count(py, "max_in_flight", v)?;
+        }
+        match self.max_reassembly {
+            Some(v) => config.max_reassembly = count(py, "max_reassembly", v)?,
+            None => config.fit_reassembly(),
+        }
+        if let Some(v) = self.reassembly_timeout {
+            config.reassembly_timeout = seconds(py, "reassembly_timeout", v)?;
+        }
+        if let Some(v) = self.max_clock_drift {
+            config.max_clock_drift = seconds(py, "max_clock_drift", v)?;
+        }
+        if let Some(v) = self.tombstone_grace {
+            config.tombstone_grace = seconds(py, "tombstone_grace", v)?;
+        }
+        if let Some(v) = self.max_probe_interval {
+            config.max_probe_interval = seconds(py, "max_probe_interval", v)?;
+        }
+        config.seed = self.seed;
+        Ok(config)
+    }
+}
+
+/// A Python int as a port number, 0 to 65535.
+pub fn port_number(value: i64) -> Option<u16> {
+    u16::try_from(value).ok()
+}
+
+fn seconds(py: Python<'_>, field: &'static str, secs: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        config_error(
+            py,
+            field,
+            "must be a finite, non-negative number of seconds",
+        )
+    })
+}
+
+fn count<T: TryFrom<i64>>(py: Python<'_>, field: &'static str, value: i64) -> PyResult<T> {
+    T::try_from(value).map_err(|_| config_error(py, field, "is out of range"))
+}
