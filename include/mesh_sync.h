@@ -43,6 +43,13 @@
 #include <stdint.h>
 
 /**
+ * Deepest nesting of arrays and objects (lists and maps) a value may have;
+ * `mesh_node_set_json` refuses deeper JSON with `MESH_RESULT_INVALID_JSON`. A scalar is
+ * 0 levels deep, `[1]` 1, `[[1]]` 2; an innermost `{"$bytes": ...}` is a scalar.
+ */
+#define MESH_MAX_VALUE_DEPTH 100
+
+/**
  * What a fallible function reports. `MESH_RESULT_OK` is zero, so `if (rc)` tests for
  * failure; every other code comes with a message from `mesh_last_error_message()`.
  */
@@ -631,7 +638,8 @@ mesh_result mesh_node_set_null(const mesh_node_t *node, const char *key);
  * Sets `key` to the value described by a JSON text (NUL-terminated UTF-8), which is how
  * lists and maps are written from C. Integers that fit in 64 signed bits become ints,
  * other numbers floats; `{"$bytes": "<base64>"}` becomes bytes. Python reads objects as
- * `dict` and arrays as `list`. Fails with `MESH_RESULT_INVALID_JSON`.
+ * `dict` and arrays as `list`. Fails with `MESH_RESULT_INVALID_JSON`, also when arrays
+ * and objects nest deeper than `MESH_MAX_VALUE_DEPTH`.
  */
 mesh_result mesh_node_set_json(const mesh_node_t *node, const char *key, const char *json);
 

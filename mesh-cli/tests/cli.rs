@@ -221,6 +221,31 @@ fn values_are_json_when_they_parse_and_strings_otherwise() {
 }
 
 #[test]
+fn json_nested_past_the_depth_limit_is_an_error_not_a_string() {
+    let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    let input = format!(
+        "set over {}\nset far {}\nset at {}\nlist\n",
+        nested(mesh_core::value::MAX_DEPTH + 1),
+        nested(20_000),
+        nested(mesh_core::value::MAX_DEPTH),
+    );
+    let out = run(&["solo", "--host", "127.0.0.1", "--quiet"], &input);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("arrays and objects are nested more than 100 levels deep")
+            .count(),
+        2,
+        "{stderr}"
+    );
+    assert_eq!(
+        text(&out.stdout),
+        format!("ok\nat = {}\n", nested(mesh_core::value::MAX_DEPTH))
+    );
+}
+
+#[test]
 fn exec_runs_its_commands_in_order_then_leaves() {
     let out = run(
         &[

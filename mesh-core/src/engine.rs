@@ -156,6 +156,7 @@ impl Engine {
     /// Writes `value` under `key`.
     pub fn set(&mut self, now: Now, key: &str, value: Value) -> Result<(), Error> {
         self.check_key(key)?;
+        value.check_depth()?;
         let size = value.encoded_len();
         if size > self.config.max_value_size {
             return Err(Error::ValueTooLarge {

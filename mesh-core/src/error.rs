@@ -61,6 +61,15 @@ pub enum Error {
         /// The configured `max_value_size`.
         max: usize,
     },
+    /// A value whose lists and maps nest deeper than [`crate::value::MAX_DEPTH`]:
+    /// every peer would refuse it, since walking it could overflow their stacks.
+    #[error("value nests lists and maps {depth} levels deep, the limit is {max}")]
+    ValueTooDeep {
+        /// How deep the value's lists and maps nest.
+        depth: usize,
+        /// [`crate::value::MAX_DEPTH`].
+        max: usize,
+    },
     /// `start` after `stop`: a stopped node has released its socket for good.
     #[error("the node was stopped; create a new node to rejoin the mesh")]
     Stopped,

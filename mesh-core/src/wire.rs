@@ -317,6 +317,39 @@ mod tests {
         assert_eq!(decode_packet(5, &datagram), Err(DropReason::Malformed));
     }
 
+    #[test]
+    fn a_message_nesting_values_past_the_limit_is_malformed() {
+        let entry = |value| {
+            encode_message(&Message::Delta(Delta {
+                groups: vec![Group {
+                    origin: 1,
+                    lo: 1,
+                    hi: 1,
+                    entries: vec![WireEntry {
+                        seq: 1,
+                        hlc: 1,
+                        key: "k".into(),
+                        value: Some(value),
+                    }],
+                }],
+            }))
+        };
+        let mut at_limit = Value::Null;
+        for _ in 0..crate::value::MAX_DEPTH {
+            at_limit = Value::List(vec![at_limit]);
+        }
+        let bytes = entry(at_limit.clone());
+        assert!(matches!(decode_message(&bytes), Ok(Message::Delta(_))));
+        let bytes = entry(Value::List(vec![at_limit]));
+        assert_eq!(decode_message(&bytes), Err(DropReason::Malformed));
+        // Far deeper, as an attacker writes it: lists of one (`06 01`) around a null.
+        let mut bytes = entry(Value::Null);
+        bytes.pop();
+        bytes.extend_from_slice(&[6, 1].repeat(50_000));
+        bytes.push(0);
+        assert_eq!(decode_message(&bytes), Err(DropReason::Malformed));
+    }
+
     proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {

@@ -127,6 +127,7 @@ impl From<mesh_core::Error> for FfiError {
             E::Resolve { .. } => mesh_result::Resolve,
             E::KeyTooLong { .. } => mesh_result::KeyTooLong,
             E::ValueTooLarge { .. } => mesh_result::ValueTooLarge,
+            E::ValueTooDeep { .. } => mesh_result::InvalidArgument,
             E::Stopped => mesh_result::Stopped,
             E::Io(_) => mesh_result::Io,
             _ => mesh_result::Internal,

@@ -53,4 +53,6 @@ pub use config::mesh_config_t;
 pub use error::mesh_result;
 pub use fault::mesh_fault_stats;
 pub use node::{mesh_node_t, mesh_status};
-pub use value::{mesh_bytes, mesh_keys_t, mesh_str, mesh_value_t, mesh_value_type};
+pub use value::{
+    mesh_bytes, mesh_keys_t, mesh_str, mesh_value_t, mesh_value_type, MESH_MAX_VALUE_DEPTH,
+};

@@ -285,7 +285,8 @@ pub unsafe extern "C" fn mesh_node_set_null(
 /// Sets `key` to the value described by a JSON text (NUL-terminated UTF-8), which is how
 /// lists and maps are written from C. Integers that fit in 64 signed bits become ints,
 /// other numbers floats; `{"$bytes": "<base64>"}` becomes bytes. Python reads objects as
-/// `dict` and arrays as `list`. Fails with `MESH_RESULT_INVALID_JSON`.
+/// `dict` and arrays as `list`. Fails with `MESH_RESULT_INVALID_JSON`, also when arrays
+/// and objects nest deeper than `MESH_MAX_VALUE_DEPTH`.
 #[no_mangle]
 pub unsafe extern "C" fn mesh_node_set_json(
     node: *const mesh_node_t,

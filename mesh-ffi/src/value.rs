@@ -45,6 +45,14 @@ pub struct mesh_bytes {
     pub len: usize,
 }
 
+/// Deepest nesting of arrays and objects (lists and maps) a value may have;
+/// `mesh_node_set_json` refuses deeper JSON with `MESH_RESULT_INVALID_JSON`. A scalar is
+/// 0 levels deep, `[1]` 1, `[[1]]` 2; an innermost `{"$bytes": ...}` is a scalar.
+// A literal, so that cbindgen can write it into the header; the assertion below keeps
+// it equal to the core's limit.
+pub const MESH_MAX_VALUE_DEPTH: usize = 100;
+const _: () = assert!(MESH_MAX_VALUE_DEPTH == mesh_core::value::MAX_DEPTH);
+
 /// The type of a stored value. Values are those of Python and JSON; lists and maps are
 /// read and written as JSON text.
 #[repr(C)]

@@ -9,10 +9,9 @@ use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
 };
 
-/// Deepest nesting of lists and dicts accepted. It bounds the recursion of every encoder
-/// and decoder on the way (here, in the core, on the peers), and turns a self-referencing
-/// list into an error instead of a stack overflow.
-pub const MAX_DEPTH: usize = 100;
+/// Deepest nesting of lists and dicts accepted: the core's limit, checked here while
+/// converting so that a self-referencing list is an error instead of a stack overflow.
+pub const MAX_DEPTH: usize = mesh_core::value::MAX_DEPTH;
 
 const SUPPORTED: &str = "None, bool, int, float, str, bytes, bytearray, list, tuple or dict";
 

@@ -255,6 +255,46 @@ static void test_invalid_json(void) {
     mesh_node_free(node);
 }
 
+/* `depth` arrays nested around 1, in a buffer the caller frees. */
+static char *nested_json(size_t depth) {
+    char *text = malloc(2 * depth + 2);
+    if (text == NULL) {
+        return NULL;
+    }
+    memset(text, '[', depth);
+    text[depth] = '1';
+    memset(text + depth + 1, ']', depth);
+    text[2 * depth + 1] = '\0';
+    return text;
+}
+
+static void test_deeply_nested_json(void) {
+    mesh_node_t *node = test_node("deep_json");
+    REQUIRE(node != NULL);
+    CHECK_OK(mesh_node_set_i64(node, "k", 5));
+    const size_t depths[] = {MESH_MAX_VALUE_DEPTH + 1, 127, 128, 20000};
+    for (size_t n = 0; n < sizeof depths / sizeof depths[0]; n++) {
+        char *text = nested_json(depths[n]);
+        REQUIRE(text != NULL);
+        CHECK_RC(MESH_RESULT_INVALID_JSON, mesh_node_set_json(node, "k", text));
+        CHECK_MESSAGE("nested more than 100 levels deep");
+        free(text);
+    }
+    int64_t i = 0;
+    CHECK_OK(mesh_node_get_i64(node, "k", &i));
+    CHECK(i == 5);
+
+    char *at_limit = nested_json(MESH_MAX_VALUE_DEPTH);
+    REQUIRE(at_limit != NULL);
+    CHECK_OK(mesh_node_set_json(node, "k", at_limit));
+    char *json = NULL;
+    CHECK_OK(mesh_node_get_json(node, "k", NULL, &json));
+    CHECK(json != NULL && strcmp(json, at_limit) == 0);
+    mesh_string_free(json);
+    free(at_limit);
+    mesh_node_free(node);
+}
+
 static void test_port_in_use_and_unresolvable_host(void) {
     mesh_node_t *first = test_node("first");
     REQUIRE(first != NULL);
@@ -314,6 +354,7 @@ int main(void) {
         {"out_of_range_ports", test_out_of_range_ports},
         {"invalid_config_names_the_field", test_invalid_config_names_the_field},
         {"invalid_json", test_invalid_json},
+        {"deeply_nested_json", test_deeply_nested_json},
         {"port_in_use_and_unresolvable_host", test_port_in_use_and_unresolvable_host},
         {"last_error_is_per_thread", test_last_error_is_per_thread},
     };

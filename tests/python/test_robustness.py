@@ -71,6 +71,60 @@ def test_garbage_datagrams_are_counted_and_dropped(make_node) -> None:
     assert wait_until(lambda: converged([a, b]))
 
 
+def varint(n: int) -> bytes:
+    """postcard's unsigned LEB128 integer."""
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def deep_write_fragments(depth: int, fragment: int) -> List[bytes]:
+    """Datagrams carrying one write whose value is ``depth`` nested lists, cut into
+    reliable-data fragments of ``fragment`` bytes (one datagram if it all fits)."""
+    src_inc, seq, hlc = 77, 1, int(time.time() * 1000) << 16
+    # Message::Delta, one group (origin, lo, hi), one entry (seq, hlc, key, Some(value)).
+    message = bytes([0, 1]) + varint(src_inc) + bytes([1, 1, 1]) + varint(seq) + varint(hlc)
+    message += bytes([4]) + b"deep" + bytes([1])
+    # Value::List (variant 6) of one element, `depth` times, around Value::Null (0).
+    message += bytes([6, 1]) * depth + bytes([0])
+    pieces = [message[i : i + fragment] for i in range(0, len(message), fragment)]
+    out = []
+    for index, piece in enumerate(pieces):
+        # Packet { src_inc, dst_inc: 0, frames: [Frame::Data (variant 2) {seq, msg_id,
+        # frag, frags, bytes}] }
+        data = varint(index + 1) + varint(1) + varint(index) + varint(len(pieces))
+        data += varint(len(piece)) + piece
+        out.append(datagram(varint(src_inc) + bytes([0, 1, 2]) + data))
+    return out
+
+
+@pytest.mark.parametrize("fragment", [65_000, 1_100], ids=["one_datagram", "fragmented"])
+def test_deeply_nested_value_from_the_network_is_dropped(make_node, fragment) -> None:
+    a = make_node("a")
+    b = make_node("b", start=False)
+    b.add_bootstrap_peer(HOST, a.port)
+    b.start()
+    a.set("before", 1)
+    assert wait_until(lambda: b.get("before") == 1)
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for payload in deep_write_fragments(20_000, fragment):
+            sock.sendto(payload, (HOST, a.port))
+            time.sleep(0.001)
+    assert wait_until(lambda: a.get_status()["counters"]["dropped"]["malformed"] >= 1), a.get_status()
+
+    assert a.running and a.get("deep") is None
+    a.set("after", 2)
+    b.set("reply", 3)
+    assert wait_until(lambda: b.get("after") == 2 and a.get("reply") == 3), describe([a, b])
+
+
 def test_many_python_threads_writing_to_one_node(make_node) -> None:
     a = make_node("a")
     b = make_node("b", start=False)

@@ -166,6 +166,23 @@ def test_nesting_is_bounded_and_self_reference_is_an_error(make_node) -> None:
         node.set("loop", loop)
 
 
+def test_nesting_limit_is_the_cores_and_far_deeper_values_are_refused(make_node) -> None:
+    # The core enforces the same limit on the wire, in JSON and in every binding.
+    assert MAX_VALUE_DEPTH == 100
+    node = make_node(start=False)
+    far: list = []
+    for _ in range(20_000):
+        far = [far]
+    with pytest.raises(ValueError, match="nested more than 100 levels deep"):
+        node.set("far", far)
+    far_dict: dict = {}
+    for _ in range(20_000):
+        far_dict = {"k": far_dict}
+    with pytest.raises(ValueError, match="nested more than 100 levels deep"):
+        node.set("far", far_dict)
+    assert node.get("far") is None
+
+
 def test_keys_must_be_strings(make_node) -> None:
     node = make_node(start=False)
     with pytest.raises(TypeError):
