@@ -43,8 +43,10 @@ use crate::timers::{Timer, TimerTable};
 use crate::tombstones::TombstoneRules;
 use crate::transport::{ChannelLimits, Received};
 use crate::value::Value;
+use crate::verify::Verifier;
 use crate::wire::{self, Frame, Heartbeat, Message, SyncRequest};
 
+mod handshake;
 mod report;
 mod transmit;
 
@@ -76,6 +78,7 @@ pub struct Engine {
     /// Peers whose timer must be recomputed before the current call returns.
     touched: BTreeSet<SocketAddr>,
     pushes: Pushes,
+    verifier: Verifier,
     tombstones: TombstoneRules,
     started: bool,
     started_at_us: u64,
@@ -107,6 +110,8 @@ impl Engine {
             timers: TimerTable::default(),
             touched: BTreeSet::new(),
             pushes: Pushes::new(us(config.push_delay)),
+            // A challenge outlives any plausible round trip and a few lost answers.
+            verifier: Verifier::new(2 * us(config.peer_timeout)),
             tombstones: TombstoneRules::new(&config),
             started: false,
             started_at_us: now.mono_us,
@@ -229,7 +234,12 @@ impl Engine {
         // (who must learn our new incarnation, or it would never reach us again).
         let mut frames = packet.frames;
         if packet.dst_inc != 0 && packet.dst_inc != self.incarnation {
-            frames.retain(|f| matches!(f, Frame::Heartbeat(_)));
+            frames.retain(|f| {
+                matches!(
+                    f,
+                    Frame::Heartbeat(_) | Frame::Challenge(_) | Frame::Response(_)
+                )
+            });
             if frames.is_empty() {
                 self.counters.dropped.stale += 1;
                 return;
@@ -243,6 +253,18 @@ impl Engine {
         if packet.src_inc == self.incarnation {
             // Our own datagram looped back (a peer list naming ourselves).
             self.counters.dropped.stale += 1;
+            return;
+        }
+        if !plausible_incarnation(packet.src_inc, now.wall_ms, &self.config) {
+            self.counters.dropped.unverified += 1;
+            return;
+        }
+        // A new address, or a new incarnation at a known one, counts only once it has
+        // proved that it receives at that address (see `verify`).
+        let known = self.members.incarnation(&from);
+        if known.is_none_or(|inc| inc == 0 || packet.src_inc > inc)
+            && !self.source_proven(now, from, packet.src_inc, &frames, datagram.len())
+        {
             return;
         }
         match self.members.admit(from, packet.src_inc, now.mono_us) {
@@ -279,6 +301,8 @@ impl Engine {
                     }
                 }
                 Frame::Heartbeat(hb) => self.on_heartbeat(now, from, hb),
+                Frame::Challenge(nonce) => self.answer_challenge(from, nonce),
+                Frame::Response(_) => {} // the proof was checked above
                 Frame::Data(data) => {
                     let Some(link) = self.links.get_mut(&from) else {
                         continue;
@@ -316,6 +340,10 @@ impl Engine {
                 }
             }
             let (transition, heartbeat) = self.members.on_timeout(addr, t, self.started);
+            if transition == Transition::Forgotten {
+                self.remove_peer(addr);
+                continue;
+            }
             if transition == Transition::Failed {
                 let node_id = self.members.get(&addr).and_then(|m| m.node_id.clone());
                 if let Some(node_id) = node_id {
@@ -328,7 +356,7 @@ impl Engine {
             }
         }
         for (addr, reply) in heartbeats {
-            self.send_heartbeat(addr, reply);
+            self.send_heartbeat(now, addr, reply);
         }
         if !self.started {
             return;
@@ -487,7 +515,7 @@ impl Engine {
             self.add_link(added);
         }
         if hb.reply && self.started {
-            self.send_heartbeat(from, false);
+            self.send_heartbeat(now, from, false);
         }
     }
 
@@ -502,14 +530,18 @@ impl Engine {
                 &mut self.counters,
                 self.emit_events.then_some(&mut self.events),
             ),
-            Message::SyncRequest(request) => self.on_sync_request(from, request),
+            Message::SyncRequest(request) => self.on_sync_request(now, from, request),
         }
     }
 
-    fn on_sync_request(&mut self, from: SocketAddr, request: SyncRequest) {
+    fn on_sync_request(&mut self, now: Now, from: SocketAddr, request: SyncRequest) {
         let Some(link) = self.links.get_mut(&from) else {
             return;
         };
+        if !link.sync.admit_request(now.mono_us) {
+            self.counters.dropped.rate_limited += 1;
+            return;
+        }
         let theirs: PeerDigest = request.digest.into_iter().collect();
         link.sync.on_request(theirs, self.replica.version_vector());
         if request.reply {
@@ -579,6 +611,14 @@ impl Engine {
             .flatten()
             .min()
     }
+}
+
+/// Whether an incarnation (wall-clock milliseconds in its high bits) could be real:
+/// not further ahead of this node's clock than the drift allowed. A forged incarnation
+/// far in the future would otherwise shut out every later run of the node it names.
+fn plausible_incarnation(incarnation: u64, wall_ms: u64, config: &Config) -> bool {
+    let drift_ms = config.max_clock_drift.as_millis() as u64;
+    incarnation >> 16 <= wall_ms.saturating_add(drift_ms)
 }
 
 /// `base` with ±10% random jitter, so nodes started together do not stay in lockstep.

@@ -82,7 +82,7 @@ pub mod value;
 mod wake;
 
 internal_modules!(
-    hlc, link, members, push, replica, sync, timers, tombstones, transport, version, wire,
+    hlc, link, members, push, replica, sync, timers, tombstones, transport, verify, version, wire,
 );
 
 pub use config::Config;

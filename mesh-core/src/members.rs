@@ -24,8 +24,14 @@ use crate::wire::GossipPeer;
 pub(crate) const FIRST_PROBE_US: u64 = 500_000;
 /// Most members remembered; datagrams from further addresses are ignored.
 pub const MAX_PEERS: usize = 1024;
-/// Members named in one heartbeat's gossip.
+/// Members named in one heartbeat's gossip, and the most taken from one heartbeat: a
+/// heartbeat naming a thousand addresses fills nothing.
 const GOSSIP_FANOUT: usize = 3;
+/// Gossiped addresses not heard from yet, at most: gossip can only ask this node to probe
+/// so many addresses it was not given by its operator.
+pub(crate) const MAX_UNVERIFIED: usize = 64;
+/// Probes a gossiped address gets before it is forgotten, if it never answers.
+pub(crate) const INTRODUCTION_PROBES: u32 = 5;
 
 /// The failure detector's timing, in microseconds.
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +42,8 @@ pub(crate) struct Timing {
     pub timeout_us: u64,
     /// Longest pause between probes of an unknown or dead member.
     pub max_probe_us: u64,
+    /// Silence after which a dead member not given as bootstrap is forgotten.
+    pub forget_dead_us: u64,
 }
 
 impl Timing {
@@ -45,6 +53,9 @@ impl Timing {
             heartbeat_us: us(config.heartbeat_interval),
             timeout_us: us(config.peer_timeout),
             max_probe_us: us(config.max_probe_interval),
+            // A member is remembered as long as its tombstones are: forgetting it sooner
+            // would let tombstones it never confirmed be collected.
+            forget_dead_us: us(config.tombstone_grace),
         }
     }
 }
@@ -58,6 +69,9 @@ pub(crate) enum Transition {
     Suspected,
     /// Suspect to dead: report the failure.
     Failed,
+    /// Forgotten: a gossiped address that never answered, or a member dead for longer
+    /// than it is remembered. The engine drops what it holds for it.
+    Forgotten,
 }
 
 /// One member.
@@ -79,6 +93,8 @@ pub(crate) struct Member {
     pub next_heartbeat_us: u64,
     /// Current probe interval for unknown and dead members.
     pub probe_interval_us: u64,
+    /// Probes sent while unknown.
+    pub probes: u32,
 }
 
 impl Member {
@@ -92,7 +108,13 @@ impl Member {
             last_heard_us: None,
             next_heartbeat_us: now_us,
             probe_interval_us: FIRST_PROBE_US,
+            probes: 0,
         }
+    }
+
+    /// Never heard from, and not given by the operator.
+    fn is_unverified_gossip(&self) -> bool {
+        self.incarnation == 0 && !self.bootstrap
     }
 
     /// Whether writes should be pushed to it and syncs started with it.
@@ -101,17 +123,23 @@ impl Member {
     }
 
     /// When the failure detector next needs to look at it.
-    fn next_transition_us(&self, timeout_us: u64) -> Option<u64> {
+    fn next_transition_us(&self, timing: Timing) -> Option<u64> {
         let heard = self.last_heard_us?;
         match self.state {
-            PeerState::Alive => Some(heard + timeout_us),
-            PeerState::Suspect => Some(heard + 2 * timeout_us),
+            PeerState::Alive => Some(heard + timing.timeout_us),
+            PeerState::Suspect => Some(heard + 2 * timing.timeout_us),
+            PeerState::Dead if !self.bootstrap => {
+                Some(heard.saturating_add(timing.forget_dead_us))
+            }
             PeerState::Unknown | PeerState::Dead => None,
         }
     }
 
     /// Applies the failure detector at `now_us`.
     fn check_liveness(&mut self, now_us: u64, timing: Timing) -> Transition {
+        if self.is_unverified_gossip() && self.probes >= INTRODUCTION_PROBES {
+            return Transition::Forgotten;
+        }
         let Some(heard) = self.last_heard_us else {
             return Transition::None;
         };
@@ -127,6 +155,11 @@ impl Member {
                 self.next_heartbeat_us = now_us + self.probe_interval_us;
                 Transition::Failed
             }
+            PeerState::Dead
+                if !self.bootstrap && silent >= timing.forget_dead_us =>
+            {
+                Transition::Forgotten
+            }
             _ => Transition::None,
         }
     }
@@ -138,6 +171,9 @@ impl Member {
                 self.next_heartbeat_us = now_us + timing.heartbeat_us;
             }
             PeerState::Unknown | PeerState::Dead => {
+                if self.state == PeerState::Unknown {
+                    self.probes += 1;
+                }
                 self.next_heartbeat_us = now_us + self.probe_interval_us;
                 self.probe_interval_us = (self.probe_interval_us * 2).min(timing.max_probe_us);
             }
@@ -201,6 +237,11 @@ impl Members {
             timing,
             members: BTreeMap::new(),
         }
+    }
+
+    /// The incarnation of the member at `addr` (0: never heard from), if it is one.
+    pub fn incarnation(&self, addr: &SocketAddr) -> Option<u64> {
+        self.members.get(addr).map(|m| m.incarnation)
     }
 
     /// The member at `addr`.
@@ -326,11 +367,16 @@ impl Members {
         }
     }
 
-    /// Adds the gossiped members not known yet (by address or by node id); returns the
+    /// Adds the gossiped members not known yet (by address or by node id), from the first
+    /// few entries only and while few gossiped addresses are still unverified; returns the
     /// addresses added.
     pub fn merge_gossip(&mut self, gossip: Vec<GossipPeer>, now_us: u64) -> Vec<SocketAddr> {
         let mut added = Vec::new();
-        for gossiped in gossip {
+        let mut unverified = self.members.values().filter(|m| m.is_unverified_gossip()).count();
+        for gossiped in gossip.into_iter().take(GOSSIP_FANOUT) {
+            if unverified >= MAX_UNVERIFIED {
+                break;
+            }
             if gossiped.node_id == self.own_id
                 || self.members.contains_key(&gossiped.addr)
                 || self
@@ -342,6 +388,7 @@ impl Members {
             }
             if self.insert(Member::new(gossiped.addr, false, now_us)) {
                 added.push(gossiped.addr);
+                unverified += 1;
             }
         }
         added
@@ -351,6 +398,10 @@ impl Members {
     /// included: a node that joins during a partition must still learn the whole
     /// membership, or it could collect tombstones others never saw.
     pub fn gossip_for(&self, to: SocketAddr, rng: &mut fastrand::Rng) -> Vec<GossipPeer> {
+        // Membership is revealed only to verified members.
+        if self.members.get(&to).is_none_or(|m| m.incarnation == 0) {
+            return Vec::new();
+        }
         let mut known: Vec<GossipPeer> = self
             .members
             .values()
@@ -383,6 +434,10 @@ impl Members {
             return (Transition::None, None);
         };
         let transition = member.check_liveness(now_us, timing);
+        if transition == Transition::Forgotten {
+            self.members.remove(&addr);
+            return (transition, None);
+        }
         let heartbeat = (started && member.next_heartbeat_us <= now_us).then(|| {
             member.schedule_heartbeat(now_us, timing);
             member.state != PeerState::Alive
@@ -394,7 +449,7 @@ impl Members {
     /// node is started, its next heartbeat.
     pub fn next_deadline(&self, addr: &SocketAddr, started: bool) -> Option<u64> {
         let member = self.members.get(addr)?;
-        let transition = member.next_transition_us(self.timing.timeout_us);
+        let transition = member.next_transition_us(self.timing);
         let heartbeat = started.then_some(member.next_heartbeat_us);
         [transition, heartbeat].into_iter().flatten().min()
     }
@@ -416,6 +471,7 @@ mod tests {
         heartbeat_us: 10,
         timeout_us: 100,
         max_probe_us: 4_000_000,
+        forget_dead_us: 1_000_000,
     };
 
     fn addr(port: u16) -> SocketAddr {
@@ -443,7 +499,11 @@ mod tests {
         assert_eq!(m.on_timeout(addr(1), 150, false).0, Transition::None);
         assert_eq!(m.on_timeout(addr(1), 200, false).0, Transition::Failed);
         assert_eq!(m.get(&addr(1)).unwrap().state, PeerState::Dead);
-        assert_eq!(m.next_deadline(&addr(1), false), None);
+        assert_eq!(
+            m.next_deadline(&addr(1), false),
+            Some(TIMING.forget_dead_us),
+            "only forgetting is left to decide"
+        );
         assert!(!m.is_reachable(&addr(1)));
         assert_eq!(
             m.mark_heard(addr(1), 300),
@@ -527,13 +587,76 @@ mod tests {
             vec![
                 gossip("me", 9),
                 gossip("a", 3),
-                gossip("b", 1),
                 gossip("c", 4),
+                gossip("b", 1),
             ],
             0,
         );
         assert_eq!(added, vec![addr(4)]);
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn one_heartbeat_adds_a_few_addresses_and_gossip_adds_a_bounded_number() {
+        let mut m = Members::new("me", TIMING);
+        let flood: Vec<GossipPeer> = (0..1_100).map(|i| gossip(&format!("f{i}"), 10_000 + i)).collect();
+        assert_eq!(m.merge_gossip(flood, 0).len(), GOSSIP_FANOUT);
+        for round in 0..100u16 {
+            let batch = (0..3).map(|i| gossip(&format!("g{round}-{i}"), 20_000 + round * 3 + i));
+            m.merge_gossip(batch.collect(), 0);
+        }
+        assert_eq!(m.len(), MAX_UNVERIFIED);
+    }
+
+    #[test]
+    fn gossiped_addresses_that_never_answer_are_forgotten() {
+        let mut m = Members::new("me", TIMING);
+        m.merge_gossip(vec![gossip("ghost", 9)], 0);
+        m.add_bootstrap(addr(1), 0);
+        let mut now = 0;
+        for _ in 0..INTRODUCTION_PROBES {
+            assert_eq!(m.on_timeout(addr(9), now, true).1, Some(true));
+            assert_eq!(m.on_timeout(addr(1), now, true).1, Some(true));
+            now += TIMING.max_probe_us;
+        }
+        assert_eq!(m.on_timeout(addr(9), now, true), (Transition::Forgotten, None));
+        assert!(m.get(&addr(9)).is_none());
+        assert_ne!(m.on_timeout(addr(1), now, true).0, Transition::Forgotten, "bootstrap stays");
+    }
+
+    #[test]
+    fn dead_members_are_forgotten_after_the_tombstone_grace_unless_bootstrap() {
+        let mut m = Members::new("me", TIMING);
+        for port in [1, 2] {
+            m.admit(addr(port), 1, 0);
+            m.mark_heard(addr(port), 0);
+        }
+        m.add_bootstrap(addr(2), 0);
+        for port in [1, 2] {
+            m.on_timeout(addr(port), 100, false);
+            assert_eq!(m.on_timeout(addr(port), 200, false).0, Transition::Failed);
+        }
+        assert_eq!(m.next_deadline(&addr(1), false), Some(TIMING.forget_dead_us));
+        assert_eq!(
+            m.on_timeout(addr(1), TIMING.forget_dead_us, false).0,
+            Transition::Forgotten
+        );
+        assert_eq!(m.on_timeout(addr(2), TIMING.forget_dead_us, false).0, Transition::None);
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn membership_is_gossiped_only_to_verified_members() {
+        let mut m = Members::new("me", TIMING);
+        m.admit(addr(1), 1, 0);
+        m.identify(addr(1), "a");
+        m.admit(addr(2), 1, 0);
+        m.identify(addr(2), "b");
+        m.add_bootstrap(addr(3), 0);
+        let mut rng = fastrand::Rng::with_seed(1);
+        assert!(m.gossip_for(addr(3), &mut rng).is_empty());
+        assert!(m.gossip_for(addr(4), &mut rng).is_empty());
+        assert_eq!(m.gossip_for(addr(1), &mut rng).len(), 1);
     }
 
     #[test]

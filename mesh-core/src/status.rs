@@ -87,6 +87,11 @@ pub struct DropCounters {
     pub duplicate: u64,
     /// Reassembly limits exceeded or timed out.
     pub reassembly: u64,
+    /// From a source that has not proved it receives at its address, or claiming an
+    /// incarnation too far ahead of this node's clock: answered with a challenge at most.
+    pub unverified: u64,
+    /// Requests beyond what one peer may ask for in a given time.
+    pub rate_limited: u64,
     /// Entries rejected because their timestamp was too far in the future.
     pub clock_drift: u64,
     /// Entries rejected because the key or value broke the size limits.
@@ -117,6 +122,8 @@ impl DropCounters {
             + self.stale
             + self.duplicate
             + self.reassembly
+            + self.unverified
+            + self.rate_limited
     }
 }
 

@@ -27,6 +27,14 @@ pub(crate) type SeqRange = (OriginId, u64, u64);
 /// differing fingerprint); the periodic round is not limited by it.
 pub(crate) const MIN_TRIGGERED_SYNC_GAP_US: u64 = 200_000;
 
+/// Sync requests taken from one peer per [`REQUEST_WINDOW_US`]; more are refused. Each
+/// restarts a stream of everything the peer lacks, so a peer may not ask without end. A
+/// well-behaved peer asks a few times a second at most (its own rounds and triggers, and
+/// its answers to this node's requests).
+pub(crate) const MAX_REQUESTS_PER_WINDOW: u32 = 16;
+/// The window of [`MAX_REQUESTS_PER_WINDOW`], microseconds.
+pub(crate) const REQUEST_WINDOW_US: u64 = 1_000_000;
+
 /// Upper bound of a postcard-encoded `Message::Delta` before its groups: the message
 /// tag and the group count.
 const DELTA_ENVELOPE_BYTES: usize = 8;
@@ -50,6 +58,8 @@ pub(crate) struct PeerSync {
     pub due_us: Option<u64>,
     /// Last sync round started with it.
     pub last_us: Option<u64>,
+    /// Start of the current request window and the requests taken in it.
+    requests: (u64, u32),
 }
 
 impl PeerSync {
@@ -105,6 +115,17 @@ impl PeerSync {
             self.due_us = None;
         }
         due
+    }
+
+    /// Whether a sync request from the peer at `now_us` may be served (see
+    /// [`MAX_REQUESTS_PER_WINDOW`]).
+    pub fn admit_request(&mut self, now_us: u64) -> bool {
+        let (start, count) = &mut self.requests;
+        if now_us.saturating_sub(*start) >= REQUEST_WINDOW_US {
+            (*start, *count) = (now_us, 0);
+        }
+        *count += 1;
+        *count <= MAX_REQUESTS_PER_WINDOW
     }
 
     /// Takes a sync request: remembers the peer's digest and streams it what it lacks.
@@ -439,6 +460,14 @@ mod tests {
         );
         assert_eq!(counters.entries_applied, 0);
         assert_eq!(replica.get("a"), None, "a late retransmission brings nothing back");
+    }
+
+    #[test]
+    fn requests_beyond_the_window_are_refused() {
+        let mut sync = PeerSync::default();
+        let served = (0..100).filter(|i| sync.admit_request(1_000 + i)).count();
+        assert_eq!(served, MAX_REQUESTS_PER_WINDOW as usize);
+        assert!(sync.admit_request(1_000 + REQUEST_WINDOW_US));
     }
 
     #[test]

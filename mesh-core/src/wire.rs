@@ -22,8 +22,9 @@ use crate::version::Digest;
 
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"MS";
-/// Protocol version spoken.
-pub const VERSION: u8 = 1;
+/// Protocol version spoken. Version 2 added address verification (`Challenge` and
+/// `Response` frames); version 1 nodes cannot join a version 2 mesh.
+pub const VERSION: u8 = 2;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// `kind` of a plain packet of frames.
@@ -68,6 +69,11 @@ pub enum Frame {
     Heartbeat(Heartbeat),
     /// One fragment of a reliable message. Retransmitted until acknowledged.
     Data(Data),
+    /// "Prove you receive at your address": the receiver answers with a `Response`
+    /// echoing the nonce. Sent to addresses not verified yet (see `verify`).
+    Challenge(u64),
+    /// Echoes a `Challenge`'s nonce.
+    Response(u64),
 }
 
 /// Cumulative plus selective acknowledgement.

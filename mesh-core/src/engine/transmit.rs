@@ -8,19 +8,28 @@ use crate::wire::{self, Frame, Heartbeat, Packet};
 use super::{Engine, Transmit};
 
 impl Engine {
-    pub(super) fn send_heartbeat(&mut self, addr: SocketAddr, reply: bool) {
-        let fingerprint = self.replica.version_vector().fingerprint();
-        let gossip = self.members.gossip_for(addr, &mut self.rng);
+    /// Sends a heartbeat to `addr`; one to an address not verified yet carries a
+    /// challenge, which its answer must echo before anything it says counts.
+    pub(super) fn send_heartbeat(&mut self, now: Now, addr: SocketAddr, reply: bool) {
+        let heartbeat = self.heartbeat_frame(addr, reply);
         let dst_inc = self.members.get(&addr).map_or(0, |m| m.incarnation);
         let ack = self.links.get_mut(&addr).and_then(|l| l.channel.take_ack());
-        let heartbeat = Frame::Heartbeat(Heartbeat {
-            node_id: self.config.node_id.clone(),
-            fingerprint,
-            reply,
-            gossip,
-        });
-        let frames = ack.map(Frame::Ack).into_iter().chain([heartbeat]).collect();
+        let mut frames: Vec<Frame> = ack.map(Frame::Ack).into_iter().chain([heartbeat]).collect();
+        if dst_inc == 0 {
+            let nonce = self.verifier.challenge(addr, 0, now.mono_us, &mut self.rng);
+            frames.push(Frame::Challenge(nonce));
+        }
         self.queue_packet(addr, dst_inc, frames);
+    }
+
+    /// This node's heartbeat for `to`: gossip only for a verified member.
+    pub(super) fn heartbeat_frame(&mut self, to: SocketAddr, reply: bool) -> Frame {
+        Frame::Heartbeat(Heartbeat {
+            node_id: self.config.node_id.clone(),
+            fingerprint: self.replica.version_vector().fingerprint(),
+            reply,
+            gossip: self.members.gossip_for(to, &mut self.rng),
+        })
     }
 
     /// Fills the transmit queue: sync chunks into channels with room, then every
@@ -48,15 +57,17 @@ impl Engine {
         }
     }
 
-    fn queue_packet(&mut self, dst: SocketAddr, dst_inc: u64, frames: Vec<Frame>) {
+    pub(super) fn queue_packet(&mut self, dst: SocketAddr, dst_inc: u64, frames: Vec<Frame>) {
+        let payload = self.encode_packet(dst_inc, frames);
+        self.transmits.push_back(Transmit { dst, payload });
+    }
+
+    pub(super) fn encode_packet(&self, dst_inc: u64, frames: Vec<Frame>) -> Vec<u8> {
         let packet = Packet {
             src_inc: self.incarnation,
             dst_inc,
             frames,
         };
-        self.transmits.push_back(Transmit {
-            dst,
-            payload: wire::encode_packet(self.cluster, &packet),
-        });
+        wire::encode_packet(self.cluster, &packet)
     }
 }

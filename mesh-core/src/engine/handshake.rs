@@ -1,0 +1,70 @@
+//! Proving addresses: challenges to sources not verified yet, answers to challenges.
+
+use std::net::SocketAddr;
+
+use crate::time::Now;
+use crate::wire::Frame;
+
+use super::{Engine, Transmit};
+
+/// Challenges of one datagram answered at most, so a datagram of a thousand
+/// challenges draws a few answers.
+const MAX_ANSWERS: usize = 2;
+
+impl Engine {
+    /// Whether a datagram from a source that must first prove its address (new, never
+    /// verified, or announcing a new incarnation) carries the answer to this node's
+    /// challenge. If not, the datagram changes nothing: it is counted and answered with
+    /// a challenge bound to the incarnation it claims, together with answers to its own
+    /// challenges and this node's heartbeat, within the amplification budget.
+    pub(super) fn source_proven(
+        &mut self,
+        now: Now,
+        from: SocketAddr,
+        src_inc: u64,
+        frames: &[Frame],
+        received: usize,
+    ) -> bool {
+        let verifier = &mut self.verifier;
+        let proven = frames
+            .iter()
+            .any(|f| matches!(f, Frame::Response(n) if verifier.verify(from, src_inc, *n)));
+        if proven {
+            return true;
+        }
+        self.counters.dropped.unverified += 1;
+        let nonce = self
+            .verifier
+            .challenge(from, src_inc, now.mono_us, &mut self.rng);
+        self.verifier.on_received(from, received);
+        let mut reply: Vec<Frame> = frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Challenge(n) => Some(Frame::Response(*n)),
+                _ => None,
+            })
+            .take(MAX_ANSWERS)
+            .collect();
+        reply.push(Frame::Challenge(nonce));
+        let short = self.encode_packet(src_inc, reply.clone());
+        reply.push(self.heartbeat_frame(from, false));
+        let full = self.encode_packet(src_inc, reply);
+        // The heartbeat introduces this node at once if the budget allows; the challenge
+        // alone is enough to go on.
+        for payload in [full, short] {
+            if self.verifier.may_send(from, payload.len()) {
+                self.transmits.push_back(Transmit { dst: from, payload });
+                break;
+            }
+        }
+        false
+    }
+
+    /// Answers a verified member's challenge, with this node's heartbeat so the member
+    /// knows at once who answered.
+    pub(super) fn answer_challenge(&mut self, from: SocketAddr, nonce: u64) {
+        let dst_inc = self.members.incarnation(&from).unwrap_or(0);
+        let heartbeat = self.heartbeat_frame(from, false);
+        self.queue_packet(from, dst_inc, vec![Frame::Response(nonce), heartbeat]);
+    }
+}
