@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::link::fragment_size;
+use crate::transport::reassembly_cost;
 
 /// Everything a node can be tuned with. Build it with [`Config::new`] and adjust fields;
 /// [`Config::validate`] (called by [`crate::Node::new`]) rejects nonsense with an error
@@ -48,7 +50,12 @@ pub struct Config {
     /// on loopback and LANs larger windows only queue up in the receiver and cause
     /// spurious retransmissions.
     pub max_in_flight: usize,
-    /// Bytes of partially received messages kept per peer. Default 64 MiB.
+    /// Bytes of partially received messages the node keeps, all peers together: one
+    /// budget for the node, charged with everything reassembly allocates (each message's
+    /// bookkeeping and fragment table as well as its bytes). A new message is refused
+    /// while it is spent; completed, timed-out and abandoned messages give their bytes
+    /// back. It is also the largest message accepted, and must hold a message carrying
+    /// the largest key and value (see [`Config::fit_reassembly`]). Default 64 MiB.
     pub max_reassembly: usize,
     /// A partially received message idle for this long is dropped. Default 30 s.
     pub reassembly_timeout: Duration,
@@ -101,14 +108,16 @@ impl Config {
     }
 
     /// Grows `max_reassembly`, never shrinks it, until a message carrying the largest key
-    /// and the largest value fits, with headroom. Call it after raising `max_value_size`
+    /// and the largest value fits, with headroom and with its reassembly bookkeeping for
+    /// fragments of `max_datagram_size`. Call it after raising `max_value_size`
     /// or `max_key_len` for users who never chose a reassembly budget (the C and Python
     /// front ends do), so that raising a size limit alone never makes the config invalid.
     pub fn fit_reassembly(&mut self) {
-        let needed = self
+        let message = self
             .max_value_size
             .saturating_add(self.max_key_len)
             .saturating_add(REASSEMBLY_HEADROOM);
+        let needed = reassembly_cost(message, fragment_size(self.max_datagram_size));
         self.max_reassembly = self.max_reassembly.max(needed);
     }
 
@@ -181,10 +190,16 @@ impl Config {
                 "must be at least max_datagram_size",
             ));
         }
-        if self.max_reassembly < self.max_value_size + self.max_key_len + 1024 {
+        let largest_message = self
+            .max_value_size
+            .saturating_add(self.max_key_len)
+            .saturating_add(1024);
+        if self.max_reassembly
+            < reassembly_cost(largest_message, fragment_size(self.max_datagram_size))
+        {
             return Err(ConfigError::new(
                 "max_reassembly",
-                "must exceed max_value_size + max_key_len (a message carrying the largest entry must fit)",
+                "must exceed max_value_size + max_key_len with reassembly overhead (a message carrying the largest entry must fit)",
             ));
         }
         Ok(())
@@ -270,16 +285,17 @@ mod tests {
         c.max_key_len = 4096;
         assert_eq!(c.validate().unwrap_err().field, "max_reassembly");
         c.fit_reassembly();
-        assert_eq!(c.max_reassembly, (100 << 20) + 4096 + 64 * 1024);
+        let message = (100 << 20) + 4096 + 64 * 1024;
+        let fitted = c.max_reassembly;
+        // The message itself, one table slot per fragment and a little bookkeeping.
+        let frags = message / fragment_size(c.max_datagram_size) + 1;
+        assert!(fitted >= message + frags * 24, "{fitted}");
+        assert!(fitted <= message + frags * 24 + 1024, "{fitted}");
         c.validate().unwrap();
 
         c.max_value_size = 1;
         c.fit_reassembly();
-        assert_eq!(
-            c.max_reassembly,
-            (100 << 20) + 4096 + 64 * 1024,
-            "never shrinks"
-        );
+        assert_eq!(c.max_reassembly, fitted, "never shrinks");
 
         c.max_value_size = usize::MAX;
         c.fit_reassembly();

@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::sync::PeerSync;
 use crate::time::us;
-use crate::transport::{Channel, ChannelLimits, MAX_ACK_RANGES};
+use crate::transport::{Channel, ChannelLimits, ReassemblyBudget, MAX_ACK_RANGES, MIN_FRAGMENT};
 use crate::wire::HEADER_LEN;
 
 /// Upper bound of a packet's envelope around its frames: two incarnations as varints of
@@ -20,8 +20,6 @@ const DATA_FIELDS_BYTES: usize = 40;
 /// piggybacked ack of the most ranges still fits `max_datagram_size`.
 pub(crate) const DATAGRAM_OVERHEAD: usize =
     HEADER_LEN + PACKET_ENVELOPE_BYTES + MAX_ACK_RANGES * ACK_RANGE_BYTES + DATA_FIELDS_BYTES;
-/// Smallest fragment, whatever the configured datagram size.
-const MIN_FRAGMENT: usize = 64;
 
 /// Per-peer session state.
 #[derive(Debug)]
@@ -48,7 +46,15 @@ impl Link {
     }
 }
 
-/// The transport's limits for `config`.
+/// Largest fragment payload cut for datagrams of `max_datagram_size` bytes.
+pub(crate) fn fragment_size(max_datagram_size: usize) -> usize {
+    max_datagram_size
+        .saturating_sub(DATAGRAM_OVERHEAD)
+        .max(MIN_FRAGMENT)
+}
+
+/// The transport's limits for `config`, with a fresh reassembly budget: the engine calls
+/// it once, and every channel it creates shares that budget.
 pub(crate) fn channel_limits(config: &Config) -> ChannelLimits {
     ChannelLimits {
         initial_rto_us: us(config.initial_rto),
@@ -56,13 +62,10 @@ pub(crate) fn channel_limits(config: &Config) -> ChannelLimits {
         max_rto_us: us(config.max_rto),
         max_retries: config.max_retries,
         min_give_up_us: us(config.peer_timeout),
-        max_fragment: config
-            .max_datagram_size
-            .saturating_sub(DATAGRAM_OVERHEAD)
-            .max(MIN_FRAGMENT),
+        max_fragment: fragment_size(config.max_datagram_size),
         max_in_flight: config.max_in_flight,
         max_queued: config.max_reassembly.max(4 * config.max_in_flight),
-        max_reassembly: config.max_reassembly,
+        reassembly: ReassemblyBudget::new(config.max_reassembly),
         reassembly_timeout_us: us(config.reassembly_timeout),
     }
 }

@@ -9,11 +9,18 @@
 //! are bounded.
 //!
 //! Receiving: a bounded duplicate window (cumulative number plus the set received above
-//! it, never more than [`RECV_WINDOW`] ahead); fragments reassembled under a memory cap
-//! and an idle timeout. Messages are delivered as they complete, in any order: the
-//! engine's messages are order-insensitive by design.
+//! it, never more than [`RECV_WINDOW`] ahead); fragments reassembled under an idle
+//! timeout, at most [`MAX_PARTIALS_PER_PEER`] messages at a time, and within one
+//! [`ReassemblyBudget`] shared by every channel of the node. Every byte reassembly
+//! allocates is charged to it before it is allocated: each message's bookkeeping and
+//! fragment slot table, then each fragment. Fragments that no real sender could have
+//! produced are refused before anything is allocated. Messages are delivered as they
+//! complete, in any order: the engine's messages are order-insensitive by design.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::mem::size_of;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::wire::{Ack, Data};
 
@@ -24,6 +31,85 @@ pub const RECV_WINDOW: u64 = 8192;
 pub const MAX_IN_FLIGHT_DATAGRAMS: usize = 4096;
 /// Most selective-ack ranges per ack frame.
 pub const MAX_ACK_RANGES: usize = 8;
+/// Most partially received messages kept per channel; a new message beyond it is refused
+/// (and counted). A sender's messages larger than a fragment carry one entry each, and
+/// only those with a fragment lost in flight stay partial for long: with the default
+/// 128 KiB window that is a handful at a time, even under heavy loss.
+pub const MAX_PARTIALS_PER_PEER: usize = 32;
+/// Smallest fragment a sender cuts, whatever its datagram size: every fragment of a
+/// message but the last carries at least this many bytes.
+pub const MIN_FRAGMENT: usize = 64;
+/// Bytes charged per slot of a message's fragment table.
+const SLOT_BYTES: usize = size_of::<Option<Vec<u8>>>();
+/// Bytes charged per partial message besides its slots and fragments: its entry in the
+/// channel's table (key, value, hash table control bytes, with slack).
+const PARTIAL_OVERHEAD: usize = size_of::<u64>() + size_of::<Partial>() + 32;
+
+/// What reassembling a message of `message_len` bytes cut into `fragment`-byte pieces
+/// costs at most: its bookkeeping, its slot table and its bytes.
+pub(crate) fn reassembly_cost(message_len: usize, fragment: usize) -> usize {
+    let frags = message_len.div_ceil(fragment.max(1)).max(1);
+    frags
+        .saturating_mul(SLOT_BYTES)
+        .saturating_add(message_len)
+        .saturating_add(PARTIAL_OVERHEAD)
+}
+
+/// Bytes of partial messages the whole node may hold, shared by all its channels: the
+/// engine creates one and every channel charges what it allocates for reassembly to it,
+/// and gives it back when a message completes or times out, or when the channel is
+/// dropped (a peer restarted or removed). Clones share the same budget.
+#[derive(Clone, Debug)]
+pub struct ReassemblyBudget {
+    shared: Arc<BudgetShared>,
+}
+
+#[derive(Debug)]
+struct BudgetShared {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl ReassemblyBudget {
+    /// A budget of `limit` bytes, none of them used.
+    pub fn new(limit: usize) -> ReassemblyBudget {
+        ReassemblyBudget {
+            shared: Arc::new(BudgetShared {
+                limit,
+                used: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Bytes allowed.
+    pub fn limit(&self) -> usize {
+        self.shared.limit
+    }
+
+    /// Bytes currently charged, all channels.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn used(&self) -> usize {
+        self.shared.used.load(Ordering::Relaxed)
+    }
+
+    /// Charges `bytes` if they fit; returns whether they did.
+    fn take(&self, bytes: usize) -> bool {
+        let limit = self.shared.limit;
+        self.shared
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|&total| total <= limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `bytes` charged earlier.
+    fn give_back(&self, bytes: usize) {
+        let before = self.shared.used.fetch_sub(bytes, Ordering::Relaxed);
+        debug_assert!(before >= bytes, "gave back more than was charged");
+    }
+}
+
 /// Later datagrams acknowledged before an earlier one is retransmitted without waiting
 /// for its timeout.
 const FAST_RETRANSMIT_THRESHOLD: u64 = 3;
@@ -49,8 +135,9 @@ pub struct ChannelLimits {
     pub max_in_flight: usize,
     /// Bytes queued (not yet sent) allowed.
     pub max_queued: usize,
-    /// Bytes of partial messages allowed.
-    pub max_reassembly: usize,
+    /// Bytes of partial messages allowed, shared by every channel of the node; also the
+    /// largest message accepted.
+    pub reassembly: ReassemblyBudget,
     /// Idle time after which a partial message is dropped, microseconds.
     pub reassembly_timeout_us: u64,
 }
@@ -122,8 +209,28 @@ struct InFlight {
 struct Partial {
     fragments: Vec<Option<Vec<u8>>>,
     missing: u32,
+    /// Bytes of the fragments received.
     bytes: usize,
+    /// Bytes charged to the budget: bookkeeping, slot table and fragments.
+    charged: usize,
+    /// Size of every fragment but the last, once one of them has arrived.
+    fragment_size: Option<usize>,
+    /// Size of the last fragment, once it has arrived.
+    last_size: Option<usize>,
     last_update_us: u64,
+}
+
+impl Partial {
+    /// Whether a fragment of `size` bytes, the last one or not, agrees with the sizes
+    /// already seen: all but the last fragment have one size, the last no more than it.
+    fn fits_sizes(&self, size: usize, last: bool) -> bool {
+        if last {
+            self.fragment_size.is_none_or(|f| size <= f)
+        } else {
+            self.fragment_size.is_none_or(|f| size == f)
+                && self.last_size.is_none_or(|l| l <= size)
+        }
+    }
 }
 
 /// What happened to a received data fragment.
@@ -146,7 +253,8 @@ pub struct ChannelStats {
     pub retransmits: u64,
     /// Datagrams given up.
     pub given_up: u64,
-    /// Partial messages dropped (limits or timeout).
+    /// Fragments refused by reassembly (impossible or inconsistent counts or sizes, too
+    /// many partial messages, budget spent) and partial messages timed out.
     pub reassembly_drops: u64,
 }
 
@@ -172,6 +280,7 @@ pub struct Channel {
     recv_above: BTreeSet<u64>,
     ack_pending: bool,
     partials: HashMap<u64, Partial>,
+    /// Bytes charged to the reassembly budget for `partials`.
     partial_bytes: usize,
     /// Set when a datagram was given up since the engine last looked.
     pub lost_data: bool,
@@ -262,7 +371,8 @@ impl Channel {
         self.stats
     }
 
-    /// Bytes held for partially received messages.
+    /// Bytes held for partially received messages, bookkeeping included (what this channel
+    /// has charged to the reassembly budget).
     pub fn reassembly_bytes(&self) -> usize {
         self.partial_bytes
     }
@@ -380,49 +490,107 @@ impl Channel {
     }
 
     fn reassemble(&mut self, data: Data, now_us: u64) -> Received {
-        if data.frags <= 1 {
+        if data.frags == 0 || data.frag >= data.frags {
+            return self.refuse(None);
+        }
+        if data.frags == 1 {
             return Received::Message(data.bytes);
         }
-        let max_frags = (self.limits.max_reassembly / self.limits.max_fragment.max(1)).max(2);
-        if data.frag >= data.frags || data.frags as usize > max_frags + 1 {
-            self.stats.reassembly_drops += 1;
-            return Received::Refused;
+        let size = data.bytes.len();
+        let last = data.frag + 1 == data.frags;
+        if !self.plausible(data.frags, size, last) {
+            return self.refuse(None);
         }
-        if self.partial_bytes + data.bytes.len() > self.limits.max_reassembly {
-            self.stats.reassembly_drops += 1;
-            if let Some(p) = self.partials.remove(&data.msg_id) {
-                self.partial_bytes -= p.bytes;
+        let budget = &self.limits.reassembly;
+        let partial = match self.partials.get_mut(&data.msg_id) {
+            Some(p) => {
+                if p.fragments.len() != data.frags as usize || !p.fits_sizes(size, last) {
+                    // Fragments of one message disagree: not a real sender's.
+                    return self.refuse(Some(data.msg_id));
+                }
+                p
             }
-            return Received::Refused;
-        }
-        let partial = self.partials.entry(data.msg_id).or_insert_with(|| Partial {
-            fragments: vec![None; data.frags as usize],
-            missing: data.frags,
-            bytes: 0,
-            last_update_us: now_us,
-        });
-        if partial.fragments.len() != data.frags as usize {
-            return Received::Refused;
-        }
-        let slot = &mut partial.fragments[data.frag as usize];
-        if slot.is_some() {
+            None => {
+                if self.partials.len() >= MAX_PARTIALS_PER_PEER {
+                    return self.refuse(None);
+                }
+                let cost = PARTIAL_OVERHEAD + data.frags as usize * SLOT_BYTES;
+                if !budget.take(cost) {
+                    return self.refuse(None);
+                }
+                self.partial_bytes += cost;
+                self.partials.entry(data.msg_id).or_insert(Partial {
+                    fragments: vec![None; data.frags as usize],
+                    missing: data.frags,
+                    bytes: 0,
+                    charged: cost,
+                    fragment_size: None,
+                    last_size: None,
+                    last_update_us: now_us,
+                })
+            }
+        };
+        if partial.fragments[data.frag as usize].is_some() {
             return Received::Fragment;
         }
-        partial.bytes += data.bytes.len();
+        let cost = data.bytes.capacity();
+        if !budget.take(cost) {
+            return self.refuse(Some(data.msg_id));
+        }
+        if last {
+            partial.last_size = Some(size);
+        } else {
+            partial.fragment_size = Some(size);
+        }
+        partial.charged += cost;
+        partial.bytes += size;
         partial.missing -= 1;
         partial.last_update_us = now_us;
-        self.partial_bytes += data.bytes.len();
-        *slot = Some(data.bytes);
+        self.partial_bytes += cost;
+        partial.fragments[data.frag as usize] = Some(data.bytes);
         if partial.missing > 0 {
             return Received::Fragment;
         }
         let partial = self.partials.remove(&data.msg_id).expect("present");
-        self.partial_bytes -= partial.bytes;
+        self.release(partial.charged);
         let mut message = Vec::with_capacity(partial.bytes);
         for fragment in partial.fragments.into_iter().flatten() {
             message.extend_from_slice(&fragment);
         }
         Received::Message(message)
+    }
+
+    /// Whether fragment of `size` bytes of a message of `frags` fragments could come from
+    /// a real sender: every fragment of a fragmented message carries bytes, all but the
+    /// last at least [`MIN_FRAGMENT`] and as many as each other, the last no more than
+    /// the others; and the smallest message that makes must fit the budget.
+    fn plausible(&self, frags: u32, size: usize, last: bool) -> bool {
+        let max_message = self.limits.reassembly.limit() as u128;
+        let (frags, size) = (u128::from(frags), size as u128);
+        let smallest_message = if last {
+            frags * size
+        } else {
+            (frags - 1) * size + 1
+        };
+        size > 0
+            && (last || size >= MIN_FRAGMENT as u128)
+            && frags <= max_message / MIN_FRAGMENT as u128 + 1
+            && smallest_message <= max_message
+    }
+
+    /// Counts a refused fragment and drops message `msg_id`'s partial, if given.
+    fn refuse(&mut self, msg_id: Option<u64>) -> Received {
+        self.stats.reassembly_drops += 1;
+        if let Some(p) = msg_id.and_then(|id| self.partials.remove(&id)) {
+            self.release(p.charged);
+        }
+        Received::Refused
+    }
+
+    /// Gives `bytes` of partial messages back to the budget.
+    fn release(&mut self, bytes: usize) {
+        self.partial_bytes -= bytes;
+        self.limits.reassembly.give_back(bytes);
     }
 
     /// The acknowledgement to send, if anything was received since the last one.
@@ -507,11 +675,11 @@ impl Channel {
         self.partials.retain(|_, p| {
             let keep = p.last_update_us + timeout > now_us;
             if !keep {
-                freed += p.bytes;
+                freed += p.charged;
             }
             keep
         });
-        self.partial_bytes -= freed;
+        self.release(freed);
         self.stats.reassembly_drops += (before - self.partials.len()) as u64;
     }
 
@@ -532,6 +700,14 @@ impl Channel {
     }
 }
 
+impl Drop for Channel {
+    /// A channel dropped (its peer restarted or was removed) gives its partial messages'
+    /// bytes back to the node's budget.
+    fn drop(&mut self) {
+        self.limits.reassembly.give_back(self.partial_bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,10 +719,10 @@ mod tests {
             max_rto_us: 8_000_000,
             max_retries: 3,
             min_give_up_us: 0,
-            max_fragment: 10,
-            max_in_flight: 1_000,
+            max_fragment: MIN_FRAGMENT,
+            max_in_flight: 100 * MIN_FRAGMENT,
             max_queued: 100_000,
-            max_reassembly: 1_000,
+            reassembly: ReassemblyBudget::new(10_000),
             reassembly_timeout_us: 1_000_000,
         }
     }
@@ -576,7 +752,7 @@ mod tests {
     #[test]
     fn large_message_is_fragmented_and_reassembled() {
         let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
-        let message: Vec<u8> = (0..95).collect();
+        let message: Vec<u8> = (0..=255).cycle().take(1_000).collect();
         assert!(a.send_message(&message));
         let got = pump(&mut a, &mut b, 0, |_| false);
         assert_eq!(got, vec![message]);
@@ -641,12 +817,12 @@ mod tests {
     #[test]
     fn window_bounds_bytes_in_flight() {
         let mut a = Channel::new(limits());
-        assert!(a.send_message(&vec![7u8; 5_000]));
+        assert!(a.send_message(&vec![7u8; 50_000]));
         let mut sent = 0;
         while a.poll_data(0).is_some() {
             sent += 1;
         }
-        assert_eq!(sent, 100); // 1000 bytes of window / 10-byte fragments
+        assert_eq!(sent, 100); // 6400 bytes of window / 64-byte fragments
         assert!(!a.has_data_ready());
     }
 
@@ -664,30 +840,198 @@ mod tests {
         assert!(!b.ack_pending());
     }
 
-    #[test]
-    fn reassembly_memory_is_capped_and_times_out() {
-        let mut b = Channel::new(limits());
-        // A message claiming far more fragments than the cap allows.
-        let d = Data {
-            seq: 1,
-            msg_id: 1,
-            frag: 0,
-            frags: 1_000_000,
-            bytes: vec![0; 10],
-        };
-        assert_eq!(b.on_data(d, 0), Received::Refused);
-        let d = Data {
-            seq: 2,
-            msg_id: 2,
-            frag: 0,
-            frags: 3,
-            bytes: vec![0; 10],
-        };
-        assert_eq!(b.on_data(d, 0), Received::Fragment);
-        assert_eq!(b.reassembly_bytes(), 10);
-        b.on_timeout(2_000_000);
+    fn frag(seq: u64, msg_id: u64, frag: u32, frags: u32, len: usize) -> Data {
+        Data {
+            seq,
+            msg_id,
+            frag,
+            frags,
+            bytes: vec![0; len],
+        }
+    }
+
+    /// Feeds `fragments` to `b`; returns what each one came to.
+    fn feed(b: &mut Channel, fragments: &[Data]) -> Vec<Received> {
+        fragments
+            .iter()
+            .map(|d| b.on_data(d.clone(), 0))
+            .collect()
+    }
+
+    fn refused_and_nothing_held(b: &Channel, drops: u64) {
+        assert_eq!(b.stats().reassembly_drops, drops);
         assert_eq!(b.reassembly_bytes(), 0);
-        assert_eq!(b.stats().reassembly_drops, 2);
+        assert_eq!(b.limits.reassembly.used(), 0);
+    }
+
+    #[test]
+    fn impossible_fragment_numbers_are_refused() {
+        let mut b = Channel::new(limits());
+        let got = feed(
+            &mut b,
+            &[
+                frag(1, 1, 0, 0, 10), // no fragments at all
+                frag(2, 2, 3, 3, 10), // index past the count
+                frag(3, 3, 1, 1, 10), // a whole message is fragment 0 of 1
+                frag(4, 4, 7, 2, 64),
+            ],
+        );
+        assert!(got.iter().all(|r| *r == Received::Refused), "{got:?}");
+        refused_and_nothing_held(&b, 4);
+        // Refused, but acknowledged: the sender must not retransmit them forever.
+        assert_eq!(b.take_ack().unwrap().cumulative, 4);
+    }
+
+    #[test]
+    fn empty_or_short_fragments_of_a_fragmented_message_are_refused() {
+        let mut b = Channel::new(limits());
+        let got = feed(
+            &mut b,
+            &[
+                // The slot-table flood: empty fragments claiming many fragments.
+                frag(1, 1, 0, 150, 0),
+                frag(2, 2, 149, 150, 0),
+                // Every fragment but the last carries at least MIN_FRAGMENT bytes.
+                frag(3, 3, 0, 3, MIN_FRAGMENT - 1),
+            ],
+        );
+        assert!(got.iter().all(|r| *r == Received::Refused), "{got:?}");
+        refused_and_nothing_held(&b, 3);
+    }
+
+    #[test]
+    fn counts_that_cannot_fit_the_largest_message_are_refused() {
+        let mut b = Channel::new(limits());
+        // 10,000 bytes allowed: 157 fragments of 64 bytes make at least 9,985 bytes,
+        // 158 at least 10,049; a last fragment of 100 bytes means others of 100 or more.
+        let got = feed(
+            &mut b,
+            &[
+                frag(1, 1, 0, 158, 64),
+                frag(2, 2, 100, 101, 100),
+                frag(3, 3, 0, u32::MAX, 64),
+            ],
+        );
+        assert!(got.iter().all(|r| *r == Received::Refused), "{got:?}");
+        refused_and_nothing_held(&b, 3);
+        assert_eq!(b.on_data(frag(4, 4, 0, 157, 64), 0), Received::Fragment);
+        assert_eq!(b.on_data(frag(5, 5, 99, 100, 100), 0), Received::Fragment);
+    }
+
+    #[test]
+    fn fragments_disagreeing_with_their_message_are_refused() {
+        let agree = frag(1, 1, 0, 4, 64);
+        let cases = [
+            frag(2, 1, 1, 5, 64), // another fragment count
+            frag(2, 1, 1, 4, 70), // another fragment size
+            frag(2, 1, 3, 4, 65), // a last fragment larger than the others
+        ];
+        let mut drops = 0;
+        for case in cases {
+            let mut b = Channel::new(limits());
+            assert_eq!(b.on_data(agree.clone(), 0), Received::Fragment);
+            assert!(b.reassembly_bytes() > 0);
+            assert_eq!(b.on_data(case.clone(), 0), Received::Refused, "{case:?}");
+            drops += 1;
+            // The whole message goes: it cannot be a real sender's.
+            refused_and_nothing_held(&b, 1);
+        }
+        assert_eq!(drops, 3);
+        // A middle fragment smaller than a last one already received.
+        let mut b = Channel::new(limits());
+        assert_eq!(b.on_data(frag(1, 1, 3, 4, 80), 0), Received::Fragment);
+        assert_eq!(b.on_data(frag(2, 1, 0, 4, 64), 0), Received::Refused);
+        refused_and_nothing_held(&b, 1);
+    }
+
+    #[test]
+    fn partial_messages_per_peer_are_capped() {
+        let mut l = limits();
+        l.reassembly = ReassemblyBudget::new(1 << 20);
+        let mut b = Channel::new(l);
+        let mut seq = 0;
+        let mut next = || {
+            seq += 1;
+            seq
+        };
+        for msg_id in 0..MAX_PARTIALS_PER_PEER as u64 {
+            assert_eq!(b.on_data(frag(next(), msg_id, 0, 2, 64), 0), Received::Fragment);
+        }
+        let extra = MAX_PARTIALS_PER_PEER as u64;
+        assert_eq!(b.on_data(frag(next(), extra, 0, 2, 64), 0), Received::Refused);
+        assert_eq!(b.stats().reassembly_drops, 1);
+        // Completing one makes room again.
+        assert!(matches!(b.on_data(frag(next(), 0, 1, 2, 1), 0), Received::Message(m) if m.len() == 65));
+        assert_eq!(b.on_data(frag(next(), extra, 0, 2, 64), 0), Received::Fragment);
+    }
+
+    #[test]
+    fn the_budget_is_shared_and_charged_for_tables_and_bookkeeping() {
+        let l = limits();
+        let budget = l.reassembly.clone();
+        let (mut a, mut b) = (Channel::new(l.clone()), Channel::new(l));
+        // An empty-looking start still costs its slot table and bookkeeping.
+        assert_eq!(a.on_data(frag(1, 1, 0, 100, 64), 0), Received::Fragment);
+        let one = PARTIAL_OVERHEAD + 100 * SLOT_BYTES + 64;
+        assert_eq!(a.reassembly_bytes(), one);
+        assert_eq!(budget.used(), one);
+        // The other channel draws on the same budget: it runs out for both.
+        let mut seq = 0;
+        let mut started = 1;
+        loop {
+            seq += 1;
+            match b.on_data(frag(seq, seq, 0, 100, 64), 0) {
+                Received::Fragment => started += 1,
+                Received::Refused => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(started, 10_000 / one);
+        assert!(budget.used() <= 10_000);
+        assert_eq!(budget.used(), a.reassembly_bytes() + b.reassembly_bytes());
+        assert_eq!(a.on_data(frag(2, 2, 0, 100, 64), 0), Received::Refused);
+        assert_eq!(b.stats().reassembly_drops + a.stats().reassembly_drops, 2);
+    }
+
+    #[test]
+    fn budget_bytes_come_back_on_completion_timeout_and_reset() {
+        let l = limits();
+        let budget = l.reassembly.clone();
+        let mut b = Channel::new(l.clone());
+        // Completion.
+        assert_eq!(b.on_data(frag(1, 1, 0, 2, 64), 0), Received::Fragment);
+        assert!(budget.used() > 0);
+        assert!(matches!(b.on_data(frag(2, 1, 1, 2, 10), 0), Received::Message(_)));
+        assert_eq!((b.reassembly_bytes(), budget.used()), (0, 0));
+        // Timeout.
+        assert_eq!(b.on_data(frag(3, 2, 0, 3, 64), 0), Received::Fragment);
+        assert_eq!(b.next_timeout(), Some(1_000_000));
+        b.on_timeout(999_999);
+        assert!(budget.used() > 0);
+        b.on_timeout(1_000_000);
+        assert_eq!((b.reassembly_bytes(), budget.used()), (0, 0));
+        assert_eq!(b.stats().reassembly_drops, 1);
+        // Reset: the peer restarted and its channel is replaced.
+        assert_eq!(b.on_data(frag(4, 3, 0, 3, 64), 0), Received::Fragment);
+        assert!(budget.used() > 0);
+        b = Channel::new(l);
+        assert_eq!((b.reassembly_bytes(), budget.used()), (0, 0));
+    }
+
+    #[test]
+    fn the_largest_message_the_budget_allows_is_reassembled() {
+        let mut l = limits();
+        let message: Vec<u8> = (0..=255).cycle().take(5_000).collect();
+        l.reassembly = ReassemblyBudget::new(reassembly_cost(message.len(), MIN_FRAGMENT));
+        let budget = l.reassembly.clone();
+        let (mut a, mut b) = (Channel::new(l.clone()), Channel::new(l));
+        assert!(a.send_message(&message));
+        let mut got = Vec::new();
+        for now in 0..10 {
+            got.extend(pump(&mut a, &mut b, now * 1_000, |_| false));
+        }
+        assert_eq!(got, vec![message]);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

@@ -228,3 +228,128 @@ fn local_set_of_a_deeply_nested_value_is_an_error() {
         assert_eq!(node.get("deep"), None);
     });
 }
+
+/// Fragments the slot-table flood claims per message: what the default 64 MiB budget
+/// allowed with ~920-byte fragments, the most the old check let through.
+const FLOOD_FRAGS: u32 = 72_945;
+
+/// A datagram carrying one fragment `frag` of `frags` of message `msg_id`.
+fn fragment(
+    cluster: u32,
+    src_inc: u64,
+    seq: u64,
+    msg_id: u64,
+    frag: u32,
+    frags: u32,
+    bytes: Vec<u8>,
+) -> Vec<u8> {
+    let packet = Packet {
+        src_inc,
+        dst_inc: 0,
+        frames: vec![Frame::Data(Data {
+            seq,
+            msg_id,
+            frag,
+            frags,
+            bytes,
+        })],
+    };
+    wire::encode_packet(cluster, &packet)
+}
+
+#[test]
+fn slot_table_flood_of_empty_fragments_is_a_counted_drop() {
+    let cfg = config("target");
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let now = Now {
+        mono_us: 1_000_000,
+        wall_ms: wall_ms(),
+    };
+    let mut engine = Engine::new(cfg, 1, 7, now);
+    let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    const FLOOD: u64 = 300;
+    for i in 1..=FLOOD {
+        let datagram = fragment(cluster, 77, i, i, 0, FLOOD_FRAGS, Vec::new());
+        assert!(datagram.len() < 64, "each datagram is tiny");
+        engine.handle_datagram(now, attacker, &datagram);
+    }
+
+    // A fragmented message's fragments all carry bytes: none of these could be real,
+    // and none may cost a slot table.
+    let dropped = engine.status().counters.dropped;
+    assert_eq!(dropped.reassembly, FLOOD, "{dropped:?}");
+    let held = engine.memory().reassembly_bytes;
+    assert!(held <= 1024 * 1024, "{held} bytes held after the flood");
+
+    // The same sender's next writes, whole and fragmented, still go through.
+    let later = now.after_us(1_000);
+    let sane = wire::encode_message(&delta(77, 1, "sane", Value::Int(1), now.wall_ms));
+    for datagram in datagrams(cluster, 77, FLOOD + 1, FLOOD + 1, &sane, usize::MAX) {
+        engine.handle_datagram(later, attacker, &datagram);
+    }
+    let big = Value::String("x".repeat(5_000));
+    let large = wire::encode_message(&delta(77, 2, "large", big.clone(), now.wall_ms));
+    let pieces = datagrams(cluster, 77, FLOOD + 2, FLOOD + 2, &large, FRAGMENT);
+    assert!(pieces.len() > 1);
+    for datagram in pieces {
+        engine.handle_datagram(later, attacker, &datagram);
+    }
+    assert_eq!(engine.get("sane"), Some(&Value::Int(1)));
+    assert_eq!(engine.get("large"), Some(&big));
+    assert_eq!(engine.memory().reassembly_bytes, 0);
+}
+
+#[test]
+fn many_sources_share_one_reassembly_budget() {
+    let mut cfg = config("target");
+    // A small budget keeps the test cheap; the rule is the same at 64 MiB.
+    cfg.max_value_size = 256 * 1024;
+    cfg.max_reassembly = 1024 * 1024;
+    cfg.validate().unwrap();
+    let budget = cfg.max_reassembly;
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let now = Now {
+        mono_us: 1_000_000,
+        wall_ms: wall_ms(),
+    };
+    let mut engine = Engine::new(cfg, 1, 7, now);
+    // Each source starts 4 plausible large messages (200 full fragments each) and sends
+    // the first two fragments of each: 8.8 KB per source, ~17 MB from 2,000 sources.
+    let mut peak = 0;
+    for source in 0..2_000u32 {
+        let addr = SocketAddr::from((
+            [127, 0, (source / 250) as u8 + 1, (source % 250) as u8 + 1],
+            7000,
+        ));
+        let src_inc = 1_000 + u64::from(source);
+        let mut seq = 1;
+        for msg_id in 1..=4 {
+            for frag in 0..2 {
+                let datagram = fragment(
+                    cluster,
+                    src_inc,
+                    seq,
+                    msg_id,
+                    frag,
+                    200,
+                    vec![0xab; FRAGMENT],
+                );
+                engine.handle_datagram(now, addr, &datagram);
+                seq += 1;
+            }
+        }
+        peak = peak.max(engine.memory().reassembly_bytes);
+    }
+    assert!(
+        peak <= budget,
+        "{peak} bytes of partial messages, budget {budget}"
+    );
+    let refused = engine.status().counters.dropped.reassembly;
+    eprintln!("peak {peak} bytes of partial messages, {refused} fragments refused");
+    assert!(refused > 0, "fragments beyond the budget are counted");
+
+    // Partial messages time out and give their bytes back.
+    let later = now.after_us(31_000_000);
+    engine.handle_timeout(later);
+    assert_eq!(engine.memory().reassembly_bytes, 0);
+}
