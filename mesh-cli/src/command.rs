@@ -512,6 +512,8 @@ fn render_status(s: &Status) -> String {
         ("malformed", d.malformed),
         ("stale", d.stale),
         ("reassembly", d.reassembly),
+        ("unverified", d.unverified),
+        ("rate limited", d.rate_limited),
         ("clock drift", d.clock_drift),
         ("oversized", d.oversized),
     ]

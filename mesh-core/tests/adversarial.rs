@@ -12,8 +12,11 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mesh_core::wire::{self, Data, Delta, Frame, Group, Message, Packet, WireEntry};
+mod support;
+
+use mesh_core::wire::{self, Data, Delta, Frame, GossipPeer, Group, Message, Packet, WireEntry};
 use mesh_core::{Config, Engine, Node, Now, Value};
+use support::{hello, introduce, introduce_over};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -122,8 +125,9 @@ fn deeply_nested_value_in_one_datagram_is_a_counted_drop() {
         wall_ms: wall_ms(),
     };
     let mut engine = Engine::new(cfg, 1, 7, now);
-    let before = engine.counters().dropped;
     let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    introduce(&mut engine, now, attacker, 77, cluster);
+    let before = engine.counters().dropped;
     let message = deep_delta_bytes(77, 1, ATTACK_DEPTH, now.wall_ms);
     let attack = datagrams(cluster, 77, 1, 1, &message, usize::MAX);
     assert_eq!(attack.len(), 1);
@@ -167,6 +171,7 @@ fn deeply_nested_value_over_a_socket_whole_or_fragmented_is_a_counted_drop() {
 
     let cluster = wire::cluster_id(&config("x").cluster);
     let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    introduce_over(&attacker, target.local_addr(), 77, cluster);
     let malformed = || target.status().counters.dropped.malformed;
     let start = malformed();
 
@@ -267,6 +272,7 @@ fn slot_table_flood_of_empty_fragments_is_a_counted_drop() {
     };
     let mut engine = Engine::new(cfg, 1, 7, now);
     let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    introduce(&mut engine, now, attacker, 77, cluster);
     const FLOOD: u64 = 300;
     for i in 1..=FLOOD {
         let datagram = fragment(cluster, 77, i, i, 0, FLOOD_FRAGS, Vec::new());
@@ -322,6 +328,7 @@ fn many_sources_share_one_reassembly_budget() {
             7000,
         ));
         let src_inc = 1_000 + u64::from(source);
+        introduce(&mut engine, now, addr, src_inc, cluster);
         let mut seq = 1;
         for msg_id in 1..=4 {
             for frag in 0..2 {
@@ -352,4 +359,169 @@ fn many_sources_share_one_reassembly_budget() {
     let later = now.after_us(31_000_000);
     engine.handle_timeout(later);
     assert_eq!(engine.memory().reassembly_bytes, 0);
+}
+
+/// A reliable message as the single fragment of a datagram from a peer that never
+/// proved its address: a spoofed source.
+fn spoofed_message(cluster: u32, src_inc: u64, message: &Message) -> Vec<u8> {
+    datagrams(
+        cluster,
+        src_inc,
+        1,
+        1,
+        &wire::encode_message(message),
+        usize::MAX,
+    )
+    .remove(0)
+}
+
+#[test]
+fn a_spoofed_sync_request_draws_at_most_three_times_its_size() {
+    let cfg = config("target");
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let mut now = Now {
+        mono_us: 1_000_000,
+        wall_ms: wall_ms(),
+    };
+    let mut engine = Engine::new(cfg, 1, 7, now);
+    engine.start(now);
+    for i in 0..2_000 {
+        engine
+            .set(now, &format!("key-{i}"), Value::from("x".repeat(100)))
+            .unwrap();
+    }
+    // A victim's address on the request: the whole state would go there.
+    let victim: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let request = spoofed_message(
+        cluster,
+        77,
+        &Message::SyncRequest(mesh_core::wire::SyncRequest {
+            digest: Vec::new(),
+            reply: false,
+        }),
+    );
+    engine.handle_datagram(now, victim, &request);
+    let mut sent_to_victim = 0;
+    for _ in 0..3_000 {
+        while let Some(t) = engine.poll_transmit(now) {
+            if t.dst == victim {
+                sent_to_victim += t.payload.len();
+            }
+        }
+        now = now.after_us(10_000);
+        engine.handle_timeout(now);
+    }
+    assert!(
+        sent_to_victim <= 3 * request.len(),
+        "{sent_to_victim} bytes sent to the victim for a {}-byte request",
+        request.len()
+    );
+    assert_eq!(engine.status().peers.total_peers, 0, "no peer was created");
+    assert!(engine.status().counters.dropped.unverified >= 1);
+}
+
+#[test]
+fn a_spoofed_incarnation_neither_partitions_nor_restarts_a_member() {
+    use mesh_core::fault::FaultConfig;
+    use mesh_core::sim::Sim;
+
+    let mut cfg = config("template");
+    cfg.host = String::new();
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let mut sim = Sim::new(2, cfg, FaultConfig::default(), 3);
+    sim.run_for(Duration::from_secs(3));
+    let member = sim.nodes[1].addr;
+    let real = sim.nodes[1].engine.as_ref().unwrap().incarnation();
+    // Far in the future (the attack that shut a member out for good), and merely ahead.
+    for forged in [u64::MAX, real + (10_000 << 16)] {
+        let datagram = hello(cluster, forged, "node-1", Vec::new(), Vec::new());
+        sim.inject(0, member, &datagram);
+    }
+    sim.write(1, "after", Some(Value::Int(1)));
+    sim.write(0, "other way", Some(Value::Int(2)));
+    sim.run_until_converged(Duration::from_secs(10), Duration::from_millis(100))
+        .expect("the member still syncs both ways");
+    let engine = sim.nodes[0].engine.as_ref().unwrap();
+    assert_eq!(engine.get("after"), Some(&Value::Int(1)));
+    assert!(engine.counters().dropped.unverified >= 2);
+}
+
+#[test]
+fn a_gossip_flood_fills_nothing_and_a_later_node_still_gets_the_state() {
+    let cfg = config("target");
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let target = Node::new(cfg).unwrap();
+    target.start().unwrap();
+    target.set("state", 42).unwrap();
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    introduce_over(&attacker, target.local_addr(), 77, cluster);
+    // 1,100 made-up members per heartbeat, ten times over (the attack filled a table of
+    // 1,024 with one such datagram).
+    for round in 0..10u16 {
+        let gossip: Vec<GossipPeer> = (0..1_100u16)
+            .map(|i| GossipPeer {
+                node_id: format!("ghost-{round}-{i}"),
+                addr: SocketAddr::from(([127, 0, 0, 1], 20_000 + round * 1_100 + i)),
+            })
+            .collect();
+        let flood = hello(cluster, 77, "attacker", gossip, Vec::new());
+        attacker.send_to(&flood, target.local_addr()).unwrap();
+    }
+    wait_until("the flood to arrive", || {
+        target.status().counters.datagrams_received >= 11
+    });
+    let peers = target.status().peers.total_peers;
+    assert!(peers <= 1 + 64, "{peers} peers after the flood");
+
+    let late = Node::new(config("late")).unwrap();
+    late.add_bootstrap_peer("127.0.0.1", target.port()).unwrap();
+    late.start().unwrap();
+    wait_until("a node joining after the flood to get the state", || {
+        late.get("state") == Some(Value::Int(42))
+    });
+}
+
+#[test]
+fn gossiped_addresses_that_never_answer_are_forgotten() {
+    let cfg = config("target");
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let mut now = Now {
+        mono_us: 1_000_000,
+        wall_ms: wall_ms(),
+    };
+    let mut engine = Engine::new(cfg, 1, 7, now);
+    engine.start(now);
+    let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    introduce(&mut engine, now, attacker, 77, cluster);
+    let ghosts: Vec<GossipPeer> = (0..3u16)
+        .map(|i| GossipPeer {
+            node_id: format!("ghost-{i}"),
+            addr: SocketAddr::from(([127, 0, 0, 1], 30_000 + i)),
+        })
+        .collect();
+    engine.handle_datagram(
+        now,
+        attacker,
+        &hello(cluster, 77, "attacker", ghosts, Vec::new()),
+    );
+    assert_eq!(engine.status().peers.total_peers, 4);
+    let mut probes = 0;
+    for _ in 0..600 {
+        // The attacker stays alive; the ghosts never answer.
+        engine.handle_datagram(
+            now,
+            attacker,
+            &hello(cluster, 77, "attacker", Vec::new(), Vec::new()),
+        );
+        while let Some(t) = engine.poll_transmit(now) {
+            probes += usize::from(t.dst.port() >= 30_000);
+        }
+        now = now.after_us(500_000);
+        engine.handle_timeout(now);
+    }
+    assert_eq!(engine.status().peers.total_peers, 1, "ghosts forgotten");
+    assert!(
+        probes <= 3 * 5,
+        "{probes} probes to addresses that never answered"
+    );
 }

@@ -7,6 +7,8 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use mesh_core::wire::{self, Data, Frame, Packet};
 use mesh_core::{Config, Node, Value};
 
@@ -37,6 +39,8 @@ fn slot_table_flood_over_a_socket_does_not_grow_memory() {
     node.set("before", 1).unwrap();
     let cluster = wire::cluster_id(&config.cluster);
     let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // A sender that owns its address passes the address check; the flood comes after.
+    support::introduce_over(&attacker, node.local_addr(), 77, cluster);
     let received = || node.status().counters.datagrams_received;
 
     const FLOOD: u64 = 256;

@@ -77,6 +77,8 @@ class DropCounters(TypedDict):
     stale: int
     duplicate: int
     reassembly: int
+    unverified: int
+    rate_limited: int
     clock_drift: int
     oversized: int
 

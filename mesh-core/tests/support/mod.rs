@@ -1,0 +1,93 @@
+//! Shared by the attack tests: how a peer passes the address check.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use mesh_core::wire::{self, Frame, GossipPeer, Heartbeat, Packet};
+use mesh_core::{Engine, Now};
+
+/// A heartbeat packet from `node_id`, with `extra` frames after it.
+pub fn hello(
+    cluster: u32,
+    src_inc: u64,
+    node_id: &str,
+    gossip: Vec<GossipPeer>,
+    extra: Vec<Frame>,
+) -> Vec<u8> {
+    let mut frames = vec![Frame::Heartbeat(Heartbeat {
+        node_id: node_id.to_owned(),
+        fingerprint: 0,
+        reply: false,
+        gossip,
+    })];
+    frames.extend(extra);
+    wire::encode_packet(
+        cluster,
+        &Packet {
+            src_inc,
+            dst_inc: 0,
+            frames,
+        },
+    )
+}
+
+/// The nonce of a challenge in `datagram`, if it carries one.
+pub fn challenge_in(cluster: u32, datagram: &[u8]) -> Option<u64> {
+    let packet = wire::decode_packet(cluster, datagram).ok()?;
+    packet.frames.iter().find_map(|f| match f {
+        Frame::Challenge(n) => Some(*n),
+        _ => None,
+    })
+}
+
+/// Passes the engine's address check the way a real peer does: introduces itself,
+/// then echoes the challenge it gets back. Anyone who owns an address can do this, so
+/// the attacks below that need a peer come from such a verified sender.
+pub fn introduce(engine: &mut Engine, now: Now, from: SocketAddr, src_inc: u64, cluster: u32) {
+    engine.handle_datagram(
+        now,
+        from,
+        &hello(cluster, src_inc, &format!("peer-{from}"), vec![], vec![]),
+    );
+    let mut nonce = None;
+    while let Some(t) = engine.poll_transmit(now) {
+        if t.dst == from {
+            nonce = nonce.or(challenge_in(cluster, &t.payload));
+        }
+    }
+    let nonce = nonce.expect("an unverified sender is challenged");
+    let answer = Packet {
+        src_inc,
+        dst_inc: 0,
+        frames: vec![Frame::Response(nonce)],
+    };
+    engine.handle_datagram(now, from, &wire::encode_packet(cluster, &answer));
+    while engine.poll_transmit(now).is_some() {}
+}
+
+/// [`introduce`] over a real socket.
+pub fn introduce_over(socket: &UdpSocket, target: SocketAddr, src_inc: u64, cluster: u32) {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    socket
+        .send_to(&hello(cluster, src_inc, "attacker", vec![], vec![]), target)
+        .unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let nonce = loop {
+        let (len, _) = socket.recv_from(&mut buf).expect("a challenge within 5 s");
+        if let Some(n) = challenge_in(cluster, &buf[..len]) {
+            break n;
+        }
+    };
+    let answer = Packet {
+        src_inc,
+        dst_inc: 0,
+        frames: vec![Frame::Response(nonce)],
+    };
+    socket
+        .send_to(&wire::encode_packet(cluster, &answer), target)
+        .unwrap();
+}
