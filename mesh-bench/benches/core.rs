@@ -115,6 +115,8 @@ fn codec(c: &mut Criterion) {
     let data_packet = Packet {
         src_inc: 0x0190_0000_0000_0001,
         dst_inc: 0x0190_0000_0000_0002,
+        src_session: 0,
+        dst_session: 0,
         frames: vec![
             Frame::Ack(Ack {
                 cumulative: 1000,
@@ -143,6 +145,8 @@ fn codec(c: &mut Criterion) {
     let heartbeat = Packet {
         src_inc: 1,
         dst_inc: 2,
+        src_session: 0,
+        dst_session: 0,
         frames: vec![Frame::Heartbeat(Heartbeat {
             node_id: "node-17".into(),
             fingerprint: 0xdead_beef,

@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::event::{ChangeOrigin, Event};
 use crate::hlc::HlcClock;
-use crate::link::{channel_limits, Link};
+use crate::link::{channel_limits, Link, SessionCheck};
 use crate::members::{Admission, Heard, Members, Timing, Transition};
 use crate::push::Pushes;
 use crate::replica::Replica;
@@ -275,9 +275,12 @@ impl Engine {
             }
             Admission::Current => {}
             Admission::NewSession { restarted } => {
-                let limits = &self.limits;
-                let link = self.links.entry(from).or_insert_with(|| Link::new(limits));
-                link.reset_session(limits);
+                let (limits, session) = (&self.limits, self.rng.u32(1..));
+                let link = self
+                    .links
+                    .entry(from)
+                    .or_insert_with(|| Link::new(limits, session));
+                link.reset_session(limits, session);
                 link.sync.want_now(now.mono_us);
                 if let Some(node_id) = restarted {
                     self.peer_back(node_id, from, "restarted");
@@ -291,6 +294,16 @@ impl Engine {
             }
             if let Some(node_id) = node_id {
                 self.peer_back(node_id, from, "recovered");
+            }
+        }
+        if let Some(link) = self.links.get_mut(&from) {
+            match link.check_sessions(packet.src_session, packet.dst_session, &self.limits) {
+                SessionCheck::Current => {}
+                SessionCheck::Stale => {
+                    // Acks and data of a channel this node has since started afresh.
+                    frames.retain(|f| !matches!(f, Frame::Ack(_) | Frame::Data(_)));
+                }
+                SessionCheck::PeerRestarted => link.sync.want_now(now.mono_us),
             }
         }
         for frame in frames {
@@ -462,7 +475,8 @@ impl Engine {
     }
 
     fn add_link(&mut self, addr: SocketAddr) {
-        self.links.insert(addr, Link::new(&self.limits));
+        let session = self.rng.u32(1..);
+        self.links.insert(addr, Link::new(&self.limits, session));
         self.touched.insert(addr);
     }
 

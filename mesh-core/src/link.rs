@@ -1,6 +1,16 @@
 //! What this node exchanges with one peer incarnation: the reliable channel and the
 //! anti-entropy state. Both belong to a session with one run of the peer, so both are
 //! reset together when the peer restarts.
+//!
+//! Both ends of a channel must start it afresh together, or one side's sequence numbers
+//! fall outside the other's window (or inside it, as duplicates) and data is lost
+//! silently. So each end names its session with a random number carried in every packet
+//! (`src_session`, and `dst_session` for the peer's as last seen). A node that starts a
+//! link afresh (a new peer, a forgotten and re-admitted one, a restart) picks a new
+//! session; its peer, seeing a new session that does not know its own, starts its
+//! channel afresh too but keeps its session name, so the exchange settles at once.
+//! Packets naming an earlier session of this node are stragglers: their reliable frames
+//! are dropped.
 
 use crate::config::Config;
 use crate::sync::PeerSync;
@@ -9,8 +19,9 @@ use crate::transport::{Channel, ChannelLimits, ReassemblyBudget, MAX_ACK_RANGES,
 use crate::wire::HEADER_LEN;
 
 /// Upper bound of a packet's envelope around its frames: two incarnations as varints of
-/// up to 10 bytes each, the frame count and tags, and an ack's cumulative number.
-const PACKET_ENVELOPE_BYTES: usize = 48;
+/// up to 10 bytes each, two sessions of up to 5, the frame count and tags, and an ack's
+/// cumulative number.
+const PACKET_ENVELOPE_BYTES: usize = 58;
 /// Upper bound of one selective-ack range: two sequence numbers as varints, with slack.
 const ACK_RANGE_BYTES: usize = 22;
 /// Upper bound of a data frame's fields besides its bytes: sequence number and message
@@ -28,21 +39,65 @@ pub(crate) struct Link {
     pub channel: Channel,
     /// Anti-entropy with the peer.
     pub sync: PeerSync,
+    /// This node's name for the session (never 0).
+    pub local_session: u32,
+    /// The peer's name for it, once seen (0 before).
+    pub remote_session: u32,
+}
+
+/// What a packet's sessions say about the link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SessionCheck {
+    /// The current session (or the packet names none).
+    Current,
+    /// The packet belongs to an earlier session of this node: drop its reliable frames.
+    Stale,
+    /// The peer started afresh without knowing this session: the channel was started
+    /// afresh to match, and what was in flight is gone (a sync repairs it).
+    PeerRestarted,
 }
 
 impl Link {
-    /// A link with no session yet.
-    pub fn new(limits: &ChannelLimits) -> Link {
+    /// A link starting a session named `session` (non-zero).
+    pub fn new(limits: &ChannelLimits, session: u32) -> Link {
         Link {
             channel: Channel::new(limits.clone()),
             sync: PeerSync::default(),
+            local_session: session.max(1),
+            remote_session: 0,
         }
     }
 
-    /// Starts a session with a new incarnation of the peer.
-    pub fn reset_session(&mut self, limits: &ChannelLimits) {
+    /// Starts a new session named `session`, with a new incarnation of the peer.
+    pub fn reset_session(&mut self, limits: &ChannelLimits, session: u32) {
         self.channel = Channel::new(limits.clone());
         self.sync.reset_session();
+        self.local_session = session.max(1);
+        self.remote_session = 0;
+    }
+
+    /// Checks the sessions a packet from the peer names (see the module docs).
+    pub fn check_sessions(
+        &mut self,
+        src_session: u32,
+        dst_session: u32,
+        limits: &ChannelLimits,
+    ) -> SessionCheck {
+        if dst_session != 0 && dst_session != self.local_session {
+            return SessionCheck::Stale;
+        }
+        if src_session == 0 || src_session == self.remote_session {
+            return SessionCheck::Current;
+        }
+        let known = self.remote_session != 0;
+        self.remote_session = src_session;
+        if !known {
+            return SessionCheck::Current;
+        }
+        // The peer has a new session. If it already names ours, it restarted its side to
+        // match ours; otherwise its channel is new and ours must be too.
+        self.channel = Channel::new(limits.clone());
+        SessionCheck::PeerRestarted
     }
 }
 
@@ -75,6 +130,39 @@ mod tests {
     use super::*;
     use crate::wire::{self, Ack, Data, Frame, Packet};
 
+    fn limits() -> ChannelLimits {
+        channel_limits(&Config::new("n", 0))
+    }
+
+    #[test]
+    fn both_ends_start_afresh_together_and_settle() {
+        let limits = limits();
+        let mut a = Link::new(&limits, 10);
+        let mut b = Link::new(&limits, 20);
+        // First contact: each adopts the other's session.
+        assert_eq!(b.check_sessions(10, 0, &limits), SessionCheck::Current);
+        assert_eq!(a.check_sessions(20, 10, &limits), SessionCheck::Current);
+        // `a` starts afresh (it forgot `b` and re-admitted it).
+        a = Link::new(&limits, 11);
+        assert_eq!(
+            a.check_sessions(20, 10, &limits),
+            SessionCheck::Stale,
+            "b's packets name a's old session"
+        );
+        assert_eq!(b.check_sessions(11, 0, &limits), SessionCheck::PeerRestarted);
+        assert_eq!(b.local_session, 20, "b keeps its name, so nothing bounces back");
+        assert_eq!(a.check_sessions(20, 11, &limits), SessionCheck::Current);
+        assert_eq!(b.check_sessions(11, 20, &limits), SessionCheck::Current);
+    }
+
+    #[test]
+    fn packets_without_sessions_change_nothing() {
+        let limits = limits();
+        let mut a = Link::new(&limits, 10);
+        assert_eq!(a.check_sessions(0, 0, &limits), SessionCheck::Current);
+        assert_eq!(a.remote_session, 0);
+    }
+
     #[test]
     fn a_full_fragment_with_the_largest_ack_fits_a_datagram() {
         let config = Config::new("n", 0);
@@ -82,6 +170,8 @@ mod tests {
         let packet = Packet {
             src_inc: u64::MAX,
             dst_inc: u64::MAX,
+            src_session: u32::MAX,
+            dst_session: u32::MAX,
             frames: vec![
                 Frame::Ack(Ack {
                     cumulative: u64::MAX,

@@ -56,6 +56,11 @@ pub struct Packet {
     pub src_inc: u64,
     /// Receiver's incarnation as the sender knows it (0 if unknown).
     pub dst_inc: u64,
+    /// The sender's session with the receiver: changes when the sender starts its
+    /// channel with the receiver afresh (0: no session, e.g. a challenge).
+    pub src_session: u32,
+    /// The receiver's session as the sender knows it (0 if unknown).
+    pub dst_session: u32,
     /// The frames.
     pub frames: Vec<Frame>,
 }
@@ -262,6 +267,8 @@ mod tests {
         Packet {
             src_inc: 7,
             dst_inc: 9,
+            src_session: 0,
+            dst_session: 0,
             frames: vec![
                 Frame::Ack(Ack {
                     cumulative: 3,

@@ -103,6 +103,8 @@ fn datagrams(
             let packet = Packet {
                 src_inc,
                 dst_inc: 0,
+                src_session: 0,
+                dst_session: 0,
                 frames: vec![Frame::Data(Data {
                     seq: first_seq + i as u64,
                     msg_id,
@@ -251,6 +253,8 @@ fn fragment(
     let packet = Packet {
         src_inc,
         dst_inc: 0,
+        src_session: 0,
+        dst_session: 0,
         frames: vec![Frame::Data(Data {
             seq,
             msg_id,
@@ -524,4 +528,45 @@ fn gossiped_addresses_that_never_answer_are_forgotten() {
         probes <= 3 * 5,
         "{probes} probes to addresses that never answered"
     );
+}
+
+#[test]
+fn a_claimed_node_id_neither_desyncs_nor_silences_a_member() {
+    let victim = Node::new(config("victim")).unwrap();
+    let member = Node::new(config("member")).unwrap();
+    member
+        .add_bootstrap_peer("127.0.0.1", victim.port())
+        .unwrap();
+    victim.start().unwrap();
+    member.start().unwrap();
+    // Many datagrams from the victim to the member first, so the member's receive window
+    // for the victim is far from its start.
+    for i in 0..3_000 {
+        victim.set(&format!("key-{i}"), "x".repeat(100)).unwrap();
+    }
+    wait_until("the member to hold the state", || member.len() == 3_000);
+
+    // A sender that owns its address claims the member's node id.
+    let cluster = wire::cluster_id(&config("x").cluster);
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    introduce_over(&attacker, victim.local_addr(), 77, cluster);
+    let claim = hello(cluster, 77, "member", Vec::new(), Vec::new());
+    let received = victim.status().counters.datagrams_received;
+    attacker.send_to(&claim, victim.local_addr()).unwrap();
+    wait_until("the claim to arrive", || {
+        victim.status().counters.datagrams_received > received
+    });
+
+    // Writes keep flowing both ways within a few heartbeats, not once the victim's new
+    // sequence numbers have caught up with the old ones.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    victim.set("after", 1).unwrap();
+    member.set("reply", 2).unwrap();
+    while (member.get("after").is_none() || victim.get("reply").is_none())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(member.get("after"), Some(Value::Int(1)), "victim to member");
+    assert_eq!(victim.get("reply"), Some(Value::Int(2)), "member to victim");
 }

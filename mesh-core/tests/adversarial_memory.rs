@@ -50,6 +50,8 @@ fn slot_table_flood_over_a_socket_does_not_grow_memory() {
         let packet = Packet {
             src_inc: 77,
             dst_inc: 0,
+            src_session: 0,
+            dst_session: 0,
             frames: vec![Frame::Data(Data {
                 seq: i,
                 msg_id: i,

@@ -46,9 +46,10 @@ impl Engine {
             .take(MAX_ANSWERS)
             .collect();
         reply.push(Frame::Challenge(nonce));
-        let short = self.encode_packet(src_inc, reply.clone());
+        // No session yet: the link, if any, belongs to what this source has not proved.
+        let short = self.encode_packet(src_inc, (0, 0), reply.clone());
         reply.push(self.heartbeat_frame(from, false));
-        let full = self.encode_packet(src_inc, reply);
+        let full = self.encode_packet(src_inc, (0, 0), reply);
         // The heartbeat introduces this node at once if the budget allows; the challenge
         // alone is enough to go on.
         for payload in [full, short] {

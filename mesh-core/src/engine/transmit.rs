@@ -57,15 +57,28 @@ impl Engine {
         }
     }
 
+    /// Queues a packet to `dst`, naming the sessions of its link if it has one.
     pub(super) fn queue_packet(&mut self, dst: SocketAddr, dst_inc: u64, frames: Vec<Frame>) {
-        let payload = self.encode_packet(dst_inc, frames);
+        let sessions = self
+            .links
+            .get(&dst)
+            .map_or((0, 0), |l| (l.local_session, l.remote_session));
+        let payload = self.encode_packet(dst_inc, sessions, frames);
         self.transmits.push_back(Transmit { dst, payload });
     }
 
-    pub(super) fn encode_packet(&self, dst_inc: u64, frames: Vec<Frame>) -> Vec<u8> {
+    /// Encodes a packet with `(src_session, dst_session)`.
+    pub(super) fn encode_packet(
+        &self,
+        dst_inc: u64,
+        (src_session, dst_session): (u32, u32),
+        frames: Vec<Frame>,
+    ) -> Vec<u8> {
         let packet = Packet {
             src_inc: self.incarnation,
             dst_inc,
+            src_session,
+            dst_session,
             frames,
         };
         wire::encode_packet(self.cluster, &packet)

@@ -28,6 +28,8 @@ pub fn hello(
         &Packet {
             src_inc,
             dst_inc: 0,
+            src_session: 0,
+            dst_session: 0,
             frames,
         },
     )
@@ -61,6 +63,8 @@ pub fn introduce(engine: &mut Engine, now: Now, from: SocketAddr, src_inc: u64, 
     let answer = Packet {
         src_inc,
         dst_inc: 0,
+        src_session: 0,
+        dst_session: 0,
         frames: vec![Frame::Response(nonce)],
     };
     engine.handle_datagram(now, from, &wire::encode_packet(cluster, &answer));
@@ -85,6 +89,8 @@ pub fn introduce_over(socket: &UdpSocket, target: SocketAddr, src_inc: u64, clus
     let answer = Packet {
         src_inc,
         dst_inc: 0,
+        src_session: 0,
+        dst_session: 0,
         frames: vec![Frame::Response(nonce)],
     };
     socket
