@@ -502,25 +502,12 @@ fn render_status(s: &Status) -> String {
         "sync        {} anti-entropy rounds, {} entries received, {} applied",
         c.sync_rounds, c.entries_received, c.entries_applied
     );
-    let reasons: Vec<String> = [
-        ("duplicate", d.duplicate),
-        ("truncated", d.truncated),
-        ("bad magic", d.bad_magic),
-        ("bad version", d.bad_version),
-        ("bad checksum", d.bad_checksum),
-        ("wrong cluster", d.wrong_cluster),
-        ("malformed", d.malformed),
-        ("stale", d.stale),
-        ("reassembly", d.reassembly),
-        ("unverified", d.unverified),
-        ("rate limited", d.rate_limited),
-        ("clock drift", d.clock_drift),
-        ("oversized", d.oversized),
-    ]
-    .into_iter()
-    .filter(|(_, n)| *n > 0)
-    .map(|(name, n)| format!("{n} {name}"))
-    .collect();
+    let reasons: Vec<String> = d
+        .by_reason()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{n} {}", name.replace('_', " ")))
+        .collect();
     let _ = write!(
         out,
         "dropped     {}",

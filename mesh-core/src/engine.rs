@@ -46,6 +46,10 @@ use crate::value::Value;
 use crate::verify::Verifier;
 use crate::wire::{self, Frame, Heartbeat, Message, SyncRequest};
 
+/// How often dropped datagrams are logged, one line per reason: a flood of bad
+/// datagrams costs one log line per reason and interval, not one per datagram.
+const DROP_REPORT_INTERVAL_US: u64 = 10_000_000;
+
 mod handshake;
 mod report;
 mod transmit;
@@ -80,6 +84,8 @@ pub struct Engine {
     pushes: Pushes,
     verifier: Verifier,
     tombstones: TombstoneRules,
+    /// Drop counters as of the last drop report.
+    reported_drops: crate::status::DropCounters,
     started: bool,
     started_at_us: u64,
     /// First anti-entropy round and tombstone collection, armed at start.
@@ -113,6 +119,7 @@ impl Engine {
             // A challenge outlives any plausible round trip and a few lost answers.
             verifier: Verifier::new(2 * us(config.peer_timeout)),
             tombstones: TombstoneRules::new(&config),
+            reported_drops: Default::default(),
             started: false,
             started_at_us: now.mono_us,
             first_rounds_us: (first_sync, first_gc),
@@ -147,6 +154,10 @@ impl Engine {
         let (first_sync, first_gc) = self.first_rounds_us;
         self.timers.set(Timer::AntiEntropy, Some(first_sync));
         self.timers.set(Timer::CollectTombstones, Some(first_gc));
+        self.timers.set(
+            Timer::ReportDrops,
+            Some(now.mono_us + DROP_REPORT_INTERVAL_US),
+        );
         self.refresh_timers();
     }
 
@@ -398,6 +409,11 @@ impl Engine {
             {
                 self.start_sync(now, addr);
             }
+        }
+        if self.timers.is_due(Timer::ReportDrops, t) {
+            self.timers
+                .set(Timer::ReportDrops, Some(t + DROP_REPORT_INTERVAL_US));
+            self.report_drops();
         }
         if self.timers.is_due(Timer::CollectTombstones, t) {
             self.timers.set(

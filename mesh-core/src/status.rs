@@ -111,6 +111,25 @@ impl DropCounters {
         }
     }
 
+    /// Every counter with its name (the field's), in a stable order.
+    pub fn by_reason(&self) -> [(&'static str, u64); 13] {
+        [
+            ("duplicate", self.duplicate),
+            ("truncated", self.truncated),
+            ("bad_magic", self.bad_magic),
+            ("bad_version", self.bad_version),
+            ("bad_checksum", self.bad_checksum),
+            ("wrong_cluster", self.wrong_cluster),
+            ("malformed", self.malformed),
+            ("stale", self.stale),
+            ("reassembly", self.reassembly),
+            ("unverified", self.unverified),
+            ("rate_limited", self.rate_limited),
+            ("clock_drift", self.clock_drift),
+            ("oversized", self.oversized),
+        ]
+    }
+
     /// Sum of datagram drops (entry rejections excluded).
     pub fn datagrams(&self) -> u64 {
         self.truncated

@@ -149,6 +149,41 @@ impl Engine {
         list
     }
 
+    /// Logs, one line per reason, what was dropped since the last report. Drops that
+    /// normal operation produces (duplicates, stragglers of an earlier run, the first
+    /// datagram of a peer not verified yet) go to the debug level; the rest is a warning.
+    pub(super) fn report_drops(&mut self) {
+        for (level, line) in self.drop_report() {
+            log::log!(level, "{line}");
+        }
+    }
+
+    /// The lines [`Engine::report_drops`] logs.
+    fn drop_report(&mut self) -> Vec<(log::Level, String)> {
+        let now = self.status().counters.dropped;
+        let before = std::mem::replace(&mut self.reported_drops, now);
+        let mut lines = Vec::new();
+        for ((reason, count), (_, was)) in now.by_reason().into_iter().zip(before.by_reason()) {
+            let new = count.saturating_sub(was);
+            if new == 0 {
+                continue;
+            }
+            let level = match reason {
+                "duplicate" | "stale" | "unverified" => log::Level::Debug,
+                _ => log::Level::Warn,
+            };
+            lines.push((
+                level,
+                format!(
+                    "{}: dropped {new} datagrams or entries ({reason}) in the last {} s",
+                    self.config.node_id,
+                    super::DROP_REPORT_INTERVAL_US / 1_000_000
+                ),
+            ));
+        }
+        lines
+    }
+
     /// Checks what the engine's bookkeeping promises: one link per member, and every
     /// peer's timer equal to its deadline recomputed from scratch (a code path that
     /// forgets to refresh a peer's timer shows up here). The simulator calls it.
@@ -171,5 +206,37 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::engine::Engine;
+    use crate::time::Now;
+
+    #[test]
+    fn a_flood_of_bad_datagrams_is_one_line_per_reason() {
+        let now = Now {
+            mono_us: 0,
+            wall_ms: 1_767_225_600_000,
+        };
+        let mut engine = Engine::new(Config::new("n", 0), 1, 1, now);
+        let from = "127.0.0.1:9".parse().unwrap();
+        for _ in 0..1_000 {
+            engine.handle_datagram(now, from, b"not a datagram at all");
+            engine.handle_datagram(now, from, b"MS");
+        }
+        let lines = engine.drop_report();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0]
+            .1
+            .contains("dropped 1000 datagrams or entries (truncated)"));
+        assert!(lines[1].1.contains("(bad_magic)"));
+        assert!(lines.iter().all(|(level, _)| *level == log::Level::Warn));
+        assert!(
+            engine.drop_report().is_empty(),
+            "nothing new, nothing logged"
+        );
     }
 }
