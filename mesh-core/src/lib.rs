@@ -85,6 +85,10 @@ internal_modules!(
     hlc, link, members, push, replica, sync, timers, tombstones, transport, verify, version, wire,
 );
 
+/// The wire protocol version this build speaks; nodes of other versions ignore each
+/// other (their datagrams are counted as `bad_version`).
+pub const PROTOCOL_VERSION: u8 = wire::VERSION;
+
 pub use config::Config;
 pub use engine::{Engine, MemoryReport, Transmit};
 pub use error::{ConfigError, Error, Result};

@@ -53,6 +53,7 @@ fn _mesh_sync(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .install();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_VALUE_DEPTH", convert::MAX_DEPTH)?;
+    m.add("PROTOCOL_VERSION", mesh_core::PROTOCOL_VERSION)?;
     m.add_class::<node::MeshSyncNode>()?;
     errors::register(m)?;
     m.add_function(wrap_pyfunction!(_stop_all_nodes, m)?)?;

@@ -14,14 +14,16 @@ from typing import List
 import pytest
 from helpers import HOST, converged, describe, fully_connected, wait_until
 
-from mesh_sync import ConfigError, MeshSyncNode
+from mesh_sync import PROTOCOL_VERSION, ConfigError, MeshSyncNode
 from mesh_sync.testing import UnreliableNetworkSimulator
 
 MAGIC = b"MS"
 HEADER = struct.Struct(">2sBBBBIHI")  # magic, version, kind, flags, reserved, cluster, len, crc
 
 
-def datagram(payload: bytes, *, cluster: str = "default", version: int = 1, crc_ok: bool = True) -> bytes:
+def datagram(
+    payload: bytes, *, cluster: str = "default", version: int = PROTOCOL_VERSION, crc_ok: bool = True
+) -> bytes:
     """A datagram with a well-formed header around ``payload``."""
     cluster_id = zlib.crc32(cluster.encode())
     head = HEADER.pack(MAGIC, version, 1, 0, 0, cluster_id, len(payload), 0)[:12]

@@ -15,6 +15,7 @@ Log records of the native core go to the ``mesh_sync`` logger of :mod:`logging`.
 
 from ._mesh_sync import (
     MAX_VALUE_DEPTH,
+    PROTOCOL_VERSION,
     AddressInUseError,
     BindError,
     ConfigError,
@@ -30,6 +31,7 @@ from ._mesh_sync import (
 
 __all__ = [
     "MAX_VALUE_DEPTH",
+    "PROTOCOL_VERSION",
     "AddressInUseError",
     "BindError",
     "ConfigError",

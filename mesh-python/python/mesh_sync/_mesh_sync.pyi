@@ -22,6 +22,7 @@ from typing_extensions import Self, TypeAlias, disjoint_base
 __all__ = [
     "__version__",
     "MAX_VALUE_DEPTH",
+    "PROTOCOL_VERSION",
     "MeshSyncNode",
     "MeshSyncError",
     "ConfigError",
@@ -38,6 +39,8 @@ __all__ = [
 __version__: str
 #: Deepest nesting of lists and dicts a value may have.
 MAX_VALUE_DEPTH: int
+#: The wire protocol version this build speaks; nodes of other versions ignore each other.
+PROTOCOL_VERSION: int
 
 def _stop_all_nodes() -> None: ...
 
