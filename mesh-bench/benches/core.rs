@@ -9,7 +9,7 @@ use mesh_core::replica::{Entry, Replica};
 use mesh_core::wire::{
     self, Ack, Data, Delta, Frame, Group, Heartbeat, Message, Packet, WireEntry,
 };
-use mesh_core::{Config, Engine, Node, Now, Value};
+use mesh_core::{Config, Engine, Node, NoncePrefix, Now, Value};
 
 const KEYS: usize = 100_000;
 
@@ -69,7 +69,7 @@ fn engine_ops(c: &mut Criterion) {
     let keys = keys();
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(1));
-    let mut engine = Engine::new(Config::new("bench", 0), 1, 1, now());
+    let mut engine = Engine::new(Config::new("bench", 0), 1, 1, NoncePrefix([1; 16]), now());
     engine.set_emit_state_events(false);
     let mut i = 0usize;
     g.bench_function("set int", |b| {

@@ -50,6 +50,10 @@
 //!   collection, the LWW replica with its version vectors and hybrid logical clock, and
 //!   one timer table. The `test-util` feature makes them public for benchmarks and
 //!   tests, with no stability promise.
+//! - Security: with [`Config::keyring`] set, every datagram is sealed (XChaCha20-Poly1305)
+//!   under the primary [`Key`] and accepted only if it opens under an installed one; keys
+//!   rotate with no downtime through [`Node::install_key`], [`Node::use_key`] and
+//!   [`Node::remove_key`].
 //! - [`fault`]: fault injection shared by the runtime's socket edge and the simulator.
 //! - `sim` (feature `test-util`): a deterministic network simulator for many engines.
 #![forbid(unsafe_code)]
@@ -82,15 +86,16 @@ pub mod value;
 mod wake;
 
 internal_modules!(
-    hlc, link, members, push, replica, sync, timers, tombstones, transport, version, wire,
+    hlc, link, members, push, replica, seal, sync, timers, tombstones, transport, version, wire,
 );
 
 pub use config::Config;
 pub use engine::{Engine, MemoryReport, Transmit};
-pub use error::{ConfigError, Error, Result};
+pub use error::{ConfigError, Error, KeyError, Result};
 pub use event::{ChangeOrigin, Event};
 pub use fault::{FaultConfig, FaultStats};
 pub use node::{resolve, EventHandler, Node};
+pub use seal::{generate_key, Key, NoncePrefix};
 pub use status::{Counters, DropCounters, PeerCounts, PeerInfo, PeerState, Status};
 pub use time::Now;
 pub use value::{JsonValueError, Value};

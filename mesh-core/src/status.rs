@@ -81,9 +81,14 @@ pub struct DropCounters {
     pub wrong_cluster: u64,
     /// Header fine, payload undecodable.
     pub malformed: u64,
+    /// Not sealed by a keyholder: plaintext to a node with a keyring, sealed to a node
+    /// without one, or opening under none of the installed keys. Dropped before any
+    /// payload decoding.
+    pub unauthenticated: u64,
     /// Addressed to an earlier incarnation of this node.
     pub stale: u64,
-    /// Already received (retransmission or network duplicate).
+    /// Already received (retransmission or network duplicate), or a replayed sealed
+    /// datagram.
     pub duplicate: u64,
     /// Reassembly limits exceeded or timed out.
     pub reassembly: u64,
@@ -103,6 +108,9 @@ impl DropCounters {
             DropReason::BadChecksum => self.bad_checksum += 1,
             DropReason::WrongCluster => self.wrong_cluster += 1,
             DropReason::Malformed => self.malformed += 1,
+            DropReason::Unauthenticated => self.unauthenticated += 1,
+            // A replayed sealed datagram is indistinguishable from a network duplicate.
+            DropReason::Replayed => self.duplicate += 1,
         }
     }
 
@@ -114,6 +122,7 @@ impl DropCounters {
             + self.bad_checksum
             + self.wrong_cluster
             + self.malformed
+            + self.unauthenticated
             + self.stale
             + self.duplicate
             + self.reassembly

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use crate::time::Now;
-use crate::wire::{self, Frame, Heartbeat, Packet};
+use crate::wire::{Frame, Heartbeat, Packet};
 
 use super::{Engine, Transmit};
 
@@ -56,7 +56,7 @@ impl Engine {
         };
         self.transmits.push_back(Transmit {
             dst,
-            payload: wire::encode_packet(self.cluster, &packet),
+            payload: self.seal.seal_packet(self.cluster, &packet),
         });
     }
 }
