@@ -18,6 +18,7 @@ from ._mesh_sync import (
     AddressInUseError,
     BindError,
     ConfigError,
+    KeyringError,
     KeyTooLongError,
     MeshSyncError,
     MeshSyncNode,
@@ -26,6 +27,7 @@ from ._mesh_sync import (
     ResolveError,
     ValueTooLargeError,
     __version__,
+    generate_key,
 )
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "AddressInUseError",
     "BindError",
     "ConfigError",
+    "KeyringError",
     "KeyTooLongError",
     "MeshSyncError",
     "MeshSyncNode",
@@ -41,4 +44,5 @@ __all__ = [
     "ResolveError",
     "ValueTooLargeError",
     "__version__",
+    "generate_key",
 ]

@@ -32,6 +32,8 @@ __all__ = [
     "ValueTooLargeError",
     "NodeStoppedError",
     "NetworkError",
+    "KeyringError",
+    "generate_key",
     "_stop_all_nodes",
 ]
 
@@ -40,6 +42,10 @@ __version__: str
 MAX_VALUE_DEPTH: int
 
 def _stop_all_nodes() -> None: ...
+def generate_key() -> bytes: ...
+
+#: A key: its 32 bytes, or their standard base64 text.
+_Key: TypeAlias = Union[bytes, str]
 
 #: What ``set`` accepts. Tuples come back as lists, bytearrays as bytes. Items of lists
 #: and dicts are checked when the value is converted (TypeError names a wrong type), not
@@ -74,6 +80,7 @@ class DropCounters(TypedDict):
     bad_checksum: int
     wrong_cluster: int
     malformed: int
+    unauthenticated: int
     stale: int
     duplicate: int
     reassembly: int
@@ -149,6 +156,7 @@ class KeyTooLongError(MeshSyncError): ...
 class ValueTooLargeError(MeshSyncError): ...
 class NodeStoppedError(MeshSyncError): ...
 class NetworkError(MeshSyncError): ...
+class KeyringError(MeshSyncError): ...
 
 @disjoint_base
 class MeshSyncNode:
@@ -177,6 +185,7 @@ class MeshSyncNode:
         tombstone_grace: Optional[float] = None,
         max_probe_interval: Optional[float] = None,
         seed: Optional[int] = None,
+        keyring: Optional[Sequence[_Key]] = None,
     ) -> Self: ...
     @property
     def node_id(self) -> str: ...
@@ -195,6 +204,10 @@ class MeshSyncNode:
     def get_all_data(self) -> Dict[str, _Value]: ...
     def get_status(self) -> Status: ...
     def get_peers(self) -> List[PeerInfo]: ...
+    def install_key(self, key: _Key) -> None: ...
+    def use_key(self, key: _Key) -> None: ...
+    def remove_key(self, key: _Key) -> None: ...
+    def list_keys(self) -> List[str]: ...
     def set_faults(
         self,
         *,
