@@ -223,7 +223,7 @@ impl Window {
 
 /// The engine's sealing room: the keyring, the nonce sequence, the replay windows and the
 /// rate-limited warning about unauthenticated datagrams.
-pub(crate) struct Seal {
+pub struct Seal {
     node_id: String,
     /// Installed keys, the primary first. Empty: plaintext.
     keys: Vec<Slot>,
@@ -245,6 +245,7 @@ impl fmt::Debug for Seal {
 }
 
 impl Seal {
+    /// A sealing room with `keyring` (the primary first; empty: plaintext).
     pub fn new(node_id: &str, keyring: &[Key], prefix: NoncePrefix) -> Seal {
         let mut seal = Seal {
             node_id: node_id.to_owned(),
