@@ -43,6 +43,11 @@
 #include <stdint.h>
 
 /**
+ * Bytes of a key.
+ */
+#define MESH_KEY_LEN 32
+
+/**
  * Deepest nesting of arrays and objects (lists and maps) a value may have;
  * `mesh_node_set_json` refuses deeper JSON with `MESH_RESULT_INVALID_JSON`. A scalar is
  * 0 levels deep, `[1]` 1, `[[1]]` 2; an innermost `{"$bytes": ...}` is a scalar.
@@ -324,6 +329,11 @@ typedef struct {
    * Received datagrams dropped (corrupt, duplicate, foreign, ...), all reasons.
    */
   uint64_t datagrams_dropped;
+  /**
+   * Of those, datagrams not sealed by a keyholder: plaintext to a node with keys,
+   * sealed to a node without, or opening under no installed key.
+   */
+  uint64_t datagrams_unauthenticated;
 } mesh_status;
 
 /**
@@ -733,6 +743,48 @@ mesh_result mesh_node_status_json(const mesh_node_t *node, char **json_out);
  * stored in `*json_out`, to be released with `mesh_string_free`.
  */
 mesh_result mesh_node_peers_json(const mesh_node_t *node, char **json_out);
+
+/**
+ * Adds the `len`-byte key at `key` (`len` must be 32) to the configuration's keyring.
+ * The first key added is the primary: it seals every datagram; every key added opens
+ * them. A configuration with no key sends plaintext, for trusted networks only. The key
+ * is copied. `MESH_RESULT_INVALID_ARGUMENT` if `len` is not 32.
+ */
+mesh_result mesh_config_add_key(mesh_config_t *config, const uint8_t *key, size_t len);
+
+/**
+ * Installs the `len`-byte key at `key` (`len` must be 32) for opening datagrams: the
+ * first step of a key rotation (install the new key on every node, then
+ * `mesh_node_use_key` it on every node, then `mesh_node_remove_key` the old key
+ * everywhere). On a node without keys the first key installed becomes the primary.
+ * Installing an installed key does nothing. The key is copied.
+ */
+mesh_result mesh_node_install_key(const mesh_node_t *node, const uint8_t *key, size_t len);
+
+/**
+ * Makes an installed key the primary: every datagram is sealed with it from now on.
+ * `MESH_RESULT_NOT_FOUND` if the key is not installed.
+ */
+mesh_result mesh_node_use_key(const mesh_node_t *node, const uint8_t *key, size_t len);
+
+/**
+ * Removes an installed key. `MESH_RESULT_INVALID_ARGUMENT` for the primary key (make
+ * another key primary first), `MESH_RESULT_NOT_FOUND` for a key not installed.
+ */
+mesh_result mesh_node_remove_key(const mesh_node_t *node, const uint8_t *key, size_t len);
+
+/**
+ * Renders the fingerprints of the node's installed keys (never the keys) as a JSON array
+ * of strings, the primary first, in a new NUL-terminated buffer stored in `*json_out`,
+ * to be released with `mesh_string_free`.
+ */
+mesh_result mesh_node_list_keys_json(const mesh_node_t *node, char **json_out);
+
+/**
+ * Writes a new random key, drawn from the operating system's entropy, into the 32 bytes
+ * at `out`.
+ */
+mesh_result mesh_generate_key(uint8_t *out);
 
 /**
  * Releases a value obtained from `mesh_node_get`. NULL is a no-op. Must not be called

@@ -9,7 +9,7 @@ use mesh_core::replica::{Entry, Replica};
 use mesh_core::wire::{
     self, Ack, Data, Delta, Frame, Group, Heartbeat, Message, Packet, WireEntry,
 };
-use mesh_core::{Config, Engine, Node, Now, Value};
+use mesh_core::{Config, Engine, Node, NoncePrefix, Now, Value};
 
 const KEYS: usize = 100_000;
 
@@ -69,7 +69,7 @@ fn engine_ops(c: &mut Criterion) {
     let keys = keys();
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(1));
-    let mut engine = Engine::new(Config::new("bench", 0), 1, 1, now());
+    let mut engine = Engine::new(Config::new("bench", 0), 1, 1, NoncePrefix([1; 16]), now());
     engine.set_emit_state_events(false);
     let mut i = 0usize;
     g.bench_function("set int", |b| {
@@ -204,6 +204,50 @@ fn merge(c: &mut Criterion) {
     g.finish();
 }
 
+/// Sealing and opening one full 1,200-byte datagram (XChaCha20-Poly1305).
+fn seal(c: &mut Criterion) {
+    use mesh_core::seal::Seal;
+    let mut g = c.benchmark_group("seal");
+    let cluster = wire::cluster_id("default");
+    let key = mesh_core::Key::from_bytes(&[7; 32]).unwrap();
+    let mut sender = Seal::new("a", std::slice::from_ref(&key), NoncePrefix([1; 16]));
+    let mut receiver = Seal::new("b", std::slice::from_ref(&key), NoncePrefix([2; 16]));
+    let from: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    let mut packet = Packet {
+        src_inc: 0x0190_0000_0000_0001,
+        dst_inc: 0x0190_0000_0000_0002,
+        src_session: 0x1234_5678,
+        dst_session: 0x8765_4321,
+        frames: vec![Frame::Data(Data {
+            seq: 1001,
+            msg_id: 77,
+            frag: 0,
+            frags: 1,
+            bytes: Vec::new(),
+        })],
+    };
+    // Grow the fragment until the sealed datagram is 1,200 bytes.
+    while sender.seal_packet(cluster, &packet).len() < 1200 {
+        if let Frame::Data(d) = &mut packet.frames[0] {
+            d.bytes.push(0xab);
+        }
+    }
+    let size = sender.seal_packet(cluster, &packet).len();
+    g.throughput(Throughput::Bytes(size as u64));
+    g.bench_function(format!("seal ({size} B)"), |b| {
+        b.iter(|| black_box(sender.seal_packet(cluster, black_box(&packet))))
+    });
+    // Each datagram opened once: a fresh nonce, as on the wire (a repeat is a replay).
+    g.bench_function(format!("open ({size} B)"), |b| {
+        b.iter_batched(
+            || sender.seal_packet(cluster, &packet),
+            |d| black_box(receiver.open_packet(now(), from, cluster, &d).is_ok()),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 fn quick() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -214,6 +258,6 @@ fn quick() -> Criterion {
 criterion_group! {
     name = benches;
     config = quick();
-    targets = node_ops, engine_ops, codec, merge
+    targets = node_ops, engine_ops, codec, merge, seal
 }
 criterion_main!(benches);

@@ -29,8 +29,15 @@ Exit status: 0 on quit, end of input, Ctrl-C or SIGTERM; 1 if a command given wi
 --exec or on non-terminal standard input failed, or the node could not start; 2 for bad
 arguments.
 
+Keys: `mesh-sync keygen` prints a new random key (base64) and exits. With --keyring
+FILE every datagram is sealed (encrypted and authenticated) with the file's first key
+and accepted if it opens under any of its keys; the file holds one base64 key per line
+(blank lines and # comments ignored) and must not be readable or writable by group or
+others (chmod 600). Without --keyring the node talks plaintext: trusted networks only.
+
 Examples:
-  mesh-sync node1 --port 5001
+  mesh-sync keygen > mesh.keys && chmod 600 mesh.keys
+  mesh-sync node1 --port 5001 --keyring mesh.keys
   mesh-sync node2 --port 5002 --bootstrap 127.0.0.1:5001
   mesh-sync node3 --port 0 --bootstrap localhost:5001 --exec 'wait temperature' --exec list
   echo 'set temperature 72.5' | mesh-sync node4 --bootstrap 127.0.0.1:5001";
@@ -76,6 +83,11 @@ struct Cli {
     /// the heartbeat interval.
     #[arg(long, value_name = "SECS", default_value = "15", value_parser = parse_seconds)]
     peer_timeout: Duration,
+
+    /// Seal every datagram with the keys in FILE: one base64 key per line, the first
+    /// seals, all open. The file must be private to its owner (chmod 600).
+    #[arg(long, value_name = "FILE")]
+    keyring: Option<std::path::PathBuf>,
 
     /// Drop this fraction of outgoing datagrams on purpose (0.2 or 20%), to watch the
     /// mesh converge over a lossy network.
@@ -126,6 +138,11 @@ const EXIT_USAGE: u8 = 2;
 const LINGER: Duration = Duration::from_millis(1500);
 
 fn main() -> ExitCode {
+    // `mesh-sync keygen` is the one subcommand; every other first argument is a NODE_ID.
+    let mut argv = std::env::args().skip(1);
+    if argv.next().as_deref() == Some("keygen") {
+        return keygen(argv.next().as_deref());
+    }
     let cli = Cli::parse();
     let format = cli.format();
     let node = match build_node(&cli) {
@@ -213,9 +230,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// `mesh-sync keygen`: prints a new random key in base64.
+fn keygen(extra: Option<&str>) -> ExitCode {
+    match extra {
+        None => {}
+        Some("-h" | "--help") => {
+            println!(
+                "Prints a new random 32-byte key in base64, for a --keyring file.\n\n\
+                 Usage: mesh-sync keygen"
+            );
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("error: `mesh-sync keygen` takes no arguments, got `{other}`");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
+    match mesh_core::generate_key() {
+        Ok(key) => {
+            println!("{}", key.to_base64());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Builds and configures the node (not started); errors carry the exit status to use.
 fn build_node(cli: &Cli) -> Result<Node, (u8, String)> {
-    let node = Node::new(cli.config()).map_err(|e| match e {
+    let mut config = cli.config();
+    if let Some(path) = &cli.keyring {
+        config.keyring = mesh_cli::keyring::read(path).map_err(|e| (EXIT_USAGE, e))?;
+    }
+    let node = Node::new(config).map_err(|e| match e {
         Error::Config(e) => (EXIT_USAGE, config_error_message(&e)),
         other => (1, other.to_string()),
     })?;

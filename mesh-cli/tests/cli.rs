@@ -401,10 +401,81 @@ fn help_explains_options_commands_and_exit_status() {
         "--sync-interval <SECS>",
         "--loss <P>",
         "--exec <COMMAND>",
+        "--keyring <FILE>",
+        "mesh-sync keygen",
         "set KEY VALUE",
         "listening on HOST:PORT",
         "Exit status",
     ] {
         assert!(help.contains(needle), "`{needle}` missing from --help");
     }
+}
+
+/// A keyring file with `mode` in a fresh directory under the target dir.
+fn keyring_file(name: &str, contents: &str, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("keyrings");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}-{}", std::process::id()));
+    std::fs::write(&path, contents).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[test]
+fn keygen_prints_a_base64_key() {
+    let out = run(&["keygen"], "");
+    assert!(out.status.success());
+    let key = text(&out.stdout);
+    assert_eq!(key.trim().len(), 44, "{key}");
+    assert!(mesh_core::Key::from_base64(key.trim()).is_ok());
+    assert_ne!(text(&run(&["keygen"], "").stdout), key, "keys are random");
+    assert_eq!(run(&["keygen", "extra"], "").status.code(), Some(2));
+}
+
+#[test]
+fn nodes_sharing_a_keyring_file_talk_and_loose_files_are_refused() {
+    let key = text(&run(&["keygen"], "").stdout);
+    let contents = format!("# the mesh's key\n\n{key}");
+    let loose = keyring_file("loose", &contents, 0o644);
+    let out = run(
+        &[
+            "n1",
+            "--host",
+            "127.0.0.1",
+            "--keyring",
+            loose.to_str().unwrap(),
+        ],
+        "",
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+
+    let private = keyring_file("private", &contents, 0o600);
+    let keyring = private.to_str().unwrap();
+    let mut alpha = NodeProcess::start(
+        "alpha",
+        &["--keyring", keyring, "--heartbeat-interval", "0.5"],
+    );
+    let bootstrap = format!("127.0.0.1:{}", alpha.port());
+    let mut beta = NodeProcess::start(
+        "beta",
+        &[
+            "--keyring",
+            keyring,
+            "--bootstrap",
+            &bootstrap,
+            "--heartbeat-interval",
+            "0.5",
+        ],
+    );
+    beta.port();
+    alpha.send("set sealed 1");
+    assert_eq!(alpha.answer(), "ok");
+    beta.poll_until("get sealed", "1");
+    alpha.send("quit");
+    beta.send("quit");
+    assert!(alpha.finish().0.success());
+    assert!(beta.finish().0.success());
 }

@@ -73,6 +73,11 @@ pub struct Config {
     pub stop_flush_timeout: Duration,
     /// Seed of the node's random choices (peer selection, jitter). `None` draws one.
     pub seed: Option<u64>,
+    /// Pre-shared keys. Empty (the default): datagrams travel in plaintext, for trusted
+    /// networks only. Otherwise every datagram is sealed (authenticated encryption) under
+    /// the first key, the primary, and accepted only if it opens under one of them; the
+    /// others serve key rotation (see [`crate::Node::install_key`]).
+    pub keyring: Vec<crate::seal::Key>,
 }
 
 /// Longest node id accepted, in bytes.
@@ -232,6 +237,7 @@ impl Default for Config {
             max_probe_interval: Duration::from_secs(30),
             stop_flush_timeout: Duration::from_millis(500),
             seed: None,
+            keyring: Vec::new(),
         }
     }
 }

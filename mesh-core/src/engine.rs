@@ -36,6 +36,7 @@ use crate::link::{channel_limits, Link, SessionCheck};
 use crate::members::{Admission, Heard, Members, Timing, Transition};
 use crate::push::Pushes;
 use crate::replica::Replica;
+use crate::seal::{NoncePrefix, Seal};
 use crate::status::Counters;
 use crate::sync::{self, PeerDigest, MIN_TRIGGERED_SYNC_GAP_US};
 use crate::time::{us, Now};
@@ -51,6 +52,7 @@ use crate::wire::{self, Frame, Heartbeat, Message, SyncRequest};
 const DROP_REPORT_INTERVAL_US: u64 = 10_000_000;
 
 mod handshake;
+mod keys;
 mod report;
 mod transmit;
 
@@ -94,13 +96,23 @@ pub struct Engine {
     events: VecDeque<Event>,
     emit_events: bool,
     counters: Counters,
+    /// The keyring and everything sealing needs (see `seal`).
+    seal: Seal,
 }
 
 impl Engine {
     /// A new engine. `incarnation` must differ between runs of the same node id (the
     /// runtime derives it from the wall clock) and be non-zero; `seed` drives every random
-    /// choice. The replica's origin id is the incarnation.
-    pub fn new(config: Config, incarnation: u64, seed: u64, now: Now) -> Engine {
+    /// choice. The replica's origin id is the incarnation. `nonce_prefix` starts every
+    /// nonce this engine seals with: it must never repeat between engines sharing a key
+    /// (draw it with [`NoncePrefix::from_os`]).
+    pub fn new(
+        config: Config,
+        incarnation: u64,
+        seed: u64,
+        nonce_prefix: NoncePrefix,
+        now: Now,
+    ) -> Engine {
         let mut rng = fastrand::Rng::with_seed(seed);
         let first_sync = now.mono_us + jittered(&mut rng, us(config.sync_interval));
         let first_gc = now.mono_us + us(config.sync_interval);
@@ -127,6 +139,7 @@ impl Engine {
             events: VecDeque::new(),
             emit_events: true,
             counters: Counters::default(),
+            seal: Seal::new(&config.node_id, &config.keyring, nonce_prefix),
             config,
         }
     }
@@ -232,7 +245,7 @@ impl Engine {
     fn receive(&mut self, now: Now, from: SocketAddr, datagram: &[u8]) {
         self.counters.datagrams_received += 1;
         self.counters.bytes_received += datagram.len() as u64;
-        let packet = match wire::decode_packet(self.cluster, datagram) {
+        let packet = match self.seal.open_packet(now, from, self.cluster, datagram) {
             Ok(p) => p,
             Err(reason) => return self.counters.dropped.count(reason),
         };

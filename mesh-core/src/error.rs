@@ -22,6 +22,36 @@ impl ConfigError {
     }
 }
 
+/// A key or a keyring operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// A key must be exactly 32 bytes.
+    #[error("a key is 32 bytes, this one is {len}")]
+    Length {
+        /// The length given.
+        len: usize,
+    },
+    /// A key's text form is standard base64 of its 32 bytes.
+    #[error("a key's text form is standard base64 of its 32 bytes")]
+    Base64,
+    /// The key named is not in the keyring.
+    #[error("key {fingerprint} is not installed")]
+    NotInstalled {
+        /// The key's fingerprint.
+        fingerprint: String,
+    },
+    /// The primary key seals every datagram: make another key primary first.
+    #[error("key {fingerprint} is the primary key; make another key primary before removing it")]
+    RemovePrimary {
+        /// The key's fingerprint.
+        fingerprint: String,
+    },
+    /// The operating system's entropy source failed.
+    #[error("cannot draw random bytes from the operating system: {0}")]
+    Entropy(String),
+}
+
 /// Everything a [`crate::Node`] operation can fail with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -70,6 +100,9 @@ pub enum Error {
         /// [`crate::value::MAX_DEPTH`].
         max: usize,
     },
+    /// A key or keyring operation was refused.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// `start` after `stop`: a stopped node has released its socket for good.
     #[error("the node was stopped; create a new node to rejoin the mesh")]
     Stopped,

@@ -50,6 +50,10 @@
 //!   collection, the LWW replica with its version vectors and hybrid logical clock, and
 //!   one timer table. The `test-util` feature makes them public for benchmarks and
 //!   tests, with no stability promise.
+//! - Security: with [`Config::keyring`] set, every datagram is sealed (XChaCha20-Poly1305)
+//!   under the primary [`Key`] and accepted only if it opens under an installed one; keys
+//!   rotate with no downtime through [`Node::install_key`], [`Node::use_key`] and
+//!   [`Node::remove_key`].
 //! - [`fault`]: fault injection shared by the runtime's socket edge and the simulator.
 //! - `sim` (feature `test-util`): a deterministic network simulator for many engines.
 #![forbid(unsafe_code)]
@@ -82,7 +86,8 @@ pub mod value;
 mod wake;
 
 internal_modules!(
-    hlc, link, members, push, replica, sync, timers, tombstones, transport, verify, version, wire,
+    hlc, link, members, push, replica, seal, sync, timers, tombstones, transport, verify, version,
+    wire,
 );
 
 /// The wire protocol version this build speaks; nodes of other versions ignore each
@@ -91,10 +96,11 @@ pub const PROTOCOL_VERSION: u8 = wire::VERSION;
 
 pub use config::Config;
 pub use engine::{Engine, MemoryReport, Transmit};
-pub use error::{ConfigError, Error, Result};
+pub use error::{ConfigError, Error, KeyError, Result};
 pub use event::{ChangeOrigin, Event};
 pub use fault::{FaultConfig, FaultStats};
 pub use node::{resolve, EventHandler, Node};
+pub use seal::{generate_key, Key, NoncePrefix};
 pub use status::{Counters, DropCounters, PeerCounts, PeerInfo, PeerState, Status};
 pub use time::Now;
 pub use value::{JsonValueError, Value};

@@ -13,6 +13,7 @@
 //! are dropped.
 
 use crate::config::Config;
+use crate::seal::SEAL_OVERHEAD;
 use crate::sync::PeerSync;
 use crate::time::us;
 use crate::transport::{Channel, ChannelLimits, ReassemblyBudget, MAX_ACK_RANGES, MIN_FRAGMENT};
@@ -28,9 +29,14 @@ const ACK_RANGE_BYTES: usize = 22;
 /// id (varints of up to 10 bytes), fragment index and count (up to 5), the length prefix.
 const DATA_FIELDS_BYTES: usize = 40;
 /// Room kept in each datagram besides a fragment's bytes, so that a fragment with a
-/// piggybacked ack of the most ranges still fits `max_datagram_size`.
-pub(crate) const DATAGRAM_OVERHEAD: usize =
-    HEADER_LEN + PACKET_ENVELOPE_BYTES + MAX_ACK_RANGES * ACK_RANGE_BYTES + DATA_FIELDS_BYTES;
+/// piggybacked ack of the most ranges still fits `max_datagram_size`, sealed or not (the
+/// seal's room is kept in plaintext meshes too, so a key installed at run time never
+/// makes a datagram too large).
+pub(crate) const DATAGRAM_OVERHEAD: usize = HEADER_LEN
+    + SEAL_OVERHEAD
+    + PACKET_ENVELOPE_BYTES
+    + MAX_ACK_RANGES * ACK_RANGE_BYTES
+    + DATA_FIELDS_BYTES;
 
 /// Per-peer session state.
 #[derive(Debug)]
@@ -163,11 +169,8 @@ mod tests {
         assert_eq!(a.remote_session, 0);
     }
 
-    #[test]
-    fn a_full_fragment_with_the_largest_ack_fits_a_datagram() {
-        let config = Config::new("n", 0);
-        let limits = channel_limits(&config);
-        let packet = Packet {
+    fn largest_packet(limits: &ChannelLimits) -> Packet {
+        Packet {
             src_inc: u64::MAX,
             dst_inc: u64::MAX,
             src_session: u32::MAX,
@@ -185,13 +188,33 @@ mod tests {
                     bytes: vec![0xff; limits.max_fragment],
                 }),
             ],
-        };
-        let datagram = wire::encode_packet(u32::MAX, &packet);
+        }
+    }
+
+    #[test]
+    fn a_full_fragment_with_the_largest_ack_fits_a_datagram() {
+        let config = Config::new("n", 0);
+        let limits = channel_limits(&config);
+        let datagram = wire::encode_packet(u32::MAX, &largest_packet(&limits));
         assert!(
             datagram.len() <= config.max_datagram_size,
             "{} > {}",
             datagram.len(),
             config.max_datagram_size
         );
+    }
+
+    #[test]
+    fn a_full_sealed_fragment_with_the_largest_ack_fits_a_datagram() {
+        use crate::seal::{Key, NoncePrefix, Seal};
+        for size in [1200, 9000, crate::config::MAX_DATAGRAM_SIZE] {
+            let mut config = Config::new("n", 0);
+            config.max_datagram_size = size;
+            let limits = channel_limits(&config);
+            let key = Key::from_bytes(&[7; 32]).unwrap();
+            let mut seal = Seal::new("n", &[key], NoncePrefix([1; 16]));
+            let datagram = seal.seal_packet(u32::MAX, &largest_packet(&limits));
+            assert!(datagram.len() <= size, "{} > {size}", datagram.len());
+        }
     }
 }

@@ -27,6 +27,7 @@ use crate::engine::{Engine, Transmit};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::fault::{FaultConfig, FaultInjector, FaultStats};
+use crate::seal::{Key, NoncePrefix};
 use crate::status::{PeerInfo, Status};
 use crate::time::Now;
 use crate::value::Value;
@@ -94,7 +95,8 @@ impl Node {
         let incarnation = fresh_incarnation(seed);
         let epoch = Instant::now();
         let now = now_from(epoch);
-        let mut engine = Engine::new(config.clone(), incarnation, seed, now);
+        let nonce_prefix = NoncePrefix::from_os()?;
+        let mut engine = Engine::new(config.clone(), incarnation, seed, nonce_prefix, now);
         // Events are only queued once someone listens (see `set_event_handler`).
         engine.set_emit_state_events(false);
         let (tx, rx) = mpsc::channel();
@@ -341,6 +343,47 @@ impl Node {
     pub fn peers(&self) -> Vec<PeerInfo> {
         let now = self.now();
         self.shared.engine.lock().peers(now)
+    }
+
+    /// Installs `key` for opening datagrams, the first step of a key rotation: install
+    /// the new key on every node, then [`Node::use_key`] it on every node, then
+    /// [`Node::remove_key`] the old one everywhere. Nodes holding both keys talk to nodes
+    /// sealing with either, so writes keep flowing throughout. On a node without keys,
+    /// the first key installed becomes the primary and the node starts sealing.
+    /// Installing an installed key changes nothing.
+    pub fn install_key(&self, key: Key) -> Result<()> {
+        log::info!(
+            "{}: installed key {}",
+            self.shared.node_id,
+            key.fingerprint()
+        );
+        self.shared.engine.lock().install_key(key);
+        Ok(())
+    }
+
+    /// Makes an installed key the primary: every datagram is sealed with it from now on.
+    /// Errors with [`crate::KeyError::NotInstalled`] if it is not installed.
+    pub fn use_key(&self, key: &Key) -> Result<()> {
+        self.shared.engine.lock().use_key(key)?;
+        log::info!(
+            "{}: sealing with key {}",
+            self.shared.node_id,
+            key.fingerprint()
+        );
+        Ok(())
+    }
+
+    /// Removes an installed key. Removing the primary is refused
+    /// ([`crate::KeyError::RemovePrimary`]), as is removing a key not installed.
+    pub fn remove_key(&self, key: &Key) -> Result<()> {
+        self.shared.engine.lock().remove_key(key)?;
+        log::info!("{}: removed key {}", self.shared.node_id, key.fingerprint());
+        Ok(())
+    }
+
+    /// Fingerprints of the installed keys, the primary first (never the keys).
+    pub fn list_keys(&self) -> Vec<String> {
+        self.shared.engine.lock().list_keys()
     }
 
     /// Replaces the fault injection rules at the socket edge (for tests and demos).

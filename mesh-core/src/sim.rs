@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::engine::{Engine, MemoryReport};
 use crate::fault::{FaultConfig, FaultInjector};
+use crate::seal::NoncePrefix;
 use crate::time::Now;
 use crate::value::Value;
 
@@ -181,7 +182,12 @@ impl Sim {
         let now = self.now_for(i);
         // Incarnations grow with (virtual) time, as the runtime's do.
         let incarnation = ((now.wall_ms << 16) | (self.rng.u64(..) & 0xffff)).max(1);
-        let mut engine = Engine::new(config, incarnation, self.rng.u64(..), now);
+        let seed = self.rng.u64(..);
+        // Nonce prefixes from the simulator's seed: distinct per boot, reproducible.
+        let mut prefix = [0u8; 16];
+        prefix[..8].copy_from_slice(&self.rng.u64(..).to_le_bytes());
+        prefix[8..].copy_from_slice(&self.rng.u64(..).to_le_bytes());
+        let mut engine = Engine::new(config, incarnation, seed, NoncePrefix(prefix), now);
         engine.set_emit_state_events(false);
         if i > 0 {
             engine.add_bootstrap_peer(now, self.nodes[0].addr);

@@ -81,9 +81,14 @@ pub struct DropCounters {
     pub wrong_cluster: u64,
     /// Header fine, payload undecodable.
     pub malformed: u64,
+    /// Not sealed by a keyholder: plaintext to a node with a keyring, sealed to a node
+    /// without one, or opening under none of the installed keys. Dropped before any
+    /// payload decoding.
+    pub unauthenticated: u64,
     /// Addressed to an earlier incarnation of this node.
     pub stale: u64,
-    /// Already received (retransmission or network duplicate).
+    /// Already received (retransmission or network duplicate), or a replayed sealed
+    /// datagram.
     pub duplicate: u64,
     /// Reassembly limits exceeded or timed out.
     pub reassembly: u64,
@@ -108,17 +113,21 @@ impl DropCounters {
             DropReason::BadChecksum => self.bad_checksum += 1,
             DropReason::WrongCluster => self.wrong_cluster += 1,
             DropReason::Malformed => self.malformed += 1,
+            DropReason::Unauthenticated => self.unauthenticated += 1,
+            // A replayed sealed datagram is indistinguishable from a network duplicate.
+            DropReason::Replayed => self.duplicate += 1,
         }
     }
 
     /// Every counter with its name (the field's), in a stable order.
-    pub fn by_reason(&self) -> [(&'static str, u64); 13] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 14] {
         [
             ("duplicate", self.duplicate),
             ("truncated", self.truncated),
             ("bad_magic", self.bad_magic),
             ("bad_version", self.bad_version),
             ("bad_checksum", self.bad_checksum),
+            ("unauthenticated", self.unauthenticated),
             ("wrong_cluster", self.wrong_cluster),
             ("malformed", self.malformed),
             ("stale", self.stale),
@@ -138,6 +147,7 @@ impl DropCounters {
             + self.bad_checksum
             + self.wrong_cluster
             + self.malformed
+            + self.unauthenticated
             + self.stale
             + self.duplicate
             + self.reassembly

@@ -9,8 +9,9 @@
 //! ```
 //!
 //! The CRC covers the first 12 header bytes and the payload. `kind` 1 is a plain packet;
-//! the `flags` bit [`FLAG_SEALED`] is reserved for payloads sealed with a cluster key
-//! (authenticated encryption), which this version refuses rather than misreads.
+//! the `flags` bit [`FLAG_SEALED`] marks a payload sealed with the mesh's keyring
+//! (authenticated encryption; its layout is in the `seal` module). [`decode_packet`]
+//! refuses sealed datagrams; the engine opens them through the `seal` module.
 //! Decoding checks every length before reading; a bad datagram yields a [`DropReason`].
 
 use std::net::SocketAddr;
@@ -29,7 +30,7 @@ pub const VERSION: u8 = 2;
 pub const HEADER_LEN: usize = 16;
 /// `kind` of a plain packet of frames.
 pub const KIND_PACKET: u8 = 1;
-/// Flag reserved for sealed (encrypted and authenticated) payloads.
+/// Flag of sealed (encrypted and authenticated) payloads.
 pub const FLAG_SEALED: u8 = 0x01;
 
 /// Why a datagram was dropped on receipt.
@@ -47,6 +48,12 @@ pub enum DropReason {
     WrongCluster,
     /// Payload does not decode.
     Malformed,
+    /// Not sealed by a keyholder: plaintext to a keyed node, sealed to a node without
+    /// keys, or not opening under any installed key.
+    Unauthenticated,
+    /// Sealed by a keyholder, but its nonce was already accepted (a replay) or is too
+    /// old to tell.
+    Replayed,
 }
 
 /// One datagram's content.
@@ -192,25 +199,44 @@ pub fn cluster_id(name: &str) -> u32 {
     crc32fast::hash(name.as_bytes())
 }
 
-/// Encodes a packet into a datagram.
+/// Encodes a packet into a plaintext datagram.
 pub fn encode_packet(cluster: u32, packet: &Packet) -> Vec<u8> {
     // Serializing plain structs into a Vec cannot fail; an empty payload is the fallback.
-    let out = postcard::to_extend(packet, vec![0u8; HEADER_LEN])
+    let mut out = postcard::to_extend(packet, vec![0u8; HEADER_LEN])
         .unwrap_or_else(|_| vec![0u8; HEADER_LEN]);
-    seal_header(cluster, out)
+    let payload_len = out.len() - HEADER_LEN;
+    write_header(&mut out, cluster, 0, payload_len);
+    write_checksum(&mut out);
+    out
 }
 
-fn seal_header(cluster: u32, mut out: Vec<u8>) -> Vec<u8> {
-    let payload_len = out.len() - HEADER_LEN;
+/// A packet's postcard encoding, without header (what a sealed datagram encrypts).
+pub fn encode_payload(packet: &Packet) -> Vec<u8> {
+    postcard::to_allocvec(packet).unwrap_or_default()
+}
+
+/// Writes header bytes 0..12 (everything but the CRC) into `out[..HEADER_LEN]`.
+pub(crate) fn write_header(out: &mut [u8], cluster: u32, flags: u8, payload_len: usize) {
     out[0..2].copy_from_slice(&MAGIC);
     out[2] = VERSION;
     out[3] = KIND_PACKET;
-    out[4] = 0;
+    out[4] = flags;
     out[5] = 0;
     out[6..10].copy_from_slice(&cluster.to_be_bytes());
     out[10..12].copy_from_slice(&(payload_len.min(u16::MAX as usize) as u16).to_be_bytes());
+}
+
+/// Writes the CRC of header bytes 0..12 and the payload into header bytes 12..16.
+pub(crate) fn write_checksum(out: &mut [u8]) {
     let crc = checksum(&out[..12], &out[HEADER_LEN..]);
     out[12..16].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[cfg(test)]
+fn seal_header(cluster: u32, mut out: Vec<u8>) -> Vec<u8> {
+    let payload_len = out.len() - HEADER_LEN;
+    write_header(&mut out, cluster, 0, payload_len);
+    write_checksum(&mut out);
     out
 }
 
@@ -221,15 +247,16 @@ fn checksum(header: &[u8], payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-/// Decodes a datagram, checking header, length, cluster and checksum before the payload.
-pub fn decode_packet(cluster: u32, datagram: &[u8]) -> Result<Packet, DropReason> {
+/// Checks a datagram's header, length, checksum and cluster; returns its flags.
+pub fn check_header(cluster: u32, datagram: &[u8]) -> Result<u8, DropReason> {
     if datagram.len() < HEADER_LEN {
         return Err(DropReason::Truncated);
     }
     if datagram[0..2] != MAGIC {
         return Err(DropReason::BadMagic);
     }
-    if datagram[2] != VERSION || datagram[3] != KIND_PACKET || datagram[4] & FLAG_SEALED != 0 {
+    let flags = datagram[4];
+    if datagram[2] != VERSION || datagram[3] != KIND_PACKET || flags & !FLAG_SEALED != 0 {
         return Err(DropReason::BadVersion);
     }
     let declared = u16::from_be_bytes([datagram[10], datagram[11]]) as usize;
@@ -245,7 +272,24 @@ pub fn decode_packet(cluster: u32, datagram: &[u8]) -> Result<Packet, DropReason
     if their_cluster != cluster {
         return Err(DropReason::WrongCluster);
     }
+    Ok(flags)
+}
+
+/// Decodes a plaintext packet payload (after [`check_header`], or once opened).
+pub fn decode_payload(payload: &[u8]) -> Result<Packet, DropReason> {
     postcard::from_bytes(payload).map_err(|_| DropReason::Malformed)
+}
+
+/// Decodes a plaintext datagram, checking header, length, cluster and checksum before the
+/// payload. A sealed datagram is refused as [`DropReason::Unauthenticated`]: opening it
+/// takes the keyring.
+// The engine opens datagrams through `seal`; tests, benches and fuzzers use this.
+#[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
+pub fn decode_packet(cluster: u32, datagram: &[u8]) -> Result<Packet, DropReason> {
+    if check_header(cluster, datagram)? & FLAG_SEALED != 0 {
+        return Err(DropReason::Unauthenticated);
+    }
+    decode_payload(&datagram[HEADER_LEN..])
 }
 
 /// Encodes a reliable message.
@@ -312,7 +356,7 @@ mod tests {
         bad[2] = 99;
         assert_eq!(decode_packet(5, &bad), Err(DropReason::BadVersion));
         let mut bad = good.clone();
-        bad[4] = FLAG_SEALED;
+        bad[4] = 0x02;
         assert_eq!(decode_packet(5, &bad), Err(DropReason::BadVersion));
         let mut bad = good.clone();
         *bad.last_mut().unwrap() ^= 0x40;

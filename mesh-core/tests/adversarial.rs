@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod support;
 
 use mesh_core::wire::{self, Data, Delta, Frame, GossipPeer, Group, Message, Packet, WireEntry};
-use mesh_core::{Config, Engine, Node, Now, Value};
+use mesh_core::{Config, Engine, Key, Node, NoncePrefix, Now, Value};
 use support::{hello, introduce, introduce_over};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -126,7 +126,7 @@ fn deeply_nested_value_in_one_datagram_is_a_counted_drop() {
         mono_us: 1_000_000,
         wall_ms: wall_ms(),
     };
-    let mut engine = Engine::new(cfg, 1, 7, now);
+    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
     let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
     introduce(&mut engine, now, attacker, 77, cluster);
     let before = engine.counters().dropped;
@@ -274,7 +274,7 @@ fn slot_table_flood_of_empty_fragments_is_a_counted_drop() {
         mono_us: 1_000_000,
         wall_ms: wall_ms(),
     };
-    let mut engine = Engine::new(cfg, 1, 7, now);
+    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
     let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
     introduce(&mut engine, now, attacker, 77, cluster);
     const FLOOD: u64 = 300;
@@ -322,7 +322,7 @@ fn many_sources_share_one_reassembly_budget() {
         mono_us: 1_000_000,
         wall_ms: wall_ms(),
     };
-    let mut engine = Engine::new(cfg, 1, 7, now);
+    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
     // Each source starts 4 plausible large messages (200 full fragments each) and sends
     // the first two fragments of each: 8.8 KB per source, ~17 MB from 2,000 sources.
     let mut peak = 0;
@@ -387,7 +387,7 @@ fn a_spoofed_sync_request_draws_at_most_three_times_its_size() {
         mono_us: 1_000_000,
         wall_ms: wall_ms(),
     };
-    let mut engine = Engine::new(cfg, 1, 7, now);
+    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
     engine.start(now);
     for i in 0..2_000 {
         engine
@@ -493,7 +493,7 @@ fn gossiped_addresses_that_never_answer_are_forgotten() {
         mono_us: 1_000_000,
         wall_ms: wall_ms(),
     };
-    let mut engine = Engine::new(cfg, 1, 7, now);
+    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
     engine.start(now);
     let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
     introduce(&mut engine, now, attacker, 77, cluster);
@@ -569,4 +569,159 @@ fn a_claimed_node_id_neither_desyncs_nor_silences_a_member() {
     }
     assert_eq!(member.get("after"), Some(Value::Int(1)), "victim to member");
     assert_eq!(victim.get("reply"), Some(Value::Int(2)), "member to victim");
+}
+
+/// The key every keyed test mesh shares.
+fn mesh_key() -> Key {
+    Key::from_bytes(&[0x5a; 32]).unwrap()
+}
+
+fn keyed(id: &str, keys: &[Key]) -> Config {
+    let mut c = config(id);
+    c.keyring = keys.to_vec();
+    c
+}
+
+#[test]
+fn plaintext_delta_to_a_keyed_node_is_dropped_as_unauthenticated() {
+    let cfg = keyed("target", &[mesh_key()]);
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let now = Now {
+        mono_us: 1_000_000,
+        wall_ms: wall_ms(),
+    };
+    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let forged = wire::encode_message(&delta(77, 1, "door", Value::from("open"), now.wall_ms));
+    for datagram in datagrams(cluster, 77, 1, 1, &forged, usize::MAX) {
+        engine.handle_datagram(now, attacker, &datagram);
+    }
+
+    let dropped = engine.counters().dropped;
+    assert_eq!(dropped.unauthenticated, 1, "{dropped:?}");
+    assert_eq!(dropped.datagrams(), 1, "dropped before any decoding");
+    assert_eq!(engine.get("door"), None);
+    assert_eq!(engine.status().state_version, 0);
+    assert!(engine.peers(now).is_empty(), "the forger is no peer");
+}
+
+#[test]
+fn a_node_without_the_key_never_becomes_a_peer_nor_reads_or_changes_data() {
+    let target = Node::new(keyed("target", &[mesh_key()])).unwrap();
+    let friend = Node::new(keyed("friend", &[mesh_key()])).unwrap();
+    let keyless = Node::new(config("keyless")).unwrap();
+    let wrong = Node::new(keyed("wrong", &[Key::from_bytes(&[1; 32]).unwrap()])).unwrap();
+    // Each side is told of the other, so each side hears the other's datagrams.
+    for node in [&friend, &keyless, &wrong] {
+        node.add_bootstrap_peer("127.0.0.1", target.port()).unwrap();
+    }
+    for outsider in [&keyless, &wrong] {
+        target
+            .add_bootstrap_peer("127.0.0.1", outsider.port())
+            .unwrap();
+    }
+    for node in [&target, &friend, &keyless, &wrong] {
+        node.start().unwrap();
+    }
+    target.set("secret", 1).unwrap();
+    keyless.set("injected", 2).unwrap();
+    wrong.set("injected", 3).unwrap();
+    wait_until("the keyholders to sync", || {
+        friend.get("secret") == Some(Value::Int(1))
+    });
+    let unauthenticated = |n: &Node| n.status().counters.dropped.unauthenticated;
+    wait_until("both sides of each mismatch to count", || {
+        unauthenticated(&keyless) > 0 && unauthenticated(&wrong) > 0 && unauthenticated(&target) > 1
+    });
+    // Give the outsiders several heartbeats' worth of chances.
+    std::thread::sleep(Duration::from_millis(1_000));
+
+    for outsider in [&keyless, &wrong] {
+        assert_eq!(
+            outsider.get("secret"),
+            None,
+            "{} read data",
+            outsider.node_id()
+        );
+        assert!(
+            outsider.peers().iter().all(|p| p.node_id.is_none()),
+            "{} learned a peer: {:?}",
+            outsider.node_id(),
+            outsider.peers()
+        );
+    }
+    for holder in [&target, &friend] {
+        assert_eq!(holder.get("injected"), None);
+        let ids: Vec<_> = holder
+            .peers()
+            .into_iter()
+            .filter_map(|p| p.node_id)
+            .collect();
+        assert!(
+            !ids.iter().any(|id| id == "keyless" || id == "wrong"),
+            "{} took an outsider as peer: {ids:?}",
+            holder.node_id()
+        );
+    }
+    assert_eq!(unauthenticated(&friend), 0, "keyholders trust each other");
+}
+
+#[test]
+fn sealed_datagrams_replayed_from_another_address_create_no_peer_and_no_stream() {
+    let now0 = Now {
+        mono_us: 1_000_000,
+        wall_ms: wall_ms(),
+    };
+    let a_addr: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+    let b_addr: SocketAddr = "127.0.0.1:7002".parse().unwrap();
+    let replayer: SocketAddr = "127.0.0.1:6666".parse().unwrap();
+    let mut a = Engine::new(keyed("a", &[mesh_key()]), 11, 1, NoncePrefix([1; 16]), now0);
+    let mut b = Engine::new(keyed("b", &[mesh_key()]), 22, 2, NoncePrefix([2; 16]), now0);
+    a.add_bootstrap_peer(now0, b_addr);
+    a.set(now0, "k", Value::Int(1)).unwrap();
+    a.start(now0);
+    b.start(now0);
+
+    // Run the pair for a few virtual seconds, capturing everything a sends to b:
+    // heartbeats, the sync requests of anti-entropy rounds, the delta.
+    let mut captured = Vec::new();
+    let mut now = now0;
+    for _ in 0..400 {
+        now = now.after_us(10_000);
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+        while let Some(t) = a.poll_transmit(now) {
+            captured.push(t.payload.clone());
+            b.handle_datagram(now, a_addr, &t.payload);
+        }
+        while let Some(t) = b.poll_transmit(now) {
+            a.handle_datagram(now, b_addr, &t.payload);
+        }
+    }
+    assert_eq!(b.get("k"), Some(&Value::Int(1)));
+    assert!(captured.len() > 10, "{} datagrams captured", captured.len());
+    assert!(captured.iter().all(|d| d[4] == wire::FLAG_SEALED));
+
+    let before = b.counters();
+    let peers_before = b.peers(now);
+    for datagram in &captured {
+        b.handle_datagram(now, replayer, datagram);
+    }
+    let after = b.counters();
+    assert_eq!(
+        after.dropped.duplicate - before.dropped.duplicate,
+        captured.len() as u64,
+        "every replay is refused"
+    );
+    assert_eq!(after.dropped.unauthenticated, 0);
+    assert_eq!(after.entries_received, before.entries_received);
+    assert_eq!(
+        b.peers(now),
+        peers_before,
+        "no peer, no stream at {replayer}"
+    );
+    assert!(
+        b.poll_transmit(now).is_none(),
+        "nothing sent to the replayer"
+    );
 }

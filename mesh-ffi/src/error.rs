@@ -130,6 +130,7 @@ impl From<mesh_core::Error> for FfiError {
             E::ValueTooDeep { .. } => mesh_result::InvalidArgument,
             E::Stopped => mesh_result::Stopped,
             E::Io(_) => mesh_result::Io,
+            E::Key(k) => return k.clone().into(),
             _ => mesh_result::Internal,
         };
         FfiError::new(code, e.to_string())

@@ -38,6 +38,8 @@ pub mod config;
 
 pub mod node;
 
+pub mod keys;
+
 pub mod value;
 
 pub mod callback;
@@ -52,6 +54,7 @@ pub use callback::{
 pub use config::mesh_config_t;
 pub use error::mesh_result;
 pub use fault::mesh_fault_stats;
+pub use keys::MESH_KEY_LEN;
 pub use node::{mesh_node_t, mesh_status};
 pub use value::{
     mesh_bytes, mesh_keys_t, mesh_str, mesh_value_t, mesh_value_type, MESH_MAX_VALUE_DEPTH,

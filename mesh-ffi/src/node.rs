@@ -566,6 +566,9 @@ pub struct mesh_status {
     pub sync_rounds: u64,
     /// Received datagrams dropped (corrupt, duplicate, foreign, ...), all reasons.
     pub datagrams_dropped: u64,
+    /// Of those, datagrams not sealed by a keyholder: plaintext to a node with keys,
+    /// sealed to a node without, or opening under no installed key.
+    pub datagrams_unauthenticated: u64,
 }
 
 fn count(n: usize) -> u64 {
@@ -607,6 +610,7 @@ pub unsafe extern "C" fn mesh_node_status(
             entries_applied: c.entries_applied,
             sync_rounds: c.sync_rounds,
             datagrams_dropped: c.dropped.datagrams(),
+            datagrams_unauthenticated: c.dropped.unauthenticated,
         };
         // SAFETY: `status_out` is non-NULL (checked above) and writable.
         unsafe { write_out(status_out, "status_out", status) }

@@ -7,10 +7,30 @@
 
 use std::time::Duration;
 
-use mesh_core::Config;
+use mesh_core::{Config, Key};
 use pyo3::prelude::*;
 
 use crate::errors::config_error;
+
+/// A key as Python code gives it: 32 bytes, or their standard base64 text.
+#[derive(FromPyObject)]
+pub enum KeyArg {
+    /// Base64 text.
+    Text(String),
+    /// Raw bytes.
+    Bytes(Vec<u8>),
+}
+
+impl KeyArg {
+    /// The key, or a `ConfigError` naming `field` if it has the wrong length or form.
+    pub fn into_key(self, py: Python<'_>, field: &'static str) -> PyResult<Key> {
+        let key = match self {
+            KeyArg::Text(text) => Key::from_base64(&text),
+            KeyArg::Bytes(bytes) => Key::from_bytes(&bytes),
+        };
+        key.map_err(|e| config_error(py, field, &e.to_string()))
+    }
+}
 
 /// Every argument of `MeshSyncNode(...)`, named as its keyword; `None` leaves the
 /// setting to the core's default or to the rule deriving it from other settings.
@@ -37,6 +57,7 @@ pub struct ConfigArgs {
     pub tombstone_grace: Option<f64>,
     pub max_probe_interval: Option<f64>,
     pub seed: Option<u64>,
+    pub keyring: Option<Vec<KeyArg>>,
 }
 
 impl ConfigArgs {
@@ -102,6 +123,9 @@ impl ConfigArgs {
             config.max_probe_interval = seconds(py, "max_probe_interval", v)?;
         }
         config.seed = self.seed;
+        for key in self.keyring.into_iter().flatten() {
+            config.keyring.push(key.into_key(py, "keyring")?);
+        }
         Ok(config)
     }
 }

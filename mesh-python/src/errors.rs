@@ -2,7 +2,7 @@
 
 use std::io;
 
-use mesh_core::Error;
+use mesh_core::{Error, KeyError};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -57,6 +57,13 @@ create_exception!(
 );
 create_exception!(
     mesh_sync,
+    KeyringError,
+    MeshSyncError,
+    "A keyring operation was refused: removing the primary key, or naming a key that is \
+     not installed."
+);
+create_exception!(
+    mesh_sync,
     NetworkError,
     MeshSyncError,
     "An I/O error from the node's socket or threads."
@@ -83,6 +90,10 @@ pub fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
         Error::ValueTooLarge { .. } => ValueTooLargeError::new_err(err.to_string()),
         Error::Stopped => NodeStoppedError::new_err(err.to_string()),
         Error::Io(_) => NetworkError::new_err(err.to_string()),
+        Error::Key(KeyError::Length { .. } | KeyError::Base64) => {
+            config_error(py, "key", &err.to_string())
+        }
+        Error::Key(_) => KeyringError::new_err(err.to_string()),
         other => MeshSyncError::new_err(other.to_string()),
     }
 }
@@ -99,5 +110,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ValueTooLargeError", py.get_type::<ValueTooLargeError>())?;
     m.add("NodeStoppedError", py.get_type::<NodeStoppedError>())?;
     m.add("NetworkError", py.get_type::<NetworkError>())?;
+    m.add("KeyringError", py.get_type::<KeyringError>())?;
     Ok(())
 }

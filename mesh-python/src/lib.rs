@@ -25,6 +25,13 @@ fn track(node: &Arc<Node>) {
     live.push(Arc::downgrade(node));
 }
 
+/// A new random 32-byte key from the operating system's entropy.
+#[pyfunction]
+fn generate_key<'py>(py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+    let key = mesh_core::generate_key().map_err(|e| errors::to_py_err(py, e.into()))?;
+    Ok(pyo3::types::PyBytes::new(py, key.as_bytes()))
+}
+
 /// Stops every node still running; registered with `atexit`.
 #[pyfunction]
 fn _stop_all_nodes(py: Python<'_>) {
@@ -57,6 +64,7 @@ fn _mesh_sync(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<node::MeshSyncNode>()?;
     errors::register(m)?;
     m.add_function(wrap_pyfunction!(_stop_all_nodes, m)?)?;
+    m.add_function(wrap_pyfunction!(generate_key, m)?)?;
     py.import("atexit")?
         .call_method1("register", (m.getattr("_stop_all_nodes")?,))?;
     Ok(())

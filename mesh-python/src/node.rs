@@ -23,7 +23,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::PyTraverseError;
 
-use crate::config::{port_number, ConfigArgs};
+use crate::config::{port_number, ConfigArgs, KeyArg};
 use crate::convert::{json_to_py, map_to_py, to_py, to_value};
 use crate::errors::{config_error, to_py_err};
 
@@ -282,6 +282,7 @@ impl MeshSyncNode {
         tombstone_grace = None,
         max_probe_interval = None,
         seed = None,
+        keyring = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -308,6 +309,7 @@ impl MeshSyncNode {
         tombstone_grace: Option<f64>,
         max_probe_interval: Option<f64>,
         seed: Option<u64>,
+        keyring: Option<Vec<KeyArg>>,
     ) -> PyResult<Self> {
         let config = ConfigArgs {
             node_id,
@@ -332,6 +334,7 @@ impl MeshSyncNode {
             tombstone_grace,
             max_probe_interval,
             seed,
+            keyring,
         }
         .into_config(py)?;
         let node_id = config.node_id.clone();
@@ -457,6 +460,37 @@ impl MeshSyncNode {
         let counters = serde_json::to_value(status.counters).unwrap_or_default();
         dict.set_item("counters", json_to_py(py, &counters)?)?;
         Ok(dict)
+    }
+
+    /// Installs ``key`` (32 bytes or their base64 text) for opening datagrams: the first
+    /// step of a key rotation (install everywhere, then ``use_key`` everywhere, then
+    /// ``remove_key`` the old key everywhere). On a node without keys, the first key
+    /// installed becomes the primary. Raises ConfigError for a malformed key.
+    fn install_key(&self, py: Python<'_>, key: KeyArg) -> PyResult<()> {
+        let key = key.into_key(py, "key")?;
+        py.detach(|| self.node.install_key(key))
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// Makes an installed key the primary: every datagram is sealed with it from now on.
+    /// Raises KeyringError if it is not installed.
+    fn use_key(&self, py: Python<'_>, key: KeyArg) -> PyResult<()> {
+        let key = key.into_key(py, "key")?;
+        py.detach(|| self.node.use_key(&key))
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// Removes an installed key. Raises KeyringError for the primary key or a key that
+    /// is not installed.
+    fn remove_key(&self, py: Python<'_>, key: KeyArg) -> PyResult<()> {
+        let key = key.into_key(py, "key")?;
+        py.detach(|| self.node.remove_key(&key))
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// Fingerprints of the installed keys (never the keys), the primary first.
+    fn list_keys(&self, py: Python<'_>) -> Vec<String> {
+        py.detach(|| self.node.list_keys())
     }
 
     /// Every known peer: dicts with node_id (None until heard from), address (host, port),

@@ -86,6 +86,11 @@ struct Args {
     /// when standard output is not a terminal).
     #[arg(long)]
     plain: bool,
+
+    /// Run the mesh without a key: datagrams travel unsealed. By default the nodes share
+    /// a key generated for this run, and every datagram is encrypted and authenticated.
+    #[arg(long)]
+    plaintext: bool,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -172,6 +177,8 @@ fn seq_of(value: &Value) -> Option<usize> {
 }
 
 struct Demo {
+    /// The key every node seals with; `None` with `--plaintext`.
+    key: Option<mesh_core::Key>,
     args: Args,
     cluster: String,
     nodes: Vec<Node>,
@@ -219,6 +226,7 @@ impl Demo {
         config.heartbeat_interval = self.args.heartbeat_interval;
         config.peer_timeout = self.args.peer_timeout;
         config.seed = self.args.seed.map(|s| s.wrapping_add(i as u64));
+        config.keyring = self.key.iter().cloned().collect();
         config
     }
 
@@ -419,7 +427,19 @@ fn main() -> ExitCode {
         });
     }
 
+    let key = if args.plaintext {
+        None
+    } else {
+        match mesh_core::generate_key() {
+            Ok(key) => Some(key),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
     let mut demo = Demo {
+        key,
         cluster: format!("mesh-demo-{:08x}", fastrand::u32(..)),
         rng: fastrand::Rng::with_seed(seed),
         nodes: Vec::new(),
@@ -450,6 +470,13 @@ fn main() -> ExitCode {
             .join(", "),
         demo.args.loss * 100.0
     );
+    match &demo.key {
+        Some(key) => say!(
+            "Every datagram is sealed with a key generated for this run (fingerprint {}).",
+            key.fingerprint()
+        ),
+        None => say!("Datagrams travel in plaintext (--plaintext)."),
+    }
     say!(
         "Writing about {} times a second to random nodes {}; seed {seed}.",
         demo.args.rate,

@@ -221,7 +221,13 @@ mod tests {
             mono_us: 0,
             wall_ms: 1_767_225_600_000,
         };
-        let mut engine = Engine::new(Config::new("n", 0), 1, 1, now);
+        let mut engine = Engine::new(
+            Config::new("n", 0),
+            1,
+            1,
+            crate::seal::NoncePrefix([1; 16]),
+            now,
+        );
         let from = "127.0.0.1:9".parse().unwrap();
         for _ in 0..1_000 {
             engine.handle_datagram(now, from, b"not a datagram at all");

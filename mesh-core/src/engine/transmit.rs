@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use crate::time::Now;
-use crate::wire::{self, Frame, Heartbeat, Packet};
+use crate::wire::{Frame, Heartbeat, Packet};
 
 use super::{Engine, Transmit};
 
@@ -69,7 +69,7 @@ impl Engine {
 
     /// Encodes a packet with `(src_session, dst_session)`.
     pub(super) fn encode_packet(
-        &self,
+        &mut self,
         dst_inc: u64,
         (src_session, dst_session): (u32, u32),
         frames: Vec<Frame>,
@@ -81,6 +81,6 @@ impl Engine {
             dst_session,
             frames,
         };
-        wire::encode_packet(self.cluster, &packet)
+        self.seal.seal_packet(self.cluster, &packet)
     }
 }

@@ -19,6 +19,7 @@ from ._mesh_sync import (
     AddressInUseError,
     BindError,
     ConfigError,
+    KeyringError,
     KeyTooLongError,
     MeshSyncError,
     MeshSyncNode,
@@ -27,6 +28,7 @@ from ._mesh_sync import (
     ResolveError,
     ValueTooLargeError,
     __version__,
+    generate_key,
 )
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "AddressInUseError",
     "BindError",
     "ConfigError",
+    "KeyringError",
     "KeyTooLongError",
     "MeshSyncError",
     "MeshSyncNode",
@@ -43,4 +46,5 @@ __all__ = [
     "ResolveError",
     "ValueTooLargeError",
     "__version__",
+    "generate_key",
 ]

@@ -33,6 +33,8 @@ __all__ = [
     "ValueTooLargeError",
     "NodeStoppedError",
     "NetworkError",
+    "KeyringError",
+    "generate_key",
     "_stop_all_nodes",
 ]
 
@@ -43,6 +45,10 @@ MAX_VALUE_DEPTH: int
 PROTOCOL_VERSION: int
 
 def _stop_all_nodes() -> None: ...
+def generate_key() -> bytes: ...
+
+#: A key: its 32 bytes, or their standard base64 text.
+_Key: TypeAlias = Union[bytes, str]
 
 #: What ``set`` accepts. Tuples come back as lists, bytearrays as bytes. Items of lists
 #: and dicts are checked when the value is converted (TypeError names a wrong type), not
@@ -77,6 +83,7 @@ class DropCounters(TypedDict):
     bad_checksum: int
     wrong_cluster: int
     malformed: int
+    unauthenticated: int
     stale: int
     duplicate: int
     reassembly: int
@@ -154,6 +161,7 @@ class KeyTooLongError(MeshSyncError): ...
 class ValueTooLargeError(MeshSyncError): ...
 class NodeStoppedError(MeshSyncError): ...
 class NetworkError(MeshSyncError): ...
+class KeyringError(MeshSyncError): ...
 
 @disjoint_base
 class MeshSyncNode:
@@ -182,6 +190,7 @@ class MeshSyncNode:
         tombstone_grace: Optional[float] = None,
         max_probe_interval: Optional[float] = None,
         seed: Optional[int] = None,
+        keyring: Optional[Sequence[_Key]] = None,
     ) -> Self: ...
     @property
     def node_id(self) -> str: ...
@@ -200,6 +209,10 @@ class MeshSyncNode:
     def get_all_data(self) -> Dict[str, _Value]: ...
     def get_status(self) -> Status: ...
     def get_peers(self) -> List[PeerInfo]: ...
+    def install_key(self, key: _Key) -> None: ...
+    def use_key(self, key: _Key) -> None: ...
+    def remove_key(self, key: _Key) -> None: ...
+    def list_keys(self) -> List[str]: ...
     def set_faults(
         self,
         *,
