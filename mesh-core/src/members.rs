@@ -27,11 +27,10 @@ pub const MAX_PEERS: usize = 1024;
 /// Members named in one heartbeat's gossip, and the most taken from one heartbeat: a
 /// heartbeat naming a thousand addresses fills nothing.
 const GOSSIP_FANOUT: usize = 3;
-/// Gossiped addresses not heard from yet, at most: gossip can only ask this node to probe
-/// so many addresses it was not given by its operator.
+/// Members not verified yet and not given by the operator (gossiped, or heard from
+/// without proof), at most: neither gossip nor spoofed datagrams can make this node
+/// remember or probe more addresses than this.
 pub(crate) const MAX_UNVERIFIED: usize = 64;
-/// Probes a gossiped address gets before it is forgotten, if it never answers.
-pub(crate) const INTRODUCTION_PROBES: u32 = 5;
 
 /// The failure detector's timing, in microseconds.
 #[derive(Clone, Copy, Debug)]
@@ -93,8 +92,11 @@ pub(crate) struct Member {
     pub next_heartbeat_us: u64,
     /// Current probe interval for unknown and dead members.
     pub probe_interval_us: u64,
-    /// Probes sent while unknown.
-    pub probes: u32,
+    /// When it was added (unverified members are forgotten after `forget_dead_us`).
+    pub added_us: u64,
+    /// Added because it contacted this node without proving its address: it is not
+    /// probed (its own datagrams are answered with challenges instead).
+    pub heard_unverified: bool,
 }
 
 impl Member {
@@ -108,11 +110,12 @@ impl Member {
             last_heard_us: None,
             next_heartbeat_us: now_us,
             probe_interval_us: FIRST_PROBE_US,
-            probes: 0,
+            added_us: now_us,
+            heard_unverified: false,
         }
     }
 
-    /// Never heard from, and not given by the operator.
+    /// Not verified, and not given by the operator.
     fn is_unverified_gossip(&self) -> bool {
         self.incarnation == 0 && !self.bootstrap
     }
@@ -124,6 +127,9 @@ impl Member {
 
     /// When the failure detector next needs to look at it.
     fn next_transition_us(&self, timing: Timing) -> Option<u64> {
+        if self.is_unverified_gossip() {
+            return Some(self.added_us.saturating_add(timing.forget_dead_us));
+        }
         let heard = self.last_heard_us?;
         match self.state {
             PeerState::Alive => Some(heard + timing.timeout_us),
@@ -137,7 +143,12 @@ impl Member {
 
     /// Applies the failure detector at `now_us`.
     fn check_liveness(&mut self, now_us: u64, timing: Timing) -> Transition {
-        if self.is_unverified_gossip() && self.probes >= INTRODUCTION_PROBES {
+        // Remembered as long as tombstones are: a real node that could not prove its
+        // address yet (partitioned, lossy) must still block the collection of deletes it
+        // has not seen, or it would bring them back.
+        if self.is_unverified_gossip()
+            && now_us.saturating_sub(self.added_us) >= timing.forget_dead_us
+        {
             return Transition::Forgotten;
         }
         let Some(heard) = self.last_heard_us else {
@@ -171,9 +182,6 @@ impl Member {
                 self.next_heartbeat_us = now_us + timing.heartbeat_us;
             }
             PeerState::Unknown | PeerState::Dead => {
-                if self.state == PeerState::Unknown {
-                    self.probes += 1;
-                }
                 self.next_heartbeat_us = now_us + self.probe_interval_us;
                 self.probe_interval_us = (self.probe_interval_us * 2).min(timing.max_probe_us);
             }
@@ -237,6 +245,26 @@ impl Members {
             timing,
             members: BTreeMap::new(),
         }
+    }
+
+    /// Remembers `addr`, which introduced itself as `node_id` without proving its
+    /// address yet, as an unverified member: it is gossiped and blocks tombstone
+    /// collection like any member never heard from, but counts for nothing else until it
+    /// proves its address. Returns whether it was added (bounded by [`MAX_UNVERIFIED`]).
+    pub fn note_unverified(&mut self, addr: SocketAddr, node_id: &str, now_us: u64) -> bool {
+        if self.members.contains_key(&addr) || node_id == self.own_id {
+            return false;
+        }
+        let unverified = self.members.values().filter(|m| m.is_unverified_gossip()).count();
+        if unverified >= MAX_UNVERIFIED {
+            return false;
+        }
+        let mut member = Member::new(addr, false, now_us);
+        member.node_id = Some(node_id.to_owned());
+        member.heard_unverified = true;
+        // Never probed: a spoofed introduction must not make this node send anything.
+        member.next_heartbeat_us = u64::MAX;
+        self.insert(member)
     }
 
     /// The incarnation of the member at `addr` (0: never heard from), if it is one.
@@ -309,6 +337,7 @@ impl Members {
         }
         let restarted = member.incarnation != 0;
         member.incarnation = src_inc;
+        member.heard_unverified = false;
         let restarted = if restarted {
             member.node_id.clone().inspect(|_| member.state = PeerState::Alive)
         } else {
@@ -609,19 +638,31 @@ mod tests {
     }
 
     #[test]
-    fn gossiped_addresses_that_never_answer_are_forgotten() {
+    fn unverified_members_are_remembered_as_long_as_tombstones_then_forgotten() {
         let mut m = Members::new("me", TIMING);
         m.merge_gossip(vec![gossip("ghost", 9)], 0);
         m.add_bootstrap(addr(1), 0);
-        let mut now = 0;
-        for _ in 0..INTRODUCTION_PROBES {
-            assert_eq!(m.on_timeout(addr(9), now, true).1, Some(true));
-            assert_eq!(m.on_timeout(addr(1), now, true).1, Some(true));
-            now += TIMING.max_probe_us;
-        }
-        assert_eq!(m.on_timeout(addr(9), now, true), (Transition::Forgotten, None));
-        assert!(m.get(&addr(9)).is_none());
-        assert_ne!(m.on_timeout(addr(1), now, true).0, Transition::Forgotten, "bootstrap stays");
+        assert!(m.note_unverified(addr(7), "stranger", 0));
+        assert_eq!(m.next_deadline(&addr(7), true), Some(TIMING.forget_dead_us));
+        assert_eq!(m.on_timeout(addr(7), 10, true).1, None, "a stranger is never probed");
+        assert_eq!(m.on_timeout(addr(9), 10, true).1, Some(true), "a gossiped one is");
+        let later = TIMING.forget_dead_us;
+        assert_eq!(m.on_timeout(addr(9), later, true), (Transition::Forgotten, None));
+        assert_eq!(m.on_timeout(addr(7), later, true), (Transition::Forgotten, None));
+        assert_ne!(m.on_timeout(addr(1), later, true).0, Transition::Forgotten, "bootstrap stays");
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn a_stranger_that_proves_its_address_becomes_a_member() {
+        let mut m = Members::new("me", TIMING);
+        assert!(m.note_unverified(addr(7), "stranger", 0));
+        assert!(!m.note_unverified(addr(7), "stranger", 0), "once");
+        assert!(!m.note_unverified(addr(8), "me", 0), "never ourselves");
+        assert_eq!(m.admit(addr(7), 5, 3), Admission::NewSession { restarted: None });
+        m.mark_heard(addr(7), 3);
+        assert!(m.is_reachable(&addr(7)));
+        assert_eq!(m.next_deadline(&addr(7), true), Some(3 + TIMING.heartbeat_us));
     }
 
     #[test]

@@ -486,8 +486,9 @@ fn a_gossip_flood_fills_nothing_and_a_later_node_still_gets_the_state() {
 }
 
 #[test]
-fn gossiped_addresses_that_never_answer_are_forgotten() {
-    let cfg = config("target");
+fn gossiped_addresses_that_never_answer_are_probed_sparingly_then_forgotten() {
+    let mut cfg = config("target");
+    cfg.tombstone_grace = Duration::from_secs(300);
     let cluster = wire::cluster_id(&cfg.cluster);
     let mut now = Now {
         mono_us: 1_000_000,
@@ -503,31 +504,27 @@ fn gossiped_addresses_that_never_answer_are_forgotten() {
             addr: SocketAddr::from(([127, 0, 0, 1], 30_000 + i)),
         })
         .collect();
-    engine.handle_datagram(
-        now,
-        attacker,
-        &hello(cluster, 77, "attacker", ghosts, Vec::new()),
-    );
+    let introduction = hello(cluster, 77, "attacker", ghosts, Vec::new());
+    engine.handle_datagram(now, attacker, &introduction);
     assert_eq!(engine.status().peers.total_peers, 4);
     let mut probes = 0;
-    for _ in 0..600 {
-        // The attacker stays alive; the ghosts never answer.
-        engine.handle_datagram(
-            now,
-            attacker,
-            &hello(cluster, 77, "attacker", Vec::new(), Vec::new()),
-        );
+    // Ten minutes, the attacker staying alive, the ghosts never answering.
+    for _ in 0..1_200 {
+        let alive = hello(cluster, 77, "attacker", Vec::new(), Vec::new());
+        engine.handle_datagram(now, attacker, &alive);
         while let Some(t) = engine.poll_transmit(now) {
             probes += usize::from(t.dst.port() >= 30_000);
         }
         now = now.after_us(500_000);
         engine.handle_timeout(now);
     }
-    assert_eq!(engine.status().peers.total_peers, 1, "ghosts forgotten");
+    // Probes back off to one per max_probe_interval (1 s here) and stop once the ghosts
+    // are forgotten with the tombstone grace (300 s): about 300 each, not 1,200.
     assert!(
-        probes <= 3 * 5,
+        probes <= 3 * 310,
         "{probes} probes to addresses that never answered"
     );
+    assert_eq!(engine.status().peers.total_peers, 1, "ghosts forgotten");
 }
 
 #[test]

@@ -33,6 +33,17 @@ impl Engine {
             return true;
         }
         self.counters.dropped.unverified += 1;
+        // Remembered (not trusted): a real node still proving its address must block the
+        // collection of tombstones it has not seen, and be gossiped to the others.
+        let introduced = frames.iter().find_map(|f| match f {
+            Frame::Heartbeat(hb) => Some(hb.node_id.as_str()),
+            _ => None,
+        });
+        if let Some(node_id) = introduced {
+            if self.members.note_unverified(from, node_id, now.mono_us) {
+                self.add_link(from);
+            }
+        }
         let nonce = self
             .verifier
             .challenge(from, src_inc, now.mono_us, &mut self.rng);
