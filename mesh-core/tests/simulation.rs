@@ -13,8 +13,10 @@
 //! `adversary_cannot_crash_bloat_or_split_the_mesh` runs the same kind of schedules with
 //! an attacker on the network (see `mesh_core::sim::adversary`): `MESH_ADV_SEEDS=N` runs
 //! N seeds (default 60), `MESH_ADV_SEED=S` replays one, `MESH_SIM_TRACE=1` prints one
-//! line per seed, and `MESH_ADV_OPEN=1` turns on the forgeries plaintext mode is known
-//! not to survive (claiming members' origins, equivocating) to see what they do.
+//! line per seed, and `MESH_ADV_OPEN` turns on forgeries plaintext mode is known not to
+//! survive, to see what they do: a comma-separated list of `members` (claiming members'
+//! origins), `equivocate`, `holes` and `mixed` (refused entries beside taken ones), or
+//! `all`.
 
 use std::time::Duration;
 
@@ -304,7 +306,13 @@ struct AdvOutcome {
     stats: AdversaryStats,
 }
 
-fn run_adversary_seed(seed: u64, open_problems: bool) -> Result<AdvOutcome, String> {
+/// Which of the forgeries plaintext mode does not survive are on (see the module docs).
+fn open_problem(name: &str) -> bool {
+    std::env::var("MESH_ADV_OPEN")
+        .is_ok_and(|list| list.split(',').any(|item| item == name || item == "all"))
+}
+
+fn run_adversary_seed(seed: u64) -> Result<AdvOutcome, String> {
     let mut rng = fastrand::Rng::with_seed(seed ^ 0xad7e_45a2_1000_0000);
     let n = ADV_SIZES[rng.usize(..ADV_SIZES.len())];
     let faults = FaultConfig {
@@ -326,10 +334,10 @@ fn run_adversary_seed(seed: u64, open_problems: bool) -> Result<AdvOutcome, Stri
         keys,
         // Now and then an attacker that never passes the address check.
         verify: rng.u8(..5) != 0,
-        claim_member_origins: open_problems,
-        equivocate: open_problems,
-        mix_refused_entries: open_problems,
-        leave_holes: open_problems,
+        claim_member_origins: open_problem("members"),
+        equivocate: open_problem("equivocate"),
+        mix_refused_entries: open_problem("mixed"),
+        leave_holes: open_problem("holes"),
     };
     // The attacker arrives while the mesh forms, or once it has.
     let early = rng.bool();
@@ -430,15 +438,14 @@ fn adversary_cannot_crash_bloat_or_split_the_mesh() {
             (1..=count).collect()
         }
     };
-    let open_problems = std::env::var_os("MESH_ADV_OPEN").is_some();
     let trace = std::env::var_os("MESH_SIM_TRACE").is_some();
     let mut failures = Vec::new();
     let mut total = AdversaryStats::default();
     let mut peak_peers = 0;
     for &seed in &seeds {
         // A panic anywhere (engine or simulator) is a failure of its own seed.
-        let result = std::panic::catch_unwind(|| run_adversary_seed(seed, open_problems))
-            .unwrap_or_else(|panic| {
+        let result =
+            std::panic::catch_unwind(|| run_adversary_seed(seed)).unwrap_or_else(|panic| {
                 let why = panic
                     .downcast_ref::<String>()
                     .cloned()
@@ -472,11 +479,9 @@ fn adversary_cannot_crash_bloat_or_split_the_mesh() {
             Err(why) => failures.push((seed, why)),
         }
     }
-    let open = if open_problems {
-        "MESH_ADV_OPEN=1 "
-    } else {
-        ""
-    };
+    let open = std::env::var("MESH_ADV_OPEN")
+        .map(|list| format!("MESH_ADV_OPEN={list} "))
+        .unwrap_or_default();
     for (seed, why) in &failures {
         eprintln!(
             "seed {seed} failed: {why}\n  replay: {open}MESH_ADV_SEED={seed} cargo test -p mesh-core --test simulation adversary -- --nocapture"

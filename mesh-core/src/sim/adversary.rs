@@ -9,8 +9,8 @@
 //! - forged datagrams built from the public wire types: heartbeats claiming members' or
 //!   new node ids with gossip of made-up addresses, incarnation bumps spoofed from
 //!   members' addresses (`u64::MAX` and plausible ones), Deltas writing and deleting keys
-//!   under made-up origins with timestamps up to the drift bound ahead (and beyond it),
-//!   bare ranges, SyncRequests, and fragments with hostile fragment counts;
+//!   under made-up origins with timestamps up to the drift bound ahead (and, alone in
+//!   their group, past it or with oversized keys), bare ranges, SyncRequests, and fragments with hostile fragment counts;
 //! - replays of delivered datagrams, from their original (spoofed) source or its own;
 //! - mutations of delivered datagrams: a bit flipped, truncated, extended, a header
 //!   byte or the incarnations changed, with the checksum recomputed so the change
@@ -18,14 +18,19 @@
 //!
 //! In plaintext mode a verified peer, or anyone spoofing a member's address and
 //! incarnation, can write anything: such writes are allowed to win. What plaintext mode
-//! cannot survive is a forger that breaks the uniqueness of `(origin, seq)` that version
-//! vectors rely on (claiming a member's origin, or telling two nodes different things
-//! about one of its own): honest replicas then stop exchanging what differs. Those
-//! forgeries are behind [`AdversaryConfig::claim_member_origins`] and
-//! [`AdversaryConfig::equivocate`], off by default; with them off the adversary keeps
-//! one ledger of what each of its made-up origins wrote, and sends nothing whose
-//! content it cannot vouch for (see `Adversary::vet`), so the oracle knows every write
-//! it made.
+//! does not survive are forgeries that break what version vectors rely on: that one
+//! `(origin, seq)` means one write everywhere (broken by claiming a member's origin, or
+//! telling two nodes different things about one of its own), that an origin's writes
+//! are accounted for as a prefix (broken by ranges leaving holes nobody can fill), and
+//! that a sender resends a group a node could not take whole (broken by mixing refused
+//! entries into groups, once). Honest replicas then stop exchanging what differs, or
+//! never stop resending. Those forgeries are behind
+//! [`AdversaryConfig::claim_member_origins`], [`AdversaryConfig::equivocate`],
+//! [`AdversaryConfig::leave_holes`] and [`AdversaryConfig::mix_refused_entries`], all
+//! off by default. With them off the adversary keeps one ledger of what each of its
+//! made-up origins wrote, sends groups that reach back to the origin's first sequence
+//! number, and sends nothing whose content it cannot vouch for (see `Adversary::vet`),
+//! so the oracle knows every write it made.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
