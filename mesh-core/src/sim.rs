@@ -590,7 +590,15 @@ impl Sim {
     /// (plaintext offers no integrity against a verified peer, so forgeries may win).
     /// Every write held must be an honest one the oracle knows or one the adversary
     /// sent; a key may be missing only if its winner is a delete, honest or forged.
+    /// A write judged lost with a crashed node may come back: the adversary keeps
+    /// copies of what it saw and replays them, which is no fault of the mesh.
     fn check_against(&self, adversary: &Adversary) -> Result<(), Divergence> {
+        type Rank = (u64, u64, u64);
+        let honest: HashMap<(&str, Rank), &Write> = self
+            .writes
+            .iter()
+            .map(|w| ((w.key.as_str(), w.rank), w))
+            .collect();
         let mut best: HashMap<&str, &Write> = HashMap::new();
         for w in self.writes.iter().filter(|w| !w.lost) {
             let slot = best.entry(&w.key).or_insert(w);
@@ -598,7 +606,6 @@ impl Sim {
                 *slot = w;
             }
         }
-        type Rank = (u64, u64, u64);
         let forged: HashMap<(&str, Rank), &Option<Value>> = adversary
             .forged()
             .iter()
@@ -626,17 +633,21 @@ impl Sim {
                     actual: snapshot.get(key).cloned(),
                 };
                 match engine.replica().entry(key) {
-                    Some(entry) if self.honest_origins.contains(&entry.origin) => match want {
-                        Some(w) if w.rank == entry.rank() => {}
-                        Some(_) => return Err(wrong()),
-                        None => {
+                    Some(entry) if self.honest_origins.contains(&entry.origin) => {
+                        let Some(held) = honest.get(&(key, entry.rank())) else {
                             return Err(Divergence::ForgedHonestWrite {
                                 node: i,
                                 key: key.to_owned(),
                                 rank: entry.rank(),
-                            })
+                            });
+                        };
+                        // The winner, or a lost write the adversary brought back over it.
+                        let winner = want.is_none_or(|w| w.rank == held.rank)
+                            || (held.lost && want.is_some_and(|w| held.rank > w.rank));
+                        if !winner {
+                            return Err(wrong());
                         }
-                    },
+                    }
                     Some(entry) => {
                         if forged.get(&(key, entry.rank())) != Some(&&entry.value) {
                             return Err(Divergence::UnknownWrite {
@@ -657,6 +668,9 @@ impl Sim {
                                     .forged()
                                     .iter()
                                     .any(|f| f.key == key && f.value.is_none() && f.rank > w.rank)
+                                || self.writes.iter().any(|d| {
+                                    d.lost && d.key == key && d.value.is_none() && d.rank > w.rank
+                                })
                         });
                         if !deleted {
                             return Err(wrong());
