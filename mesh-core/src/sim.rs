@@ -10,6 +10,12 @@
 //! write made: each key must hold the winning write among those that survived (writes
 //! lost with a crashed node before reaching any peer are the only ones allowed to
 //! vanish), and deleted keys must stay deleted.
+//!
+//! [`Sim::add_adversary`] puts an attacker on the network (see [`adversary`]); the check
+//! then allows the writes it forged to win where they outrank the honest ones, and
+//! requires everything else as before.
+
+pub mod adversary;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
@@ -23,6 +29,8 @@ use crate::seal::NoncePrefix;
 use crate::time::Now;
 use crate::value::Value;
 
+use adversary::{Adversary, AdversaryConfig};
+
 /// Virtual wall clock at time zero (2026-01-01), so HLC timestamps look real.
 const WALL_BASE_MS: u64 = 1_767_225_600_000;
 
@@ -30,6 +38,15 @@ const WALL_BASE_MS: u64 = 1_767_225_600_000;
 fn sim_addr(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16))
 }
+
+/// Virtual address of the adversary, outside the nodes' range.
+const ADVERSARY_ADDR: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 66)),
+    6_666,
+);
+
+/// Index standing for the adversary in a [`Flight`]'s `from` or `to`.
+const ADVERSARY: usize = usize::MAX;
 
 /// One simulated node.
 #[derive(Debug)]
@@ -57,8 +74,12 @@ struct Write {
 struct Flight {
     at_us: u64,
     order: u64,
+    /// Sending node, or [`ADVERSARY`].
     from: usize,
+    /// Receiving node, or [`ADVERSARY`].
     to: usize,
+    /// Source address the datagram carries (a spoofing adversary picks it).
+    src: SocketAddr,
     payload: Vec<u8>,
 }
 
@@ -94,6 +115,26 @@ pub enum Divergence {
         /// What is wrong.
         why: String,
     },
+    /// A replica holds a write under an honest origin that no honest node made: a
+    /// forgery inside an honest origin's sequence numbers.
+    ForgedHonestWrite {
+        /// The node.
+        node: usize,
+        /// The key.
+        key: String,
+        /// `(hlc, origin, seq)` of what the node holds.
+        rank: (u64, u64, u64),
+    },
+    /// A replica holds a write under an origin no honest node ran with that the
+    /// adversary did not send either.
+    UnknownWrite {
+        /// The node.
+        node: usize,
+        /// The key.
+        key: String,
+        /// `(hlc, origin, seq)` of what the node holds.
+        rank: (u64, u64, u64),
+    },
 }
 
 /// A simulated mesh.
@@ -121,6 +162,12 @@ pub struct Sim {
     timers: Vec<Option<u64>>,
     /// The first invariant an engine broke, reported by [`Sim::check_converged`].
     violation: Option<Divergence>,
+    /// The attacker, if any.
+    adversary: Option<Adversary>,
+    /// When the attacker acts next.
+    adversary_timer: Option<u64>,
+    /// Every incarnation (origin) honest nodes ran with.
+    honest_origins: BTreeSet<u64>,
 }
 
 impl Sim {
@@ -143,6 +190,9 @@ impl Sim {
             peak_memory: MemoryReport::default(),
             violation: None,
             timers: vec![None; n],
+            adversary: None,
+            adversary_timer: None,
+            honest_origins: BTreeSet::new(),
         };
         for i in 0..n {
             let addr = sim_addr(i);
@@ -188,6 +238,10 @@ impl Sim {
         prefix[..8].copy_from_slice(&self.rng.u64(..).to_le_bytes());
         prefix[8..].copy_from_slice(&self.rng.u64(..).to_le_bytes());
         let mut engine = Engine::new(config, incarnation, seed, NoncePrefix(prefix), now);
+        self.honest_origins.insert(engine.incarnation());
+        if let Some(adversary) = self.adversary.as_mut() {
+            adversary.note_honest_origin(engine.incarnation());
+        }
         engine.set_emit_state_events(false);
         if i > 0 {
             engine.add_bootstrap_peer(now, self.nodes[0].addr);
@@ -279,7 +333,60 @@ impl Sim {
     }
 
     fn connected(&self, a: usize, b: usize) -> bool {
-        self.groups.as_ref().is_none_or(|g| g[a] == g[b])
+        // Partitions split the mesh, not the attacker off it.
+        a == ADVERSARY || b == ADVERSARY || self.groups.as_ref().is_none_or(|g| g[a] == g[b])
+    }
+
+    /// Puts an attacker on the network (see [`adversary`]), acting from now on.
+    pub fn add_adversary(&mut self, config: AdversaryConfig, seed: u64) {
+        let wall_ms = WALL_BASE_MS + self.now_us / 1000;
+        let mut adversary = Adversary::new(
+            ADVERSARY_ADDR,
+            config,
+            &self.config.cluster,
+            self.config.max_clock_drift,
+            wall_ms,
+            seed,
+        );
+        for &origin in &self.honest_origins {
+            adversary.note_honest_origin(origin);
+        }
+        self.adversary_timer = Some(self.now_us);
+        self.adversary = Some(adversary);
+    }
+
+    /// The attacker, if any.
+    pub fn adversary(&self) -> Option<&Adversary> {
+        self.adversary.as_ref()
+    }
+
+    /// Stops the attacker: it sends nothing more (what it sent may still be in flight).
+    pub fn stop_adversary(&mut self) {
+        if let Some(adversary) = self.adversary.as_mut() {
+            adversary.stop();
+        }
+        self.adversary_timer = None;
+    }
+
+    /// Puts the attacker's datagrams on the network, through the same faults.
+    fn send_adversary(&mut self, out: Vec<adversary::Outgoing>) {
+        for o in out {
+            let Some(to) = self.nodes.iter().position(|n| n.addr == o.dst) else {
+                continue;
+            };
+            for delivery in self.injector.outgoing(&o.dst, &o.payload) {
+                self.order += 1;
+                let jitter = self.rng.u64(0..=self.latency_us / 4);
+                self.flights.push(Reverse(Flight {
+                    at_us: self.now_us + self.latency_us + jitter + delivery.delay_us,
+                    order: self.order,
+                    from: ADVERSARY,
+                    to,
+                    src: o.src,
+                    payload: delivery.payload,
+                }));
+            }
+        }
     }
 
     /// Drains node `i`'s transmits into the network.
@@ -305,9 +412,15 @@ impl Sim {
             p.peers = p.peers.max(m.peers);
             p.stream_ranges = p.stream_ranges.max(m.stream_ranges);
         }
+        let src = self.nodes[i].addr;
         for t in out {
-            let Some(to) = self.nodes.iter().position(|n| n.addr == t.dst) else {
-                continue;
+            let to = if self.adversary.as_ref().is_some_and(|a| a.addr == t.dst) {
+                ADVERSARY
+            } else {
+                let Some(to) = self.nodes.iter().position(|n| n.addr == t.dst) else {
+                    continue;
+                };
+                to
             };
             if !self.connected(i, to) {
                 continue;
@@ -320,6 +433,7 @@ impl Sim {
                     order: self.order,
                     from: i,
                     to,
+                    src,
                     payload: delivery.payload,
                 }));
             }
@@ -341,7 +455,10 @@ impl Sim {
         loop {
             let next_flight = self.flights.peek().map(|f| f.0.at_us);
             let next_timer = self.timers.iter().flatten().min().copied();
-            let next = [next_flight, next_timer].into_iter().flatten().min();
+            let next = [next_flight, next_timer, self.adversary_timer]
+                .into_iter()
+                .flatten()
+                .min();
             let Some(next) = next.filter(|t| *t <= end) else {
                 self.now_us = end;
                 return;
@@ -355,16 +472,41 @@ impl Sim {
                 let Some(Reverse(flight)) = self.flights.pop() else {
                     break;
                 };
-                let from_addr = self.nodes[flight.from].addr;
                 if !self.connected(flight.from, flight.to) {
+                    continue;
+                }
+                if flight.to == ADVERSARY {
+                    let out = match self.adversary.as_mut() {
+                        Some(a) => a.receive(flight.src, &flight.payload),
+                        None => Vec::new(),
+                    };
+                    self.send_adversary(out);
                     continue;
                 }
                 let now = self.now_for(flight.to);
                 if let Some(engine) = self.nodes[flight.to].engine.as_mut() {
-                    engine.handle_datagram(now, from_addr, &flight.payload);
+                    engine.handle_datagram(now, flight.src, &flight.payload);
                     self.delivered += 1;
+                    if flight.from != ADVERSARY {
+                        if let Some(a) = self.adversary.as_mut() {
+                            a.observe(flight.src, self.nodes[flight.to].addr, &flight.payload);
+                        }
+                    }
                 }
                 self.flush(flight.to);
+            }
+            if self.adversary_timer.is_some_and(|t| t <= self.now_us) {
+                let targets: Vec<SocketAddr> = self.nodes.iter().map(|n| n.addr).collect();
+                let wall_ms = WALL_BASE_MS + self.now_us / 1000;
+                let out = match self.adversary.as_mut() {
+                    Some(a) => {
+                        let interval = crate::time::us(a.config().interval).max(1);
+                        self.adversary_timer = Some(self.now_us + interval);
+                        a.act(wall_ms, &targets)
+                    }
+                    None => Vec::new(),
+                };
+                self.send_adversary(out);
             }
             for i in 0..self.nodes.len() {
                 let now = self.now_for(i);
@@ -408,6 +550,9 @@ impl Sim {
         if let Some(violation) = &self.violation {
             return Err(violation.clone());
         }
+        if let Some(adversary) = &self.adversary {
+            return self.check_against(adversary);
+        }
         let expected = self.expected();
         let live: Vec<(usize, BTreeMap<String, Value>)> = self
             .nodes
@@ -432,6 +577,118 @@ impl Sim {
         }
         if let Some(((a, sa), rest)) = live.split_first() {
             for (b, sb) in rest {
+                if sa != sb {
+                    let key = sa
+                        .iter()
+                        .find(|(k, v)| sb.get(*k) != Some(*v))
+                        .map(|(k, _)| k.clone())
+                        .or_else(|| sb.keys().find(|k| !sa.contains_key(*k)).cloned())
+                        .unwrap_or_default();
+                    return Err(Divergence::ReplicasDiffer { a: *a, b: *b, key });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The check with an adversary on the network: honest replicas agree with each other,
+    /// and each key holds its surviving honest winner unless a forged write outranks it
+    /// (plaintext offers no integrity against a verified peer, so forgeries may win).
+    /// Every write held must be an honest one the oracle knows or one the adversary
+    /// sent; a key may be missing only if its winner is a delete, honest or forged.
+    /// A write judged lost with a crashed node may come back: the adversary keeps
+    /// copies of what it saw and replays them, which is no fault of the mesh.
+    fn check_against(&self, adversary: &Adversary) -> Result<(), Divergence> {
+        type Rank = (u64, u64, u64);
+        let honest: HashMap<(&str, Rank), &Write> = self
+            .writes
+            .iter()
+            .map(|w| ((w.key.as_str(), w.rank), w))
+            .collect();
+        let mut best: HashMap<&str, &Write> = HashMap::new();
+        for w in self.writes.iter().filter(|w| !w.lost) {
+            let slot = best.entry(&w.key).or_insert(w);
+            if w.rank > slot.rank {
+                *slot = w;
+            }
+        }
+        let forged: HashMap<(&str, Rank), &Option<Value>> = adversary
+            .forged()
+            .iter()
+            .map(|f| ((f.key.as_str(), f.rank), &f.value))
+            .collect();
+        let live: Vec<(usize, &Engine)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.engine.as_ref().map(|e| (i, e)))
+            .collect();
+        for &(i, engine) in &live {
+            let snapshot = engine.snapshot();
+            let keys: BTreeSet<&str> = snapshot
+                .keys()
+                .map(String::as_str)
+                .chain(best.keys().copied())
+                .collect();
+            for key in keys {
+                let want = best.get(key);
+                let wrong = || Divergence::WrongValue {
+                    node: i,
+                    key: key.to_owned(),
+                    expected: want.and_then(|w| w.value.clone()),
+                    actual: snapshot.get(key).cloned(),
+                };
+                match engine.replica().entry(key) {
+                    Some(entry) if self.honest_origins.contains(&entry.origin) => {
+                        let Some(held) = honest.get(&(key, entry.rank())) else {
+                            return Err(Divergence::ForgedHonestWrite {
+                                node: i,
+                                key: key.to_owned(),
+                                rank: entry.rank(),
+                            });
+                        };
+                        // The winner, or a lost write the adversary brought back over it.
+                        let winner = want.is_none_or(|w| w.rank == held.rank)
+                            || (held.lost && want.is_some_and(|w| held.rank > w.rank));
+                        if !winner {
+                            return Err(wrong());
+                        }
+                    }
+                    Some(entry) => {
+                        if forged.get(&(key, entry.rank())) != Some(&&entry.value) {
+                            return Err(Divergence::UnknownWrite {
+                                node: i,
+                                key: key.to_owned(),
+                                rank: entry.rank(),
+                            });
+                        }
+                        if want.is_some_and(|w| w.rank > entry.rank()) {
+                            return Err(wrong());
+                        }
+                    }
+                    None => {
+                        // A collected tombstone: the winner was a delete.
+                        let deleted = want.is_none_or(|w| {
+                            w.value.is_none()
+                                || adversary
+                                    .forged()
+                                    .iter()
+                                    .any(|f| f.key == key && f.value.is_none() && f.rank > w.rank)
+                                || self.writes.iter().any(|d| {
+                                    d.lost && d.key == key && d.value.is_none() && d.rank > w.rank
+                                })
+                        });
+                        if !deleted {
+                            return Err(wrong());
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(((a, ea), rest)) = live.split_first() {
+            let sa = ea.snapshot();
+            for (b, eb) in rest {
+                let sb = eb.snapshot();
                 if sa != sb {
                     let key = sa
                         .iter()

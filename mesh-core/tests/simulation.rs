@@ -9,10 +9,19 @@
 //! `MESH_SIM_TRACE=1` prints one line per seed (verdict, settle time, datagrams
 //! delivered), so two builds can be compared seed by seed: a change meant to keep the
 //! protocol's behaviour must print the same lines.
+//!
+//! `adversary_cannot_crash_bloat_or_split_the_mesh` runs the same kind of schedules with
+//! an attacker on the network (see `mesh_core::sim::adversary`): `MESH_ADV_SEEDS=N` runs
+//! N seeds (default 60), `MESH_ADV_SEED=S` replays one, `MESH_SIM_TRACE=1` prints one
+//! line per seed, and `MESH_ADV_OPEN` turns on forgeries plaintext mode is known not to
+//! survive, to see what they do: a comma-separated list of `members` (claiming members'
+//! origins), `equivocate`, `holes` and `mixed` (refused entries beside taken ones), or
+//! `all`.
 
 use std::time::Duration;
 
 use mesh_core::fault::FaultConfig;
+use mesh_core::sim::adversary::{AdversaryConfig, AdversaryStats};
 use mesh_core::sim::Sim;
 use mesh_core::transport::MAX_IN_FLIGHT_DATAGRAMS;
 use mesh_core::{Config, Value};
@@ -278,4 +287,215 @@ fn large_state_streams_to_a_joining_node() {
         .unwrap();
     eprintln!("20,000 keys and a 1 MiB value replicated in {took:?} of virtual time");
     assert_eq!(sim.nodes[1].engine.as_ref().unwrap().live_keys(), 20_001);
+}
+
+/// Cluster sizes under attack, weighted toward small meshes.
+const ADV_SIZES: [usize; 10] = [2, 2, 3, 3, 4, 5, 7, 10, 13, 16];
+
+/// Peers a node may hold beyond the mesh's own members: the adversary's own address,
+/// and the gossiped addresses it never verified (`members::MAX_UNVERIFIED` is 64), with
+/// room to spare. Far below the 1,024-entry table: forged gossip must not fill it.
+const PEERS_BEYOND_MESH: usize = 80;
+
+struct AdvOutcome {
+    nodes: usize,
+    writes: usize,
+    lost: usize,
+    settle: Duration,
+    peak_peers: usize,
+    stats: AdversaryStats,
+}
+
+/// Which of the forgeries plaintext mode does not survive are on (see the module docs).
+fn open_problem(name: &str) -> bool {
+    std::env::var("MESH_ADV_OPEN")
+        .is_ok_and(|list| list.split(',').any(|item| item == name || item == "all"))
+}
+
+fn run_adversary_seed(seed: u64) -> Result<AdvOutcome, String> {
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0xad7e_45a2_1000_0000);
+    let n = ADV_SIZES[rng.usize(..ADV_SIZES.len())];
+    let faults = FaultConfig {
+        loss_rate: rng.f64() * 0.2,
+        duplicate_rate: rng.f64() * 0.1,
+        reorder_rate: rng.f64() * 0.2,
+        corrupt_rate: rng.f64() * 0.03,
+        jitter: Duration::from_micros(rng.u64(0..3_000)),
+        ..FaultConfig::default()
+    };
+    let mut sim = Sim::new(n, sim_config(), faults, rng.u64(..));
+    for i in 0..n {
+        sim.set_skew(i, rng.i64(-800..=800));
+    }
+    let keys = 5 + rng.usize(..40);
+    let config = AdversaryConfig {
+        interval: Duration::from_millis(10 + rng.u64(..60)),
+        burst: 1 + rng.usize(..6),
+        keys,
+        // Now and then an attacker that never passes the address check.
+        verify: rng.u8(..5) != 0,
+        claim_member_origins: open_problem("members"),
+        equivocate: open_problem("equivocate"),
+        mix_refused_entries: open_problem("mixed"),
+        leave_holes: open_problem("holes"),
+    };
+    // The attacker arrives while the mesh forms, or once it has.
+    let early = rng.bool();
+    if early {
+        sim.add_adversary(config.clone(), rng.u64(..));
+    }
+    sim.run_for(Duration::from_secs(3));
+    if !early {
+        sim.add_adversary(config, rng.u64(..));
+    }
+    let steps = if n >= 10 { 50 } else { 100 };
+    let mut crashed: Vec<(usize, u32)> = Vec::new();
+    let mut partition_left = 0u32;
+    for step in 0..steps {
+        let roll = rng.u32(..100);
+        let node = rng.usize(..n);
+        if roll < 60 {
+            let key = format!("k{}", rng.usize(..keys));
+            sim.write(node, &key, Some(Value::Int(rng.i64(..))));
+        } else if roll < 75 {
+            let key = format!("k{}", rng.usize(..keys));
+            sim.write(node, &key, None);
+        } else if roll < 78 && partition_left == 0 && n > 2 {
+            let groups = (0..n).map(|_| rng.u8(0..2)).collect();
+            sim.partition(groups);
+            partition_left = 10 + rng.u32(..40);
+        } else if roll < 80 && crashed.len() + 1 < n && !crashed.iter().any(|c| c.0 == node) {
+            sim.crash(node);
+            crashed.push((node, step + 5 + rng.u32(..40)));
+        }
+        crashed.retain(|&(i, until)| {
+            if step >= until {
+                sim.restart(i);
+                false
+            } else {
+                true
+            }
+        });
+        if partition_left > 0 {
+            partition_left -= 1;
+            if partition_left == 0 {
+                sim.heal();
+            }
+        }
+        sim.run_for(Duration::from_millis(20 + rng.u64(..80)));
+    }
+    // The attack goes on a while after the last honest write, then stops: the honest
+    // nodes must then agree among themselves.
+    sim.run_for(Duration::from_secs(2));
+    sim.stop_adversary();
+    for (i, _) in crashed {
+        sim.restart(i);
+    }
+    sim.heal();
+    let settle = sim
+        .run_until_converged(Duration::from_secs(120), Duration::from_millis(250))
+        .map_err(|d| format!("did not converge within 120 s after the attack: {d:?}"))?;
+    let peak = sim.peak_memory;
+    if peak.in_flight > n * MAX_IN_FLIGHT_DATAGRAMS
+        || peak.queued_bytes > n * 64 * 1024 * 1024
+        || peak.reassembly_bytes > n * 64 * 1024 * 1024
+        || peak.peers > n + PEERS_BEYOND_MESH
+    {
+        return Err(format!("protocol memory out of bounds: {peak:?}"));
+    }
+    // Once converged and the attacker silent, nothing may pile up: partial messages (its
+    // fragments, and honest ones it broke up) are dropped once idle for the reassembly
+    // timeout (30 s by default), and the last honest retransmissions give up before.
+    sim.run_for(Duration::from_secs(60));
+    for (i, node) in sim.nodes.iter().enumerate() {
+        let m = node.engine.as_ref().map(|e| e.memory()).unwrap_or_default();
+        if m.reassembly_bytes > 0 || m.queued_bytes > 64 * 1024 || m.stream_ranges > 4 * n {
+            return Err(format!("node {i} holds state after quiescence: {m:?}"));
+        }
+    }
+    sim.check_converged()
+        .map_err(|d| format!("diverged again after quiescence: {d:?}"))?;
+    let (writes, lost) = sim.write_counts();
+    Ok(AdvOutcome {
+        nodes: n,
+        writes,
+        lost,
+        settle,
+        peak_peers: peak.peers,
+        stats: sim.adversary().map(|a| a.stats).unwrap_or_default(),
+    })
+}
+
+#[test]
+fn adversary_cannot_crash_bloat_or_split_the_mesh() {
+    let seeds: Vec<u64> = match std::env::var("MESH_ADV_SEED") {
+        Ok(s) => vec![s.parse().expect("MESH_ADV_SEED must be an integer")],
+        Err(_) => {
+            let count = std::env::var("MESH_ADV_SEEDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(60u64);
+            (1..=count).collect()
+        }
+    };
+    let trace = std::env::var_os("MESH_SIM_TRACE").is_some();
+    let mut failures = Vec::new();
+    let mut total = AdversaryStats::default();
+    let mut peak_peers = 0;
+    for &seed in &seeds {
+        // A panic anywhere (engine or simulator) is a failure of its own seed.
+        let result =
+            std::panic::catch_unwind(|| run_adversary_seed(seed)).unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Err(format!("panicked: {why}"))
+            });
+        if trace {
+            match &result {
+                Ok(o) => eprintln!(
+                    "seed {seed}: ok nodes={} writes={} lost={} settle={:?} peers={} {:?}",
+                    o.nodes, o.writes, o.lost, o.settle, o.peak_peers, o.stats
+                ),
+                Err(why) => eprintln!("seed {seed}: FAILED {why}"),
+            }
+        }
+        match result {
+            Ok(o) => {
+                assert!(o.lost <= o.writes);
+                peak_peers = peak_peers.max(o.peak_peers);
+                let s = o.stats;
+                total.sent += s.sent;
+                total.forged += s.forged;
+                total.replayed += s.replayed;
+                total.mutated += s.mutated;
+                total.spoofed += s.spoofed;
+                total.challenges_answered += s.challenges_answered;
+                total.received += s.received;
+                total.withheld += s.withheld;
+            }
+            Err(why) => failures.push((seed, why)),
+        }
+    }
+    let open = std::env::var("MESH_ADV_OPEN")
+        .map(|list| format!("MESH_ADV_OPEN={list} "))
+        .unwrap_or_default();
+    for (seed, why) in &failures {
+        eprintln!(
+            "seed {seed} failed: {why}\n  replay: {open}MESH_ADV_SEED={seed} cargo test -p mesh-core --test simulation adversary -- --nocapture"
+        );
+    }
+    eprintln!(
+        "{} seeds under attack, {} failed; most peers on a node {peak_peers}; attacker totals {total:?}",
+        seeds.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} seeds failed under attack",
+        failures.len(),
+        seeds.len()
+    );
 }
