@@ -588,13 +588,12 @@ pub enum ReassemblyOp {
         len: u16,
     },
     /// A whole message of `len` bytes cut into `fragment`-byte pieces the way a sender
-    /// cuts them, delivered in a shuffled order, fragments whose bit in `skip` is set
-    /// left out. Completed messages must come out byte for byte.
+    /// cuts them, under a message id of its own (a sender never reuses one), delivered
+    /// in a shuffled order, fragments whose bit in `skip` is set left out. Completed
+    /// messages must come out byte for byte.
     Message {
         /// Channel, modulo their number.
         channel: u8,
-        /// Message id.
-        msg_id: u8,
         /// Length (at most 16 KiB).
         len: u16,
         /// Fragment size, at least the smallest a sender cuts.
@@ -623,6 +622,8 @@ struct ReassemblyRig {
     limits: ChannelLimits,
     channels: Vec<Channel>,
     next_seq: Vec<u64>,
+    /// Last message id of the whole-message ops, above the ids fragment ops use.
+    next_msg_id: u64,
     now_us: u64,
 }
 
@@ -671,6 +672,7 @@ pub fn reassembly_case(case: &ReassemblyCase) -> Result<(), Failure> {
     let mut rig = ReassemblyRig {
         channels: (0..count).map(|_| Channel::new(limits.clone())).collect(),
         next_seq: vec![1; count],
+        next_msg_id: 0x100,
         limits,
         now_us: 1_000_000,
     };
@@ -704,7 +706,6 @@ pub fn reassembly_case(case: &ReassemblyCase) -> Result<(), Failure> {
             }
             ReassemblyOp::Message {
                 channel,
-                msg_id,
                 len,
                 fragment,
                 skip,
@@ -713,7 +714,9 @@ pub fn reassembly_case(case: &ReassemblyCase) -> Result<(), Failure> {
                 let channel = usize::from(*channel) % count;
                 let len = usize::from(*len % 16_385);
                 let fragment = usize::from(*fragment).max(crate::transport::MIN_FRAGMENT);
-                let message = message_bytes(*msg_id, len);
+                rig.next_msg_id += 1;
+                let msg_id = rig.next_msg_id;
+                let message = message_bytes(msg_id as u8, len);
                 let pieces: Vec<&[u8]> = if message.is_empty() {
                     vec![&[]]
                 } else {
@@ -730,7 +733,7 @@ pub fn reassembly_case(case: &ReassemblyCase) -> Result<(), Failure> {
                     }
                     let data = Data {
                         seq: 0,
-                        msg_id: u64::from(*msg_id) | 0x100,
+                        msg_id,
                         frag: i as u32,
                         frags,
                         bytes: pieces[i].to_vec(),
@@ -980,10 +983,14 @@ fn build_frame(spec: &FrameSpec, cx: &Context, source: &mut SourceState) -> Fram
     }
 }
 
+/// Out-of-order ranges a version vector keeps per origin (`version::MAX_EXTRA_RANGES`).
+const MAX_EXTRA_RANGES: usize = 32;
+
 /// Memory bounds the engine must stay within, given the configuration the harness
-/// builds and what it sent.
-fn memory_bounds(engine: &Engine, config: &Config, groups_sent: usize) -> Result<(), Failure> {
+/// builds.
+fn memory_bounds(engine: &Engine, config: &Config) -> Result<(), Failure> {
     let m = engine.memory();
+    let origins = engine.replica().version_vector().len();
     let limits = channel_limits(config);
     let peers = m.peers;
     let checks = [
@@ -998,16 +1005,15 @@ fn memory_bounds(engine: &Engine, config: &Config, groups_sent: usize) -> Result
             m.in_flight,
             peers * MAX_IN_FLIGHT_DATAGRAMS,
         ),
-        // A message is queued whole once the queue has room, so the queue may overshoot
-        // its limit by one message of at most the reassembly budget.
+        // A channel refuses a message that would take its queue past the limit.
+        ("queued bytes", m.queued_bytes, peers * limits.max_queued),
+        // A stream is what the peer lacks of this node's version vector when it asked:
+        // at most a prefix and the out-of-order ranges kept of each origin known.
         (
-            "queued bytes",
-            m.queued_bytes,
-            peers * (limits.max_queued + config.max_reassembly),
+            "stream ranges",
+            m.stream_ranges,
+            peers * (origins + 1) * (1 + MAX_EXTRA_RANGES),
         ),
-        // At most one range per origin known per peer: the engine's own writes and
-        // those of the origins the harness sent.
-        ("stream ranges", m.stream_ranges, peers * (groups_sent + 1)),
         ("pending outputs after draining", m.pending_outputs, 0),
     ];
     for (what, got, bound) in checks {
@@ -1043,7 +1049,6 @@ struct EngineRig {
     cluster: u32,
     now: Now,
     sources: Vec<SourceState>,
-    groups_sent: usize,
 }
 
 impl EngineRig {
@@ -1071,8 +1076,7 @@ impl EngineRig {
         self.engine
             .check_invariants()
             .map_err(|e| format!("step {step}: {e}"))?;
-        memory_bounds(&self.engine, &self.config, self.groups_sent)
-            .map_err(|e| format!("step {step}: {e}"))
+        memory_bounds(&self.engine, &self.config).map_err(|e| format!("step {step}: {e}"))
     }
 
     fn inc(&self, src: u8, spec: IncSpec) -> u64 {
@@ -1107,12 +1111,6 @@ impl EngineRig {
             },
         );
         self.receive(src, &datagram);
-    }
-
-    fn count_groups(&mut self, message: &Message) {
-        if let Message::Delta(d) = message {
-            self.groups_sent += d.groups.len();
-        }
     }
 
     fn apply(&mut self, step: usize, op: &EngineOp) -> Result<(), Failure> {
@@ -1155,16 +1153,7 @@ impl EngineRig {
                 let cx = self.context(src_inc);
                 let frames: Vec<Frame> = frames
                     .iter()
-                    .map(|f| {
-                        match f {
-                            FrameSpec::Message(MessageSpec::Delta(g)) => {
-                                self.groups_sent += g.len()
-                            }
-                            FrameSpec::Message(MessageSpec::Writes { .. }) => self.groups_sent += 1,
-                            _ => {}
-                        }
-                        build_frame(f, &cx, &mut self.sources[usize::from(src)])
-                    })
+                    .map(|f| build_frame(f, &cx, &mut self.sources[usize::from(src)]))
                     .collect();
                 self.packet(src, src_inc, dst_inc, frames);
             }
@@ -1177,7 +1166,6 @@ impl EngineRig {
                 let src = src % SOURCES;
                 let inc = self.sources[usize::from(src)].inc;
                 let message = message.build(&self.context(inc));
-                self.count_groups(&message);
                 let bytes = wire::encode_message(&message);
                 let fragment = usize::from(*fragment).max(crate::transport::MIN_FRAGMENT);
                 let pieces: Vec<&[u8]> = bytes.chunks(fragment).collect();
@@ -1277,7 +1265,6 @@ pub fn engine_case(case: &EngineCase) -> Result<Engine, Failure> {
                 ..SourceState::default()
             })
             .collect(),
-        groups_sent: 0,
     };
     rig.drain();
     rig.check(0)?;
