@@ -178,8 +178,10 @@ impl Engine {
     pub fn add_bootstrap_peer(&mut self, now: Now, addr: SocketAddr) {
         if self.members.add_bootstrap(addr, now.mono_us) {
             self.add_link(addr);
-            self.refresh_timers();
         }
+        // A known member given as bootstrap is probed and kept from now on.
+        self.touched.insert(addr);
+        self.refresh_timers();
     }
 
     /// Writes `value` under `key`.

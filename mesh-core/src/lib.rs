@@ -77,6 +77,8 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod fault;
+#[cfg(feature = "test-util")]
+pub mod harness;
 mod node;
 #[cfg(any(test, feature = "test-util"))]
 pub mod sim;

@@ -302,6 +302,8 @@ impl Members {
     pub fn add_bootstrap(&mut self, addr: SocketAddr, now_us: u64) -> bool {
         if let Some(member) = self.members.get_mut(&addr) {
             member.bootstrap = true;
+            // The operator vouches for it: probe it, even if it was a stranger.
+            member.next_heartbeat_us = member.next_heartbeat_us.min(now_us);
             return false;
         }
         self.insert(Member::new(addr, true, now_us))

@@ -494,6 +494,11 @@ impl Channel {
             return self.refuse(None);
         }
         if data.frags == 1 {
+            // Held to the same limit as a fragmented message, though it costs nothing
+            // beyond this call: the limit is also the largest message accepted.
+            if data.bytes.len() > self.limits.reassembly.limit() {
+                return self.refuse(None);
+            }
             return Received::Message(data.bytes);
         }
         let size = data.bytes.len();
