@@ -49,26 +49,15 @@ struct Outcome {
     delivered: u64,
 }
 
-fn run_seed(seed: u64) -> Result<Outcome, String> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let n = SIZES[rng.usize(..SIZES.len())];
-    let faults = FaultConfig {
-        loss_rate: rng.f64() * 0.3,
-        duplicate_rate: rng.f64() * 0.1,
-        reorder_rate: rng.f64() * 0.2,
-        corrupt_rate: rng.f64() * 0.03,
-        jitter: Duration::from_micros(rng.u64(0..3_000)),
-        ..FaultConfig::default()
-    };
-    let mut sim = Sim::new(n, sim_config(), faults.clone(), rng.u64(..));
-    for i in 0..n {
-        sim.set_skew(i, rng.i64(-800..=800));
-    }
-    // Let the mesh form, then run the fault schedule.
-    sim.run_for(Duration::from_secs(3));
-    let keys = 5 + rng.usize(..40);
-    let big = n >= 16;
-    let steps = if big { 60 } else { 200 };
+/// Runs `steps` steps of random writes and deletes over `keys` keys, partitions and
+/// crash-restarts; returns the nodes still crashed, with the step they were due back.
+fn run_fault_schedule(
+    sim: &mut Sim,
+    rng: &mut fastrand::Rng,
+    n: usize,
+    keys: usize,
+    steps: u32,
+) -> Vec<(usize, u32)> {
     let mut crashed: Vec<(usize, u32)> = Vec::new();
     let mut partition_left = 0u32;
     for step in 0..steps {
@@ -104,6 +93,30 @@ fn run_seed(seed: u64) -> Result<Outcome, String> {
         }
         sim.run_for(Duration::from_millis(20 + rng.u64(..80)));
     }
+    crashed
+}
+
+fn run_seed(seed: u64) -> Result<Outcome, String> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let n = SIZES[rng.usize(..SIZES.len())];
+    let faults = FaultConfig {
+        loss_rate: rng.f64() * 0.3,
+        duplicate_rate: rng.f64() * 0.1,
+        reorder_rate: rng.f64() * 0.2,
+        corrupt_rate: rng.f64() * 0.03,
+        jitter: Duration::from_micros(rng.u64(0..3_000)),
+        ..FaultConfig::default()
+    };
+    let mut sim = Sim::new(n, sim_config(), faults.clone(), rng.u64(..));
+    for i in 0..n {
+        sim.set_skew(i, rng.i64(-800..=800));
+    }
+    // Let the mesh form, then run the fault schedule.
+    sim.run_for(Duration::from_secs(3));
+    let keys = 5 + rng.usize(..40);
+    let big = n >= 16;
+    let steps = if big { 60 } else { 200 };
+    let crashed = run_fault_schedule(&mut sim, &mut rng, n, keys, steps);
     for (i, _) in crashed {
         sim.restart(i);
     }
@@ -349,41 +362,7 @@ fn run_adversary_seed(seed: u64) -> Result<AdvOutcome, String> {
         sim.add_adversary(config, rng.u64(..));
     }
     let steps = if n >= 10 { 50 } else { 100 };
-    let mut crashed: Vec<(usize, u32)> = Vec::new();
-    let mut partition_left = 0u32;
-    for step in 0..steps {
-        let roll = rng.u32(..100);
-        let node = rng.usize(..n);
-        if roll < 60 {
-            let key = format!("k{}", rng.usize(..keys));
-            sim.write(node, &key, Some(Value::Int(rng.i64(..))));
-        } else if roll < 75 {
-            let key = format!("k{}", rng.usize(..keys));
-            sim.write(node, &key, None);
-        } else if roll < 78 && partition_left == 0 && n > 2 {
-            let groups = (0..n).map(|_| rng.u8(0..2)).collect();
-            sim.partition(groups);
-            partition_left = 10 + rng.u32(..40);
-        } else if roll < 80 && crashed.len() + 1 < n && !crashed.iter().any(|c| c.0 == node) {
-            sim.crash(node);
-            crashed.push((node, step + 5 + rng.u32(..40)));
-        }
-        crashed.retain(|&(i, until)| {
-            if step >= until {
-                sim.restart(i);
-                false
-            } else {
-                true
-            }
-        });
-        if partition_left > 0 {
-            partition_left -= 1;
-            if partition_left == 0 {
-                sim.heal();
-            }
-        }
-        sim.run_for(Duration::from_millis(20 + rng.u64(..80)));
-    }
+    let crashed = run_fault_schedule(&mut sim, &mut rng, n, keys, steps);
     // The attack goes on a while after the last honest write, then stops: the honest
     // nodes must then agree among themselves.
     sim.run_for(Duration::from_secs(2));
