@@ -577,15 +577,7 @@ impl Sim {
         }
         if let Some(((a, sa), rest)) = live.split_first() {
             for (b, sb) in rest {
-                if sa != sb {
-                    let key = sa
-                        .iter()
-                        .find(|(k, v)| sb.get(*k) != Some(*v))
-                        .map(|(k, _)| k.clone())
-                        .or_else(|| sb.keys().find(|k| !sa.contains_key(*k)).cloned())
-                        .unwrap_or_default();
-                    return Err(Divergence::ReplicasDiffer { a: *a, b: *b, key });
-                }
+                replicas_agree(*a, sa, *b, sb)?;
             }
         }
         Ok(())
@@ -688,16 +680,7 @@ impl Sim {
         if let Some(((a, ea), rest)) = live.split_first() {
             let sa = ea.snapshot();
             for (b, eb) in rest {
-                let sb = eb.snapshot();
-                if sa != sb {
-                    let key = sa
-                        .iter()
-                        .find(|(k, v)| sb.get(*k) != Some(*v))
-                        .map(|(k, _)| k.clone())
-                        .or_else(|| sb.keys().find(|k| !sa.contains_key(*k)).cloned())
-                        .unwrap_or_default();
-                    return Err(Divergence::ReplicasDiffer { a: *a, b: *b, key });
-                }
+                replicas_agree(*a, &sa, *b, &eb.snapshot())?;
             }
         }
         Ok(())
@@ -732,4 +715,24 @@ impl Sim {
     pub fn rng(&mut self) -> &mut fastrand::Rng {
         &mut self.rng
     }
+}
+
+/// Whether the replicas of nodes `a` and `b` hold the same live keys and values; if not,
+/// names a key where they differ.
+fn replicas_agree(
+    a: usize,
+    sa: &BTreeMap<String, Value>,
+    b: usize,
+    sb: &BTreeMap<String, Value>,
+) -> Result<(), Divergence> {
+    if sa == sb {
+        return Ok(());
+    }
+    let key = sa
+        .iter()
+        .find(|(k, v)| sb.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .or_else(|| sb.keys().find(|k| !sa.contains_key(*k)).cloned())
+        .unwrap_or_default();
+    Err(Divergence::ReplicasDiffer { a, b, key })
 }
