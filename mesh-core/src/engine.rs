@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use crate::config::Config;
 use crate::error::Error;
 use crate::event::{ChangeOrigin, Event};
+use crate::frontier::Frontiers;
 use crate::hlc::HlcClock;
 use crate::link::{channel_limits, Link, SessionCheck};
 use crate::members::{Admission, Heard, Members, Timing, Transition};
@@ -76,6 +77,8 @@ pub struct Engine {
     rng: fastrand::Rng,
     clock: HlcClock,
     replica: Replica,
+    /// How far each origin heard from directly vouched its writes go.
+    frontiers: Frontiers,
     members: Members,
     /// One per member, same keys.
     links: BTreeMap<SocketAddr, Link>,
@@ -120,6 +123,7 @@ impl Engine {
             cluster: wire::cluster_id(&config.cluster),
             clock: HlcClock::new(config.max_clock_drift.as_millis() as u64),
             replica: Replica::new(incarnation.max(1)),
+            frontiers: Frontiers::default(),
             incarnation: incarnation.max(1),
             rng,
             members: Members::new(&config.node_id, Timing::new(&config)),
@@ -513,6 +517,7 @@ impl Engine {
 
     fn remove_peer(&mut self, addr: SocketAddr) {
         self.members.remove(&addr);
+        self.frontiers.forget(&addr);
         self.links.remove(&addr);
         self.touched.insert(addr);
     }
@@ -566,16 +571,47 @@ impl Engine {
 
     fn on_message(&mut self, now: Now, from: SocketAddr, message: Message) {
         match message {
-            Message::Delta(delta) => sync::merge_delta(
-                delta,
-                &mut self.replica,
-                &mut self.clock,
-                &self.config,
-                now.wall_ms,
-                &mut self.counters,
-                self.emit_events.then_some(&mut self.events),
-            ),
-            Message::SyncRequest(request) => self.on_sync_request(now, from, request),
+            Message::Delta(delta) => {
+                let own_writes = self.members.incarnation(&from).and_then(|origin| {
+                    let groups = delta.groups.iter().filter(|g| g.origin == origin);
+                    groups.map(|g| g.hi).max().map(|top| (origin, top))
+                });
+                if let Some((origin, top)) = own_writes {
+                    self.vouch(origin, from, top);
+                }
+                let rules = sync::MergeRules {
+                    config: &self.config,
+                    frontiers: &self.frontiers,
+                    wall_ms: now.wall_ms,
+                };
+                sync::merge_delta(
+                    delta,
+                    &mut self.replica,
+                    &mut self.clock,
+                    &rules,
+                    &mut self.counters,
+                    self.emit_events.then_some(&mut self.events),
+                )
+            }
+            Message::SyncRequest(request) => {
+                if let Some(origin) = self.members.incarnation(&from) {
+                    // Its own writes are all in its prefix; no entry means none yet.
+                    let own = request.digest.iter().find(|(o, _)| *o == origin);
+                    self.vouch(origin, from, own.map_or(0, |&(_, upto)| upto));
+                }
+                self.on_sync_request(now, from, request)
+            }
+        }
+    }
+
+    /// Takes the word of the peer at `from`, whose incarnation is `origin`, that its
+    /// writes go up to `seq`, and withdraws any accounting beyond the origin's frontier.
+    fn vouch(&mut self, origin: u64, from: SocketAddr, seq: u64) {
+        if origin == self.incarnation || origin == 0 {
+            return;
+        }
+        if let Some(cap) = self.frontiers.vouch(origin, from, seq) {
+            self.replica.withdraw_above(origin, cap);
         }
     }
 

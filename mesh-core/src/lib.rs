@@ -88,8 +88,8 @@ pub mod value;
 mod wake;
 
 internal_modules!(
-    hlc, link, members, push, replica, seal, sync, timers, tombstones, transport, verify, version,
-    wire,
+    frontier, hlc, link, members, push, replica, seal, sync, timers, tombstones, transport, verify,
+    version, wire,
 );
 
 /// The wire protocol version this build speaks; nodes of other versions ignore each

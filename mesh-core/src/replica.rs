@@ -153,6 +153,18 @@ impl Replica {
         self.vv.insert_range(origin, lo, hi);
     }
 
+    /// Withdraws the accounting of `origin` above `cap`, the highest write the origin
+    /// vouched for (see `frontier`), except for the entries held: what lies beyond was
+    /// never written by that origin.
+    pub fn withdraw_above(&mut self, origin: OriginId, cap: u64) {
+        self.vv.withdraw_above(origin, cap);
+        if let Some(held) = self.by_origin.get(&origin) {
+            for &seq in held.range(cap.saturating_add(1)..).map(|(seq, _)| seq) {
+                self.vv.insert_range(origin, seq, seq);
+            }
+        }
+    }
+
     /// The live value of `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.entries.get(key).and_then(|e| e.value.as_ref())
@@ -255,6 +267,25 @@ mod tests {
             origin,
             seq,
         }
+    }
+
+    #[test]
+    fn withdrawing_beyond_a_frontier_keeps_the_entries_held() {
+        let mut r = Replica::new(1);
+        let entry = |seq| Entry {
+            value: Some(Value::Int(seq as i64)),
+            hlc: seq,
+            origin: 8,
+            seq,
+        };
+        r.merge("a", entry(2));
+        r.merge("b", entry(40));
+        r.cover(8, 1, 1 << 62);
+        r.withdraw_above(8, 5);
+        let vv = r.version_vector();
+        assert!(vv.contains(8, 5), "up to the frontier stays");
+        assert!(vv.contains(8, 40), "an entry held beyond it stays accounted for");
+        assert!(!vv.contains(8, 6) && !vv.contains(8, 41), "the rest is withdrawn");
     }
 
     #[test]

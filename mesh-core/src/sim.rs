@@ -217,7 +217,8 @@ impl Sim {
         self.injector.set_config(faults);
     }
 
-    fn now_for(&self, i: usize) -> Now {
+    /// Node `i`'s clock reading now (virtual time, with its skew).
+    pub fn now_for(&self, i: usize) -> Now {
         let wall = (WALL_BASE_MS + self.now_us / 1000) as i64 + self.nodes[i].skew_ms;
         Now {
             mono_us: self.now_us,

@@ -6,13 +6,16 @@
 //! when the next sync with the peer is due. A [`Group`] says "these are *all* the
 //! entries I hold of origin O with seq in lo..=hi", so after merging it the receiver may
 //! account for the whole range: an entry absent from the group was superseded, and its
-//! superseder travels in its own origin's range. Only a group merged whole is credited;
-//! a refused entry leaves its range open for the next round.
+//! superseder travels in its own origin's range. Only a group merged whole is credited
+//! as a range, and only up to what the origin itself vouched for (see `frontier`);
+//! otherwise just the entries merged are, and a refused entry stays open for the next
+//! round.
 
 use std::collections::{HashMap, VecDeque};
 
 use crate::config::Config;
 use crate::event::{ChangeOrigin, Event};
+use crate::frontier::Frontiers;
 use crate::hlc::HlcClock;
 use crate::replica::{Entry, MergeOutcome, Replica};
 use crate::status::Counters;
@@ -236,24 +239,42 @@ pub(crate) fn build_delta(
     delta
 }
 
+/// What a received delta is checked against.
+pub(crate) struct MergeRules<'a> {
+    /// Size limits of keys and values.
+    pub config: &'a Config,
+    /// How far each origin vouched its writes go.
+    pub frontiers: &'a Frontiers,
+    /// This node's wall clock, for the drift check.
+    pub wall_ms: u64,
+}
+
 /// Merges a received delta into `replica`, counting in `counters` and, when `events` is
-/// given, reporting each change of a key there. A group is credited to the version
-/// vector only if every entry in it was merged (or already accounted for).
+/// given, reporting each change of a key there. A group's range is credited to the
+/// version vector only if every entry in it was merged (or already accounted for), and
+/// only up to its origin's frontier; otherwise the entries merged are, one by one.
 pub(crate) fn merge_delta(
     delta: Delta,
     replica: &mut Replica,
     clock: &mut HlcClock,
-    config: &Config,
-    wall_ms: u64,
+    rules: &MergeRules<'_>,
     counters: &mut Counters,
     mut events: Option<&mut VecDeque<Event>>,
 ) {
+    let MergeRules {
+        config,
+        frontiers,
+        wall_ms,
+    } = *rules;
     let own = replica.own_origin();
     for group in delta.groups {
         if group.origin == own {
             continue; // our own writes: we hold them, or we are a later incarnation
         }
         let mut complete = true;
+        // Entries merged (or beaten by what is held): accounted for one by one where the
+        // range as a whole cannot be.
+        let mut merged_seqs = Vec::new();
         for entry in group.entries {
             counters.entries_received += 1;
             // Already accounted for: held, beaten by what is held, or a delete whose
@@ -279,6 +300,7 @@ pub(crate) fn merge_delta(
             }
             let new_value = events.as_ref().and_then(|_| entry.value.clone());
             let now_live = entry.value.is_some();
+            merged_seqs.push(entry.seq);
             let merged = replica.merge(
                 &entry.key,
                 Entry {
@@ -301,8 +323,20 @@ pub(crate) fn merge_delta(
                 }
             }
         }
-        if complete && group.lo >= 1 && group.lo <= group.hi {
-            replica.cover(group.origin, group.lo, group.hi);
+        // The empty parts of the range are the sender's word: taken up to the origin's
+        // own frontier, never beyond (see `frontier`). A group with a refused entry
+        // accounts only for what it merged, so the refused write is asked for again.
+        let bare_hi = frontiers
+            .cap(group.origin)
+            .map_or(group.hi, |cap| cap.min(group.hi));
+        let whole = complete && group.lo >= 1 && group.lo <= bare_hi;
+        if whole {
+            replica.cover(group.origin, group.lo, bare_hi);
+        }
+        for seq in merged_seqs {
+            if !whole || seq > bare_hi {
+                replica.cover(group.origin, seq, seq);
+            }
         }
     }
 }
@@ -393,9 +427,23 @@ mod tests {
     }
 
     fn merge(delta: Delta, replica: &mut Replica, config: &Config) -> Counters {
+        merge_vouched(delta, replica, config, &Frontiers::default())
+    }
+
+    fn merge_vouched(
+        delta: Delta,
+        replica: &mut Replica,
+        config: &Config,
+        frontiers: &Frontiers,
+    ) -> Counters {
         let mut clock = HlcClock::new(config.max_clock_drift.as_millis() as u64);
         let mut counters = Counters::default();
-        merge_delta(delta, replica, &mut clock, config, 100, &mut counters, None);
+        let rules = MergeRules {
+            config,
+            frontiers,
+            wall_ms: 100,
+        };
+        merge_delta(delta, replica, &mut clock, &rules, &mut counters, None);
         counters
     }
 
@@ -440,11 +488,36 @@ mod tests {
         let counters = merge(partial, &mut replica, &config);
         assert_eq!(counters.dropped.oversized, 1);
         assert_eq!(replica.get("b"), Some(&Value::Int(1)));
-        assert_eq!(
-            replica.version_vector().upto(9),
-            0,
-            "a refused entry leaves its range open"
+        let vv = replica.version_vector();
+        assert_eq!(vv.upto(9), 1, "the entry merged is accounted for");
+        assert!(!vv.contains(9, 2), "the refused entry stays open");
+    }
+
+    #[test]
+    fn empty_parts_of_a_range_stop_at_the_origins_frontier() {
+        let config = Config::new("n", 0);
+        let mut frontiers = Frontiers::default();
+        frontiers.vouch(8, "127.0.0.1:1".parse().unwrap(), 3);
+        let mut replica = Replica::new(1);
+        let forged = group(
+            8,
+            1,
+            1 << 62,
+            vec![
+                wire_entry(2, "a", Value::Int(1)),
+                wire_entry(9, "b", Value::Int(2)),
+            ],
         );
+        merge_vouched(forged, &mut replica, &config, &frontiers);
+        let vv = replica.version_vector();
+        assert_eq!(vv.upto(8), 3, "the range up to the frontier");
+        assert!(vv.contains(8, 9), "an entry carried beyond it");
+        assert!(!vv.contains(8, 4) && !vv.contains(8, 10), "nothing else beyond it");
+
+        // Without a frontier (an origin nobody vouched for), the sender's word stands.
+        let mut replica = Replica::new(1);
+        merge(group(8, 1, 20, Vec::new()), &mut replica, &config);
+        assert_eq!(replica.version_vector().upto(8), 20);
     }
 
     #[test]

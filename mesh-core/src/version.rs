@@ -60,6 +60,15 @@ impl SeqSet {
         self.extra.truncate(MAX_EXTRA_RANGES);
     }
 
+    /// Stops accounting for every sequence number above `cap`.
+    pub fn withdraw_above(&mut self, cap: u64) {
+        self.upto = self.upto.min(cap);
+        self.extra.retain_mut(|(lo, hi)| {
+            *hi = (*hi).min(cap);
+            *lo <= cap
+        });
+    }
+
     /// Every accounted range, the prefix first (as `1..=upto`, skipped when empty).
     pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         let prefix = (self.upto > 0).then_some((1, self.upto));
@@ -98,6 +107,13 @@ impl VersionVector {
     pub fn insert_range(&mut self, origin: OriginId, lo: u64, hi: u64) {
         if lo <= hi {
             self.origins.entry(origin).or_default().insert_range(lo, hi);
+        }
+    }
+
+    /// Stops accounting for the sequence numbers of `origin` above `cap`.
+    pub fn withdraw_above(&mut self, origin: OriginId, cap: u64) {
+        if let Some(set) = self.origins.get_mut(&origin) {
+            set.withdraw_above(cap);
         }
     }
 

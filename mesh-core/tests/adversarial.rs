@@ -568,6 +568,61 @@ fn a_claimed_node_id_neither_desyncs_nor_silences_a_member() {
     assert_eq!(victim.get("reply"), Some(Value::Int(2)), "member to victim");
 }
 
+#[test]
+fn a_forged_bare_range_silences_no_member() {
+    use mesh_core::fault::FaultConfig;
+    use mesh_core::sim::Sim;
+
+    let mut cfg = config("template");
+    cfg.host = String::new();
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let mut sim = Sim::new(2, cfg, FaultConfig::default(), 5);
+    sim.write(1, "before", Some(Value::Int(1)));
+    sim.run_until_converged(Duration::from_secs(10), Duration::from_millis(100))
+        .expect("the mesh settles");
+    let writer = sim.nodes[1].engine.as_ref().unwrap().incarnation();
+
+    // A member (it owns its address) credits a range of the writer's origin that holds
+    // no entry and reaches far beyond anything the writer wrote.
+    let attacker: SocketAddr = "10.9.9.9:4000".parse().unwrap();
+    let now = sim.now_for(0);
+    introduce(
+        sim.nodes[0].engine.as_mut().unwrap(),
+        now,
+        attacker,
+        77,
+        cluster,
+    );
+    let forged = Message::Delta(Delta {
+        groups: vec![Group {
+            origin: writer,
+            lo: 1,
+            hi: 1 << 62,
+            entries: Vec::new(),
+        }],
+    });
+    for datagram in datagrams(
+        cluster,
+        77,
+        1,
+        1,
+        &wire::encode_message(&forged),
+        usize::MAX,
+    ) {
+        sim.inject(0, attacker, &datagram);
+    }
+
+    // The writer's next writes still reach the node, by push and by anti-entropy.
+    sim.write(1, "after", Some(Value::Int(2)));
+    sim.run_for(Duration::from_secs(3));
+    sim.write(1, "later", Some(Value::Int(3)));
+    sim.run_until_converged(Duration::from_secs(10), Duration::from_millis(100))
+        .expect("the writer's writes are not silenced");
+    let engine = sim.nodes[0].engine.as_ref().unwrap();
+    assert_eq!(engine.get("after"), Some(&Value::Int(2)));
+    assert_eq!(engine.get("later"), Some(&Value::Int(3)));
+}
+
 /// The key every keyed test mesh shares.
 fn mesh_key() -> Key {
     Key::from_bytes(&[0x5a; 32]).unwrap()
