@@ -6,7 +6,7 @@
 //! mesh-bench [--smoke] [--json FILE] [SCENARIO ...]
 //! ```
 //!
-//! Scenarios: propagation, partition, restart, join, throughput, cost, idle, memory,
+//! Scenarios: propagation, partition, restart, join, throughput, keyed, cost, idle, memory,
 //! compare; `all` (the default) runs every one. `--smoke` runs each at a tiny size.
 //! `crosscheck` compares the byte counts with the kernel's; run it in a network namespace
 //! of its own (scripts/kernel-crosscheck.sh).
@@ -16,6 +16,7 @@ mod compare;
 mod cost;
 mod crosscheck;
 mod disruption;
+mod keyed;
 mod mesh;
 mod procfs;
 mod propagation;
@@ -34,6 +35,7 @@ const SCENARIOS: &[&str] = &[
     "restart",
     "join",
     "throughput",
+    "keyed",
     "cost",
     "idle",
     "memory",
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
             "propagation" => propagation::run(&mut report, smoke),
             "partition" | "restart" | "join" => disruption::run(&mut report, smoke, scenario),
             "throughput" => throughput::run(&mut report, smoke),
+            "keyed" => keyed::run(&mut report, smoke),
             "cost" => cost::run(&mut report, smoke),
             "idle" | "memory" => resources::run(&mut report, smoke, scenario),
             "compare" => compare::run(&mut report, smoke),

@@ -25,8 +25,8 @@ pub struct Step {
 /// Writes for `secs` at `rate` per second (`None`: as fast as the writer can) and samples,
 /// every few milliseconds, how far the slowest peer is behind: the age of the newest
 /// write it is sure to hold.
-pub fn step(rate: Option<u64>, run_for: Duration) -> Step {
-    let mesh = Mesh::new(5, "tp-", |_| {});
+pub fn step(rate: Option<u64>, run_for: Duration, tweak: impl Fn(&mut mesh_core::Config)) -> Step {
+    let mesh = Mesh::new(5, "tp-", tweak);
     mesh.wait_formed(Duration::from_secs(30));
     let writer = &mesh.nodes[0];
     let peers = &mesh.nodes[1..];
@@ -133,7 +133,7 @@ pub fn run(report: &mut Report, smoke: bool) {
     );
     let mut best: Option<f64> = None;
     for rate in rates {
-        let s = step(rate, run_for);
+        let s = step(rate, run_for, |_| {});
         let achieved = s.written as f64 / s.secs;
         let p99 = percentile(&s.lag_sorted_ms, 99.0);
         // An offered rate counts as sustained when the writer kept up with it (the last
