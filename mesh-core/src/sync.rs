@@ -271,10 +271,12 @@ pub(crate) fn merge_delta(
         if group.origin == own {
             continue; // our own writes: we hold them, or we are a later incarnation
         }
-        let mut complete = true;
+        // The lowest sequence number refused: the range is whole only below it.
+        let mut first_refused = u64::MAX;
         // Entries merged (or beaten by what is held): accounted for one by one where the
         // range as a whole cannot be.
         let mut merged_seqs = Vec::new();
+        let reach = frontiers.reach(group.origin);
         for entry in group.entries {
             counters.entries_received += 1;
             // Already accounted for: held, beaten by what is held, or a delete whose
@@ -283,19 +285,14 @@ pub(crate) fn merge_delta(
             if replica.version_vector().contains(group.origin, entry.seq) {
                 continue;
             }
-            if entry.key.len() > config.max_key_len
-                || entry
-                    .value
-                    .as_ref()
-                    .is_some_and(|v| v.encoded_len() > config.max_value_size)
-            {
-                counters.dropped.oversized += 1;
-                complete = false;
-                continue;
-            }
-            if clock.observe(entry.hlc, wall_ms).is_err() {
-                counters.dropped.clock_drift += 1;
-                complete = false;
+            if let Some(refused) = refusal(&entry, reach, config, clock, wall_ms) {
+                let dropped = &mut counters.dropped;
+                *match refused {
+                    Refusal::Oversized => &mut dropped.oversized,
+                    Refusal::AheadOfOrigin => &mut dropped.unverified,
+                    Refusal::ClockDrift => &mut dropped.clock_drift,
+                } += 1;
+                first_refused = first_refused.min(entry.seq);
                 continue;
             }
             let new_value = events.as_ref().and_then(|_| entry.value.clone());
@@ -324,21 +321,59 @@ pub(crate) fn merge_delta(
             }
         }
         // The empty parts of the range are the sender's word: taken up to the origin's
-        // own frontier, never beyond (see `frontier`). A group with a refused entry
-        // accounts only for what it merged, so the refused write is asked for again.
+        // own frontier, never beyond (see `frontier`), and only below a refused entry,
+        // so the refused write is asked for again. Entries merged beyond are accounted
+        // for one by one.
         let bare_hi = frontiers
             .cap(group.origin)
-            .map_or(group.hi, |cap| cap.min(group.hi));
-        let whole = complete && group.lo >= 1 && group.lo <= bare_hi;
-        if whole {
-            replica.cover(group.origin, group.lo, bare_hi);
+            .map_or(group.hi, |cap| cap.min(group.hi))
+            .min(first_refused - 1);
+        let whole = (group.lo >= 1 && group.lo <= bare_hi).then_some(group.lo..=bare_hi);
+        if let Some(range) = &whole {
+            replica.cover(group.origin, *range.start(), *range.end());
         }
         for seq in merged_seqs {
-            if !whole || seq > bare_hi {
+            if !whole.as_ref().is_some_and(|range| range.contains(&seq)) {
                 replica.cover(group.origin, seq, seq);
             }
         }
     }
+}
+
+/// Why a received entry is not taken.
+enum Refusal {
+    /// Its key or value is larger than this node accepts.
+    Oversized,
+    /// Its sequence number is past what its origin vouched for: a write the origin has
+    /// yet to make.
+    AheadOfOrigin,
+    /// Its timestamp is too far ahead of this node's clock.
+    ClockDrift,
+}
+
+/// Why a received entry is not taken, if it is not.
+fn refusal(
+    entry: &WireEntry,
+    reach: Option<u64>,
+    config: &Config,
+    clock: &mut HlcClock,
+    wall_ms: u64,
+) -> Option<Refusal> {
+    let oversized = entry.key.len() > config.max_key_len
+        || entry
+            .value
+            .as_ref()
+            .is_some_and(|v| v.encoded_len() > config.max_value_size);
+    if oversized {
+        return Some(Refusal::Oversized);
+    }
+    if reach.is_some_and(|reach| entry.seq > reach) {
+        return Some(Refusal::AheadOfOrigin);
+    }
+    if clock.observe(entry.hlc, wall_ms).is_err() {
+        return Some(Refusal::ClockDrift);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -494,7 +529,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_parts_of_a_range_stop_at_the_origins_frontier() {
+    fn nothing_beyond_the_origins_frontier_is_taken() {
         let config = Config::new("n", 0);
         let mut frontiers = Frontiers::default();
         frontiers.vouch(8, "127.0.0.1:1".parse().unwrap(), 3);
@@ -508,11 +543,14 @@ mod tests {
                 wire_entry(9, "b", Value::Int(2)),
             ],
         );
-        merge_vouched(forged, &mut replica, &config, &frontiers);
+        let counters = merge_vouched(forged, &mut replica, &config, &frontiers);
         let vv = replica.version_vector();
         assert_eq!(vv.upto(8), 3, "the range up to the frontier");
-        assert!(vv.contains(8, 9), "an entry carried beyond it");
-        assert!(!vv.contains(8, 4) && !vv.contains(8, 10), "nothing else beyond it");
+        assert!(!vv.contains(8, 4), "nothing beyond it");
+        assert_eq!(replica.get("a"), Some(&Value::Int(1)));
+        assert_eq!(replica.get("b"), None, "a write the origin has yet to make");
+        assert!(!vv.contains(8, 9), "and it stays open for the real one");
+        assert_eq!(counters.dropped.unverified, 1);
 
         // Without a frontier (an origin nobody vouched for), the sender's word stands.
         let mut replica = Replica::new(1);
