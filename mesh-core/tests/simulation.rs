@@ -15,8 +15,8 @@
 //! N seeds (default 60), `MESH_ADV_SEED=S` replays one, `MESH_SIM_TRACE=1` prints one
 //! line per seed, and `MESH_ADV_OPEN` turns on forgeries plaintext mode is known not to
 //! survive, to see what they do: a comma-separated list of `members` (claiming members'
-//! origins), `equivocate`, `holes` and `mixed` (refused entries beside taken ones), or
-//! `all`.
+//! origins), `equivocate`, `holes` and `mixed` (refused entries beside taken ones, now
+//! survived), or `all`.
 
 use std::time::Duration;
 

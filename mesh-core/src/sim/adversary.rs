@@ -21,10 +21,10 @@
 //! does not survive are forgeries that break what version vectors rely on: that one
 //! `(origin, seq)` means one write everywhere (broken by claiming a member's origin, or
 //! telling two nodes different things about one of its own), that an origin's writes
-//! are accounted for as a prefix (broken by ranges leaving holes nobody can fill), and
-//! that a sender resends a group a node could not take whole (broken by mixing refused
-//! entries into groups, once). Honest replicas then stop exchanging what differs, or
-//! never stop resending. Those forgeries are behind
+//! are accounted for as a prefix (broken by ranges leaving holes nobody can fill).
+//! Honest replicas then stop exchanging what differs, or never stop resending. (Mixing
+//! refused entries into groups beside taken ones used to be a third; nodes now account
+//! for the taken ones one by one.) Those forgeries are behind
 //! [`AdversaryConfig::claim_member_origins`], [`AdversaryConfig::equivocate`],
 //! [`AdversaryConfig::leave_holes`] and [`AdversaryConfig::mix_refused_entries`], all
 //! off by default. With them off the adversary keeps one ledger of what each of its
@@ -61,17 +61,21 @@ pub struct AdversaryConfig {
     pub keys: usize,
     /// Whether it answers challenges sent to its address (and so becomes a peer).
     pub verify: bool,
-    /// Forged groups name members' origins, with sequence numbers they have not used yet:
-    /// a known open problem in plaintext mode (it silences that origin's later writes on
-    /// the nodes that took the forgery). Off by default.
+    /// Forged groups name members' origins, with sequence numbers they have not used yet
+    /// (or a bare range over them). Origin frontiers stop what lies past an origin's
+    /// vouched frontier on nodes that heard from it; forgeries under origins a node has no
+    /// frontier for (stopped ones, or before first contact), and at sequence numbers a
+    /// node has not accounted for yet, still split replicas in plaintext mode: only
+    /// origins that sign their writes would close that. Off by default.
     pub claim_member_origins: bool,
     /// Tells different nodes different things about one of its own `(origin, seq)`, and
     /// sends mutated messages whose content it cannot vouch for: splits honest replicas
     /// in plaintext mode. Off by default.
     pub equivocate: bool,
     /// Puts entries nodes refuse (oversized, or past the drift bound) in groups beside
-    /// ones they take: the taken ones are then held but never accounted for, so they
-    /// never spread and honest replicas differ. Off by default.
+    /// ones they take. Nodes now account for the taken ones one by one (they used to hold
+    /// them unaccounted for, never offered on); left off by default only because turning
+    /// it on moves every seed's random draws. Off by default.
     pub mix_refused_entries: bool,
     /// Sends groups that do not reach back to sequence number 1, so a lost one leaves a
     /// hole no node can fill: every anti-entropy round then resends everything above
