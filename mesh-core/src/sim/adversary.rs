@@ -74,8 +74,11 @@ pub struct AdversaryConfig {
     pub equivocate: bool,
     /// Puts entries nodes refuse (oversized, or past the drift bound) in groups beside
     /// ones they take. Nodes now account for the taken ones one by one (they used to hold
-    /// them unaccounted for, never offered on); left off by default only because turning
-    /// it on moves every seed's random draws. Off by default.
+    /// them unaccounted for, never offered on). Off by default: turning it on changes
+    /// every seed's draws, and one of the 60 default seeds then meets a separate
+    /// plaintext limit, a spoofer on the path taking a member's channel sequence numbers
+    /// ahead of it, so the member's own datagrams with those numbers are acknowledged as
+    /// duplicates and their partial messages linger until the reassembly timeout.
     pub mix_refused_entries: bool,
     /// Sends groups that do not reach back to sequence number 1, so a lost one leaves a
     /// hole no node can fill: every anti-entropy round then resends everything above
