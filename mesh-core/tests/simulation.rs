@@ -24,7 +24,7 @@ use mesh_core::fault::FaultConfig;
 use mesh_core::sim::adversary::{AdversaryConfig, AdversaryStats};
 use mesh_core::sim::Sim;
 use mesh_core::transport::MAX_IN_FLIGHT_DATAGRAMS;
-use mesh_core::{Config, Value};
+use mesh_core::{Config, Key, Value};
 
 fn sim_config() -> Config {
     let mut c = Config::new("template", 0);
@@ -312,6 +312,8 @@ const PEERS_BEYOND_MESH: usize = 80;
 
 struct AdvOutcome {
     nodes: usize,
+    /// Datagrams the honest nodes dropped as unauthenticated.
+    unauthenticated: u64,
     writes: usize,
     lost: usize,
     settle: Duration,
@@ -326,6 +328,11 @@ fn open_problem(name: &str) -> bool {
 }
 
 fn run_adversary_seed(seed: u64) -> Result<AdvOutcome, String> {
+    run_adversary_seed_with(seed, sim_config())
+}
+
+/// One attack schedule against a mesh configured with `config`.
+fn run_adversary_seed_with(seed: u64, config: Config) -> Result<AdvOutcome, String> {
     let mut rng = fastrand::Rng::with_seed(seed ^ 0xad7e_45a2_1000_0000);
     let n = ADV_SIZES[rng.usize(..ADV_SIZES.len())];
     let faults = FaultConfig {
@@ -336,7 +343,7 @@ fn run_adversary_seed(seed: u64) -> Result<AdvOutcome, String> {
         jitter: Duration::from_micros(rng.u64(0..3_000)),
         ..FaultConfig::default()
     };
-    let mut sim = Sim::new(n, sim_config(), faults, rng.u64(..));
+    let mut sim = Sim::new(n, config, faults, rng.u64(..));
     for i in 0..n {
         sim.set_skew(i, rng.i64(-800..=800));
     }
@@ -395,8 +402,15 @@ fn run_adversary_seed(seed: u64) -> Result<AdvOutcome, String> {
     sim.check_converged()
         .map_err(|d| format!("diverged again after quiescence: {d:?}"))?;
     let (writes, lost) = sim.write_counts();
+    let unauthenticated = sim
+        .nodes
+        .iter()
+        .filter_map(|node| node.engine.as_ref())
+        .map(|e| e.counters().dropped.unauthenticated)
+        .sum();
     Ok(AdvOutcome {
         nodes: n,
+        unauthenticated,
         writes,
         lost,
         settle,
@@ -474,6 +488,49 @@ fn adversary_cannot_crash_bloat_or_split_the_mesh() {
     assert!(
         failures.is_empty(),
         "{} of {} seeds failed under attack",
+        failures.len(),
+        seeds.len()
+    );
+}
+
+/// The same attack schedules against a keyed mesh: everything the attacker forges or
+/// mutates fails authentication, and its replays change nothing, so the strict oracle
+/// holds (every surviving write on every node, nothing lost, nothing resurrected, and
+/// none of the attacker's writes), as on a network that is merely faulty.
+/// `MESH_ADV_KEYED_SEEDS=N` runs N seeds (default 20), `MESH_ADV_KEYED_SEED=S` one.
+#[test]
+fn keyed_mesh_under_attack_keeps_every_write_and_takes_none_of_the_attackers() {
+    let seeds: Vec<u64> = match std::env::var("MESH_ADV_KEYED_SEED") {
+        Ok(s) => vec![s.parse().expect("MESH_ADV_KEYED_SEED must be an integer")],
+        Err(_) => {
+            let count = std::env::var("MESH_ADV_KEYED_SEEDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(20u64);
+            (1..=count).collect()
+        }
+    };
+    let mut config = sim_config();
+    config.keyring = vec![Key::from_bytes(&[0x4b; 32]).unwrap()];
+    let mut failures = Vec::new();
+    for &seed in &seeds {
+        match run_adversary_seed_with(seed, config.clone()) {
+            Ok(o) if o.stats.sent > 0 && o.unauthenticated == 0 => failures.push((
+                seed,
+                "the attacker sent datagrams and none was dropped as unauthenticated".into(),
+            )),
+            Ok(_) => {}
+            Err(why) => failures.push((seed, why)),
+        }
+    }
+    for (seed, why) in &failures {
+        eprintln!(
+            "seed {seed} failed: {why}\n  replay: MESH_ADV_KEYED_SEED={seed} cargo test -p mesh-core --test simulation keyed -- --nocapture"
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} keyed seeds failed under attack",
         failures.len(),
         seeds.len()
     );
