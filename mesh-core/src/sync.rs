@@ -327,7 +327,7 @@ pub(crate) fn merge_delta(
         let bare_hi = frontiers
             .cap(group.origin)
             .map_or(group.hi, |cap| cap.min(group.hi))
-            .min(first_refused - 1);
+            .min(first_refused.saturating_sub(1));
         let whole = (group.lo >= 1 && group.lo <= bare_hi).then_some(group.lo..=bare_hi);
         if let Some(range) = &whole {
             replica.cover(group.origin, *range.start(), *range.end());

@@ -150,13 +150,21 @@ fn raw_entry_points() {
 #[test]
 fn regressions() {
     type Target = fn(&[u8]) -> Result<(), String>;
-    let cases: &[(&str, Target, &[u8])] = &[(
-        // A 4,080-byte message in one fragment into a 256-byte budget; see
-        // `a_message_in_one_fragment_is_held_to_the_budget`.
-        "reassembly/single-fragment-past-budget",
-        harness::reassembly_from_bytes,
-        include_bytes!("fuzz_regressions/reassembly-single-fragment-past-budget"),
-    )];
+    let cases: &[(&str, Target, &[u8])] = &[
+        (
+            // A 4,080-byte message in one fragment into a 256-byte budget; see
+            // `a_message_in_one_fragment_is_held_to_the_budget`.
+            "reassembly/single-fragment-past-budget",
+            harness::reassembly_from_bytes,
+            include_bytes!("fuzz_regressions/reassembly-single-fragment-past-budget"),
+        ),
+        (
+            // A refused entry numbered 0: the range below it underflowed.
+            "engine/refused-entry-at-seq-zero",
+            harness::engine_from_bytes,
+            include_bytes!("fuzz_regressions/engine-refused-entry-at-seq-zero"),
+        ),
+    ];
     for (name, target, input) in cases {
         if let Err(failure) = target(input) {
             panic!("{name} regression: {failure}");
