@@ -34,6 +34,7 @@ use crate::event::{ChangeOrigin, Event};
 use crate::hlc::HlcClock;
 use crate::link::{channel_limits, Link, SessionCheck};
 use crate::members::{Admission, Heard, Members, Timing, Transition};
+use crate::propagation::PropagationLag;
 use crate::push::Pushes;
 use crate::replica::Replica;
 use crate::seal::{NoncePrefix, Seal};
@@ -51,11 +52,13 @@ use crate::wire::{self, Frame, Heartbeat, Message, SyncRequest};
 /// datagrams costs one log line per reason and interval, not one per datagram.
 const DROP_REPORT_INTERVAL_US: u64 = 10_000_000;
 
+mod browse;
 mod handshake;
 mod keys;
 mod report;
 mod transmit;
 
+pub use browse::{KeyEntry, KeyPage, KeyQuery};
 pub use report::MemoryReport;
 
 /// A datagram to send.
@@ -96,6 +99,8 @@ pub struct Engine {
     events: VecDeque<Event>,
     emit_events: bool,
     counters: Counters,
+    /// Propagation lag of the remote writes applied.
+    propagation: PropagationLag,
     /// The keyring and everything sealing needs (see `seal`).
     seal: Seal,
 }
@@ -139,6 +144,7 @@ impl Engine {
             events: VecDeque::new(),
             emit_events: true,
             counters: Counters::default(),
+            propagation: PropagationLag::default(),
             seal: Seal::new(&config.node_id, &config.keyring, nonce_prefix),
             config,
         }
@@ -573,6 +579,7 @@ impl Engine {
                 &self.config,
                 now.wall_ms,
                 &mut self.counters,
+                &mut self.propagation,
                 self.emit_events.then_some(&mut self.events),
             ),
             Message::SyncRequest(request) => self.on_sync_request(now, from, request),

@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use crate::config::Config;
 use crate::event::{ChangeOrigin, Event};
 use crate::hlc::HlcClock;
+use crate::propagation::PropagationLag;
 use crate::replica::{Entry, MergeOutcome, Replica};
 use crate::status::Counters;
 use crate::transport::Channel;
@@ -237,8 +238,12 @@ pub(crate) fn build_delta(
 }
 
 /// Merges a received delta into `replica`, counting in `counters` and, when `events` is
-/// given, reporting each change of a key there. A group is credited to the version
-/// vector only if every entry in it was merged (or already accounted for).
+/// given, reporting each change of a key there. Every write applied has its propagation
+/// lag recorded in `lag`. A group is credited to the version vector only if every entry
+/// in it was merged (or already accounted for).
+// The arguments are the engine's parts a merge reads or updates; bundling them in a
+// struct for this one call would only hide which ones.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn merge_delta(
     delta: Delta,
     replica: &mut Replica,
@@ -246,6 +251,7 @@ pub(crate) fn merge_delta(
     config: &Config,
     wall_ms: u64,
     counters: &mut Counters,
+    lag: &mut PropagationLag,
     mut events: Option<&mut VecDeque<Event>>,
 ) {
     let own = replica.own_origin();
@@ -279,6 +285,7 @@ pub(crate) fn merge_delta(
             }
             let new_value = events.as_ref().and_then(|_| entry.value.clone());
             let now_live = entry.value.is_some();
+            let hlc = entry.hlc;
             let merged = replica.merge(
                 &entry.key,
                 Entry {
@@ -290,6 +297,7 @@ pub(crate) fn merge_delta(
             );
             if let MergeOutcome::Applied { was_live } = merged {
                 counters.entries_applied += 1;
+                lag.record(hlc, wall_ms);
                 if let Some(events) = events.as_deref_mut() {
                     if was_live || now_live {
                         events.push_back(Event::StateChanged {
@@ -395,7 +403,18 @@ mod tests {
     fn merge(delta: Delta, replica: &mut Replica, config: &Config) -> Counters {
         let mut clock = HlcClock::new(config.max_clock_drift.as_millis() as u64);
         let mut counters = Counters::default();
-        merge_delta(delta, replica, &mut clock, config, 100, &mut counters, None);
+        let mut lag = PropagationLag::default();
+        merge_delta(
+            delta,
+            replica,
+            &mut clock,
+            config,
+            100,
+            &mut counters,
+            &mut lag,
+            None,
+        );
+        assert_eq!(lag.count, counters.entries_applied);
         counters
     }
 
