@@ -1,6 +1,7 @@
 //! `mesh-sync`: run one mesh-sync node from a terminal or a script.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +9,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use mesh_cli::args::{parse_peer, parse_probability, parse_seconds, PeerAddr};
 use mesh_cli::command::{self, Command, Format};
+use mesh_cli::http::ListenOptions;
+use mesh_cli::remote::{Query, RemoteArgs};
 use mesh_core::{ChangeOrigin, Config, Error, Event, FaultConfig, Node};
 use parking_lot::Mutex;
 
@@ -110,6 +113,23 @@ struct Cli {
     /// Do not print notices about peers and changes received from them.
     #[arg(short, long)]
     quiet: bool,
+
+    /// Serve Prometheus metrics (/metrics), the live dashboard (/) and the status that
+    /// `mesh-sync status ADDR` reads over HTTP on ADDR:PORT (a bare PORT means
+    /// 127.0.0.1:PORT; port 0 picks a free one, printed at startup).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = mesh_cli::http::parse_listen_addr)]
+    metrics: Option<SocketAddr>,
+
+    /// Allow --metrics on an address other machines can reach. The dashboard shows every
+    /// key and value.
+    #[arg(long, requires = "metrics")]
+    metrics_public: bool,
+
+    /// Require the token in FILE (one line, chmod 600) on every HTTP request, as
+    /// `Authorization: Bearer TOKEN` or `?token=TOKEN`. Needed for a public --metrics
+    /// on a mesh sealed with --keyring.
+    #[arg(long, value_name = "FILE", requires = "metrics")]
+    metrics_token: Option<std::path::PathBuf>,
 }
 
 impl Cli {
@@ -121,6 +141,24 @@ impl Cli {
         config.heartbeat_interval = self.heartbeat_interval;
         config.peer_timeout = self.peer_timeout;
         config
+    }
+
+    /// The HTTP listener asked for, checked against the safety rules.
+    fn listen_options(&self) -> Result<Option<ListenOptions>, String> {
+        let Some(addr) = self.metrics else {
+            return Ok(None);
+        };
+        let token = match &self.metrics_token {
+            Some(path) => Some(mesh_cli::http::read_token(path)?),
+            None => None,
+        };
+        let options = ListenOptions {
+            addr,
+            public: self.metrics_public,
+            token,
+        };
+        options.check(self.keyring.is_some())?;
+        Ok(Some(options))
     }
 
     fn format(&self) -> Format {
@@ -140,11 +178,21 @@ const LINGER: Duration = Duration::from_millis(1500);
 fn main() -> ExitCode {
     // `mesh-sync keygen` is the one subcommand; every other first argument is a NODE_ID.
     let mut argv = std::env::args().skip(1);
-    if argv.next().as_deref() == Some("keygen") {
-        return keygen(argv.next().as_deref());
+    match argv.next().as_deref() {
+        Some("keygen") => return keygen(argv.next().as_deref()),
+        Some("status") => return remote(Query::Status),
+        Some("peers") => return remote(Query::Peers),
+        _ => {}
     }
     let cli = Cli::parse();
     let format = cli.format();
+    let listen = match cli.listen_options() {
+        Ok(listen) => listen,
+        Err(message) => {
+            report_error(format, &message);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let node = match build_node(&cli) {
         Ok(node) => Arc::new(node),
         Err((code, message)) => {
@@ -194,6 +242,21 @@ fn main() -> ExitCode {
             "port": addr.port(), "cluster": cli.cluster,
         }),
     );
+    if let Some(options) = &listen {
+        match mesh_cli::http::serve(Arc::clone(&node), options) {
+            Ok(http) => notices.line(
+                &format!(
+                    "mesh-sync: dashboard on http://{http}/, metrics on http://{http}/metrics"
+                ),
+                serde_json::json!({"event": "http", "addr": http.to_string()}),
+            ),
+            Err(message) => {
+                report_error(format, &message);
+                node.stop();
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if interactive {
         eprintln!("Type `help` for the commands, `quit` or Ctrl-D to leave.");
     }
@@ -227,6 +290,34 @@ fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `mesh-sync status|peers ADDR`: asks a running node through its HTTP listener.
+fn remote(query: Query) -> ExitCode {
+    let name = format!("mesh-sync {}", query.name());
+    let args = RemoteArgs::parse_from(std::env::args().skip(1).enumerate().map(|(i, a)| {
+        // clap names the program after argv[0]; the subcommand reads better in messages.
+        if i == 0 {
+            name.clone()
+        } else {
+            a
+        }
+    }));
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Plain
+    };
+    match mesh_cli::remote::run(query, &args) {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            report_error(format, &message);
+            ExitCode::FAILURE
+        }
     }
 }
 
