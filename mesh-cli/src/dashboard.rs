@@ -26,6 +26,7 @@ pub fn asset(path: &str) -> Option<Asset> {
             "text/javascript; charset=utf-8",
             include_str!("dashboard/dashboard.js"),
         ),
+        "/favicon.svg" => ("image/svg+xml", include_str!("dashboard/favicon.svg")),
         "/dashboard.css" => (
             "text/css; charset=utf-8",
             include_str!("dashboard/dashboard.css"),
@@ -44,7 +45,7 @@ mod tests {
         let page = asset("/").unwrap().body;
         assert!(page.contains(r#"src="dashboard.js""#));
         assert!(page.contains(r#"href="dashboard.css""#));
-        for file in ["/", "/dashboard.js", "/dashboard.css"] {
+        for file in ["/", "/dashboard.js", "/dashboard.css", "/favicon.svg"] {
             // The SVG namespace is a name, never fetched.
             let body = asset(file)
                 .unwrap()
