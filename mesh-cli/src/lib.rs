@@ -7,5 +7,6 @@ pub mod command;
 pub mod dashboard;
 pub mod http;
 pub mod keyring;
+pub mod logging;
 pub mod remote;
 pub mod stats;

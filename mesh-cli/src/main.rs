@@ -10,6 +10,7 @@ use clap::Parser;
 use mesh_cli::args::{parse_peer, parse_probability, parse_seconds, PeerAddr};
 use mesh_cli::command::{self, Command, Format};
 use mesh_cli::http::ListenOptions;
+use mesh_cli::logging::LogFormat;
 use mesh_cli::remote::{Query, RemoteArgs};
 use mesh_core::{ChangeOrigin, Config, Error, Event, FaultConfig, Node};
 use parking_lot::Mutex;
@@ -130,6 +131,15 @@ struct Cli {
     /// on a mesh sealed with --keyring.
     #[arg(long, value_name = "FILE", requires = "metrics")]
     metrics_token: Option<std::path::PathBuf>,
+
+    /// How the node's log lines are written on standard error: text, or one JSON object
+    /// per line. Identical lines are written at most once per 10 s.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Least severe log lines written: off, error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL", default_value = "warn", value_parser = mesh_cli::logging::parse_level)]
+    log_level: log::LevelFilter,
 }
 
 impl Cli {
@@ -186,6 +196,9 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let format = cli.format();
+    if let Err(message) = mesh_cli::logging::init(cli.log_format, cli.log_level) {
+        report_error(format, &message);
+    }
     let listen = match cli.listen_options() {
         Ok(listen) => listen,
         Err(message) => {

@@ -130,8 +130,10 @@ function drawChart(id, series, format) {
     ctx.strokeStyle = s.color;
     ctx.lineWidth = 2;
     ctx.beginPath();
+    // The newest point sits at the right edge; history grows to the left.
+    const offset = HISTORY - s.values.length;
     s.values.forEach((v, i) => {
-      const x = (i / (HISTORY - 1)) * w;
+      const x = ((offset + i) / (HISTORY - 1)) * w;
       const y = h - pad - (v / max) * (h - 2 * pad);
       if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
     });
