@@ -39,10 +39,17 @@ and accepted if it opens under any of its keys; the file holds one base64 key pe
 (blank lines and # comments ignored) and must not be readable or writable by group or
 others (chmod 600). Without --keyring the node talks plaintext: trusted networks only.
 
+Watching a node: with --metrics ADDR:PORT the node serves Prometheus metrics at
+/metrics and a live dashboard at /, on 127.0.0.1 unless --metrics-public (and, with
+--keyring, --metrics-token FILE) allows another address. `mesh-sync status ADDR` and
+`mesh-sync peers ADDR` print a running node's status and peers from that listener
+(--json, --token FILE). So NODE_ID cannot be keygen, status or peers.
+
 Examples:
   mesh-sync keygen > mesh.keys && chmod 600 mesh.keys
   mesh-sync node1 --port 5001 --keyring mesh.keys
-  mesh-sync node2 --port 5002 --bootstrap 127.0.0.1:5001
+  mesh-sync node2 --port 5002 --bootstrap 127.0.0.1:5001 --metrics 9100
+  mesh-sync status 127.0.0.1:9100
   mesh-sync node3 --port 0 --bootstrap localhost:5001 --exec 'wait temperature' --exec list
   echo 'set temperature 72.5' | mesh-sync node4 --bootstrap 127.0.0.1:5001";
 
