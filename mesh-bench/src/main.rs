@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Scenarios: propagation, partition, restart, join, throughput, cost, idle, memory,
-//! compare; `all` (the default) runs every one. `--smoke` runs each at a tiny size.
+//! compare, observe; `all` (the default) runs every one. `--smoke` runs each at a tiny size.
 //! `crosscheck` compares the byte counts with the kernel's; run it in a network namespace
 //! of its own (scripts/kernel-crosscheck.sh).
 
@@ -17,6 +17,7 @@ mod cost;
 mod crosscheck;
 mod disruption;
 mod mesh;
+mod observe;
 mod procfs;
 mod propagation;
 mod report;
@@ -38,6 +39,7 @@ const SCENARIOS: &[&str] = &[
     "idle",
     "memory",
     "compare",
+    "observe",
 ];
 
 fn usage() -> String {
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
             "cost" => cost::run(&mut report, smoke),
             "idle" | "memory" => resources::run(&mut report, smoke, scenario),
             "compare" => compare::run(&mut report, smoke),
+            "observe" => observe::run(&mut report, smoke),
             "crosscheck" => crosscheck::run(&mut report),
             _ => unreachable!("scenario names are checked above"),
         }

@@ -18,6 +18,7 @@ const state = {
   search: "",
   cursor: null,    // the key after which the shown page starts
   nextCursor: null,
+  keysVersion: null, // the state version of the page shown
 };
 
 function api(path, params = {}) {
@@ -236,12 +237,21 @@ function showError(error) {
   }
 }
 
+// A page of keys scans the node's whole state, so it is asked for again only when the
+// state has changed since the page shown.
+function refreshKeysIfChanged(status) {
+  if (status.state_version === state.keysVersion) return null;
+  return refreshKeys().then(() => { state.keysVersion = status.state_version; });
+}
+
 function poll() {
   Promise.all([
-    api("/api/status").then(showStatus),
+    api("/api/status").then((status) => {
+      showStatus(status);
+      return refreshKeysIfChanged(status);
+    }),
     api("/api/peers").then(showPeers),
     api("/api/propagation").then(showPropagation),
-    refreshKeys(),
   ]).then(() => showError(null), showError)
     .finally(() => setTimeout(poll, POLL_MS));
 }

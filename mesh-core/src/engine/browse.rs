@@ -54,19 +54,25 @@ impl Engine {
         let mut beyond_page = 0;
         // The `limit` smallest keys after `after`: a max-heap evicting its largest.
         let mut page: BinaryHeap<&str> = BinaryHeap::with_capacity(query.limit + 1);
+        // Built once for the scan: `str::contains` would prepare the search for every key.
+        let finder = memchr::memmem::Finder::new(query.contains);
         for (key, entry) in self.replica.entries() {
-            if entry.value.is_none() || !key.contains(query.contains) {
+            if entry.value.is_none() || finder.find(key.as_bytes()).is_none() {
                 continue;
             }
             matched += 1;
             if query.after.is_some_and(|after| key <= after) {
                 continue;
             }
-            page.push(key);
-            if page.len() > query.limit {
-                page.pop();
+            if page.len() >= query.limit {
                 beyond_page += 1;
+                // Most keys of a large state sort after a full page: one comparison.
+                if page.peek().is_none_or(|&last| key >= last) {
+                    continue;
+                }
+                page.pop();
             }
+            page.push(key);
         }
         let keys = page.into_sorted_vec();
         let names = self.origin_names();
