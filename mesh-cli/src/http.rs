@@ -5,7 +5,9 @@
 //!
 //! Safe by default: it binds the loopback address unless told otherwise, a non-loopback
 //! address needs `--metrics-public`, and on a sealed mesh (`--keyring`) also a token,
-//! since the dashboard shows every key and value the keyring protects.
+//! since the dashboard shows every key and value the keyring protects. With a token, every
+//! request for data (metrics, `/api/...`) must carry it; the dashboard's compiled-in
+//! files, which hold none, are served to anyone.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs as _};
 use std::path::Path;
@@ -95,7 +97,7 @@ pub fn read_token(path: &Path) -> Result<String, String> {
     if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
             "token file {shown} must hold one token of at least 16 characters, without \
-             spaces (e.g. the output of `mesh-sync keygen`)"
+             spaces (e.g. the output of `openssl rand -hex 32`)"
         ));
     }
     Ok(token.to_owned())
@@ -137,6 +139,13 @@ fn handle(node: &Node, request: &Request, token: Option<&str>) -> Reply {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
+    // The dashboard's own files hold no data (they are compiled in, the same for every
+    // node): a browser loads them without the token, which the page then sends with
+    // every request for data.
+    if let Some(asset) = dashboard::asset(path) {
+        return reply(200, asset.content_type, asset.body)
+            .with_header(header("Content-Security-Policy", dashboard::CSP));
+    }
     if let Some(expected) = token {
         if !authorized(request, param("token"), expected) {
             return reply(
@@ -167,11 +176,7 @@ fn handle(node: &Node, request: &Request, token: Option<&str>) -> Reply {
             )),
             Err(message) => reply(400, "text/plain; charset=utf-8", &message),
         },
-        _ => match dashboard::asset(path) {
-            Some(asset) => reply(200, asset.content_type, asset.body)
-                .with_header(header("Content-Security-Policy", dashboard::CSP)),
-            None => reply(404, "text/plain; charset=utf-8", "not found\n"),
-        },
+        _ => reply(404, "text/plain; charset=utf-8", "not found\n"),
     }
 }
 

@@ -203,14 +203,26 @@ fn a_token_guards_every_request() {
     let path = file.to_str().unwrap();
 
     let a = Served::start("delta", &["--metrics-token", path]);
-    for target in ["/metrics", "/api/status", "/", "/api/keys"] {
+    for target in [
+        "/metrics",
+        "/api/status",
+        "/api/peers",
+        "/api/keys",
+        "/api/propagation",
+    ] {
         assert_eq!(get(&a.http, target, &[]).0, 401, "{target}");
     }
+    // The page and its script hold no data: the browser loads them, then sends the token.
+    assert_eq!(get(&a.http, "/", &[]).0, 200);
+    assert_eq!(get(&a.http, "/dashboard.js", &[]).0, 200);
+    assert_eq!(get(&a.http, "/nothing", &[]).0, 401);
     let wrong = get(&a.http, "/metrics", &["Authorization: Bearer wrong"]);
     assert_eq!(wrong.0, 401);
     let bearer = "Authorization: Bearer s3cret-token-0123456789";
     assert_eq!(get(&a.http, "/metrics", &[bearer]).0, 200);
-    assert_eq!(get(&a.http, "/?token=s3cret-token-0123456789", &[]).0, 200);
+    let page = get(&a.http, "/api/keys?token=s3cret-token-0123456789", &[]);
+    assert_eq!(page.0, 200);
+    assert!(page.1.contains("\"matched\":0"), "{}", page.1);
 
     let refused = mesh_sync(&["status", &a.http]);
     assert!(!refused.status.success());

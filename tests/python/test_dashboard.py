@@ -39,11 +39,13 @@ def chromium_binary() -> str:
 class CliNode:
     """One ``mesh-sync --serve`` process with its HTTP listener on an ephemeral port."""
 
-    def __init__(self, node_id: str, bootstrap: Optional[int] = None) -> None:
+    def __init__(self, node_id: str, bootstrap: Optional[int] = None,
+                 extra: Optional[List[str]] = None) -> None:
         args = [str(cli_binary()), node_id, "--host", "127.0.0.1", "--port", "0", "--serve",
                 "--metrics", "127.0.0.1:0", "--heartbeat-interval", "0.2", "--peer-timeout", "1"]
         if bootstrap is not None:
             args += ["--bootstrap", f"127.0.0.1:{bootstrap}"]
+        args += extra or []
         self.node_id = node_id
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
@@ -149,3 +151,17 @@ def test_the_dashboard_shows_peers_live_writes_and_searches_keys(mesh, page: Pag
     expect(page.locator("#keys tbody tr")).to_have_count(0)
     page.fill("#search", "")
     expect(page.locator("#keys tbody tr")).to_have_count(2)
+
+
+def test_the_dashboard_sends_the_token_it_was_opened_with(tmp_path: Path, page: Page) -> None:
+    token = tmp_path / "token"
+    token.write_text("0123456789abcdef0123456789abcdef\n")
+    token.chmod(0o600)
+    node = CliNode("guarded", extra=["--metrics-token", str(token)])
+    try:
+        page.goto(node.http + "/?token=0123456789abcdef0123456789abcdef")
+        expect(page.locator("#node-id")).to_have_text("guarded")
+        expect(page.locator("#keys-count")).to_have_text("0 matching keys")
+        expect(page.locator("#error")).to_be_hidden()
+    finally:
+        node.stop()
