@@ -108,7 +108,14 @@ python_env() {
     fi
     echo "installing into $VENV: ${requirements[*]}"
     "${pip[@]}" install --quiet "${requirements[@]}" &&
-        "$VENV/bin/python" -m pytest --version
+        "$VENV/bin/python" -m pytest --version &&
+        browser
+}
+
+# The dashboard test drives Debian's Chromium with Playwright (whose own browser
+# download cannot be fetched here).
+browser() {
+    apt_install chromium && chromium --version 2>/dev/null
 }
 
 # Whether a directory holds pytest test files.
@@ -136,7 +143,7 @@ demo_smoke() {
 }
 
 step "tools: cargo, rustfmt, clippy, python3, gcc, make, valgrind" check_tools
-step "python venv ${VENV#"$ROOT"/} with the test tools" python_env
+step "python venv ${VENV#"$ROOT"/} with the test tools, chromium" python_env
 if "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
     # pyo3's build script is re-run, and everything above it rebuilt, whenever the Python
     # it sees changes; pinning it to the venv's lets cargo and maturin share artifacts.

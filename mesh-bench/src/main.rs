@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Scenarios: propagation, partition, restart, join, throughput, keyed, cost, idle, memory,
-//! compare; `all` (the default) runs every one. `--smoke` runs each at a tiny size.
+//! compare, observe; `all` (the default) runs every one. `--smoke` runs each at a tiny size.
 //! `crosscheck` compares the byte counts with the kernel's; run it in a network namespace
 //! of its own (scripts/kernel-crosscheck.sh).
 
@@ -18,6 +18,7 @@ mod crosscheck;
 mod disruption;
 mod keyed;
 mod mesh;
+mod observe;
 mod procfs;
 mod propagation;
 mod report;
@@ -40,6 +41,7 @@ const SCENARIOS: &[&str] = &[
     "idle",
     "memory",
     "compare",
+    "observe",
 ];
 
 fn usage() -> String {
@@ -112,6 +114,7 @@ fn main() -> ExitCode {
             "cost" => cost::run(&mut report, smoke),
             "idle" | "memory" => resources::run(&mut report, smoke, scenario),
             "compare" => compare::run(&mut report, smoke),
+            "observe" => observe::run(&mut report, smoke),
             "crosscheck" => crosscheck::run(&mut report),
             _ => unreachable!("scenario names are checked above"),
         }

@@ -30,6 +30,7 @@ fn every_scenario_runs_in_smoke_mode_and_prints_its_tables() {
         "### Idle node, 5-node mesh",
         "### Resident memory per million keys",
         "### mesh-sync vs chitchat",
+        "### Observing a node: scrape and dashboard page",
     ] {
         assert!(stdout.contains(title), "no table {title:?} in:\n{stdout}");
     }
@@ -38,5 +39,5 @@ fn every_scenario_runs_in_smoke_mode_and_prints_its_tables() {
             .expect("valid JSON");
     let _ = std::fs::remove_file(&json);
     assert_eq!(report["smoke"], true);
-    assert!(report["tables"].as_array().is_some_and(|t| t.len() >= 10));
+    assert!(report["tables"].as_array().is_some_and(|t| t.len() >= 11));
 }

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use mesh_core::{JsonValueError, Node, PeerInfo, Status, Value};
+use serde::Deserialize as _;
 use serde_json::json;
 
 /// How results are printed.
@@ -369,30 +370,11 @@ pub fn execute(node: &Node, command: &Command, format: Format) -> Result<String,
             Ok(out)
         }
         Command::Status => {
-            let status = node.status();
-            let faults = node.faults();
-            let stats = node.fault_stats();
+            let status = status_json(node);
             if json {
-                let mut value = status.to_json_value();
-                if let Some(obj) = value.as_object_mut() {
-                    obj.insert(
-                        "faults".to_owned(),
-                        json!({"loss_rate": faults.loss_rate, "stats": stats}),
-                    );
-                }
-                return Ok(value.to_string());
+                return Ok(status.to_string());
             }
-            let mut out = render_status(&status);
-            if faults.loss_rate > 0.0 {
-                let _ = write!(
-                    out,
-                    "\nfaults      {:.0}% loss injected: {} of {} outgoing datagrams dropped",
-                    faults.loss_rate * 100.0,
-                    stats.packets_dropped,
-                    stats.packets_sent
-                );
-            }
-            Ok(out)
+            render_status_json(&status)
         }
         Command::Peers => {
             let peers = node.peers();
@@ -451,6 +433,40 @@ fn kib(bytes: u64) -> String {
     } else {
         format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
     }
+}
+
+/// The node's status with the fault injection in force: what `status --json` prints and
+/// the HTTP listener serves at `/api/status`.
+pub fn status_json(node: &Node) -> serde_json::Value {
+    let mut value = node.status().to_json_value();
+    let faults = node.faults();
+    let stats = node.fault_stats();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert(
+            "faults".to_owned(),
+            json!({"loss_rate": faults.loss_rate, "stats": stats}),
+        );
+    }
+    value
+}
+
+/// The `status` table, from [`status_json`]'s document (of this node or a remote one).
+pub fn render_status_json(value: &serde_json::Value) -> Result<String, String> {
+    let status =
+        Status::deserialize(value).map_err(|e| format!("not a mesh-sync status document: {e}"))?;
+    let mut out = render_status(&status);
+    let faults = &value["faults"];
+    let loss_rate = faults["loss_rate"].as_f64().unwrap_or(0.0);
+    if loss_rate > 0.0 {
+        let _ = write!(
+            out,
+            "\nfaults      {:.0}% loss injected: {} of {} outgoing datagrams dropped",
+            loss_rate * 100.0,
+            faults["stats"]["packets_dropped"].as_u64().unwrap_or(0),
+            faults["stats"]["packets_sent"].as_u64().unwrap_or(0)
+        );
+    }
+    Ok(out)
 }
 
 fn render_status(s: &Status) -> String {
@@ -520,7 +536,8 @@ fn render_status(s: &Status) -> String {
     out
 }
 
-fn render_peers(peers: &[PeerInfo]) -> String {
+/// The `peers` table.
+pub fn render_peers(peers: &[PeerInfo]) -> String {
     if peers.is_empty() {
         return "(no peers)".to_owned();
     }

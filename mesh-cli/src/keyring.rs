@@ -18,7 +18,7 @@ pub fn read(path: &Path) -> Result<Vec<Key>, String> {
 }
 
 #[cfg(unix)]
-fn check_private(path: &Path, metadata: &std::fs::Metadata) -> Result<(), String> {
+pub(crate) fn check_private(path: &Path, metadata: &std::fs::Metadata) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = metadata.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -33,7 +33,7 @@ fn check_private(path: &Path, metadata: &std::fs::Metadata) -> Result<(), String
 }
 
 #[cfg(not(unix))]
-fn check_private(_path: &Path, _metadata: &std::fs::Metadata) -> Result<(), String> {
+pub(crate) fn check_private(_path: &Path, _metadata: &std::fs::Metadata) -> Result<(), String> {
     Ok(())
 }
 

@@ -4,5 +4,9 @@
 
 pub mod args;
 pub mod command;
+pub mod dashboard;
+pub mod http;
 pub mod keyring;
+pub mod logging;
+pub mod remote;
 pub mod stats;

@@ -1,6 +1,7 @@
 //! `mesh-sync`: run one mesh-sync node from a terminal or a script.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +9,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use mesh_cli::args::{parse_peer, parse_probability, parse_seconds, PeerAddr};
 use mesh_cli::command::{self, Command, Format};
+use mesh_cli::http::ListenOptions;
+use mesh_cli::logging::LogFormat;
+use mesh_cli::remote::{Query, RemoteArgs};
 use mesh_core::{ChangeOrigin, Config, Error, Event, FaultConfig, Node};
 use parking_lot::Mutex;
 
@@ -35,10 +39,17 @@ and accepted if it opens under any of its keys; the file holds one base64 key pe
 (blank lines and # comments ignored) and must not be readable or writable by group or
 others (chmod 600). Without --keyring the node talks plaintext: trusted networks only.
 
+Watching a node: with --metrics ADDR:PORT the node serves Prometheus metrics at
+/metrics and a live dashboard at /, on 127.0.0.1 unless --metrics-public (and, with
+--keyring, --metrics-token FILE) allows another address. `mesh-sync status ADDR` and
+`mesh-sync peers ADDR` print a running node's status and peers from that listener
+(--json, --token FILE). So NODE_ID cannot be keygen, status or peers.
+
 Examples:
   mesh-sync keygen > mesh.keys && chmod 600 mesh.keys
   mesh-sync node1 --port 5001 --keyring mesh.keys
-  mesh-sync node2 --port 5002 --bootstrap 127.0.0.1:5001
+  mesh-sync node2 --port 5002 --bootstrap 127.0.0.1:5001 --metrics 9100
+  mesh-sync status 127.0.0.1:9100
   mesh-sync node3 --port 0 --bootstrap localhost:5001 --exec 'wait temperature' --exec list
   echo 'set temperature 72.5' | mesh-sync node4 --bootstrap 127.0.0.1:5001";
 
@@ -110,6 +121,32 @@ struct Cli {
     /// Do not print notices about peers and changes received from them.
     #[arg(short, long)]
     quiet: bool,
+
+    /// Serve Prometheus metrics (/metrics), the live dashboard (/) and the status that
+    /// `mesh-sync status ADDR` reads over HTTP on ADDR:PORT (a bare PORT means
+    /// 127.0.0.1:PORT; port 0 picks a free one, printed at startup).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = mesh_cli::http::parse_listen_addr)]
+    metrics: Option<SocketAddr>,
+
+    /// Allow --metrics on an address other machines can reach. The dashboard shows every
+    /// key and value.
+    #[arg(long, requires = "metrics")]
+    metrics_public: bool,
+
+    /// Require the token in FILE (one line, chmod 600) on every HTTP request, as
+    /// `Authorization: Bearer TOKEN` or `?token=TOKEN`. Needed for a public --metrics
+    /// on a mesh sealed with --keyring.
+    #[arg(long, value_name = "FILE", requires = "metrics")]
+    metrics_token: Option<std::path::PathBuf>,
+
+    /// How the node's log lines are written on standard error: text, or one JSON object
+    /// per line. Identical lines are written at most once per 10 s.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Least severe log lines written: off, error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL", default_value = "warn", value_parser = mesh_cli::logging::parse_level)]
+    log_level: log::LevelFilter,
 }
 
 impl Cli {
@@ -121,6 +158,24 @@ impl Cli {
         config.heartbeat_interval = self.heartbeat_interval;
         config.peer_timeout = self.peer_timeout;
         config
+    }
+
+    /// The HTTP listener asked for, checked against the safety rules.
+    fn listen_options(&self) -> Result<Option<ListenOptions>, String> {
+        let Some(addr) = self.metrics else {
+            return Ok(None);
+        };
+        let token = match &self.metrics_token {
+            Some(path) => Some(mesh_cli::http::read_token(path)?),
+            None => None,
+        };
+        let options = ListenOptions {
+            addr,
+            public: self.metrics_public,
+            token,
+        };
+        options.check(self.keyring.is_some())?;
+        Ok(Some(options))
     }
 
     fn format(&self) -> Format {
@@ -140,11 +195,24 @@ const LINGER: Duration = Duration::from_millis(1500);
 fn main() -> ExitCode {
     // `mesh-sync keygen` is the one subcommand; every other first argument is a NODE_ID.
     let mut argv = std::env::args().skip(1);
-    if argv.next().as_deref() == Some("keygen") {
-        return keygen(argv.next().as_deref());
+    match argv.next().as_deref() {
+        Some("keygen") => return keygen(argv.next().as_deref()),
+        Some("status") => return remote(Query::Status),
+        Some("peers") => return remote(Query::Peers),
+        _ => {}
     }
     let cli = Cli::parse();
     let format = cli.format();
+    if let Err(message) = mesh_cli::logging::init(cli.log_format, cli.log_level) {
+        report_error(format, &message);
+    }
+    let listen = match cli.listen_options() {
+        Ok(listen) => listen,
+        Err(message) => {
+            report_error(format, &message);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let node = match build_node(&cli) {
         Ok(node) => Arc::new(node),
         Err((code, message)) => {
@@ -194,6 +262,21 @@ fn main() -> ExitCode {
             "port": addr.port(), "cluster": cli.cluster,
         }),
     );
+    if let Some(options) = &listen {
+        match mesh_cli::http::serve(Arc::clone(&node), options) {
+            Ok(http) => notices.line(
+                &format!(
+                    "mesh-sync: dashboard on http://{http}/, metrics on http://{http}/metrics"
+                ),
+                serde_json::json!({"event": "http", "addr": http.to_string()}),
+            ),
+            Err(message) => {
+                report_error(format, &message);
+                node.stop();
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if interactive {
         eprintln!("Type `help` for the commands, `quit` or Ctrl-D to leave.");
     }
@@ -227,6 +310,34 @@ fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `mesh-sync status|peers ADDR`: asks a running node through its HTTP listener.
+fn remote(query: Query) -> ExitCode {
+    let name = format!("mesh-sync {}", query.name());
+    let args = RemoteArgs::parse_from(std::env::args().skip(1).enumerate().map(|(i, a)| {
+        // clap names the program after argv[0]; the subcommand reads better in messages.
+        if i == 0 {
+            name.clone()
+        } else {
+            a
+        }
+    }));
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Plain
+    };
+    match mesh_cli::remote::run(query, &args) {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            report_error(format, &message);
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -35,6 +35,7 @@ use crate::frontier::Frontiers;
 use crate::hlc::HlcClock;
 use crate::link::{channel_limits, Link, SessionCheck};
 use crate::members::{Admission, Heard, Members, Timing, Transition};
+use crate::propagation::PropagationLag;
 use crate::push::Pushes;
 use crate::replica::Replica;
 use crate::seal::{NoncePrefix, Seal};
@@ -52,11 +53,13 @@ use crate::wire::{self, Frame, Heartbeat, Message, SyncRequest};
 /// datagrams costs one log line per reason and interval, not one per datagram.
 const DROP_REPORT_INTERVAL_US: u64 = 10_000_000;
 
+mod browse;
 mod handshake;
 mod keys;
 mod report;
 mod transmit;
 
+pub use browse::{KeyEntry, KeyPage, KeyQuery};
 pub use report::MemoryReport;
 
 /// A datagram to send.
@@ -99,6 +102,8 @@ pub struct Engine {
     events: VecDeque<Event>,
     emit_events: bool,
     counters: Counters,
+    /// Propagation lag of the remote writes applied.
+    propagation: PropagationLag,
     /// The keyring and everything sealing needs (see `seal`).
     seal: Seal,
 }
@@ -143,6 +148,7 @@ impl Engine {
             events: VecDeque::new(),
             emit_events: true,
             counters: Counters::default(),
+            propagation: PropagationLag::default(),
             seal: Seal::new(&config.node_id, &config.keyring, nonce_prefix),
             config,
         }
@@ -590,6 +596,7 @@ impl Engine {
                     &mut self.clock,
                     &rules,
                     &mut self.counters,
+                    &mut self.propagation,
                     self.emit_events.then_some(&mut self.events),
                 )
             }

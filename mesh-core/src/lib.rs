@@ -79,7 +79,9 @@ pub mod event;
 pub mod fault;
 #[cfg(feature = "test-util")]
 pub mod harness;
+pub mod metrics;
 mod node;
+pub mod propagation;
 #[cfg(any(test, feature = "test-util"))]
 pub mod sim;
 pub mod status;
@@ -97,11 +99,13 @@ internal_modules!(
 pub const PROTOCOL_VERSION: u8 = wire::VERSION;
 
 pub use config::Config;
-pub use engine::{Engine, MemoryReport, Transmit};
+pub use engine::{Engine, KeyEntry, KeyPage, KeyQuery, MemoryReport, Transmit};
 pub use error::{ConfigError, Error, KeyError, Result};
 pub use event::{ChangeOrigin, Event};
 pub use fault::{FaultConfig, FaultStats};
+pub use metrics::MetricsSnapshot;
 pub use node::{resolve, EventHandler, Node};
+pub use propagation::PropagationLag;
 pub use seal::{generate_key, Key, NoncePrefix};
 pub use status::{Counters, DropCounters, PeerCounts, PeerInfo, PeerState, Status};
 pub use time::Now;

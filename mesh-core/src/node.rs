@@ -23,10 +23,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
-use crate::engine::{Engine, Transmit};
+use crate::engine::{Engine, KeyPage, KeyQuery, Transmit};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::fault::{FaultConfig, FaultInjector, FaultStats};
+use crate::metrics::MetricsSnapshot;
 use crate::seal::{Key, NoncePrefix};
 use crate::status::{PeerInfo, Status};
 use crate::time::Now;
@@ -343,6 +344,34 @@ impl Node {
     pub fn peers(&self) -> Vec<PeerInfo> {
         let now = self.now();
         self.shared.engine.lock().peers(now)
+    }
+
+    /// What the node reports for metrics, read in one go so the figures agree.
+    pub fn metrics_snapshot(&self) -> MetricsSnapshot {
+        let now = self.now();
+        let mut snapshot = {
+            let engine = self.shared.engine.lock();
+            MetricsSnapshot {
+                status: engine.status(),
+                peers: engine.peers(now),
+                memory: engine.memory(),
+                propagation: engine.propagation_lag(),
+            }
+        };
+        snapshot.status.port = self.port();
+        snapshot.status.running = self.is_running();
+        snapshot
+    }
+
+    /// The node's metrics in the Prometheus text exposition format (see
+    /// [`crate::metrics`]), served as [`crate::metrics::CONTENT_TYPE`].
+    pub fn metrics_text(&self) -> String {
+        self.metrics_snapshot().encode()
+    }
+
+    /// A page of live keys with their writers and timestamps (see [`Engine::browse_keys`]).
+    pub fn browse_keys(&self, query: &KeyQuery<'_>) -> KeyPage {
+        self.shared.engine.lock().browse_keys(query)
     }
 
     /// Installs `key` for opening datagrams, the first step of a key rotation: install

@@ -171,7 +171,6 @@ impl Replica {
     }
 
     /// The entry of `key`, tombstones included.
-    #[cfg(any(test, feature = "test-util"))]
     pub fn entry(&self, key: &str) -> Option<&Entry> {
         self.entries.get(key)
     }
@@ -211,8 +210,7 @@ impl Replica {
             .collect()
     }
 
-    /// Every entry, tombstones included (for tests and audits).
-    #[cfg(any(test, feature = "test-util"))]
+    /// Every entry, tombstones included, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = (&str, &Entry)> + '_ {
         self.entries.iter().map(|(k, e)| (k.as_ref(), e))
     }

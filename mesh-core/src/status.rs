@@ -2,12 +2,12 @@
 
 use std::net::SocketAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::wire::DropReason;
 
 /// How a peer is currently seen by the failure detector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PeerState {
     /// A bootstrap address never heard from yet.
@@ -33,7 +33,7 @@ impl PeerState {
 }
 
 /// One peer as this node sees it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PeerInfo {
     /// Its node id; `None` for a bootstrap address not heard from yet.
     pub node_id: Option<String>,
@@ -52,7 +52,7 @@ pub struct PeerInfo {
 }
 
 /// Peer counts, in the prototype's shape.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerCounts {
     /// Every known peer, bootstrap addresses included.
     pub total_peers: usize,
@@ -67,7 +67,7 @@ pub struct PeerCounts {
 }
 
 /// Why received datagrams were dropped, one counter per reason.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DropCounters {
     /// Shorter than the header or than the length it declares.
     pub truncated: u64,
@@ -159,7 +159,7 @@ impl DropCounters {
 }
 
 /// Traffic and protocol counters since the node was created.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// Datagrams handed to the socket (after fault injection decided to send them).
     pub datagrams_sent: u64,
@@ -184,7 +184,7 @@ pub struct Counters {
 }
 
 /// A node's status, in the prototype's shape plus the core's counters.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     /// This node's id.
     pub node_id: String,

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::event::{ChangeOrigin, Event};
 use crate::frontier::Frontiers;
 use crate::hlc::HlcClock;
+use crate::propagation::PropagationLag;
 use crate::replica::{Entry, MergeOutcome, Replica};
 use crate::status::Counters;
 use crate::transport::Channel;
@@ -250,15 +251,17 @@ pub(crate) struct MergeRules<'a> {
 }
 
 /// Merges a received delta into `replica`, counting in `counters` and, when `events` is
-/// given, reporting each change of a key there. A group's range is credited to the
-/// version vector only if every entry in it was merged (or already accounted for), and
-/// only up to its origin's frontier; otherwise the entries merged are, one by one.
+/// given, reporting each change of a key there. Every write applied has its propagation
+/// lag recorded in `lag`. A group's range is credited to the version vector only if
+/// every entry in it was merged (or already accounted for), and only up to its origin's
+/// frontier; otherwise the entries merged are, one by one.
 pub(crate) fn merge_delta(
     delta: Delta,
     replica: &mut Replica,
     clock: &mut HlcClock,
     rules: &MergeRules<'_>,
     counters: &mut Counters,
+    lag: &mut PropagationLag,
     mut events: Option<&mut VecDeque<Event>>,
 ) {
     let MergeRules {
@@ -298,6 +301,7 @@ pub(crate) fn merge_delta(
             let new_value = events.as_ref().and_then(|_| entry.value.clone());
             let now_live = entry.value.is_some();
             merged_seqs.push(entry.seq);
+            let hlc = entry.hlc;
             let merged = replica.merge(
                 &entry.key,
                 Entry {
@@ -309,6 +313,7 @@ pub(crate) fn merge_delta(
             );
             if let MergeOutcome::Applied { was_live } = merged {
                 counters.entries_applied += 1;
+                lag.record(hlc, wall_ms);
                 if let Some(events) = events.as_deref_mut() {
                     if was_live || now_live {
                         events.push_back(Event::StateChanged {
@@ -473,12 +478,22 @@ mod tests {
     ) -> Counters {
         let mut clock = HlcClock::new(config.max_clock_drift.as_millis() as u64);
         let mut counters = Counters::default();
+        let mut lag = PropagationLag::default();
         let rules = MergeRules {
             config,
             frontiers,
             wall_ms: 100,
         };
-        merge_delta(delta, replica, &mut clock, &rules, &mut counters, None);
+        merge_delta(
+            delta,
+            replica,
+            &mut clock,
+            &rules,
+            &mut counters,
+            &mut lag,
+            None,
+        );
+        assert_eq!(lag.count, counters.entries_applied);
         counters
     }
 

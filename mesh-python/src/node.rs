@@ -493,6 +493,12 @@ impl MeshSyncNode {
         py.detach(|| self.node.list_keys())
     }
 
+    /// The node's metrics in the Prometheus text exposition format (version 0.0.4), every
+    /// series labelled with this node's id: ready to serve on a `/metrics` endpoint.
+    fn metrics(&self, py: Python<'_>) -> String {
+        py.detach(|| self.node.metrics_text())
+    }
+
     /// Every known peer: dicts with node_id (None until heard from), address (host, port),
     /// state ('unknown', 'alive', 'suspect', 'dead'), bootstrap, rtt_ms, last_seen_ms and
     /// pending_acks.

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::propagation::PropagationLag;
 #[cfg(any(test, feature = "test-util"))]
 use crate::replica::Replica;
 use crate::status::{Counters, PeerCounts, PeerInfo, PeerState, Status};
@@ -69,6 +70,11 @@ impl Engine {
     /// Counters so far.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// Propagation lag of the remote writes applied so far.
+    pub fn propagation_lag(&self) -> PropagationLag {
+        self.propagation
     }
 
     /// Protocol memory in use.
