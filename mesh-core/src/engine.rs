@@ -51,6 +51,7 @@ use crate::wire::{self, Frame, Heartbeat, Message, SyncRequest};
 /// datagrams costs one log line per reason and interval, not one per datagram.
 const DROP_REPORT_INTERVAL_US: u64 = 10_000_000;
 
+mod durable;
 mod handshake;
 mod keys;
 mod report;

@@ -122,6 +122,7 @@ impl Engine {
             pending_acks,
             hlc: self.clock.last(),
             counters,
+            storage: None,
         }
     }
 
