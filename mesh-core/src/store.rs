@@ -289,7 +289,9 @@ struct Record {
 
 /// The node's store: a redb database in its data directory, opened exclusively.
 pub struct Store {
-    db: Database,
+    /// `None` after a failed commit: redb refuses everything after an I/O error, so the
+    /// next commit reopens the file (which recovers the last committed state).
+    db: Option<Database>,
     path: PathBuf,
     meta: Meta,
 }
@@ -322,7 +324,7 @@ impl Store {
             Err(_) => return Err(damaged(&path, "opening it failed")),
         };
         let mut store = Store {
-            db,
+            db: Some(db),
             path,
             meta: Meta {
                 format: FORMAT,
@@ -359,10 +361,22 @@ impl Store {
         &self.path
     }
 
+    fn db(&mut self) -> Result<&Database, Error> {
+        if self.db.is_none() {
+            let reopened = std::panic::catch_unwind(|| Database::builder().create(&self.path));
+            self.db = Some(match reopened {
+                Ok(Ok(db)) => db,
+                Ok(Err(e)) => return Err(database_error(&self.path, e)),
+                Err(_) => return Err(damaged(&self.path, "reopening it failed")),
+            });
+        }
+        Ok(self.db.as_ref().expect("just opened"))
+    }
+
     fn load(&mut self) -> Result<Snapshot, Error> {
         let path = self.path.clone();
         let err = |e: redb::Error| redb_error(&path, e);
-        let txn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let txn = self.db()?.begin_read().map_err(|e| err(e.into()))?;
         let meta = match txn.open_table(META) {
             Ok(table) => match table.get(META_KEY).map_err(|e| err(e.into()))? {
                 Some(bytes) => Some(decode::<Meta>(&path, bytes.value(), "run record")?),
@@ -425,7 +439,7 @@ impl Store {
         self.meta.vv.clear();
         let path = self.path.clone();
         let err = |e: redb::Error| redb_error(&path, e);
-        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+        let txn = self.db()?.begin_write().map_err(|e| err(e.into()))?;
         txn.delete_table(ENTRIES).map_err(|e| err(e.into()))?;
         write_meta(&txn, &self.meta, &path)?;
         txn.commit().map_err(|e| err(e.into()))
@@ -439,15 +453,24 @@ impl Store {
         meta.wall_ms = meta.wall_ms.max(wall_ms);
         let path = self.path.clone();
         let err = |e: redb::Error| redb_error(&path, e);
-        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+        let txn = self.db()?.begin_write().map_err(|e| err(e.into()))?;
         write_meta(&txn, &meta, &path)?;
         txn.commit().map_err(|e| err(e.into()))?;
         self.meta = meta;
         Ok(())
     }
 
-    /// Writes `batch` in one transaction, fsync'd before it returns.
+    /// Writes `batch` in one transaction, fsync'd before it returns. After a failure the
+    /// store is as before the call, and the next commit may be tried.
     pub fn commit(&mut self, batch: &StoreBatch) -> Result<(), Error> {
+        let result = self.try_commit(batch);
+        if result.is_err() {
+            self.db = None;
+        }
+        result
+    }
+
+    fn try_commit(&mut self, batch: &StoreBatch) -> Result<(), Error> {
         let mut meta = self.meta.clone();
         if let Some(vv) = &batch.vv {
             meta.vv = vv.clone();
@@ -456,7 +479,7 @@ impl Store {
         meta.wall_ms = meta.wall_ms.max(batch.wall_ms);
         let path = self.path.clone();
         let err = |e: redb::Error| redb_error(&path, e);
-        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+        let txn = self.db()?.begin_write().map_err(|e| err(e.into()))?;
         {
             let mut table = txn.open_table(ENTRIES).map_err(|e| err(e.into()))?;
             let mut buf = Vec::new();

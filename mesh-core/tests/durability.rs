@@ -462,3 +462,94 @@ fn sync_writes_survive_kill_9() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_full_disk_refuses_writes_but_the_node_serves_and_replicates() {
+    let mount = scratch("full");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&mount)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        let _ = std::fs::remove_dir_all(&mount);
+        return;
+    }
+    let outcome = std::panic::catch_unwind(|| full_disk_scenario(&mount));
+    let _ = Command::new("umount").arg(&mount).status();
+    let _ = std::fs::remove_dir_all(&mount);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn full_disk_scenario(mount: &Path) {
+    let dir = mount.join("node");
+    let a = Node::new(config("full-a", &dir, Durability::Sync)).unwrap();
+    let b = Node::new(memory_config("full-b")).unwrap();
+    b.add_bootstrap_peer("127.0.0.1", a.port()).unwrap();
+    a.start().unwrap();
+    b.start().unwrap();
+    a.set("before", 1).unwrap();
+    // Fill what is left of the disk.
+    let filler_path = mount.join("filler");
+    let mut filler = std::fs::File::create(&filler_path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while filler
+        .write_all(&chunk)
+        .and_then(|()| filler.sync_all())
+        .is_ok()
+    {}
+    drop(filler);
+
+    let big = "x".repeat(256 * 1024);
+    let mut refused = None;
+    for i in 0..20 {
+        if let Err(e) = a.set(&format!("big{i}"), big.as_str()) {
+            refused = Some(e);
+            break;
+        }
+    }
+    match refused.expect("a write must fail on a full disk") {
+        Error::Storage { kind, path, .. } => {
+            assert_eq!(kind, StorageErrorKind::Full);
+            assert!(path.starts_with(&dir));
+        }
+        other => panic!("expected a storage error, got {other}"),
+    }
+    // Refused up front now, with the same clear error; reads and replication go on.
+    assert!(matches!(
+        a.set("refused", 1),
+        Err(Error::Storage {
+            kind: StorageErrorKind::Full,
+            ..
+        })
+    ));
+    assert_eq!(a.get("refused"), None, "a refused write changes nothing");
+    assert_eq!(a.get("before"), Some(Value::Int(1)));
+    assert!(a.status().storage.unwrap().error.is_some());
+    b.set("from-b", 2).unwrap();
+    wait_until("b's write to reach a", || {
+        a.get("from-b") == Some(Value::Int(2))
+    });
+
+    // Space again: the retry succeeds and writes are accepted.
+    std::fs::remove_file(&filler_path).unwrap();
+    wait_until("the store to accept commits again", || {
+        a.status().storage.unwrap().error.is_none()
+    });
+    a.set("after", 3).unwrap();
+    a.stop();
+    b.stop();
+    drop(a);
+    let a = Node::new(config("full-a", &dir, Durability::Sync)).unwrap();
+    assert_eq!(a.get("before"), Some(Value::Int(1)));
+    assert_eq!(
+        a.get("from-b"),
+        Some(Value::Int(2)),
+        "merged while the disk was full"
+    );
+    assert_eq!(a.get("after"), Some(Value::Int(3)));
+}
