@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Scenarios: propagation, partition, restart, join, throughput, cost, idle, memory,
-//! compare; `all` (the default) runs every one. `--smoke` runs each at a tiny size.
+//! compare, durability; `all` (the default) runs every one. `--smoke` runs each at a tiny size.
 //! `crosscheck` compares the byte counts with the kernel's; run it in a network namespace
 //! of its own (scripts/kernel-crosscheck.sh).
 
@@ -16,6 +16,7 @@ mod compare;
 mod cost;
 mod crosscheck;
 mod disruption;
+mod durability;
 mod mesh;
 mod procfs;
 mod propagation;
@@ -38,6 +39,7 @@ const SCENARIOS: &[&str] = &[
     "idle",
     "memory",
     "compare",
+    "durability",
 ];
 
 fn usage() -> String {
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
             "cost" => cost::run(&mut report, smoke),
             "idle" | "memory" => resources::run(&mut report, smoke, scenario),
             "compare" => compare::run(&mut report, smoke),
+            "durability" => durability::run(&mut report, smoke),
             "crosscheck" => crosscheck::run(&mut report),
             _ => unreachable!("scenario names are checked above"),
         }

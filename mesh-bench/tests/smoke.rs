@@ -29,6 +29,9 @@ fn every_scenario_runs_in_smoke_mode_and_prints_its_tables() {
         "### Idle node, 5-node mesh",
         "### Resident memory per million keys",
         "### mesh-sync vs chitchat",
+        "### Durable writes on one node",
+        "### Reload of a stored state",
+        "### Restarted node catches up by delta",
     ] {
         assert!(stdout.contains(title), "no table {title:?} in:\n{stdout}");
     }
