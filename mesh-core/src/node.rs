@@ -120,41 +120,40 @@ impl Node {
         // Events are only queued once someone listens (see `set_event_handler`).
         engine.set_emit_state_events(false);
         let (tx, rx) = mpsc::channel();
-        let shared = Arc::new(Shared {
-            node_id: config.node_id.clone(),
-            local_addr,
-            waker,
-            socket: RwLock::new(Some(Arc::new(socket))),
-            engine: Mutex::new(engine),
-            faults: Mutex::new(FaultInjector::new(
-                FaultConfig::default(),
-                seed ^ 0x5eed_fa17,
-            )),
-            handler: RwLock::new(None),
-            events: Mutex::new(Some(tx)),
-            event_rx: Mutex::new(Some(rx)),
-            running: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-            flush_timeout: config.stop_flush_timeout,
-            wake_at_us: AtomicU64::new(u64::MAX),
-            epoch,
-        });
-        let persist = match stored {
-            Some((store, report)) => Some(persist::Persist::start(
-                &shared,
+        let mut node = Node {
+            shared: Arc::new(Shared {
+                node_id: config.node_id.clone(),
+                local_addr,
+                waker,
+                socket: RwLock::new(Some(Arc::new(socket))),
+                engine: Mutex::new(engine),
+                faults: Mutex::new(FaultInjector::new(
+                    FaultConfig::default(),
+                    seed ^ 0x5eed_fa17,
+                )),
+                handler: RwLock::new(None),
+                events: Mutex::new(Some(tx)),
+                event_rx: Mutex::new(Some(rx)),
+                running: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
+                flush_timeout: config.stop_flush_timeout,
+                wake_at_us: AtomicU64::new(u64::MAX),
+                epoch,
+            }),
+            threads: Mutex::new(Threads::default()),
+            persist: None,
+        };
+        if let Some((store, report)) = stored {
+            node.persist = Some(persist::Persist::start(
+                &node.shared,
                 store,
                 config.durability,
                 config.flush_interval,
                 report,
-            )?),
-            None => None,
-        };
-        Ok(Node {
-            shared,
-            threads: Mutex::new(Threads::default()),
-            persist,
-        })
+            )?);
+        }
+        Ok(node)
     }
 
     /// This node's id.
