@@ -43,6 +43,18 @@
 #include <stdint.h>
 
 /**
+ * `mesh_config_set_durability`: writes are committed to disk in the background within
+ * the flush interval (the default).
+ */
+#define MESH_DURABILITY_BATCHED 0
+
+/**
+ * `mesh_config_set_durability`: `mesh_node_set*` and `mesh_node_delete` return once the
+ * write is on disk; concurrent writers share one commit.
+ */
+#define MESH_DURABILITY_SYNC 1
+
+/**
  * Bytes of a key.
  */
 #define MESH_KEY_LEN 32
@@ -124,6 +136,11 @@ typedef enum {
    * involved may be in an inconsistent state.
    */
   MESH_RESULT_PANIC = 15,
+  /**
+   * The node's store (`mesh_config_set_data_dir`) cannot be used: in use by another
+   * node, damaged (left as it is), not permitted, or full. The message names the path.
+   */
+  MESH_RESULT_STORAGE = 16,
 } mesh_result;
 
 /**
@@ -508,6 +525,27 @@ mesh_result mesh_config_set_initial_rto_ms(mesh_config_t *config, uint64_t rto_m
  * then repairs what it carried). At most 30. Default 5.
  */
 mesh_result mesh_config_set_max_retries(mesh_config_t *config, uint32_t retries);
+
+/**
+ * Keeps the node's state on disk in directory `path` (created if missing; one node per
+ * directory), reloaded by the next node started on it, which then catches up with its
+ * peers by delta. An empty string (the default) keeps the state in memory only, and no
+ * file is touched. Errors opening the store (in use, damaged, not permitted) are
+ * reported by `mesh_node_new` as `MESH_RESULT_STORAGE`, naming the path.
+ */
+mesh_result mesh_config_set_data_dir(mesh_config_t *config, const char *path);
+
+/**
+ * Sets when a write is durable, with a data directory: `MESH_DURABILITY_BATCHED` (the
+ * default) or `MESH_DURABILITY_SYNC`. Any other value is `MESH_RESULT_INVALID_ARGUMENT`.
+ */
+mesh_result mesh_config_set_durability(mesh_config_t *config, int durability);
+
+/**
+ * With `MESH_DURABILITY_BATCHED`, the longest a change waits before it is committed to
+ * disk, in milliseconds. Greater than 0. Default 10.
+ */
+mesh_result mesh_config_set_flush_interval_ms(mesh_config_t *config, uint64_t interval_ms);
 
 /**
  * Sets the shortest time between two pushes of local writes, in milliseconds. A write

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Scenarios: propagation, partition, restart, join, throughput, keyed, cost, idle, memory,
-//! compare, observe; `all` (the default) runs every one. `--smoke` runs each at a tiny size.
+//! compare, observe, durability; `all` (the default) runs every one. `--smoke` runs each
+//! at a tiny size.
 //! `crosscheck` compares the byte counts with the kernel's; run it in a network namespace
 //! of its own (scripts/kernel-crosscheck.sh).
 
@@ -16,6 +17,7 @@ mod compare;
 mod cost;
 mod crosscheck;
 mod disruption;
+mod durability;
 mod keyed;
 mod mesh;
 mod observe;
@@ -42,6 +44,7 @@ const SCENARIOS: &[&str] = &[
     "memory",
     "compare",
     "observe",
+    "durability",
 ];
 
 fn usage() -> String {
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
             "idle" | "memory" => resources::run(&mut report, smoke, scenario),
             "compare" => compare::run(&mut report, smoke),
             "observe" => observe::run(&mut report, smoke),
+            "durability" => durability::run(&mut report, smoke),
             "crosscheck" => crosscheck::run(&mut report),
             _ => unreachable!("scenario names are checked above"),
         }

@@ -31,6 +31,9 @@ fn every_scenario_runs_in_smoke_mode_and_prints_its_tables() {
         "### Resident memory per million keys",
         "### mesh-sync vs chitchat",
         "### Observing a node: scrape and dashboard page",
+        "### Durable writes on one node",
+        "### Reload of a stored state",
+        "### Restarted node catches up by delta",
     ] {
         assert!(stdout.contains(title), "no table {title:?} in:\n{stdout}");
     }

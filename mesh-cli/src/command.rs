@@ -518,6 +518,27 @@ fn render_status(s: &Status) -> String {
         "sync        {} anti-entropy rounds, {} entries received, {} applied",
         c.sync_rounds, c.entries_received, c.entries_applied
     );
+    if let Some(st) = &s.storage {
+        let _ = writeln!(
+            out,
+            "storage     {} ({}), {} entries loaded in {} ms{}, {} commits (mean {} us, max {} us){}",
+            st.path,
+            st.durability,
+            st.loaded_entries,
+            st.load_ms,
+            if st.discarded_stale {
+                ", stale state discarded"
+            } else {
+                ""
+            },
+            st.commits,
+            st.commit_mean_us,
+            st.commit_max_us,
+            st.error
+                .as_ref()
+                .map_or(String::new(), |e| format!(", FAILING: {e}"))
+        );
+    }
     let reasons: Vec<String> = d
         .by_reason()
         .into_iter()

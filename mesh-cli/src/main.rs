@@ -50,6 +50,7 @@ Examples:
   mesh-sync node1 --port 5001 --keyring mesh.keys
   mesh-sync node2 --port 5002 --bootstrap 127.0.0.1:5001 --metrics 9100
   mesh-sync status 127.0.0.1:9100
+  mesh-sync node5 --port 5005 --bootstrap 127.0.0.1:5001 --data-dir /var/lib/mesh-sync --serve
   mesh-sync node3 --port 0 --bootstrap localhost:5001 --exec 'wait temperature' --exec list
   echo 'set temperature 72.5' | mesh-sync node4 --bootstrap 127.0.0.1:5001";
 
@@ -99,6 +100,17 @@ struct Cli {
     /// seals, all open. The file must be private to its owner (chmod 600).
     #[arg(long, value_name = "FILE")]
     keyring: Option<std::path::PathBuf>,
+
+    /// Keep the node's state on disk in DIR (one node per directory): a restarted node
+    /// reloads it, serves reads at once and catches up with its peers by delta.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<std::path::PathBuf>,
+
+    /// With --data-dir: "batched" commits writes in the background within 10 ms; "sync"
+    /// acknowledges a write only once it is on disk.
+    #[arg(long, value_name = "MODE", default_value = "batched",
+          value_parser = |s: &str| s.parse::<mesh_core::Durability>())]
+    durability: mesh_core::Durability,
 
     /// Drop this fraction of outgoing datagrams on purpose (0.2 or 20%), to watch the
     /// mesh converge over a lossy network.
@@ -157,6 +169,8 @@ impl Cli {
         config.sync_interval = self.sync_interval;
         config.heartbeat_interval = self.heartbeat_interval;
         config.peer_timeout = self.peer_timeout;
+        config.data_dir = self.data_dir.clone();
+        config.durability = self.durability;
         config
     }
 

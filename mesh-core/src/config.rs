@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::error::ConfigError;
 use crate::link::fragment_size;
+use crate::store::Durability;
 use crate::transport::reassembly_cost;
 
 /// Everything a node can be tuned with. Build it with [`Config::new`] and adjust fields;
@@ -78,6 +79,15 @@ pub struct Config {
     /// the first key, the primary, and accepted only if it opens under one of them; the
     /// others serve key rotation (see [`crate::Node::install_key`]).
     pub keyring: Vec<crate::seal::Key>,
+    /// Directory of the node's store. `None` (the default): the state lives in memory
+    /// only and no file is touched. Otherwise the replica is kept on disk there (one
+    /// node per directory), reloaded at the next start, and caught up by delta.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// When writes are durable, with a `data_dir`. Default [`Durability::Batched`].
+    pub durability: Durability,
+    /// With [`Durability::Batched`], the longest a change waits before it is committed
+    /// to disk. Default 10 ms.
+    pub flush_interval: Duration,
 }
 
 /// Longest node id accepted, in bytes.
@@ -147,6 +157,7 @@ impl Config {
             return Err(ConfigError::new("cluster", "must not be empty"));
         }
         positive("sync_interval", self.sync_interval)?;
+        positive("flush_interval", self.flush_interval)?;
         positive("heartbeat_interval", self.heartbeat_interval)?;
         positive("peer_timeout", self.peer_timeout)?;
         positive("initial_rto", self.initial_rto)?;
@@ -238,6 +249,9 @@ impl Default for Config {
             stop_flush_timeout: Duration::from_millis(500),
             seed: None,
             keyring: Vec::new(),
+            data_dir: None,
+            durability: Durability::Batched,
+            flush_interval: Duration::from_millis(10),
         }
     }
 }

@@ -54,6 +54,7 @@ use crate::wire::{self, Frame, Heartbeat, Message, SyncRequest};
 const DROP_REPORT_INTERVAL_US: u64 = 10_000_000;
 
 mod browse;
+mod durable;
 mod handshake;
 mod keys;
 mod report;

@@ -109,6 +109,52 @@ pub enum Error {
     /// An I/O error from the node's socket or threads.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+    /// The node's store (`Config::data_dir`) cannot be used: in use by another node,
+    /// damaged, not permitted, full. A damaged store is left as it is.
+    #[error("storage error ({kind}) at {}: {reason}", path.display())]
+    Storage {
+        /// The store's file (or directory).
+        path: std::path::PathBuf,
+        /// What kind of failure.
+        kind: StorageErrorKind,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Kinds of [`Error::Storage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StorageErrorKind {
+    /// Another node (or process) has the data directory open.
+    Locked,
+    /// The store is damaged (truncated, garbled) or not a store this build reads.
+    Corrupted,
+    /// The operating system refused access.
+    Permission,
+    /// The disk (or quota) is full.
+    Full,
+    /// Any other I/O failure.
+    Io,
+}
+
+impl StorageErrorKind {
+    /// Lower-case name (`"locked"`, `"corrupted"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageErrorKind::Locked => "locked",
+            StorageErrorKind::Corrupted => "corrupted",
+            StorageErrorKind::Permission => "permission",
+            StorageErrorKind::Full => "full",
+            StorageErrorKind::Io => "io",
+        }
+    }
+}
+
+impl std::fmt::Display for StorageErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Shorthand for results of [`crate::Node`] operations.

@@ -42,6 +42,12 @@ impl HlcClock {
         self.last
     }
 
+    /// Moves the clock up to `floor` (a high-water mark from before a restart), so it
+    /// never issues a timestamp at or below one issued in an earlier run.
+    pub fn raise_to(&mut self, floor: u64) {
+        self.last = self.last.max(floor);
+    }
+
     /// Issues a timestamp for a local event: above every timestamp seen so far.
     pub fn tick(&mut self, wall_ms: u64) -> u64 {
         let physical = wall_ms << LOGICAL_BITS;

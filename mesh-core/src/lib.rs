@@ -85,6 +85,7 @@ pub mod propagation;
 #[cfg(any(test, feature = "test-util"))]
 pub mod sim;
 pub mod status;
+pub mod store;
 pub mod time;
 pub mod value;
 mod wake;
@@ -100,7 +101,7 @@ pub const PROTOCOL_VERSION: u8 = wire::VERSION;
 
 pub use config::Config;
 pub use engine::{Engine, KeyEntry, KeyPage, KeyQuery, MemoryReport, Transmit};
-pub use error::{ConfigError, Error, KeyError, Result};
+pub use error::{ConfigError, Error, KeyError, Result, StorageErrorKind};
 pub use event::{ChangeOrigin, Event};
 pub use fault::{FaultConfig, FaultStats};
 pub use metrics::MetricsSnapshot;
@@ -108,5 +109,6 @@ pub use node::{resolve, EventHandler, Node};
 pub use propagation::PropagationLag;
 pub use seal::{generate_key, Key, NoncePrefix};
 pub use status::{Counters, DropCounters, PeerCounts, PeerInfo, PeerState, Status};
+pub use store::Durability;
 pub use time::Now;
 pub use value::{JsonValueError, Value};

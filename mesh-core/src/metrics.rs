@@ -6,6 +6,7 @@
 //! consistent with each other and nothing is kept between scrapes.
 
 use std::borrow::Cow;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -66,6 +67,7 @@ impl MetricsSnapshot {
         self.register_replica(&mut registry);
         self.register_peers(&mut registry);
         self.register_memory(&mut registry);
+        self.register_storage(&mut registry);
         registry.register_with_unit(
             "propagation_lag",
             "Time from a remote write's timestamp to its application on this node",
@@ -153,6 +155,51 @@ impl MetricsSnapshot {
             "Whether the node's network thread runs (1) or not (0)",
             gauge(usize::from(s.running)),
         );
+    }
+
+    /// The store's figures, when the node keeps one (`Config::data_dir`).
+    fn register_storage(&self, registry: &mut Registry) {
+        let Some(s) = &self.status.storage else {
+            return;
+        };
+        let counters: [(&str, &str, u64); 3] = [
+            ("storage_commits", "Store transactions committed", s.commits),
+            (
+                "storage_keys_written",
+                "Keys written to or removed from the store",
+                s.keys_written,
+            ),
+            (
+                "storage_failed_commits",
+                "Store commits that failed",
+                s.failed_commits,
+            ),
+        ];
+        for (name, help, value) in counters {
+            registry.register(name, help, counter(value));
+        }
+        registry.register(
+            "storage_healthy",
+            "Whether the store accepts writes (1) or refuses them after a failed commit (0)",
+            gauge(usize::from(s.error.is_none())),
+        );
+        let latencies = [
+            (
+                "storage_commit_mean",
+                "Mean commit latency since open, fsync included",
+                s.commit_mean_us,
+            ),
+            (
+                "storage_commit_max",
+                "Slowest commit since open, fsync included",
+                s.commit_max_us,
+            ),
+        ];
+        for (name, help, us) in latencies {
+            let seconds = Gauge::<f64, AtomicU64>::default();
+            seconds.set(us as f64 / 1e6);
+            registry.register_with_unit(name, help, Unit::Seconds, seconds);
+        }
     }
 
     fn register_peers(&self, registry: &mut Registry) {
@@ -277,6 +324,7 @@ mod tests {
                 pending_acks: 2,
                 hlc: 0,
                 counters,
+                storage: None,
             },
             peers: vec![PeerInfo {
                 node_id: Some("p".to_owned()),
@@ -319,6 +367,24 @@ mod tests {
             out.push((series.to_owned(), value));
         }
         out
+    }
+
+    #[test]
+    fn a_store_adds_its_figures_and_none_without_one() {
+        let mut snap = snapshot();
+        assert!(!snap.encode().contains("storage"), "no store, no storage series");
+        snap.status.storage = Some(crate::store::StorageStatus {
+            commits: 12,
+            failed_commits: 1,
+            commit_mean_us: 2_500,
+            error: Some("disk full".into()),
+            ..Default::default()
+        });
+        let samples = samples(&snap.encode());
+        assert_eq!(value(&samples, "mesh_sync_storage_commits_total{"), 12.0);
+        assert_eq!(value(&samples, "mesh_sync_storage_failed_commits_total{"), 1.0);
+        assert_eq!(value(&samples, "mesh_sync_storage_healthy{"), 0.0);
+        assert_eq!(value(&samples, "mesh_sync_storage_commit_mean_seconds{"), 0.0025);
     }
 
     fn value(samples: &[(String, f64)], prefix: &str) -> f64 {

@@ -34,6 +34,8 @@ use crate::time::Now;
 use crate::value::Value;
 use crate::wake::Waker;
 
+mod persist;
+
 /// Callback receiving every [`Event`] on the node's callback thread.
 pub type EventHandler = Arc<dyn Fn(&Event) + Send + Sync + 'static>;
 
@@ -54,6 +56,8 @@ const MAX_SLEEP: Duration = Duration::from_millis(500);
 pub struct Node {
     shared: Arc<Shared>,
     threads: Mutex<Threads>,
+    /// The store thread, with a `data_dir`.
+    persist: Option<persist::Persist>,
 }
 
 #[derive(Default)]
@@ -93,15 +97,31 @@ impl Node {
         socket.set_nonblocking(true)?;
         let waker = Waker::new()?;
         let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
-        let incarnation = fresh_incarnation(seed);
+        let mut incarnation = fresh_incarnation(seed);
         let epoch = Instant::now();
         let now = now_from(epoch);
         let nonce_prefix = NoncePrefix::from_os()?;
+        let stored = match &config.data_dir {
+            Some(dir) => {
+                let (mut store, snapshot, report) =
+                    crate::store::Store::open(dir, now.wall_ms, config.tombstone_grace)?;
+                // Never an origin an earlier run on this store had, whatever the clock did.
+                incarnation = snapshot.next_incarnation(incarnation);
+                store.begin_run(incarnation, now.wall_ms)?;
+                Some((store, snapshot, report))
+            }
+            None => None,
+        };
         let mut engine = Engine::new(config.clone(), incarnation, seed, nonce_prefix, now);
+        let stored = stored.map(|(store, snapshot, report)| {
+            engine.restore(snapshot);
+            engine.record_store_changes();
+            (store, report)
+        });
         // Events are only queued once someone listens (see `set_event_handler`).
         engine.set_emit_state_events(false);
         let (tx, rx) = mpsc::channel();
-        Ok(Node {
+        let mut node = Node {
             shared: Arc::new(Shared {
                 node_id: config.node_id.clone(),
                 local_addr,
@@ -123,7 +143,18 @@ impl Node {
                 epoch,
             }),
             threads: Mutex::new(Threads::default()),
-        })
+            persist: None,
+        };
+        if let Some((store, report)) = stored {
+            node.persist = Some(persist::Persist::start(
+                &node.shared,
+                store,
+                config.durability,
+                config.flush_interval,
+                report,
+            )?);
+        }
+        Ok(node)
     }
 
     /// This node's id.
@@ -276,6 +307,9 @@ impl Node {
             }
         }
         self.shared.socket.write().take();
+        if let Some(persist) = &self.persist {
+            persist.close();
+        }
     }
 
     /// Waits up to `timeout` until every local write has been acknowledged by every
@@ -297,9 +331,13 @@ impl Node {
 
     /// Sets `key` to `value`. Visible locally at once, pushed to peers within
     /// `push_delay` plus a round trip.
+    ///
+    /// With a `data_dir`: under [`crate::Durability::Sync`] it returns once the write is
+    /// on disk; while the store refuses commits (disk full), it fails with
+    /// [`Error::Storage`] and changes nothing.
     pub fn set(&self, key: &str, value: impl Into<Value>) -> Result<()> {
         let value = value.into();
-        self.with_engine(|engine, now| engine.set(now, key, value))
+        self.write(|engine, now| engine.set(now, key, value))
     }
 
     /// The value of `key`, or `None` if it is missing or deleted.
@@ -309,7 +347,20 @@ impl Node {
 
     /// Deletes `key`. Returns whether it held a live value.
     pub fn delete(&self, key: &str) -> Result<bool> {
-        self.with_engine(|engine, now| engine.delete(now, key))
+        self.write(|engine, now| engine.delete(now, key))
+    }
+
+    /// A local write, made durable as the configuration asks.
+    fn write<T>(&self, f: impl FnOnce(&mut Engine, Now) -> Result<T>) -> Result<T> {
+        let Some(persist) = &self.persist else {
+            return self.with_engine(f);
+        };
+        persist.check_writable()?;
+        let (result, ticket) =
+            self.with_engine(|engine, now| (f(engine, now), engine.store_batches_taken() + 1));
+        let result = result?;
+        persist.wait(ticket)?;
+        Ok(result)
     }
 
     /// A snapshot of every live key and its value.
@@ -337,6 +388,7 @@ impl Node {
         let mut status = self.shared.engine.lock().status();
         status.port = self.port();
         status.running = self.is_running();
+        status.storage = self.persist.as_ref().map(persist::Persist::status);
         status
     }
 

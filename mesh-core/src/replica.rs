@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::store::{StoreLog, StoredVv};
 use crate::value::Value;
 use crate::version::{OriginId, VersionVector};
 
@@ -60,6 +61,8 @@ pub struct Replica {
     tombstones: HashSet<Arc<str>>,
     vv: VersionVector,
     state_version: u64,
+    /// What changed since the store last took a batch; `None` without a store.
+    pub(crate) store_log: Option<StoreLog>,
 }
 
 impl Replica {
@@ -73,6 +76,7 @@ impl Replica {
             tombstones: HashSet::new(),
             vv: VersionVector::default(),
             state_version: 0,
+            store_log: None,
         }
     }
 
@@ -98,6 +102,9 @@ impl Replica {
         };
         let seq = self.own_seq;
         self.vv.insert_range(self.own_origin, seq, seq);
+        if let Some(log) = self.store_log.as_mut() {
+            log.touch_vv();
+        }
         let was_live = self.get(key).is_some();
         self.install(key, entry);
         was_live
@@ -134,6 +141,9 @@ impl Replica {
             .entry(entry.origin)
             .or_default()
             .insert(entry.seq, Arc::clone(&key));
+        if let Some(log) = self.store_log.as_mut() {
+            log.touch(&key);
+        }
         self.entries.insert(key, entry);
         self.state_version += 1;
     }
@@ -151,6 +161,9 @@ impl Replica {
     /// range the sender held.
     pub fn cover(&mut self, origin: OriginId, lo: u64, hi: u64) {
         self.vv.insert_range(origin, lo, hi);
+        if let Some(log) = self.store_log.as_mut() {
+            log.touch_vv();
+        }
     }
 
     /// Withdraws the accounting of `origin` above `cap`, the highest write the origin
@@ -235,6 +248,35 @@ impl Replica {
         &self.vv
     }
 
+    /// Installs entries and a version vector loaded from the store (before any write).
+    pub(crate) fn restore(&mut self, entries: Vec<(String, Entry)>, vv: &StoredVv) {
+        self.entries.reserve(entries.len());
+        for (key, entry) in entries {
+            self.install(&key, entry);
+        }
+        for (origin, ranges) in vv {
+            for &(lo, hi) in ranges {
+                self.vv.insert_range(*origin, lo, hi);
+            }
+        }
+    }
+
+    /// The version vector as the store keeps it.
+    pub(crate) fn stored_vv(&self) -> StoredVv {
+        let mut vv: StoredVv = self
+            .vv
+            .iter()
+            .map(|(origin, set)| (origin, set.ranges().collect()))
+            .collect();
+        vv.sort_unstable();
+        vv
+    }
+
+    /// The entry of `key`, tombstones included (what the store writes).
+    pub(crate) fn stored_entry(&self, key: &str) -> Option<Entry> {
+        self.entries.get(key).cloned()
+    }
+
     /// Removes the tombstones `collectable` accepts; returns how many.
     pub fn collect_tombstones(&mut self, mut collectable: impl FnMut(&Entry) -> bool) -> usize {
         let doomed: Vec<Arc<str>> = self
@@ -244,6 +286,9 @@ impl Replica {
             .cloned()
             .collect();
         for key in &doomed {
+            if let Some(log) = self.store_log.as_mut() {
+                log.touch(key);
+            }
             self.tombstones.remove(key);
             if let Some(entry) = self.entries.remove(key) {
                 self.unindex(entry.origin, entry.seq);

@@ -11,11 +11,18 @@
 //! lost with a crashed node before reaching any peer are the only ones allowed to
 //! vanish), and deleted keys must stay deleted.
 //!
+//! With `config.data_dir` set (the path is never touched), every node has a simulated
+//! disk ([`disk::SimDisk`]): a crash keeps what was flushed, a restart reloads it, and
+//! the oracle counts a write as surviving a crash if a disk holds it. The check also
+//! requires that no `(origin, seq)` names two writes and that a node's clock never
+//! issues a timestamp at or below the high-water mark on its disk.
+//!
 //! [`Sim::add_adversary`] puts an attacker on the network (see [`adversary`]); the check
 //! then allows the writes it forged to win where they outrank the honest ones, and
 //! requires everything else as before.
 
 pub mod adversary;
+pub mod disk;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
@@ -168,6 +175,12 @@ pub struct Sim {
     adversary_timer: Option<u64>,
     /// Every incarnation (origin) honest nodes ran with.
     honest_origins: BTreeSet<u64>,
+    /// Each node's disk, when the config has a `data_dir`.
+    disks: Option<Vec<disk::SimDisk>>,
+    /// Every `(origin, seq)` written, with the write's index.
+    written: HashMap<(u64, u64), usize>,
+    /// Restarts whose disk was discarded for being older than the tombstone grace.
+    pub stale_discards: u32,
 }
 
 impl Sim {
@@ -193,7 +206,13 @@ impl Sim {
             adversary: None,
             adversary_timer: None,
             honest_origins: BTreeSet::new(),
+            disks: None,
+            written: HashMap::new(),
+            stale_discards: 0,
         };
+        if sim.config.data_dir.is_some() {
+            sim.disks = Some(vec![disk::SimDisk::default(); n]);
+        }
         for i in 0..n {
             let addr = sim_addr(i);
             sim.nodes.push(SimNode {
@@ -232,13 +251,32 @@ impl Sim {
         config.port = self.nodes[i].addr.port();
         let now = self.now_for(i);
         // Incarnations grow with (virtual) time, as the runtime's do.
-        let incarnation = ((now.wall_ms << 16) | (self.rng.u64(..) & 0xffff)).max(1);
+        let mut incarnation = ((now.wall_ms << 16) | (self.rng.u64(..) & 0xffff)).max(1);
+        let grace_ms = self.config.tombstone_grace.as_millis() as u64;
+        let loaded = match self.disks.as_mut() {
+            Some(disks) => {
+                let (snapshot, stale) = disks[i].open(now.wall_ms, grace_ms);
+                incarnation = snapshot.next_incarnation(incarnation);
+                disks[i].incarnation = incarnation;
+                Some((snapshot, stale))
+            }
+            None => None,
+        };
         let seed = self.rng.u64(..);
         // Nonce prefixes from the simulator's seed: distinct per boot, reproducible.
         let mut prefix = [0u8; 16];
         prefix[..8].copy_from_slice(&self.rng.u64(..).to_le_bytes());
         prefix[8..].copy_from_slice(&self.rng.u64(..).to_le_bytes());
         let mut engine = Engine::new(config, incarnation, seed, NoncePrefix(prefix), now);
+        if let Some((snapshot, stale)) = loaded {
+            engine.restore(snapshot);
+            engine.record_store_changes();
+            if stale {
+                self.stale_discards += 1;
+                // What only this disk kept is gone now.
+                self.mark_lost();
+            }
+        }
         self.honest_origins.insert(engine.incarnation());
         if let Some(adversary) = self.adversary.as_mut() {
             adversary.note_honest_origin(engine.incarnation());
@@ -267,6 +305,27 @@ impl Sim {
             }
         }
         let rank = engine.replica().entry(key).expect("just written").rank();
+        let floor = self.disks.as_ref().map_or(0, |d| d[i].hlc);
+        if rank.0 <= floor {
+            self.violation.get_or_insert(Divergence::Invariant {
+                node: i,
+                at_us: self.now_us,
+                why: format!(
+                    "write stamped {} at or below the disk's clock floor {floor}",
+                    rank.0
+                ),
+            });
+        }
+        if let Some(earlier) = self.written.insert((rank.1, rank.2), self.writes.len()) {
+            self.violation.get_or_insert(Divergence::Invariant {
+                node: i,
+                at_us: self.now_us,
+                why: format!(
+                    "(origin {}, seq {}) names two writes: {:?} and {key:?}",
+                    rank.1, rank.2, self.writes[earlier].key
+                ),
+            });
+        }
         self.writes.push(Write {
             key: key.to_owned(),
             value,
@@ -287,6 +346,12 @@ impl Sim {
         // below could still arrive somewhere, and the oracle would be wrong.
         let flights = std::mem::take(&mut self.flights);
         self.flights = flights.into_iter().filter(|f| f.0.from != i).collect();
+        self.mark_lost();
+    }
+
+    /// Marks as lost every write that no live node accounts for (holds, beats, or has
+    /// collected as a tombstone) and no disk keeps.
+    fn mark_lost(&mut self) {
         for w in 0..self.writes.len() {
             // Any write may have lived only on this node by now (its author may have
             // crashed earlier, after handing it over), so every surviving write is checked.
@@ -294,9 +359,14 @@ impl Sim {
             if write.lost {
                 continue;
             }
-            let survives = self.nodes.iter().enumerate().any(|(j, n)| {
-                j != i
-                    && n.engine.as_ref().is_some_and(|e| {
+            let on_disk = self.disks.as_ref().is_some_and(|disks| {
+                disks
+                    .iter()
+                    .any(|d| d.keeps(&write.key, write.rank, write.value.is_none()))
+            });
+            let survives = on_disk
+                || self.nodes.iter().any(|n| {
+                    n.engine.as_ref().is_some_and(|e| {
                         // Held, or beaten by what is held, or a delete whose tombstone
                         // was already collected. (A value write merely accounted for in
                         // the version vector does not count: its superseder may have been
@@ -308,7 +378,7 @@ impl Sim {
                             || (write.value.is_none()
                                 && e.replica().version_vector().contains(origin, seq))
                     })
-            });
+                });
             if !survives {
                 self.writes[w].lost = true;
             }
@@ -399,6 +469,10 @@ impl Sim {
                 out.push(t);
             }
             while engine.poll_event().is_some() {}
+            if let Some(disks) = self.disks.as_mut() {
+                let interval = crate::time::us(self.config.flush_interval);
+                disks[i].flush_due(engine, now, interval);
+            }
             let mut sent_bytes = 0;
             for t in &out {
                 sent_bytes += t.payload.len() as u64;

@@ -206,6 +206,8 @@ pub struct Status {
     pub hlc: u64,
     /// Counters.
     pub counters: Counters,
+    /// The store, when the node has a `data_dir` (`None` otherwise).
+    pub storage: Option<crate::store::StorageStatus>,
 }
 
 impl Status {

@@ -207,6 +207,75 @@ pub unsafe extern "C" fn mesh_config_set_max_retries(
     }
 }
 
+/// `mesh_config_set_durability`: writes are committed to disk in the background within
+/// the flush interval (the default).
+pub const MESH_DURABILITY_BATCHED: c_int = 0;
+/// `mesh_config_set_durability`: `mesh_node_set*` and `mesh_node_delete` return once the
+/// write is on disk; concurrent writers share one commit.
+pub const MESH_DURABILITY_SYNC: c_int = 1;
+
+/// Keeps the node's state on disk in directory `path` (created if missing; one node per
+/// directory), reloaded by the next node started on it, which then catches up with its
+/// peers by delta. An empty string (the default) keeps the state in memory only, and no
+/// file is touched. Errors opening the store (in use, damaged, not permitted) are
+/// reported by `mesh_node_new` as `MESH_RESULT_STORAGE`, naming the path.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_data_dir(
+    config: *mut mesh_config_t,
+    path: *const c_char,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `path` is NULL or a NUL-terminated string.
+        let path = unsafe { arg_str(path, "path") }?;
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.data_dir = (!path.is_empty()).then(|| path.into());
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets when a write is durable, with a data directory: `MESH_DURABILITY_BATCHED` (the
+/// default) or `MESH_DURABILITY_SYNC`. Any other value is `MESH_RESULT_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_durability(
+    config: *mut mesh_config_t,
+    durability: c_int,
+) -> mesh_result {
+    ffi_boundary! {
+        let durability = match durability {
+            MESH_DURABILITY_BATCHED => mesh_core::Durability::Batched,
+            MESH_DURABILITY_SYNC => mesh_core::Durability::Sync,
+            other => {
+                return Err(FfiError::invalid(format!(
+                    "`durability` must be MESH_DURABILITY_BATCHED or MESH_DURABILITY_SYNC, not {other}"
+                )))
+            }
+        };
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.durability = durability;
+            Ok(())
+        }) }
+    }
+}
+
+/// With `MESH_DURABILITY_BATCHED`, the longest a change waits before it is committed to
+/// disk, in milliseconds. Greater than 0. Default 10.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_flush_interval_ms(
+    config: *mut mesh_config_t,
+    interval_ms: u64,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.flush_interval = millis(interval_ms);
+            Ok(())
+        }) }
+    }
+}
+
 /// Sets the shortest time between two pushes of local writes, in milliseconds. A write
 /// after a quiet spell is pushed at once; faster writes share one push per interval.
 /// Default 1.

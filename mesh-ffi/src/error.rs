@@ -45,10 +45,13 @@ pub enum mesh_result {
     /// A bug inside the library was caught before it crossed the C boundary. The object
     /// involved may be in an inconsistent state.
     Panic = 15,
+    /// The node's store (`mesh_config_set_data_dir`) cannot be used: in use by another
+    /// node, damaged (left as it is), not permitted, or full. The message names the path.
+    Storage = 16,
 }
 
 impl mesh_result {
-    const ALL: [mesh_result; 16] = [
+    const ALL: [mesh_result; 17] = [
         mesh_result::Ok,
         mesh_result::NullParameter,
         mesh_result::InvalidUtf8,
@@ -65,6 +68,7 @@ impl mesh_result {
         mesh_result::Io,
         mesh_result::Internal,
         mesh_result::Panic,
+        mesh_result::Storage,
     ];
 
     /// A static, NUL-terminated description.
@@ -86,6 +90,7 @@ impl mesh_result {
             mesh_result::Io => "I/O error\0",
             mesh_result::Internal => "internal error\0",
             mesh_result::Panic => "internal panic caught at the C boundary\0",
+            mesh_result::Storage => "the node's store cannot be used\0",
         }
     }
 }
@@ -130,6 +135,7 @@ impl From<mesh_core::Error> for FfiError {
             E::ValueTooDeep { .. } => mesh_result::InvalidArgument,
             E::Stopped => mesh_result::Stopped,
             E::Io(_) => mesh_result::Io,
+            E::Storage { .. } => mesh_result::Storage,
             E::Key(k) => return k.clone().into(),
             _ => mesh_result::Internal,
         };

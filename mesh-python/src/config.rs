@@ -58,6 +58,9 @@ pub struct ConfigArgs {
     pub max_probe_interval: Option<f64>,
     pub seed: Option<u64>,
     pub keyring: Option<Vec<KeyArg>>,
+    pub data_dir: Option<std::path::PathBuf>,
+    pub durability: Option<String>,
+    pub flush_interval: Option<f64>,
 }
 
 impl ConfigArgs {
@@ -125,6 +128,15 @@ impl ConfigArgs {
         config.seed = self.seed;
         for key in self.keyring.into_iter().flatten() {
             config.keyring.push(key.into_key(py, "keyring")?);
+        }
+        config.data_dir = self.data_dir;
+        if let Some(durability) = self.durability {
+            config.durability = durability
+                .parse()
+                .map_err(|e: String| config_error(py, "durability", &e))?;
+        }
+        if let Some(v) = self.flush_interval {
+            config.flush_interval = seconds(py, "flush_interval", v)?;
         }
         Ok(config)
     }

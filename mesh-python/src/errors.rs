@@ -64,6 +64,14 @@ create_exception!(
 );
 create_exception!(
     mesh_sync,
+    StorageError,
+    MeshSyncError,
+    "The node's store (``data_dir``) cannot be used: in use by another node, damaged, not \
+     permitted, or full. Its ``path`` attribute names the file, ``kind`` the failure \
+     (\"locked\", \"corrupted\", \"permission\", \"full\" or \"io\")."
+);
+create_exception!(
+    mesh_sync,
     NetworkError,
     MeshSyncError,
     "An I/O error from the node's socket or threads."
@@ -90,6 +98,13 @@ pub fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
         Error::ValueTooLarge { .. } => ValueTooLargeError::new_err(err.to_string()),
         Error::Stopped => NodeStoppedError::new_err(err.to_string()),
         Error::Io(_) => NetworkError::new_err(err.to_string()),
+        Error::Storage { ref path, kind, .. } => {
+            let e = StorageError::new_err(err.to_string());
+            // Best effort: the message already names both.
+            let _ = e.value(py).setattr("path", path.display().to_string());
+            let _ = e.value(py).setattr("kind", kind.as_str());
+            e
+        }
         Error::Key(KeyError::Length { .. } | KeyError::Base64) => {
             config_error(py, "key", &err.to_string())
         }
@@ -110,6 +125,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ValueTooLargeError", py.get_type::<ValueTooLargeError>())?;
     m.add("NodeStoppedError", py.get_type::<NodeStoppedError>())?;
     m.add("NetworkError", py.get_type::<NetworkError>())?;
+    m.add("StorageError", py.get_type::<StorageError>())?;
     m.add("KeyringError", py.get_type::<KeyringError>())?;
     Ok(())
 }

@@ -283,6 +283,9 @@ impl MeshSyncNode {
         max_probe_interval = None,
         seed = None,
         keyring = None,
+        data_dir = None,
+        durability = None,
+        flush_interval = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -310,6 +313,9 @@ impl MeshSyncNode {
         max_probe_interval: Option<f64>,
         seed: Option<u64>,
         keyring: Option<Vec<KeyArg>>,
+        data_dir: Option<std::path::PathBuf>,
+        durability: Option<String>,
+        flush_interval: Option<f64>,
     ) -> PyResult<Self> {
         let config = ConfigArgs {
             node_id,
@@ -335,6 +341,9 @@ impl MeshSyncNode {
             max_probe_interval,
             seed,
             keyring,
+            data_dir,
+            durability,
+            flush_interval,
         }
         .into_config(py)?;
         let node_id = config.node_id.clone();
@@ -459,6 +468,8 @@ impl MeshSyncNode {
         dict.set_item("hlc", status.hlc)?;
         let counters = serde_json::to_value(status.counters).unwrap_or_default();
         dict.set_item("counters", json_to_py(py, &counters)?)?;
+        let storage = serde_json::to_value(&status.storage).unwrap_or_default();
+        dict.set_item("storage", json_to_py(py, &storage)?)?;
         Ok(dict)
     }
 

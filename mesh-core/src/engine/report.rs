@@ -128,6 +128,7 @@ impl Engine {
             pending_acks,
             hlc: self.clock.last(),
             counters,
+            storage: None,
         }
     }
 

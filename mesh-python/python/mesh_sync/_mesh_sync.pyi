@@ -1,5 +1,6 @@
 """Type stubs of the native module ``mesh_sync._mesh_sync``."""
 
+import os
 from types import TracebackType
 from typing import (
     Any,
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigError",
     "BindError",
     "AddressInUseError",
+    "StorageError",
     "ResolveError",
     "KeyTooLongError",
     "ValueTooLargeError",
@@ -106,6 +108,21 @@ class Counters(TypedDict):
     dropped: DropCounters
 
 @type_check_only
+class StorageStatus(TypedDict):
+    path: str
+    durability: Literal["sync", "batched"]
+    loaded_entries: int
+    load_ms: int
+    discarded_stale: bool
+    commits: int
+    keys_written: int
+    failed_commits: int
+    commit_mean_us: int
+    commit_max_us: int
+    pending: bool
+    error: Optional[str]
+
+@type_check_only
 class Status(TypedDict):
     node_id: str
     port: int
@@ -117,6 +134,7 @@ class Status(TypedDict):
     pending_acks: int
     hlc: int
     counters: Counters
+    storage: Optional[StorageStatus]
 
 @type_check_only
 class PeerInfo(TypedDict):
@@ -163,6 +181,10 @@ class NodeStoppedError(MeshSyncError): ...
 class NetworkError(MeshSyncError): ...
 class KeyringError(MeshSyncError): ...
 
+class StorageError(MeshSyncError):
+    path: str
+    kind: Literal["locked", "corrupted", "permission", "full", "io"]
+
 @disjoint_base
 class MeshSyncNode:
     def __new__(
@@ -191,6 +213,9 @@ class MeshSyncNode:
         max_probe_interval: Optional[float] = None,
         seed: Optional[int] = None,
         keyring: Optional[Sequence[_Key]] = None,
+        data_dir: Optional[Union[str, os.PathLike[str]]] = None,
+        durability: Optional[Literal["sync", "batched"]] = None,
+        flush_interval: Optional[float] = None,
     ) -> Self: ...
     @property
     def node_id(self) -> str: ...
