@@ -42,7 +42,9 @@
 //!
 //! ## Layers
 //!
-//! - [`Node`]: the runtime. One UDP socket, a network thread, a callback thread.
+//! - [`Node`]: the runtime. One UDP socket, a network thread, a callback thread. A local
+//!   write returns once its callbacks have run; [`Node::watch`] follows the keys under a
+//!   prefix ([`watch`]).
 //! - [`Engine`]: the sans-IO protocol state machine the node drives (see its docs for the
 //!   driving contract). Pure and deterministic: time and randomness are passed in.
 //! - Beneath it, one module per concern, internal to the crate: the wire codec, reliable
@@ -73,6 +75,7 @@ macro_rules! internal_modules {
 }
 
 pub mod config;
+mod delivery;
 pub mod engine;
 pub mod error;
 pub mod event;
@@ -86,6 +89,7 @@ pub mod status;
 pub mod time;
 pub mod value;
 mod wake;
+pub mod watch;
 
 internal_modules!(
     hlc, link, members, push, replica, seal, sync, timers, tombstones, transport, verify, version,
@@ -106,3 +110,4 @@ pub use seal::{generate_key, Key, NoncePrefix};
 pub use status::{Counters, DropCounters, PeerCounts, PeerInfo, PeerState, Status};
 pub use time::Now;
 pub use value::{JsonValueError, Value};
+pub use watch::{Change, Watch};
