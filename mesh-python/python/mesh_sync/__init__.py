@@ -27,11 +27,14 @@ from ._mesh_sync import (
     NodeStoppedError,
     ResolveError,
     ValueTooLargeError,
+    Watch,
     __version__,
     generate_key,
 )
+from ._changes import Changes
 
 __all__ = [
+    "Changes",
     "MAX_VALUE_DEPTH",
     "PROTOCOL_VERSION",
     "AddressInUseError",
@@ -45,6 +48,7 @@ __all__ = [
     "NodeStoppedError",
     "ResolveError",
     "ValueTooLargeError",
+    "Watch",
     "__version__",
     "generate_key",
 ]
