@@ -6,3 +6,4 @@ pub mod args;
 pub mod command;
 pub mod keyring;
 pub mod stats;
+pub mod watch;

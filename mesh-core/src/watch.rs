@@ -62,6 +62,12 @@ impl Watch {
         self.cancel_now();
     }
 
+    /// Keeps the watch registered for the rest of the node's life, with no handle to
+    /// cancel it: for programs that watch until they exit.
+    pub fn keep(mut self) {
+        self.cancel = None;
+    }
+
     fn cancel_now(&mut self) {
         if let Some(cancel) = self.cancel.take() {
             cancel();
