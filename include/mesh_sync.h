@@ -20,6 +20,7 @@
  *   named in its documentation, and every free function accepts NULL:
  *     mesh_config_t*  -> mesh_config_free     mesh_node_t*  -> mesh_node_free
  *     mesh_value_t*   -> mesh_value_free      mesh_keys_t*  -> mesh_keys_free
+ *     mesh_watch_t*   -> mesh_watch_free
  *     char* (from a char** out-parameter)     -> mesh_string_free
  *   mesh_str and mesh_bytes are borrowed views into an object, valid as long as it is;
  *   never free them. Strings returned as const char* (mesh_version, mesh_result_str,
@@ -27,7 +28,8 @@
  *
  * Threads: a node is safe to use from several threads at once; mesh_node_free must be
  *   the last call on it. Callbacks run on the node's own callback thread (see
- *   mesh_node_set_state_callback for what they may do). Other objects are not
+ *   mesh_node_set_state_callback for what they may do); a local write returns once
+ *   the node's state callback and watches have run for it. Other objects are not
  *   synchronized: share them between threads only with your own locking, except
  *   mesh_value_t and mesh_keys_t, which are immutable.
  */
@@ -252,6 +254,12 @@ typedef struct mesh_node_t mesh_node_t;
  * several threads at once.
  */
 typedef struct mesh_value_t mesh_value_t;
+
+/**
+ * A watch registered by `mesh_node_watch`: cancelled by `mesh_watch_cancel`, released
+ * (and cancelled) by `mesh_watch_free`.
+ */
+typedef struct mesh_watch_t mesh_watch_t;
 
 /**
  * A node's status and main counters, filled in by `mesh_node_status`. The JSON form
@@ -649,6 +657,11 @@ mesh_result mesh_node_stop(const mesh_node_t *node);
 /**
  * Sets `key` to a UTF-8 string (NUL-terminated; copied). The write is visible locally at
  * once and pushed to peers within a round trip.
+ *
+ * Like every `mesh_node_set_*` function and `mesh_node_delete`, this returns once the
+ * state callback and the watches of this node have run for the write, so what they saw
+ * can be inspected right after the call. Called from inside a callback (of any node),
+ * it returns at once and the write's callbacks follow the current one.
  */
 mesh_result mesh_node_set_string(const mesh_node_t *node, const char *key, const char *value);
 
@@ -741,7 +754,8 @@ mesh_result mesh_node_get_json(const mesh_node_t *node,
 /**
  * Deletes `key`. `existed_out`, if not NULL, receives whether it held a live value.
  * Deleting a missing key is not an error (the delete is still recorded, so an older
- * write elsewhere loses to it).
+ * write elsewhere loses to it). Returns once the state callback and the watches have
+ * run for the delete, as `mesh_node_set_string` does.
  */
 mesh_result mesh_node_delete(const mesh_node_t *node, const char *key, bool *existed_out);
 
@@ -899,7 +913,9 @@ void mesh_string_free(char *string);
  *
  * Callbacks run on the node's callback thread, one at a time and in the order the
  * changes happened, never on the network thread and never on the caller's thread.
- * They start once the node is started. A callback may call any function on this or
+ * A local write (`mesh_node_set_*`, `mesh_node_delete`) returns only once this
+ * callback has run for it, as long as it is not made from inside a callback: the
+ * callback must not wait for a lock the writing thread holds while it writes. A callback may call any function on this or
  * another node (get, set, delete, status, even `mesh_node_stop` and the callback
  * setters), but not `mesh_node_free` on its own node. It should return quickly: while it
  * runs, later events wait (the network does not). It must not unwind (no C++ exception
@@ -920,6 +936,43 @@ mesh_result mesh_node_set_state_callback(const mesh_node_t *node,
 mesh_result mesh_node_set_peer_callback(const mesh_node_t *node,
                                         mesh_peer_event_callback callback,
                                         void *user_data);
+
+/**
+ * Calls `callback` for every change of a key starting with `prefix` (NUL-terminated
+ * UTF-8, copied; `""` watches every key) and stores the new watch in `*watch_out`.
+ *
+ * The callback has the signature of the state callback and the same rules (see
+ * `mesh_node_set_state_callback`): it runs on the node's callback thread, after the
+ * state callback, one call at a time and in the order of the changes, and a local write
+ * returns only once it has run for that write. A change only visits the watches whose
+ * prefix it starts with, so thousands of watches stay cheap.
+ *
+ * `user_data` must stay valid, and usable from the callback thread, until the watch is
+ * cancelled or freed, or its node is freed. Release the watch with `mesh_watch_free`
+ * (before or after the node). Fails with `MESH_RESULT_NULL_PARAMETER` for a NULL node,
+ * prefix, callback or `watch_out`, and `MESH_RESULT_INVALID_UTF8` for a prefix that is
+ * not UTF-8; then `*watch_out` is left untouched.
+ */
+mesh_result mesh_node_watch(const mesh_node_t *node,
+                            const char *prefix,
+                            mesh_state_change_callback callback,
+                            void *user_data,
+                            mesh_watch_t **watch_out);
+
+/**
+ * Cancels a watch: once this returns, its callback does not run again, and a call in
+ * progress on another thread has returned, so `user_data` may be released. Allowed
+ * from inside the watch's own callback (the call in progress is then the caller's).
+ * Cancelling twice is a no-op; the watch must still be freed with `mesh_watch_free`.
+ */
+mesh_result mesh_watch_cancel(const mesh_watch_t *watch);
+
+/**
+ * Cancels the watch (as `mesh_watch_cancel`) and releases it. NULL is a no-op, and so
+ * is a watch already freed (as long as no new watch was created at the same address
+ * since). Must not be called from inside the watch's own callback.
+ */
+void mesh_watch_free(mesh_watch_t *watch);
 
 /**
  * Drops each outgoing datagram with probability `loss_rate` (0 to 1; 0 turns loss off).

@@ -248,6 +248,81 @@ fn seal(c: &mut Criterion) {
     g.finish();
 }
 
+/// `count` distinct prefixes `room/00000/`, `room/00001/`, ...: one length, the common case.
+fn room_prefixes(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("room/{i:05}/")).collect()
+}
+
+fn watch_dispatch(c: &mut Criterion) {
+    use mesh_core::watch::{Change, WatchRegistry};
+    use mesh_core::{ChangeOrigin, Event};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let calls = Arc::new(AtomicU64::new(0));
+    let counter = |calls: &Arc<AtomicU64>| {
+        let calls = Arc::clone(calls);
+        Arc::new(move |_: &Change<'_>| {
+            calls.fetch_add(1, Ordering::Relaxed);
+        })
+    };
+    let event = Event::StateChanged {
+        key: "room/00042/temperature".into(),
+        value: Some(Value::Float(21.5)),
+        origin: ChangeOrigin::Sync,
+    };
+    let mut g = c.benchmark_group("watch dispatch");
+    g.throughput(Throughput::Elements(1));
+    for count in [1, 10_000] {
+        // Either way exactly one watch matches the key: the cost measured is finding it.
+        let prefixes = if count == 1 {
+            vec!["room/00042/".to_owned()]
+        } else {
+            room_prefixes(count)
+        };
+        let registry = WatchRegistry::default();
+        for prefix in &prefixes {
+            registry.add(prefix, counter(&calls));
+        }
+        g.bench_function(format!("one change, {count} watches registered"), |b| {
+            b.iter(|| black_box(registry.dispatch(black_box(&event))))
+        });
+    }
+    g.finish();
+
+    // End to end: a local write returns once its watch has run on the callback thread.
+    let mut g = c.benchmark_group("node set with watches");
+    g.throughput(Throughput::Elements(1));
+    for count in [1, 10_000] {
+        let node = started_node();
+        let prefixes = if count == 1 {
+            vec!["room/00000/".to_owned()]
+        } else {
+            room_prefixes(count)
+        };
+        let watches: Vec<_> = prefixes
+            .into_iter()
+            .map(|prefix| {
+                let calls = Arc::clone(&calls);
+                node.watch(prefix, move |_: &Change<'_>| {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                })
+            })
+            .collect();
+        let mut i = 0u64;
+        g.bench_function(format!("set, {count} watches registered"), |b| {
+            b.iter(|| {
+                i += 1;
+                node.set("room/00000/temperature", i as i64).expect("set");
+            })
+        });
+        drop(watches);
+        node.stop();
+    }
+    g.finish();
+    black_box(calls.load(Ordering::Relaxed));
+}
+
 fn quick() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -258,6 +333,6 @@ fn quick() -> Criterion {
 criterion_group! {
     name = benches;
     config = quick();
-    targets = node_ops, engine_ops, codec, merge, seal
+    targets = node_ops, engine_ops, codec, merge, seal, watch_dispatch
 }
 criterion_main!(benches);

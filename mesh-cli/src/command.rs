@@ -59,6 +59,11 @@ pub enum Command {
         /// How long to wait before failing.
         timeout: Duration,
     },
+    /// `watch [PREFIX]`: print every change of the keys under PREFIX from now on.
+    Watch {
+        /// The prefix; empty for every key.
+        prefix: String,
+    },
     /// `quit` or `exit`.
     Quit,
 }
@@ -138,6 +143,12 @@ pub const COMMANDS: &[CommandHelp] = &[
         args: "KEY [SECS]",
         summary: "wait until KEY has a value (default 10 s), then print it",
         notes: &[],
+    },
+    CommandHelp {
+        name: "watch",
+        args: "[PREFIX]",
+        summary: "print every change of the keys starting with PREFIX from now on",
+        notes: &["(all keys without PREFIX), until the node leaves"],
     },
     CommandHelp {
         name: "sleep",
@@ -231,6 +242,13 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             }
             Command::Sleep(crate::args::parse_seconds(rest).map_err(|e| usage("sleep", &e))?)
         }
+        "watch" => Command::Watch {
+            prefix: if rest.is_empty() {
+                String::new()
+            } else {
+                single_key(rest, "watch")?
+            },
+        },
         "list" | "ls" => no_args(rest, "list", Command::List)?,
         "status" => no_args(rest, "status", Command::Status)?,
         "peers" => no_args(rest, "peers", Command::Peers)?,
@@ -396,6 +414,7 @@ pub fn execute(node: &Node, command: &Command, format: Format) -> Result<String,
                 String::new()
             })
         }
+        Command::Watch { prefix } => Ok(crate::watch::start(node, prefix, format)),
         Command::Quit => Ok(String::new()),
     }
 }

@@ -10,3 +10,4 @@ pub mod keyring;
 pub mod logging;
 pub mod remote;
 pub mod stats;
+pub mod watch;

@@ -479,3 +479,35 @@ fn nodes_sharing_a_keyring_file_talk_and_loose_files_are_refused() {
     assert!(alpha.finish().0.success());
     assert!(beta.finish().0.success());
 }
+
+#[test]
+fn watch_prints_the_changes_under_its_prefix_before_the_write_answers() {
+    let out = run(
+        &[
+            "watcher",
+            "--host",
+            "127.0.0.1",
+            "--quiet",
+            "--exec",
+            "watch sensor/",
+            "--exec",
+            "set sensor/temp 21",
+            "--exec",
+            "set door open",
+            "--exec",
+            "delete sensor/temp",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A write answers once its watches have run, so the order is fixed.
+    assert_eq!(
+        text(&out.stdout),
+        "watching sensor/\n\
+         [watch sensor/] sensor/temp = 21 (set)\n\
+         ok\n\
+         ok\n\
+         [watch sensor/] sensor/temp deleted (delete)\n\
+         deleted\n"
+    );
+}

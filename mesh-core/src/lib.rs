@@ -42,7 +42,9 @@
 //!
 //! ## Layers
 //!
-//! - [`Node`]: the runtime. One UDP socket, a network thread, a callback thread.
+//! - [`Node`]: the runtime. One UDP socket, a network thread, a callback thread. A local
+//!   write returns once its callbacks have run; [`Node::watch`] follows the keys under a
+//!   prefix ([`watch`]).
 //! - [`Engine`]: the sans-IO protocol state machine the node drives (see its docs for the
 //!   driving contract). Pure and deterministic: time and randomness are passed in.
 //! - Beneath it, one module per concern, internal to the crate: the wire codec, reliable
@@ -73,6 +75,7 @@ macro_rules! internal_modules {
 }
 
 pub mod config;
+mod delivery;
 pub mod engine;
 pub mod error;
 pub mod event;
@@ -89,6 +92,7 @@ pub mod store;
 pub mod time;
 pub mod value;
 mod wake;
+pub mod watch;
 
 internal_modules!(
     frontier, hlc, link, members, push, replica, seal, sync, timers, tombstones, transport, verify,
@@ -112,3 +116,4 @@ pub use status::{Counters, DropCounters, PeerCounts, PeerInfo, PeerState, Status
 pub use store::Durability;
 pub use time::Now;
 pub use value::{JsonValueError, Value};
+pub use watch::{Change, Watch};

@@ -372,7 +372,10 @@ mod tests {
     #[test]
     fn a_store_adds_its_figures_and_none_without_one() {
         let mut snap = snapshot();
-        assert!(!snap.encode().contains("storage"), "no store, no storage series");
+        assert!(
+            !snap.encode().contains("storage"),
+            "no store, no storage series"
+        );
         snap.status.storage = Some(crate::store::StorageStatus {
             commits: 12,
             failed_commits: 1,
@@ -382,9 +385,15 @@ mod tests {
         });
         let samples = samples(&snap.encode());
         assert_eq!(value(&samples, "mesh_sync_storage_commits_total{"), 12.0);
-        assert_eq!(value(&samples, "mesh_sync_storage_failed_commits_total{"), 1.0);
+        assert_eq!(
+            value(&samples, "mesh_sync_storage_failed_commits_total{"),
+            1.0
+        );
         assert_eq!(value(&samples, "mesh_sync_storage_healthy{"), 0.0);
-        assert_eq!(value(&samples, "mesh_sync_storage_commit_mean_seconds{"), 0.0025);
+        assert_eq!(
+            value(&samples, "mesh_sync_storage_commit_mean_seconds{"),
+            0.0025
+        );
     }
 
     fn value(samples: &[(String, f64)], prefix: &str) -> f64 {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
+use crate::delivery::{self, Delivery};
 use crate::engine::{Engine, KeyPage, KeyQuery, Transmit};
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -33,6 +34,7 @@ use crate::status::{PeerInfo, Status};
 use crate::time::Now;
 use crate::value::Value;
 use crate::wake::Waker;
+use crate::watch::{Change, Watch, WatchRegistry};
 
 mod persist;
 
@@ -76,7 +78,9 @@ struct Shared {
     faults: Mutex<FaultInjector>,
     handler: RwLock<Option<EventHandler>>,
     events: Mutex<Option<mpsc::Sender<Event>>>,
-    event_rx: Mutex<Option<mpsc::Receiver<Event>>>,
+    /// How far the callback thread has got, so local writes wait for their callbacks.
+    delivery: Delivery,
+    watches: WatchRegistry,
     running: AtomicBool,
     stopping: AtomicBool,
     stopped: AtomicBool,
@@ -121,28 +125,42 @@ impl Node {
         // Events are only queued once someone listens (see `set_event_handler`).
         engine.set_emit_state_events(false);
         let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            node_id: config.node_id.clone(),
+            local_addr,
+            waker,
+            socket: RwLock::new(Some(Arc::new(socket))),
+            engine: Mutex::new(engine),
+            faults: Mutex::new(FaultInjector::new(
+                FaultConfig::default(),
+                seed ^ 0x5eed_fa17,
+            )),
+            handler: RwLock::new(None),
+            events: Mutex::new(Some(tx)),
+            delivery: Delivery::default(),
+            watches: WatchRegistry::default(),
+            running: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            flush_timeout: config.stop_flush_timeout,
+            wake_at_us: AtomicU64::new(u64::MAX),
+            epoch,
+        });
+        // The callback thread runs from the start, not from `start`: a write made before
+        // `start` returns only once its callbacks have run, like any other.
+        let callbacks = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name(format!("mesh-c:{}", short(&config.node_id)))
+                .spawn(move || callback_loop(&shared, rx))?
+        };
         let mut node = Node {
-            shared: Arc::new(Shared {
-                node_id: config.node_id.clone(),
-                local_addr,
-                waker,
-                socket: RwLock::new(Some(Arc::new(socket))),
-                engine: Mutex::new(engine),
-                faults: Mutex::new(FaultInjector::new(
-                    FaultConfig::default(),
-                    seed ^ 0x5eed_fa17,
-                )),
-                handler: RwLock::new(None),
-                events: Mutex::new(Some(tx)),
-                event_rx: Mutex::new(Some(rx)),
-                running: AtomicBool::new(false),
-                stopping: AtomicBool::new(false),
-                stopped: AtomicBool::new(false),
-                flush_timeout: config.stop_flush_timeout,
-                wake_at_us: AtomicU64::new(u64::MAX),
-                epoch,
+            shared,
+            threads: Mutex::new(Threads {
+                network: None,
+                callback_thread_id: Some(callbacks.thread().id()),
+                callbacks: Some(callbacks),
             }),
-            threads: Mutex::new(Threads::default()),
             persist: None,
         };
         if let Some((store, report)) = stored {
@@ -196,20 +214,67 @@ impl Node {
     }
 
     /// Registers the callback that receives every [`Event`], replacing any previous one.
-    /// It runs on the node's callback thread, never on the network thread; it may call
-    /// back into the node (`get`, `set`, even `stop`).
+    /// It runs on the node's callback thread, never on the network thread, one event at a
+    /// time and in order; it may call back into the node (`get`, `set`, even `stop`).
+    ///
+    /// A local [`Node::set`] or [`Node::delete`] returns only once the handler has run for
+    /// that write (and for every event queued before it), as the pure-Python prototype
+    /// ran `on_state_change` inside `set`. The handler must therefore not wait for a lock
+    /// the writing thread holds while it writes. Writes made from inside a handler or a
+    /// watch (of any node) return at once; their events follow the current one.
     pub fn set_event_handler<F>(&self, handler: F)
     where
         F: Fn(&Event) + Send + Sync + 'static,
     {
-        *self.shared.handler.write() = Some(Arc::new(handler));
-        self.shared.engine.lock().set_emit_state_events(true);
+        let mut slot = self.shared.handler.write();
+        *slot = Some(Arc::new(handler));
+        self.shared.emit_while_listened(&slot);
     }
 
     /// Removes the event callback.
     pub fn clear_event_handler(&self) {
-        *self.shared.handler.write() = None;
-        self.shared.engine.lock().set_emit_state_events(false);
+        let mut slot = self.shared.handler.write();
+        let old = slot.take();
+        self.shared.emit_while_listened(&slot);
+        drop(slot);
+        drop(old);
+    }
+
+    /// Calls `handler` for every change of a key starting with `prefix` (every key for
+    /// `""`), until the returned [`Watch`] is cancelled or dropped.
+    ///
+    /// Watches run on the callback thread, after the event handler, one at a time and in
+    /// the order the changes happened; like the event handler, they have run for a local
+    /// write when [`Node::set`] or [`Node::delete`] returns. Thousands of watches stay
+    /// cheap: a change only looks up the prefixes it can match (see [`crate::watch`]).
+    pub fn watch<F>(&self, prefix: impl Into<String>, handler: F) -> Watch
+    where
+        F: Fn(&Change<'_>) + Send + Sync + 'static,
+    {
+        let prefix = prefix.into();
+        // Under the handler lock, so the engine's event switch settles on the last change.
+        let slot = self.shared.handler.write();
+        let id = self.shared.watches.add(&prefix, Arc::new(handler));
+        self.shared.emit_while_listened(&slot);
+        drop(slot);
+        let shared = Arc::downgrade(&self.shared);
+        let key = prefix.clone();
+        Watch::new(prefix, move || {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let slot = shared.handler.write();
+            let removed = shared.watches.remove(&key, id);
+            shared.emit_while_listened(&slot);
+            drop(slot);
+            // Dropped outside the lock: the handler's captures may run application code.
+            drop(removed);
+        })
+    }
+
+    /// Number of watches registered and not cancelled.
+    pub fn watch_count(&self) -> usize {
+        self.shared.watches.len()
     }
 
     /// Keeps an event handler installed exactly while `wanted` says one is needed:
@@ -237,14 +302,14 @@ impl Node {
         }
         let new: Option<EventHandler> = if wanted { Some(Arc::new(make())) } else { None };
         let old = std::mem::replace(&mut *slot, new);
-        self.shared.engine.lock().set_emit_state_events(wanted);
+        self.shared.emit_while_listened(&slot);
         drop(slot);
         // Dropped outside the lock: the handler's captures may run application code.
         drop(old);
         wanted
     }
 
-    /// Starts the network and callback threads. Calling it on a running node does nothing;
+    /// Starts the network thread. Calling it on a running node does nothing;
     /// calling it after [`Node::stop`] is an error ([`Error::Stopped`]).
     pub fn start(&self) -> Result<()> {
         let mut threads = self.threads.lock();
@@ -255,13 +320,6 @@ impl Node {
             return Ok(());
         }
         let socket = self.shared.socket.read().clone().ok_or(Error::Stopped)?;
-        let rx = self.shared.event_rx.lock().take().ok_or(Error::Stopped)?;
-        let shared = Arc::clone(&self.shared);
-        let callbacks = thread::Builder::new()
-            .name(format!("mesh-c:{}", short(&self.shared.node_id)))
-            .spawn(move || callback_loop(&shared, rx))?;
-        threads.callback_thread_id = Some(callbacks.thread().id());
-        threads.callbacks = Some(callbacks);
         let shared = Arc::clone(&self.shared);
         self.shared.running.store(true, Ordering::Release);
         let network = thread::Builder::new()
@@ -332,6 +390,9 @@ impl Node {
     /// Sets `key` to `value`. Visible locally at once, pushed to peers within
     /// `push_delay` plus a round trip.
     ///
+    /// Returns once the event handler and the watches have run for this write (see
+    /// [`Node::set_event_handler`]); called from inside one of them, at once.
+    ///
     /// With a `data_dir`: under [`crate::Durability::Sync`] it returns once the write is
     /// on disk; while the store refuses commits (disk full), it fails with
     /// [`Error::Storage`] and changes nothing.
@@ -346,18 +407,22 @@ impl Node {
     }
 
     /// Deletes `key`. Returns whether it held a live value.
+    ///
+    /// Returns once the event handler and the watches have run for this delete, as
+    /// [`Node::set`] does.
     pub fn delete(&self, key: &str) -> Result<bool> {
         self.write(|engine, now| engine.delete(now, key))
     }
 
-    /// A local write, made durable as the configuration asks.
+    /// A local write: returns once its callbacks have run and it is as durable as the
+    /// configuration asks.
     fn write<T>(&self, f: impl FnOnce(&mut Engine, Now) -> Result<T>) -> Result<T> {
         let Some(persist) = &self.persist else {
-            return self.with_engine(f);
+            return self.write_with_engine(f);
         };
         persist.check_writable()?;
-        let (result, ticket) =
-            self.with_engine(|engine, now| (f(engine, now), engine.store_batches_taken() + 1));
+        let (result, ticket) = self
+            .write_with_engine(|engine, now| (f(engine, now), engine.store_batches_taken() + 1));
         let result = result?;
         persist.wait(ticket)?;
         Ok(result)
@@ -484,6 +549,20 @@ impl Node {
         self.shared.faults.lock().stats()
     }
 
+    /// [`Node::with_engine`] for a local write: returns once the callback thread has
+    /// delivered the write's event, and every event queued before it.
+    fn write_with_engine<T>(&self, f: impl FnOnce(&mut Engine, Now) -> T) -> T {
+        let mut queued = 0;
+        let result = self.with_engine(|engine, now| {
+            let result = f(engine, now);
+            forward_events(&self.shared, engine);
+            queued = self.shared.delivery.last_queued();
+            result
+        });
+        self.shared.delivery.wait_for(queued);
+        result
+    }
+
     /// Runs `f` on the engine, forwards the events it produced, and wakes the network
     /// thread if `f` created work due before its planned wake-up.
     fn with_engine<T>(&self, f: impl FnOnce(&mut Engine, Now) -> T) -> T {
@@ -526,6 +605,13 @@ impl std::fmt::Debug for Node {
 impl Shared {
     fn wake(&self) {
         self.waker.wake();
+    }
+
+    /// Has the engine queue events exactly while a handler or a watch listens. Takes the
+    /// handler slot's guard so that concurrent changes settle on the last one.
+    fn emit_while_listened(&self, handler: &Option<EventHandler>) {
+        let listened = handler.is_some() || !self.watches.is_empty();
+        self.engine.lock().set_emit_state_events(listened);
     }
 }
 
@@ -601,12 +687,17 @@ fn forward_events(shared: &Shared, engine: &mut Engine) {
     let sender = shared.events.lock();
     while let Some(event) = engine.poll_event() {
         if let Some(tx) = sender.as_ref() {
-            let _ = tx.send(event);
+            if tx.send(event).is_ok() {
+                shared.delivery.queued_one();
+            }
         }
     }
 }
 
 fn callback_loop(shared: &Shared, rx: mpsc::Receiver<Event>) {
+    delivery::mark_callback_thread();
+    // Releases writers waiting for delivery however this thread ends.
+    let _closed_on_exit = delivery::CloseOnDrop(&shared.delivery);
     for event in rx {
         let handler = shared.handler.read().clone();
         if let Some(handler) = handler {
@@ -617,6 +708,8 @@ fn callback_loop(shared: &Shared, rx: mpsc::Receiver<Event>) {
                 log::error!("mesh-sync event callback panicked; event dropped");
             }
         }
+        shared.watches.dispatch(&event);
+        shared.delivery.delivered_one();
     }
 }
 
@@ -802,8 +895,9 @@ mod tests {
             )
         };
 
-        // Not started yet: every queued event waits in the channel until `start`, so what
-        // the handler finally sees is exactly what was queued.
+        // Not started: the callback thread already runs, so each write returns after the
+        // handler kept at that moment has seen it, and writes made without one queue
+        // nothing.
         node.set("unheard", 0).unwrap();
         assert!(!keep(false));
         assert_eq!(built.load(Ordering::Relaxed), 0, "nothing to remove");

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use mesh_core::{ChangeOrigin, Event};
+use mesh_core::{ChangeOrigin, Event, Value};
 use parking_lot::ReentrantMutex;
 
 use crate::error::{ffi_boundary, mesh_result};
@@ -65,14 +65,15 @@ pub type mesh_peer_event_callback = Option<
 >;
 
 #[derive(Clone, Copy)]
-struct UserData(*mut c_void);
+pub(crate) struct UserData(pub(crate) *mut c_void);
 
 // SAFETY: the pointer is only handed back to the C callback it was registered with, on
 // the callback thread; the registration functions document that `user_data` must be
 // usable from that thread.
 unsafe impl Send for UserData {}
 
-type StateFn = unsafe extern "C" fn(*mut c_void, mesh_str, *const mesh_value_t, mesh_change_origin);
+pub(crate) type StateFn =
+    unsafe extern "C" fn(*mut c_void, mesh_str, *const mesh_value_t, mesh_change_origin);
 type PeerFn = unsafe extern "C" fn(*mut c_void, mesh_peer_event, mesh_str, mesh_str);
 
 #[derive(Clone, Copy, Default)]
@@ -123,26 +124,8 @@ impl Callbacks {
                 let Some((callback, user_data)) = registered.state else {
                     return;
                 };
-                let key = nul_terminated(key.as_bytes());
-                let value = value.clone().map(mesh_value_t::new);
-                let value_ptr = value
-                    .as_ref()
-                    .map_or(std::ptr::null(), |v| v as *const mesh_value_t);
-                let origin = match origin {
-                    ChangeOrigin::LocalSet => mesh_change_origin::Set,
-                    ChangeOrigin::LocalDelete => mesh_change_origin::Delete,
-                    ChangeOrigin::Sync => mesh_change_origin::Sync,
-                };
-                // SAFETY: the function pointer and user_data were registered together by
-                // the C caller; the key buffer and the value outlive the call.
-                unsafe {
-                    callback(
-                        user_data.0,
-                        mesh_str::from_nul_terminated(&key),
-                        value_ptr,
-                        origin,
-                    )
-                };
+                // SAFETY: registered together by the C caller.
+                unsafe { call_state(callback, user_data, key, value.as_ref(), *origin) };
             }
             Event::PeerDiscovered { node_id, addr }
             | Event::PeerFailed { node_id, addr }
@@ -173,11 +156,46 @@ impl Callbacks {
     }
 }
 
+/// Calls a C state change callback with one change.
+///
+/// # Safety
+/// `callback` and `user_data` must have been registered together by the C caller.
+pub(crate) unsafe fn call_state(
+    callback: StateFn,
+    user_data: UserData,
+    key: &str,
+    value: Option<&Value>,
+    origin: ChangeOrigin,
+) {
+    let key = nul_terminated(key.as_bytes());
+    let value = value.cloned().map(mesh_value_t::new);
+    let value_ptr = value
+        .as_ref()
+        .map_or(std::ptr::null(), |v| v as *const mesh_value_t);
+    let origin = match origin {
+        ChangeOrigin::LocalSet => mesh_change_origin::Set,
+        ChangeOrigin::LocalDelete => mesh_change_origin::Delete,
+        ChangeOrigin::Sync => mesh_change_origin::Sync,
+    };
+    // SAFETY: the function pointer and user_data were registered together by the C
+    // caller; the key buffer and the value outlive the call.
+    unsafe {
+        callback(
+            user_data.0,
+            mesh_str::from_nul_terminated(&key),
+            value_ptr,
+            origin,
+        )
+    };
+}
+
 /// Registers the state change callback, replacing any previous one; NULL removes it.
 ///
 /// Callbacks run on the node's callback thread, one at a time and in the order the
 /// changes happened, never on the network thread and never on the caller's thread.
-/// They start once the node is started. A callback may call any function on this or
+/// A local write (`mesh_node_set_*`, `mesh_node_delete`) returns only once this
+/// callback has run for it, as long as it is not made from inside a callback: the
+/// callback must not wait for a lock the writing thread holds while it writes. A callback may call any function on this or
 /// another node (get, set, delete, status, even `mesh_node_stop` and the callback
 /// setters), but not `mesh_node_free` on its own node. It should return quickly: while it
 /// runs, later events wait (the network does not). It must not unwind (no C++ exception

@@ -44,6 +44,8 @@ pub mod value;
 
 pub mod callback;
 
+pub mod watch;
+
 pub mod fault;
 
 mod ptr;
@@ -59,3 +61,4 @@ pub use node::{mesh_node_t, mesh_status};
 pub use value::{
     mesh_bytes, mesh_keys_t, mesh_str, mesh_value_t, mesh_value_type, MESH_MAX_VALUE_DEPTH,
 };
+pub use watch::mesh_watch_t;

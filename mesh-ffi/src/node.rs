@@ -199,6 +199,11 @@ unsafe fn set_value(
 
 /// Sets `key` to a UTF-8 string (NUL-terminated; copied). The write is visible locally at
 /// once and pushed to peers within a round trip.
+///
+/// Like every `mesh_node_set_*` function and `mesh_node_delete`, this returns once the
+/// state callback and the watches of this node have run for the write, so what they saw
+/// can be inspected right after the call. Called from inside a callback (of any node),
+/// it returns at once and the write's callbacks follow the current one.
 #[no_mangle]
 pub unsafe extern "C" fn mesh_node_set_string(
     node: *const mesh_node_t,
@@ -443,7 +448,8 @@ pub unsafe extern "C" fn mesh_node_get_json(
 
 /// Deletes `key`. `existed_out`, if not NULL, receives whether it held a live value.
 /// Deleting a missing key is not an error (the delete is still recorded, so an older
-/// write elsewhere loses to it).
+/// write elsewhere loses to it). Returns once the state callback and the watches have
+/// run for the delete, as `mesh_node_set_string` does.
 #[no_mangle]
 pub unsafe extern "C" fn mesh_node_delete(
     node: *const mesh_node_t,

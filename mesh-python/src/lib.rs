@@ -14,6 +14,7 @@ mod config;
 mod convert;
 mod errors;
 mod node;
+mod watch;
 
 /// Every node created from Python, so that the interpreter's exit can stop those still
 /// running: their threads must not try to attach to an interpreter that is finalizing.
@@ -62,6 +63,7 @@ fn _mesh_sync(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_VALUE_DEPTH", convert::MAX_DEPTH)?;
     m.add("PROTOCOL_VERSION", mesh_core::PROTOCOL_VERSION)?;
     m.add_class::<node::MeshSyncNode>()?;
+    m.add_class::<watch::Watch>()?;
     errors::register(m)?;
     m.add_function(wrap_pyfunction!(_stop_all_nodes, m)?)?;
     m.add_function(wrap_pyfunction!(generate_key, m)?)?;

@@ -26,6 +26,7 @@ use pyo3::PyTraverseError;
 use crate::config::{port_number, ConfigArgs, KeyArg};
 use crate::convert::{json_to_py, map_to_py, to_py, to_value};
 use crate::errors::{config_error, to_py_err};
+use crate::watch::{Watch, Watches};
 
 /// The user's callbacks, shared between the Python object and the core's event handler.
 struct Callbacks {
@@ -98,35 +99,32 @@ impl Callbacks {
         };
         let outcome = event_args(py, event).and_then(|args| callback.bind(py).call1(args));
         if let Err(err) = outcome {
-            self.report(py, slot, err);
+            report_callback_error(py, slot.name(), &self.node_id, err);
         }
     }
+}
 
-    /// Logs an exception raised by a callback to the `mesh_sync` logger, traceback included.
-    fn report(&self, py: Python<'_>, slot: Slot, err: PyErr) {
-        let logged = (|| -> PyResult<()> {
-            let logger = py
-                .import("logging")?
-                .call_method1("getLogger", ("mesh_sync",))?;
-            let exc_info = (err.get_type(py), err.value(py), err.traceback(py));
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("exc_info", exc_info)?;
-            logger.call_method(
-                "error",
-                (
-                    "exception in %s callback of node %r",
-                    slot.name(),
-                    &self.node_id,
-                ),
-                Some(&kwargs),
-            )?;
-            Ok(())
-        })();
-        if let Err(log_err) = logged {
-            // Logging itself failed (a broken handler): the interpreter's last resort.
-            err.write_unraisable(py, None);
-            log_err.write_unraisable(py, None);
-        }
+/// Logs an exception raised by the callback `name` of node `node_id` to the `mesh_sync`
+/// logger, traceback included.
+pub(crate) fn report_callback_error(py: Python<'_>, name: &str, node_id: &str, err: PyErr) {
+    let logged = (|| -> PyResult<()> {
+        let logger = py
+            .import("logging")?
+            .call_method1("getLogger", ("mesh_sync",))?;
+        let exc_info = (err.get_type(py), err.value(py), err.traceback(py));
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("exc_info", exc_info)?;
+        logger.call_method(
+            "error",
+            ("exception in %s callback of node %r", name, node_id),
+            Some(&kwargs),
+        )?;
+        Ok(())
+    })();
+    if let Err(log_err) = logged {
+        // Logging itself failed (a broken handler): the interpreter's last resort.
+        err.write_unraisable(py, None);
+        log_err.write_unraisable(py, None);
     }
 }
 
@@ -206,6 +204,7 @@ fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
 pub struct MeshSyncNode {
     node: Arc<Node>,
     callbacks: Arc<Callbacks>,
+    watches: Arc<Watches>,
 }
 
 impl MeshSyncNode {
@@ -358,6 +357,7 @@ impl MeshSyncNode {
                 node_id,
                 slots: Mutex::new(Slots::default()),
             }),
+            watches: Arc::default(),
         })
     }
 
@@ -411,7 +411,9 @@ impl MeshSyncNode {
     }
 
     /// Sets ``key`` to ``value`` (None, bool, int, float, str, bytes, list, tuple, dict
-    /// with str keys, nested). Visible locally at once and pushed to peers.
+    /// with str keys, nested). Visible locally at once and pushed to peers. Returns once
+    /// ``on_state_change`` and the watches have run for this write (at once when called
+    /// from inside a callback).
     fn set(&self, py: Python<'_>, key: String, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let value = to_value(value)?;
         py.detach(|| self.node.set(&key, value))
@@ -432,7 +434,8 @@ impl MeshSyncNode {
         }
     }
 
-    /// Deletes ``key``; returns whether it held a value.
+    /// Deletes ``key``; returns whether it held a value. Returns once ``on_state_change``
+    /// and the watches have run for this delete, as ``set`` does.
     fn delete(&self, py: Python<'_>, key: String) -> PyResult<bool> {
         py.detach(|| self.node.delete(&key))
             .map_err(|e| to_py_err(py, e))
@@ -612,6 +615,26 @@ impl MeshSyncNode {
         Ok(dict)
     }
 
+    /// Calls ``callback(key, value, operation)`` for every change of a key starting with
+    /// ``prefix`` (every key for ""), on the callback thread, after ``on_state_change``,
+    /// in order. Returns a ``Watch``: ``cancel()`` it, or use it as a context manager.
+    fn watch(&self, py: Python<'_>, prefix: String, callback: Bound<'_, PyAny>) -> PyResult<Watch> {
+        crate::watch::watch(py, &self.node, &self.watches, prefix, callback)
+    }
+
+    /// An asynchronous iterator of ``(key, value, operation)`` for the changes of the keys
+    /// starting with ``prefix``: ``async for key, value, op in node.changes("sensor/")``.
+    /// Call it from a coroutine; changes are queued for the running event loop from the
+    /// moment of the call, and the loop is never blocked. ``aclose()`` it, or use it as an
+    /// async context manager, to stop the watch underneath.
+    #[pyo3(signature = (prefix = String::new()), text_signature = "($self, prefix='')")]
+    fn changes<'py>(slf: Bound<'py, Self>, prefix: String) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        py.import("mesh_sync._changes")?
+            .getattr("Changes")?
+            .call1((slf, prefix))
+    }
+
     /// ``on_state_change(key, value, operation)``; operation is 'set', 'delete' or 'sync'.
     #[getter]
     fn get_on_state_change(&self, py: Python<'_>) -> Option<Py<PyAny>> {
@@ -711,12 +734,13 @@ impl MeshSyncNode {
                 visit.call(cb)?;
             }
         }
-        Ok(())
+        self.watches.traverse(&visit)
     }
 
     fn __clear__(&self) {
         let taken = std::mem::take(&mut *self.callbacks.slots.lock());
         drop(taken);
+        self.watches.clear();
     }
 }
 

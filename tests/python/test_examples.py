@@ -116,3 +116,13 @@ def test_basic_joins_a_peer_and_sees_its_writes() -> None:
         assert proc.returncode == 0
         assert printed('greeting = "hello"')
         assert output[-1].rstrip().endswith("stopped")
+
+
+def test_watch_follows_a_prefix_with_a_callback_and_async_for() -> None:
+    result = run(str(EXAMPLES / "watch.py"), "--readings", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "[watch] room/kitchen/temperature = 23.0 (sync)" in out
+    assert "[async] room/hall/temperature = 23.0 (sync)" in out
+    assert "weather/" not in out
+    assert "display saw" in out

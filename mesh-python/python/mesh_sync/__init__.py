@@ -28,11 +28,14 @@ from ._mesh_sync import (
     ResolveError,
     StorageError,
     ValueTooLargeError,
+    Watch,
     __version__,
     generate_key,
 )
+from ._changes import Changes
 
 __all__ = [
+    "Changes",
     "MAX_VALUE_DEPTH",
     "PROTOCOL_VERSION",
     "AddressInUseError",
@@ -47,6 +50,7 @@ __all__ = [
     "ResolveError",
     "StorageError",
     "ValueTooLargeError",
+    "Watch",
     "__version__",
     "generate_key",
 ]

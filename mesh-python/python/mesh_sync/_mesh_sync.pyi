@@ -15,16 +15,20 @@ from typing import (
     Type,
     TypedDict,
     Union,
+    final,
     type_check_only,
 )
 
 from typing_extensions import Self, TypeAlias, disjoint_base
+
+from ._changes import Changes
 
 __all__ = [
     "__version__",
     "MAX_VALUE_DEPTH",
     "PROTOCOL_VERSION",
     "MeshSyncNode",
+    "Watch",
     "MeshSyncError",
     "ConfigError",
     "BindError",
@@ -185,6 +189,21 @@ class StorageError(MeshSyncError):
     path: str
     kind: Literal["locked", "corrupted", "permission", "full", "io"]
 
+@final
+class Watch:
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def active(self) -> bool: ...
+    def cancel(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        _exc_type: Optional[Type[BaseException]] = None,
+        _exc_value: Optional[BaseException] = None,
+        _traceback: Optional[TracebackType] = None,
+    ) -> bool: ...
+
 @disjoint_base
 class MeshSyncNode:
     def __new__(
@@ -252,6 +271,8 @@ class MeshSyncNode:
     ) -> None: ...
     def get_faults(self) -> Faults: ...
     def get_fault_stats(self) -> FaultStats: ...
+    def watch(self, prefix: str, callback: _StateChangeCallback) -> Watch: ...
+    def changes(self, prefix: str = "") -> Changes: ...
     @property
     def on_state_change(self) -> Optional[_StateChangeCallback]: ...
     @on_state_change.setter
