@@ -393,7 +393,7 @@ mod tests {
             // Entries with equal rank must be identical for the law to be meaningful.
             let mut ops = ops;
             let mut seen = HashMap::new();
-            ops.retain(|(_, e)| seen.insert(e.rank(), e.clone()).is_none_or(|prev| prev == *e));
+            ops.retain(|(_, e)| *seen.entry(e.rank()).or_insert_with(|| e.clone()) == *e);
             let mut shuffled = ops.clone();
             let mut rng = fastrand::Rng::with_seed(seed);
             rng.shuffle(&mut shuffled);
@@ -413,7 +413,7 @@ mod tests {
         ) {
             let mut all: Vec<_> = a.iter().chain(&b).chain(&c).cloned().collect();
             let mut seen = HashMap::new();
-            all.retain(|(_, e)| seen.insert(e.rank(), e.clone()).is_none_or(|prev| prev == *e));
+            all.retain(|(_, e)| *seen.entry(e.rank()).or_insert_with(|| e.clone()) == *e);
             let keep = |v: &Vec<(u8, Entry)>| -> Vec<(u8, Entry)> {
                 v.iter().filter(|x| all.contains(x)).cloned().collect()
             };
