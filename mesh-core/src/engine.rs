@@ -395,6 +395,9 @@ impl Engine {
                 continue;
             }
             if transition == Transition::Failed {
+                // A failed origin can no longer raise its frontier: its last writes, still
+                // travelling between other nodes, must not be refused as ahead of it.
+                self.frontiers.forget(&addr);
                 let node_id = self.members.get(&addr).and_then(|m| m.node_id.clone());
                 if let Some(node_id) = node_id {
                     log::info!("{}: peer {node_id} at {addr} failed", self.config.node_id);

@@ -11,17 +11,15 @@
 //! hears from directly (a peer whose incarnation *is* that origin), the highest sequence
 //! number the peer vouched for: the prefix of its own origin in its digest, or the top of
 //! a range of its own writes it sent. Empty parts of a range beyond that frontier are not
-//! accounted for, and an entry claiming a sequence number the origin has not reached is
-//! not believed: it is a write the origin has yet to make, forged ahead of it.
+//! accounted for; the entries a group carries always are, one by one.
 //!
-//! Anyone may claim an incarnation, so several addresses can vouch for one origin. Each
-//! use takes the claim that errs on the safe side: empty ranges stop at the lowest claim
-//! (an impostor's low claim only makes this node ask again for superseded writes), and
-//! entries are refused only beyond the highest one (an impostor's low claim must not
-//! refuse the real origin's writes). No claim lets a range run past what the real
-//! origin vouched.
+//! Anyone may claim an incarnation, so several addresses can vouch for one origin: the
+//! frontier is the lowest of their claims. A low claim only makes this node ask again
+//! for superseded writes; no claim lets a range run past what the real origin vouched.
 //! An origin nobody vouched for (one that stopped before this node met it) has no
-//! frontier, and its ranges are taken as the sender gives them, as before.
+//! frontier, and its ranges are taken as the sender gives them, as before. Nor has one
+//! whose node failed: it can no longer raise its frontier, and its last writes may still
+//! be on their way through other nodes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -52,14 +50,6 @@ impl Frontiers {
             .and_then(|v| v.iter().map(|&(_, seq)| seq).min())
     }
 
-    /// The highest sequence number of `origin` an entry may carry, or `None` when no one
-    /// vouched for the origin.
-    pub fn reach(&self, origin: OriginId) -> Option<u64> {
-        self.vouched
-            .get(&origin)
-            .and_then(|v| v.iter().map(|&(_, seq)| seq).max())
-    }
-
     /// Records that the peer at `addr`, whose incarnation is `origin`, vouched for its
     /// writes up to `seq`. Returns the frontier when it is new or went down, so the
     /// caller can withdraw what it accounted for beyond it.
@@ -86,7 +76,7 @@ impl Frontiers {
         }
     }
 
-    /// Forgets what `addr` vouched for (the peer is gone).
+    /// Forgets what `addr` vouched for (the peer failed or is gone).
     pub fn forget(&mut self, addr: &SocketAddr) {
         if let Some(origin) = self.origin_of.remove(addr) {
             self.withdraw(origin, *addr);
@@ -135,7 +125,6 @@ mod tests {
         assert_eq!(f.cap(7), Some(10));
         assert_eq!(f.vouch(7, addr(3), 3), Some(3), "a lower claim is reported");
         assert_eq!(f.cap(7), Some(3));
-        assert_eq!(f.reach(7), Some(1 << 62), "entries are refused past every claim");
     }
 
     #[test]

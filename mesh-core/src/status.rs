@@ -94,8 +94,6 @@ pub struct DropCounters {
     pub reassembly: u64,
     /// From a source that has not proved it receives at its address, or claiming an
     /// incarnation too far ahead of this node's clock: answered with a challenge at most.
-    /// Also entries claiming a write their origin has not made yet (past the highest
-    /// sequence number it vouched for).
     pub unverified: u64,
     /// Requests beyond what one peer may ask for in a given time.
     pub rate_limited: u64,

@@ -279,7 +279,6 @@ pub(crate) fn merge_delta(
         // Entries merged (or beaten by what is held): accounted for one by one where the
         // range as a whole cannot be.
         let mut merged_seqs = Vec::new();
-        let reach = frontiers.reach(group.origin);
         for entry in group.entries {
             counters.entries_received += 1;
             // Already accounted for: held, beaten by what is held, or a delete whose
@@ -288,11 +287,10 @@ pub(crate) fn merge_delta(
             if replica.version_vector().contains(group.origin, entry.seq) {
                 continue;
             }
-            if let Some(refused) = refusal(&entry, reach, config, clock, wall_ms) {
+            if let Some(refused) = refusal(&entry, config, clock, wall_ms) {
                 let dropped = &mut counters.dropped;
                 *match refused {
                     Refusal::Oversized => &mut dropped.oversized,
-                    Refusal::AheadOfOrigin => &mut dropped.unverified,
                     Refusal::ClockDrift => &mut dropped.clock_drift,
                 } += 1;
                 first_refused = first_refused.min(entry.seq);
@@ -349,9 +347,6 @@ pub(crate) fn merge_delta(
 enum Refusal {
     /// Its key or value is larger than this node accepts.
     Oversized,
-    /// Its sequence number is past what its origin vouched for: a write the origin has
-    /// yet to make.
-    AheadOfOrigin,
     /// Its timestamp is too far ahead of this node's clock.
     ClockDrift,
 }
@@ -359,7 +354,6 @@ enum Refusal {
 /// Why a received entry is not taken, if it is not.
 fn refusal(
     entry: &WireEntry,
-    reach: Option<u64>,
     config: &Config,
     clock: &mut HlcClock,
     wall_ms: u64,
@@ -371,9 +365,6 @@ fn refusal(
             .is_some_and(|v| v.encoded_len() > config.max_value_size);
     if oversized {
         return Some(Refusal::Oversized);
-    }
-    if reach.is_some_and(|reach| entry.seq > reach) {
-        return Some(Refusal::AheadOfOrigin);
     }
     if clock.observe(entry.hlc, wall_ms).is_err() {
         return Some(Refusal::ClockDrift);
@@ -544,7 +535,7 @@ mod tests {
     }
 
     #[test]
-    fn nothing_beyond_the_origins_frontier_is_taken() {
+    fn empty_parts_of_a_range_stop_at_the_origins_frontier() {
         let config = Config::new("n", 0);
         let mut frontiers = Frontiers::default();
         frontiers.vouch(8, "127.0.0.1:1".parse().unwrap(), 3);
@@ -558,14 +549,11 @@ mod tests {
                 wire_entry(9, "b", Value::Int(2)),
             ],
         );
-        let counters = merge_vouched(forged, &mut replica, &config, &frontiers);
+        merge_vouched(forged, &mut replica, &config, &frontiers);
         let vv = replica.version_vector();
         assert_eq!(vv.upto(8), 3, "the range up to the frontier");
-        assert!(!vv.contains(8, 4), "nothing beyond it");
-        assert_eq!(replica.get("a"), Some(&Value::Int(1)));
-        assert_eq!(replica.get("b"), None, "a write the origin has yet to make");
-        assert!(!vv.contains(8, 9), "and it stays open for the real one");
-        assert_eq!(counters.dropped.unverified, 1);
+        assert!(vv.contains(8, 9), "an entry carried beyond it");
+        assert!(!vv.contains(8, 4) && !vv.contains(8, 10), "nothing else beyond it");
 
         // Without a frontier (an origin nobody vouched for), the sender's word stands.
         let mut replica = Replica::new(1);

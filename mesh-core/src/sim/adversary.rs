@@ -62,11 +62,11 @@ pub struct AdversaryConfig {
     /// Whether it answers challenges sent to its address (and so becomes a peer).
     pub verify: bool,
     /// Forged groups name members' origins, with sequence numbers they have not used yet
-    /// (or a bare range over them). Origin frontiers stop what lies past an origin's
-    /// vouched frontier on nodes that heard from it; forgeries under origins a node has no
-    /// frontier for (stopped ones, or before first contact), and at sequence numbers a
-    /// node has not accounted for yet, still split replicas in plaintext mode: only
-    /// origins that sign their writes would close that. Off by default.
+    /// (or a bare range over them). Origin frontiers keep a bare range from silencing a
+    /// member on nodes that heard from it; a forged entry under a member's origin still
+    /// names a write the member may later make differently, which splits replicas in
+    /// plaintext mode: only origins that sign their writes would close that. Off by
+    /// default.
     pub claim_member_origins: bool,
     /// Tells different nodes different things about one of its own `(origin, seq)`, and
     /// sends mutated messages whose content it cannot vouch for: splits honest replicas
