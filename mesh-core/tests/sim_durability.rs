@@ -9,6 +9,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod support;
+
 use mesh_core::fault::FaultConfig;
 use mesh_core::sim::Sim;
 use mesh_core::{Config, Value};
@@ -101,16 +103,7 @@ fn run_seed(seed: u64) -> Result<Outcome, String> {
 
 #[test]
 fn seeded_crashes_with_disks_lose_nothing_kept() {
-    let seeds: Vec<u64> = match std::env::var("MESH_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("MESH_SIM_SEED must be an integer")],
-        Err(_) => {
-            let count = std::env::var("MESH_SIM_DISK_SEEDS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(40u64);
-            (1..=count).collect()
-        }
-    };
+    let seeds = support::seeds_from_env("MESH_SIM_SEED", "MESH_SIM_DISK_SEEDS", 40);
     let trace = std::env::var_os("MESH_SIM_TRACE").is_some();
     let mut failures = Vec::new();
     let (mut writes, mut lost, mut crashes) = (0, 0, 0);

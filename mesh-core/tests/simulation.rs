@@ -20,6 +20,8 @@
 
 use std::time::Duration;
 
+mod support;
+
 use mesh_core::fault::FaultConfig;
 use mesh_core::sim::adversary::{AdversaryConfig, AdversaryStats};
 use mesh_core::sim::Sim;
@@ -154,16 +156,7 @@ fn run_seed(seed: u64) -> Result<Outcome, String> {
 
 #[test]
 fn seeded_fault_schedules_converge() {
-    let seeds: Vec<u64> = match std::env::var("MESH_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("MESH_SIM_SEED must be an integer")],
-        Err(_) => {
-            let count = std::env::var("MESH_SIM_SEEDS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(240u64);
-            (1..=count).collect()
-        }
-    };
+    let seeds = support::seeds_from_env("MESH_SIM_SEED", "MESH_SIM_SEEDS", 240);
     let mut failures = Vec::new();
     let mut max_settle = Duration::ZERO;
     let mut sizes = std::collections::BTreeMap::new();
@@ -421,16 +414,7 @@ fn run_adversary_seed_with(seed: u64, config: Config) -> Result<AdvOutcome, Stri
 
 #[test]
 fn adversary_cannot_crash_bloat_or_split_the_mesh() {
-    let seeds: Vec<u64> = match std::env::var("MESH_ADV_SEED") {
-        Ok(s) => vec![s.parse().expect("MESH_ADV_SEED must be an integer")],
-        Err(_) => {
-            let count = std::env::var("MESH_ADV_SEEDS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(60u64);
-            (1..=count).collect()
-        }
-    };
+    let seeds = support::seeds_from_env("MESH_ADV_SEED", "MESH_ADV_SEEDS", 60);
     let trace = std::env::var_os("MESH_SIM_TRACE").is_some();
     let mut failures = Vec::new();
     let mut total = AdversaryStats::default();
@@ -500,16 +484,7 @@ fn adversary_cannot_crash_bloat_or_split_the_mesh() {
 /// `MESH_ADV_KEYED_SEEDS=N` runs N seeds (default 20), `MESH_ADV_KEYED_SEED=S` one.
 #[test]
 fn keyed_mesh_under_attack_keeps_every_write_and_takes_none_of_the_attackers() {
-    let seeds: Vec<u64> = match std::env::var("MESH_ADV_KEYED_SEED") {
-        Ok(s) => vec![s.parse().expect("MESH_ADV_KEYED_SEED must be an integer")],
-        Err(_) => {
-            let count = std::env::var("MESH_ADV_KEYED_SEEDS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(20u64);
-            (1..=count).collect()
-        }
-    };
+    let seeds = support::seeds_from_env("MESH_ADV_KEYED_SEED", "MESH_ADV_KEYED_SEEDS", 20);
     let mut config = sim_config();
     config.keyring = vec![Key::from_bytes(&[0x4b; 32]).unwrap()];
     let mut failures = Vec::new();

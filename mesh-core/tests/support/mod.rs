@@ -1,4 +1,5 @@
-//! Shared by the attack tests: how a peer passes the address check.
+//! Shared by the attack and simulation tests: how a peer passes the address check, and
+//! which seeds a seeded test runs.
 
 #![allow(dead_code)] // each test binary uses its own part
 
@@ -96,4 +97,20 @@ pub fn introduce_over(socket: &UdpSocket, target: SocketAddr, src_inc: u64, clus
     socket
         .send_to(&wire::encode_packet(cluster, &answer), target)
         .unwrap();
+}
+
+/// The seeds a seeded test runs: the one named by `one` to replay it, or `1..=N` with N
+/// from `many` (default `default`).
+pub fn seeds_from_env(one: &str, many: &str, default: u64) -> Vec<u64> {
+    if let Ok(seed) = std::env::var(one) {
+        let seed = seed
+            .parse()
+            .unwrap_or_else(|_| panic!("{one} must be an integer, not {seed:?}"));
+        return vec![seed];
+    }
+    let count = std::env::var(many)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    (1..=count).collect()
 }
