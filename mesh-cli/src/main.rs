@@ -108,7 +108,7 @@ struct Cli {
 
     /// With --data-dir: "batched" commits writes in the background within 10 ms; "sync"
     /// acknowledges a write only once it is on disk.
-    #[arg(long, value_name = "MODE", default_value = "batched",
+    #[arg(long, value_name = "MODE", default_value = "batched", requires = "data_dir",
           value_parser = |s: &str| s.parse::<mesh_core::Durability>())]
     durability: mesh_core::Durability,
 

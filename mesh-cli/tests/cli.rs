@@ -511,3 +511,25 @@ fn watch_prints_the_changes_under_its_prefix_before_the_write_answers() {
          deleted\n"
     );
 }
+
+#[test]
+fn durability_without_a_data_dir_is_refused_not_ignored() {
+    let output = run(
+        &[
+            "n1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--durability",
+            "sync",
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(2), "a usage error");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("--data-dir"),
+        "names what is missing: {stderr}"
+    );
+}
