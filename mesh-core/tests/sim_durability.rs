@@ -16,14 +16,7 @@ use mesh_core::sim::Sim;
 use mesh_core::{Config, Value};
 
 fn disk_config() -> Config {
-    let mut c = Config::new("template", 0);
-    c.sync_interval = Duration::from_secs(1);
-    c.heartbeat_interval = Duration::from_millis(250);
-    c.peer_timeout = Duration::from_secs(1);
-    c.initial_rto = Duration::from_millis(200);
-    c.min_rto = Duration::from_millis(10);
-    c.max_rto = Duration::from_secs(2);
-    c.max_probe_interval = Duration::from_secs(2);
+    let mut c = support::sim_config();
     // The simulator never touches the path: it only gives every node a disk.
     c.data_dir = Some(PathBuf::from("/sim"));
     c.flush_interval = Duration::from_millis(10);

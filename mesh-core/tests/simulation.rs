@@ -29,15 +29,7 @@ use mesh_core::transport::MAX_IN_FLIGHT_DATAGRAMS;
 use mesh_core::{Config, Key, Value};
 
 fn sim_config() -> Config {
-    let mut c = Config::new("template", 0);
-    c.sync_interval = Duration::from_secs(1);
-    c.heartbeat_interval = Duration::from_millis(250);
-    c.peer_timeout = Duration::from_secs(1);
-    c.initial_rto = Duration::from_millis(200);
-    c.min_rto = Duration::from_millis(10);
-    c.max_rto = Duration::from_secs(2);
-    c.max_probe_interval = Duration::from_secs(2);
-    c
+    support::sim_config()
 }
 
 /// Cluster sizes, weighted toward small meshes where conflicts are dense.

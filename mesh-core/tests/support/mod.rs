@@ -114,3 +114,17 @@ pub fn seeds_from_env(one: &str, many: &str, default: u64) -> Vec<u64> {
         .unwrap_or(default);
     (1..=count).collect()
 }
+
+/// The simulation tests' configuration: short intervals, so thousands of virtual seconds
+/// of faults run in a few real ones.
+pub fn sim_config() -> mesh_core::Config {
+    let mut c = mesh_core::Config::new("template", 0);
+    c.sync_interval = Duration::from_secs(1);
+    c.heartbeat_interval = Duration::from_millis(250);
+    c.peer_timeout = Duration::from_secs(1);
+    c.initial_rto = Duration::from_millis(200);
+    c.min_rto = Duration::from_millis(10);
+    c.max_rto = Duration::from_secs(2);
+    c.max_probe_interval = Duration::from_secs(2);
+    c
+}
