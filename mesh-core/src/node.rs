@@ -739,11 +739,17 @@ impl Ord for Delayed {
     }
 }
 
+/// Shortest time between two warnings that waiting on the socket failed.
+const WAIT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
 fn network_loop(shared: &Shared, socket: &UdpSocket) {
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut delayed: BinaryHeap<Delayed> = BinaryHeap::new();
     let mut order = 0u64;
     let mut out = Vec::new();
+    // A wait that keeps failing fails on every turn of the loop: warn once per interval,
+    // with the count since the last warning, not a hundred times a second.
+    let mut wait_failures: (u64, Option<Instant>) = (0, None);
     while !shared.stopping.load(Ordering::Acquire) {
         // Read everything queued (up to a burst), so acks and replies are batched.
         let mut received = 0usize;
@@ -798,7 +804,18 @@ fn network_loop(shared: &Shared, socket: &UdpSocket) {
         let sleep = Duration::from_micros(deadline.saturating_sub(now_from(shared.epoch).mono_us));
         if !sleep.is_zero() && !shared.stopping.load(Ordering::Acquire) {
             if let Err(e) = shared.waker.wait(socket, sleep) {
-                log::warn!("{}: waiting on the socket failed: {e}", shared.node_id);
+                wait_failures.0 += 1;
+                if wait_failures
+                    .1
+                    .is_none_or(|at| at.elapsed() >= WAIT_WARNING_INTERVAL)
+                {
+                    log::warn!(
+                        "{}: waiting on the socket failed ({} times since the last warning): {e}",
+                        shared.node_id,
+                        wait_failures.0
+                    );
+                    wait_failures = (0, Some(Instant::now()));
+                }
                 thread::sleep(sleep.min(Duration::from_millis(10)));
             }
         }
