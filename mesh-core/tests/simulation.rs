@@ -118,24 +118,8 @@ fn run_seed(seed: u64) -> Result<Outcome, String> {
     let settle = sim
         .run_until_converged(Duration::from_secs(120), Duration::from_millis(250))
         .map_err(|d| format!("did not converge within 120 s after healing: {d:?}"))?;
-    let peak = sim.peak_memory;
-    if peak.in_flight > n * MAX_IN_FLIGHT_DATAGRAMS
-        || peak.queued_bytes > n * 64 * 1024 * 1024
-        || peak.reassembly_bytes > n * 64 * 1024 * 1024
-        || peak.peers > n
-    {
-        return Err(format!("protocol memory out of bounds: {peak:?}"));
-    }
     // Once converged and idle, nothing may pile up.
-    sim.run_for(Duration::from_secs(5));
-    for (i, node) in sim.nodes.iter().enumerate() {
-        let m = node.engine.as_ref().map(|e| e.memory()).unwrap_or_default();
-        if m.reassembly_bytes > 0 || m.queued_bytes > 64 * 1024 || m.stream_ranges > 4 * n {
-            return Err(format!("node {i} holds state after quiescence: {m:?}"));
-        }
-    }
-    sim.check_converged()
-        .map_err(|d| format!("diverged again after quiescence: {d:?}"))?;
+    check_bounded_then_quiet(&mut sim, n, n, Duration::from_secs(5))?;
     let (writes, lost) = sim.write_counts();
     Ok(Outcome {
         nodes: n,
@@ -287,6 +271,34 @@ fn large_state_streams_to_a_joining_node() {
     assert_eq!(sim.nodes[1].engine.as_ref().unwrap().live_keys(), 20_001);
 }
 
+/// The protocol memory `sim` peaked at stayed within the bounds of an `n`-node mesh
+/// (with at most `max_peers` peers on a node), and after `quiet` of idle time no node
+/// holds partial messages, a queue or a stream, and the replicas still agree.
+fn check_bounded_then_quiet(
+    sim: &mut Sim,
+    n: usize,
+    max_peers: usize,
+    quiet: Duration,
+) -> Result<(), String> {
+    let peak = sim.peak_memory;
+    if peak.in_flight > n * MAX_IN_FLIGHT_DATAGRAMS
+        || peak.queued_bytes > n * 64 * 1024 * 1024
+        || peak.reassembly_bytes > n * 64 * 1024 * 1024
+        || peak.peers > max_peers
+    {
+        return Err(format!("protocol memory out of bounds: {peak:?}"));
+    }
+    sim.run_for(quiet);
+    for (i, node) in sim.nodes.iter().enumerate() {
+        let m = node.engine.as_ref().map(|e| e.memory()).unwrap_or_default();
+        if m.reassembly_bytes > 0 || m.queued_bytes > 64 * 1024 || m.stream_ranges > 4 * n {
+            return Err(format!("node {i} holds state after quiescence: {m:?}"));
+        }
+    }
+    sim.check_converged()
+        .map_err(|d| format!("diverged again after quiescence: {d:?}"))
+}
+
 /// Cluster sizes under attack, weighted toward small meshes.
 const ADV_SIZES: [usize; 10] = [2, 2, 3, 3, 4, 5, 7, 10, 13, 16];
 
@@ -367,25 +379,10 @@ fn run_adversary_seed_with(seed: u64, config: Config) -> Result<AdvOutcome, Stri
         .run_until_converged(Duration::from_secs(120), Duration::from_millis(250))
         .map_err(|d| format!("did not converge within 120 s after the attack: {d:?}"))?;
     let peak = sim.peak_memory;
-    if peak.in_flight > n * MAX_IN_FLIGHT_DATAGRAMS
-        || peak.queued_bytes > n * 64 * 1024 * 1024
-        || peak.reassembly_bytes > n * 64 * 1024 * 1024
-        || peak.peers > n + PEERS_BEYOND_MESH
-    {
-        return Err(format!("protocol memory out of bounds: {peak:?}"));
-    }
     // Once converged and the attacker silent, nothing may pile up: partial messages (its
     // fragments, and honest ones it broke up) are dropped once idle for the reassembly
     // timeout (30 s by default), and the last honest retransmissions give up before.
-    sim.run_for(Duration::from_secs(60));
-    for (i, node) in sim.nodes.iter().enumerate() {
-        let m = node.engine.as_ref().map(|e| e.memory()).unwrap_or_default();
-        if m.reassembly_bytes > 0 || m.queued_bytes > 64 * 1024 || m.stream_ranges > 4 * n {
-            return Err(format!("node {i} holds state after quiescence: {m:?}"));
-        }
-    }
-    sim.check_converged()
-        .map_err(|d| format!("diverged again after quiescence: {d:?}"))?;
+    check_bounded_then_quiet(&mut sim, n, n + PEERS_BEYOND_MESH, Duration::from_secs(60))?;
     let (writes, lost) = sim.write_counts();
     let unauthenticated = sim
         .nodes
