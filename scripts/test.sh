@@ -180,6 +180,17 @@ else
     skip "pytest tests/python" "no test files in tests/python"
 fi
 
+# Real processes in network namespaces (kill -9, partitions, loss): needs root.
+rig_tests() {
+    apt_install iproute2 nftables || return 1
+    "$VENV/bin/python" -m pytest tests/netns
+}
+if [[ -d tests/netns ]] && has_python_tests tests/netns; then
+    step "pytest tests/netns (processes in network namespaces)" rig_tests
+else
+    skip "pytest tests/netns" "no test files in tests/netns"
+fi
+
 if [[ -f tests/c/Makefile ]]; then
     step "make -C tests/c test (C tests under valgrind)" make -C tests/c test
 else
