@@ -6,6 +6,10 @@
 //! waiting for a sync write share that commit (group commit): each knows the number of
 //! the batch its write is in, and returns once a batch at least that number is durable.
 //!
+//! With [`Durability::Batched`], a write returns once every batch before its own is
+//! durable: a store that cannot keep up slows writers down rather than falling behind
+//! without bound.
+//!
 //! A failed commit (disk full, I/O error) keeps its batch and retries it, with whatever
 //! came after, every half second. Until one succeeds, local writes are refused with
 //! [`Error::Storage`]; reads, merges from peers and replication go on.
@@ -110,19 +114,24 @@ impl Persist {
         }
     }
 
-    /// With [`Durability::Sync`], waits until batch `ticket` is durable; otherwise
-    /// returns at once.
+    /// Waits until a write in batch `ticket` may return.
+    ///
+    /// [`Durability::Sync`]: until that batch is durable. [`Durability::Batched`]: until
+    /// every batch before it is, so a store that falls behind slows writers down instead
+    /// of letting the unwritten tail grow: a crash loses at most the open batch and the
+    /// one being committed.
     pub(super) fn wait(&self, ticket: u64) -> Result<()> {
-        if self.inner.durability != Durability::Sync {
-            return Ok(());
-        }
+        let needed = match self.inner.durability {
+            Durability::Sync => ticket,
+            Durability::Batched => ticket - 1,
+        };
         let mut state = self.inner.state.lock();
-        if state.requested < ticket {
+        if self.inner.durability == Durability::Sync && state.requested < ticket {
             state.requested = ticket;
             self.inner.wake.notify_one();
         }
-        while state.committed < ticket {
-            if state.attempted >= ticket || state.closed {
+        while state.committed < needed {
+            if state.attempted >= needed || state.closed {
                 let (kind, reason) = state.error.clone().unwrap_or((
                     StorageErrorKind::Io,
                     "the store was closed before the write was committed".to_owned(),
@@ -171,19 +180,26 @@ impl Persist {
 
 fn store_loop(shared: &Shared, inner: &Inner, mut store: Store) {
     let mut pending: Option<StoreBatch> = None;
+    // Batches are taken every `flush_interval` from the last take, not from the end of
+    // the last commit: a slow commit must not stretch the promised interval.
+    let mut last_take = Instant::now();
     loop {
         let stop = {
             let mut state = inner.state.lock();
-            if !state.stop && state.requested <= state.attempted {
-                let pause = if state.error.is_some() {
-                    RETRY
-                } else {
-                    inner.flush_interval
-                };
-                inner.wake.wait_for(&mut state, pause);
+            let pause = if state.error.is_some() {
+                RETRY
+            } else {
+                inner.flush_interval
+            };
+            let due = last_take + pause;
+            while !state.stop && state.requested <= state.attempted {
+                if inner.wake.wait_until(&mut state, due).timed_out() {
+                    break;
+                }
             }
             state.stop
         };
+        last_take = Instant::now();
         let now = now_from(shared.epoch);
         let (batch, taken) = {
             let mut engine = shared.engine.lock();
