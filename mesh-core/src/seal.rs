@@ -1,7 +1,7 @@
 //! Sealing: authenticated encryption of every datagram with a pre-shared keyring.
 //!
-//! With a keyring, every datagram leaves sealed with XChaCha20-Poly1305 (RustCrypto's
-//! `chacha20poly1305`) under the primary key, and a datagram is accepted only if it opens
+//! With a keyring, every datagram leaves sealed with XChaCha20-Poly1305 (HChaCha20 from
+//! RustCrypto's `chacha20`, then ring's ChaCha20-Poly1305: see [`aead`]) under the primary key, and a datagram is accepted only if it opens
 //! under one of the installed keys. Without one, datagrams travel in plaintext, and a
 //! sealed datagram is refused: a mixed mesh fails closed, and both sides say so.
 //!
@@ -41,24 +41,22 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chacha20poly1305::aead::AeadInOut;
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
+
+use self::aead::{XChaCha, NONCE_LEN, TAG_LEN};
 
 use crate::error::KeyError;
 use crate::time::Now;
 use crate::wire::{self, DropReason, Packet, FLAG_SEALED, HEADER_LEN};
 
+mod aead;
+
 /// Bytes of a key.
-pub const KEY_LEN: usize = 32;
+pub const KEY_LEN: usize = aead::KEY_LEN;
 /// Bytes of a key id on the wire.
 const KEY_ID_LEN: usize = 4;
 /// Bytes of a nonce prefix.
 pub const NONCE_PREFIX_LEN: usize = 16;
-/// Bytes of a nonce.
-const NONCE_LEN: usize = 24;
-/// Bytes of an authentication tag.
-const TAG_LEN: usize = 16;
 /// Bytes a sealed datagram has beyond its plaintext: key id, nonce and tag.
 pub const SEAL_OVERHEAD: usize = KEY_ID_LEN + NONCE_LEN + TAG_LEN;
 /// Counters remembered per sender: a datagram reordered further than this behind the
@@ -150,12 +148,12 @@ impl NoncePrefix {
 struct Slot {
     key: Key,
     id: [u8; KEY_ID_LEN],
-    cipher: XChaCha20Poly1305,
+    cipher: XChaCha,
 }
 
 impl Slot {
     fn new(key: Key) -> Slot {
-        let cipher = XChaCha20Poly1305::new(&key.0.into());
+        let cipher = XChaCha::new(&key.0);
         Slot {
             id: key.id(),
             key,
@@ -329,10 +327,9 @@ impl Seal {
         let aad: [u8; 12] = out[..12].try_into().unwrap_or([0; 12]);
         let tag = primary
             .cipher
-            .encrypt_inout_detached(&XNonce::from(nonce), &aad, (&mut out[start..]).into())
+            .seal(&nonce, &aad, &mut out[start..])
             // The cipher only fails on inputs longer than any datagram.
-            .map(|t| t.to_vec())
-            .unwrap_or_else(|_| vec![0; TAG_LEN]);
+            .unwrap_or([0; TAG_LEN]);
         out.extend_from_slice(&tag);
         wire::write_checksum(&mut out);
         out
@@ -384,13 +381,7 @@ impl Seal {
         let aad = &datagram[..12];
         for slot in self.keys.iter().filter(|s| s.id == id) {
             let mut buf = ciphertext.to_vec();
-            let opened = slot.cipher.decrypt_inout_detached(
-                &XNonce::from(nonce),
-                aad,
-                (&mut buf[..]).into(),
-                &tag.into(),
-            );
-            if opened.is_ok() {
+            if slot.cipher.open(&nonce, aad, &mut buf, &tag) {
                 let prefix = nonce[..NONCE_PREFIX_LEN].try_into().ok()?;
                 let counter = u64::from_be_bytes(nonce[NONCE_PREFIX_LEN..].try_into().ok()?);
                 return Some((prefix, counter, buf));
