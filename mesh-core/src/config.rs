@@ -66,8 +66,9 @@ pub struct Config {
     /// Tombstones older than this are collected even if a peer has not confirmed them.
     /// Default 24 h.
     pub tombstone_grace: Duration,
-    /// Longest pause between probes of a failed peer (probes back off up to this).
-    /// Default 30 s.
+    /// Longest pause between probes of one peer that never answered (probes back off up
+    /// to this) or of one failed peer (failed peers are probed in turn, all together about
+    /// once per heartbeat interval). Default 30 s.
     pub max_probe_interval: Duration,
     /// How long `stop` waits for local writes to be acknowledged by reachable peers before
     /// closing the socket. Default 500 ms.

@@ -8,9 +8,12 @@
 //! A member's life: `Unknown` (a bootstrap or gossiped address never heard from) becomes
 //! `Alive` on any valid datagram; silence past `peer_timeout` makes it `Suspect`, past
 //! twice that `Dead`. Any datagram brings it back to `Alive`. Alive and suspect members
-//! get a heartbeat every `heartbeat_interval`; unknown and dead ones are probed with a
-//! backoff that doubles up to `max_probe_interval`, so a healed partition reconnects by
-//! itself. A member that restarts comes back with a higher incarnation.
+//! get a heartbeat every `heartbeat_interval`. Unknown ones are probed with a backoff that
+//! doubles up to `max_probe_interval`. Dead ones are probed in turn, all together about
+//! once per heartbeat interval (each at most `max_probe_interval` apart), so a healed
+//! partition is noticed within about one interval however long it lasted, and many dead
+//! members cost what one does. A member that restarts comes back with a higher
+//! incarnation.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -175,13 +178,17 @@ impl Member {
         }
     }
 
-    /// Plans the next heartbeat (alive, suspect) or probe (unknown, dead, with backoff).
-    fn schedule_heartbeat(&mut self, now_us: u64, timing: Timing) {
+    /// Plans the next heartbeat (alive, suspect) or probe (unknown: with backoff; dead:
+    /// in turn with the other dead members, see [`Members::dead_probe_us`]).
+    fn schedule_heartbeat(&mut self, now_us: u64, timing: Timing, dead_probe_us: u64) {
         match self.state {
             PeerState::Alive | PeerState::Suspect => {
                 self.next_heartbeat_us = now_us + timing.heartbeat_us;
             }
-            PeerState::Unknown | PeerState::Dead => {
+            PeerState::Dead => {
+                self.next_heartbeat_us = now_us + dead_probe_us;
+            }
+            PeerState::Unknown => {
                 self.next_heartbeat_us = now_us + self.probe_interval_us;
                 self.probe_interval_us = (self.probe_interval_us * 2).min(timing.max_probe_us);
             }
@@ -469,11 +476,38 @@ impl Members {
             self.members.remove(&addr);
             return (transition, None);
         }
-        let heartbeat = (started && member.next_heartbeat_us <= now_us).then(|| {
-            member.schedule_heartbeat(now_us, timing);
-            member.state != PeerState::Alive
-        });
-        (transition, heartbeat)
+        if !(started && member.next_heartbeat_us <= now_us) {
+            return (transition, None);
+        }
+        // Counting the dead walks every member: only for a dead member's probe.
+        let dead_probe_us = if member.state == PeerState::Dead {
+            self.dead_probe_us()
+        } else {
+            0
+        };
+        let Some(member) = self.members.get_mut(&addr) else {
+            return (transition, None);
+        };
+        member.schedule_heartbeat(now_us, timing, dead_probe_us);
+        (transition, Some(member.state != PeerState::Alive))
+    }
+
+    /// How often each dead member is probed: all of them together about once per
+    /// heartbeat interval, so a healed partition is noticed within about one interval
+    /// while probing many dead members costs no more than probing one (up to
+    /// `max_probe_us` each).
+    fn dead_probe_us(&self) -> u64 {
+        let dead = self
+            .members
+            .values()
+            .filter(|m| m.state == PeerState::Dead)
+            .count() as u64;
+        let Timing {
+            heartbeat_us,
+            max_probe_us,
+            ..
+        } = self.timing;
+        (heartbeat_us * dead.max(1)).clamp(heartbeat_us, max_probe_us.max(heartbeat_us))
     }
 
     /// The member's next deadline: its failure detector's next transition and, once the
@@ -559,6 +593,60 @@ mod tests {
         assert_eq!(gaps[0], FIRST_PROBE_US);
         assert_eq!(gaps[1], 2 * FIRST_PROBE_US);
         assert_eq!(*gaps.last().unwrap(), TIMING.max_probe_us);
+    }
+
+    /// Makes `port` a known member, then lets it fail.
+    fn failed_member(m: &mut Members, port: u16, now: u64) {
+        m.add_bootstrap(addr(port), now);
+        m.admit(addr(port), 7, now);
+        m.mark_heard(addr(port), now);
+        m.on_timeout(addr(port), now + TIMING.timeout_us, true);
+        assert_eq!(
+            m.on_timeout(addr(port), now + 2 * TIMING.timeout_us, true).0,
+            Transition::Failed
+        );
+    }
+
+    /// Probe gaps of a dead member, from `now`.
+    fn probe_gaps(m: &mut Members, port: u16, mut now: u64, probes: usize) -> Vec<u64> {
+        let mut gaps = Vec::new();
+        for _ in 0..probes {
+            let next = m.next_deadline(&addr(port), true).unwrap();
+            gaps.push(next - now);
+            now = next;
+            let (_, heartbeat) = m.on_timeout(addr(port), now, true);
+            assert_eq!(heartbeat, Some(true), "a dead member is asked to reply");
+        }
+        gaps
+    }
+
+    #[test]
+    fn a_dead_member_is_probed_every_interval_without_backing_off() {
+        let mut m = Members::new("me", TIMING);
+        failed_member(&mut m, 1, 0);
+        let gaps = probe_gaps(&mut m, 1, 2 * TIMING.timeout_us, 20);
+        // The first probe follows the failure by one interval, as does every later one:
+        // a healed partition is noticed within one heartbeat interval however long it was.
+        assert!(
+            gaps.iter().all(|&g| g == TIMING.heartbeat_us),
+            "gaps between probes: {gaps:?}"
+        );
+    }
+
+    #[test]
+    fn many_dead_members_share_one_probe_per_interval() {
+        let mut m = Members::new("me", TIMING);
+        for port in 1..=5 {
+            failed_member(&mut m, port, 0);
+        }
+        let start = 2 * TIMING.timeout_us;
+        // After one round at the old pace, each is probed every 5 intervals: five dead
+        // members cost what one does.
+        let gaps = probe_gaps(&mut m, 3, start, 6);
+        assert!(
+            gaps[1..].iter().all(|&g| g == 5 * TIMING.heartbeat_us),
+            "gaps between probes: {gaps:?}"
+        );
     }
 
     #[test]
