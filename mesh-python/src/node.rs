@@ -625,14 +625,25 @@ impl MeshSyncNode {
     /// An asynchronous iterator of ``(key, value, operation)`` for the changes of the keys
     /// starting with ``prefix``: ``async for key, value, op in node.changes("sensor/")``.
     /// Call it from a coroutine; changes are queued for the running event loop from the
-    /// moment of the call, and the loop is never blocked. ``aclose()`` it, or use it as an
-    /// async context manager, to stop the watch underneath.
-    #[pyo3(signature = (prefix = String::new()), text_signature = "($self, prefix='')")]
-    fn changes<'py>(slf: Bound<'py, Self>, prefix: String) -> PyResult<Bound<'py, PyAny>> {
+    /// moment of the call, and the loop is never blocked. At most ``max_pending`` changes
+    /// (default 100,000) wait for the consumer; past that they are dropped and the
+    /// iteration raises ``ChangesLostError`` (with ``lost``) where they were. ``aclose()``
+    /// it, or use it as an async context manager, to stop the watch underneath.
+    #[pyo3(
+        signature = (prefix = String::new(), max_pending = None),
+        text_signature = "($self, prefix='', max_pending=100000)"
+    )]
+    fn changes<'py>(
+        slf: Bound<'py, Self>,
+        prefix: String,
+        max_pending: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        py.import("mesh_sync._changes")?
-            .getattr("Changes")?
-            .call1((slf, prefix))
+        let changes = py.import("mesh_sync._changes")?.getattr("Changes")?;
+        match max_pending {
+            Some(max_pending) => changes.call1((slf, prefix, max_pending)),
+            None => changes.call1((slf, prefix)),
+        }
     }
 
     /// ``on_state_change(key, value, operation)``; operation is 'set', 'delete' or 'sync'.

@@ -14,7 +14,7 @@ from typing import Any, List, Tuple
 import pytest
 from helpers import HOST, wait_until
 
-from mesh_sync import Changes, MeshSyncNode, Watch
+from mesh_sync import Changes, ChangesLostError, MeshSyncNode, Watch
 
 #: Long enough that a write returning before its callback ran cannot go unnoticed.
 SLOW = 0.03
@@ -218,3 +218,40 @@ def test_changes_need_a_running_event_loop(make_node) -> None:
     node = make_node()
     with pytest.raises(RuntimeError):
         node.changes("k")
+
+
+def test_a_consumer_that_falls_behind_is_told_what_it_lost(make_node) -> None:
+    node = make_node()
+
+    async def main() -> Tuple[List[Tuple[str, Any, str]], int, List[Tuple[str, Any, str]]]:
+        async with node.changes("k", max_pending=10) as changes:
+            # Nothing is consumed while 50 changes happen: 10 wait, 40 are dropped.
+            for i in range(50):
+                node.set(f"k{i}", i)
+            first = []
+            with pytest.raises(ChangesLostError) as lost:
+                async for change in changes:
+                    first.append(change)
+            # The iteration goes on with what came after the loss.
+            node.set("k-after", "x")
+            after = []
+            async for change in changes:
+                after.append(change)
+                break
+            return first, lost.value.lost, after
+
+    first, lost, after = asyncio.run(asyncio.wait_for(main(), 30))
+    assert first == [(f"k{i}", i, "set") for i in range(10)]
+    assert lost == 40
+    assert after == [("k-after", "x", "set")]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10"])
+def test_max_pending_must_be_a_positive_int(make_node, bad: object) -> None:
+    node = make_node()
+
+    async def main() -> None:
+        node.changes("k", max_pending=bad)  # type: ignore[arg-type]
+
+    with pytest.raises((TypeError, ValueError)):
+        asyncio.run(main())

@@ -32,10 +32,11 @@ from ._mesh_sync import (
     __version__,
     generate_key,
 )
-from ._changes import Changes
+from ._changes import Changes, ChangesLostError
 
 __all__ = [
     "Changes",
+    "ChangesLostError",
     "MAX_VALUE_DEPTH",
     "PROTOCOL_VERSION",
     "AddressInUseError",

@@ -2,14 +2,19 @@
 
 A watch on the node's callback thread hands each change to the event loop with
 ``loop.call_soon_threadsafe``; the coroutine awaits an :class:`asyncio.Queue`, so the
-loop is never blocked and changes arrive in the order they happened.
+loop is never blocked and changes arrive in the order they happened. At most
+``max_pending`` changes wait: a consumer that falls further behind loses the changes past
+that, and is told so by :class:`ChangesLostError` where they would have been.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional, Tuple, Type, Union, cast
+
+from ._mesh_sync import MeshSyncError
 
 if TYPE_CHECKING:
     from ._mesh_sync import MeshSyncNode, Watch
@@ -18,6 +23,23 @@ if TYPE_CHECKING:
 Change = Tuple[str, Any, str]
 
 _CLOSED = object()
+_LOST = object()
+
+#: Changes that may wait for a consumer by default.
+DEFAULT_MAX_PENDING = 100_000
+
+
+class ChangesLostError(MeshSyncError):
+    """Raised by a :class:`Changes` iteration where changes were dropped because more
+    than ``max_pending`` were waiting. ``lost`` is how many. The iterator goes on with the
+    changes that came after: catch it, read the current state (``get_all``) if needed,
+    and iterate again."""
+
+    def __init__(self, lost: int) -> None:
+        super().__init__(
+            f"{lost} change(s) were dropped: the consumer fell more than max_pending behind"
+        )
+        self.lost = lost
 
 
 class Changes:
@@ -29,14 +51,27 @@ class Changes:
             async for key, value, op in changes:
                 ...
 
-    Changes wait in an unbounded queue until they are consumed: a consumer that falls
-    behind holds them in memory. ``aclose()`` (or leaving the ``async with``) cancels
-    the watch underneath and ends the iteration.
+    At most ``max_pending`` changes wait to be consumed; past that, changes are dropped
+    and the iteration raises :class:`ChangesLostError` at the point where they were, so
+    a slow consumer costs bounded memory and still knows what it missed. ``aclose()``
+    (or leaving the ``async with``) cancels the watch underneath and ends the iteration.
     """
 
-    def __init__(self, node: MeshSyncNode, prefix: str = "") -> None:
+    def __init__(
+        self, node: MeshSyncNode, prefix: str = "", max_pending: int = DEFAULT_MAX_PENDING
+    ) -> None:
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int):
+            raise TypeError(f"max_pending must be an int, not {type(max_pending).__name__}")
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be at least 1, got {max_pending}")
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Union[Change, object]] = asyncio.Queue()
+        self._max_pending = max_pending
+        # Shared between the callback thread (which counts what it hands over) and the
+        # loop (which counts what it takes).
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._lost = 0
         self._closed = False
         self._finished = False
         self._watch: Watch = node.watch(prefix, self._on_change)
@@ -47,9 +82,19 @@ class Changes:
         return self._watch.prefix
 
     def _on_change(self, key: str, value: Any, op: str) -> None:
-        # Runs on the node's callback thread: only hand the change over.
+        # Runs on the node's callback thread: only hand the change over, or count it lost.
+        with self._lock:
+            if self._lost:
+                self._lost += 1
+                return
+            if self._pending >= self._max_pending:
+                self._lost = 1
+                item: Union[Change, object] = _LOST
+            else:
+                item = (key, value, op)
+            self._pending += 1
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, (key, value, op))
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:
             # The event loop is closed: nobody will ever read this queue.
             self._watch.cancel()
@@ -64,6 +109,12 @@ class Changes:
         if item is _CLOSED:
             self._finished = True
             raise StopAsyncIteration
+        with self._lock:
+            self._pending -= 1
+            if item is _LOST:
+                lost, self._lost = self._lost, 0
+        if item is _LOST:
+            raise ChangesLostError(lost)
         return cast(Change, item)
 
     async def aclose(self) -> None:
