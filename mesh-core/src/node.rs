@@ -295,7 +295,10 @@ impl Node {
         self.check_sendable()?;
         let result =
             self.with_engine(|engine, now| engine.send_message(now, peer_id, data.as_ref()));
-        self.shared.wake();
+        if result.is_ok() {
+            // Queued data sets no timer: the network thread is told to send it now.
+            self.shared.wake();
+        }
         result
     }
 
@@ -304,7 +307,9 @@ impl Node {
     pub fn broadcast(&self, data: impl AsRef<[u8]>) -> Result<usize> {
         self.check_sendable()?;
         let result = self.with_engine(|engine, now| engine.broadcast_message(now, data.as_ref()));
-        self.shared.wake();
+        if result.as_ref().is_ok_and(|&sent| sent > 0) {
+            self.shared.wake();
+        }
         result
     }
 
