@@ -60,7 +60,11 @@ fn the_message_handler_gets_every_message_in_send_order() {
     let got = got.lock().unwrap();
     assert!(got.iter().all(|(sender, _)| sender == "a"));
     assert!(got.iter().map(|(_, d)| d).eq(sent.iter()), "in send order");
-    assert_eq!(*events.lock().unwrap(), sent.len(), "the event handler sees them too");
+    assert_eq!(
+        *events.lock().unwrap(),
+        sent.len(),
+        "the event handler sees them too"
+    );
     assert!(b.is_empty() && a.is_empty(), "not stored");
     assert_eq!(b.status().counters.messages_received, sent.len() as u64);
 
