@@ -686,6 +686,30 @@ mod tests {
     }
 
     #[test]
+    fn send_and_broadcast_take_a_peer_and_the_rest_of_the_line() {
+        match parsed("send beta  hello there ") {
+            Command::Send { peer, text } => {
+                assert_eq!((peer.as_str(), text.as_str()), ("beta", "hello there"))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parsed("send \"node 2\" hi") {
+            Command::Send { peer, text } => {
+                assert_eq!((peer.as_str(), text.as_str()), ("node 2", "hi"))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parsed("broadcast hello all") {
+            Command::Broadcast { text } => assert_eq!(text, "hello all"),
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(parse("send beta").unwrap_err().contains("missing TEXT"));
+        assert!(parse("send").unwrap_err().contains("missing PEER"));
+        assert!(parse("broadcast").unwrap_err().contains("missing TEXT"));
+        assert!(help().contains("send PEER TEXT") && help().contains("broadcast TEXT"));
+    }
+
+    #[test]
     fn values_are_json_when_they_parse_and_strings_otherwise() {
         let cases = [
             ("set n 42", Value::Int(42)),
