@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use mesh_core::{Config, Error, Event, Node};
 
+/// Messages received, `(sender, data)`.
+type Inbox = Vec<(String, Vec<u8>)>;
+
 fn node(id: &str) -> Node {
     let mut config = Config::new(id, 0);
     config.host = "127.0.0.1".into();
@@ -32,7 +35,7 @@ fn wait(mut cond: impl FnMut() -> bool) -> bool {
 fn the_message_handler_gets_every_message_in_send_order() {
     let a = node("a");
     let b = node("b");
-    let got: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let got: Arc<Mutex<Inbox>> = Arc::default();
     let events = Arc::new(Mutex::new(0usize));
     {
         let got = Arc::clone(&got);
