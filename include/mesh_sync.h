@@ -143,6 +143,18 @@ typedef enum {
    * node, damaged (left as it is), not permitted, or full. The message names the path.
    */
   MESH_RESULT_STORAGE = 16,
+  /**
+   * No alive peer has the node id a message was sent to.
+   */
+  MESH_RESULT_PEER_NOT_FOUND = 17,
+  /**
+   * The message is larger than the configured `max_value_size`.
+   */
+  MESH_RESULT_MESSAGE_TOO_LARGE = 18,
+  /**
+   * Too many messages wait to be sent to that peer; retry later.
+   */
+  MESH_RESULT_QUEUE_FULL = 19,
 } mesh_result;
 
 /**
@@ -413,6 +425,16 @@ typedef void (*mesh_peer_event_callback)(void *user_data,
                                          mesh_peer_event event,
                                          mesh_str node_id,
                                          mesh_str addr);
+
+/**
+ * Called for every user message received (see `mesh_node_send`): `sender_id` is the
+ * sending peer's node id, `data` and `len` the message's bytes (`data` is never NULL,
+ * even when `len` is 0). Both are lent for the duration of the call: copy what you keep.
+ */
+typedef void (*mesh_message_callback)(void *user_data,
+                                      mesh_str sender_id,
+                                      const uint8_t *data,
+                                      size_t len);
 
 /**
  * What fault injection has done to a node's datagrams so far, filled in by
@@ -760,6 +782,32 @@ mesh_result mesh_node_get_json(const mesh_node_t *node,
 mesh_result mesh_node_delete(const mesh_node_t *node, const char *key, bool *existed_out);
 
 /**
+ * Sends `len` bytes at `data` (copied; `data` may be NULL when `len` is 0) to the alive
+ * peer whose node id is `peer_id` (NUL-terminated). Delivered reliably and in the order
+ * sent to that peer's message callback (`mesh_node_set_message_callback`); never stored
+ * in the replicated state. Returns once the message is queued.
+ *
+ * Fails with `MESH_RESULT_PEER_NOT_FOUND` when no alive peer has that id,
+ * `MESH_RESULT_MESSAGE_TOO_LARGE` past `max_value_size`, `MESH_RESULT_QUEUE_FULL` when
+ * too much already waits to be sent to that peer (retry later), `MESH_RESULT_STOPPED`
+ * after `mesh_node_stop`.
+ */
+mesh_result mesh_node_send(const mesh_node_t *node,
+                           const char *peer_id,
+                           const uint8_t *data,
+                           size_t len);
+
+/**
+ * Sends `len` bytes at `data` to every alive peer, as `mesh_node_send` does. When
+ * `sent_out` is not NULL, the number of peers the message was queued for is stored there
+ * (peers whose send queue is full are skipped).
+ */
+mesh_result mesh_node_broadcast(const mesh_node_t *node,
+                                const uint8_t *data,
+                                size_t len,
+                                size_t *sent_out);
+
+/**
  * Number of live keys.
  */
 mesh_result mesh_node_len(const mesh_node_t *node, size_t *len_out);
@@ -936,6 +984,17 @@ mesh_result mesh_node_set_state_callback(const mesh_node_t *node,
 mesh_result mesh_node_set_peer_callback(const mesh_node_t *node,
                                         mesh_peer_event_callback callback,
                                         void *user_data);
+
+/**
+ * Registers the message callback, replacing any previous one; NULL removes it. It
+ * receives every user message sent to this node (`mesh_node_send`,
+ * `mesh_node_broadcast` on a peer), on the callback thread under the same rules as
+ * `mesh_node_set_state_callback`: one callback at a time, in the order events happened,
+ * so messages of one sender arrive in the order they were sent.
+ */
+mesh_result mesh_node_set_message_callback(const mesh_node_t *node,
+                                           mesh_message_callback callback,
+                                           void *user_data);
 
 /**
  * Calls `callback` for every change of a key starting with `prefix` (NUL-terminated

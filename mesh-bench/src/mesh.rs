@@ -98,6 +98,8 @@ pub fn diff(after: &Counters, before: &Counters) -> Counters {
         entries_received: after.entries_received - before.entries_received,
         entries_applied: after.entries_applied - before.entries_applied,
         sync_rounds: after.sync_rounds - before.sync_rounds,
+        messages_sent: after.messages_sent - before.messages_sent,
+        messages_received: after.messages_received - before.messages_received,
         dropped: after.dropped,
     }
 }

@@ -64,6 +64,18 @@ pub enum Command {
         /// The prefix; empty for every key.
         prefix: String,
     },
+    /// `send PEER TEXT`: a message to one peer.
+    Send {
+        /// The peer's node id.
+        peer: String,
+        /// The message.
+        text: String,
+    },
+    /// `broadcast TEXT`: a message to every alive peer.
+    Broadcast {
+        /// The message.
+        text: String,
+    },
     /// `quit` or `exit`.
     Quit,
 }
@@ -149,6 +161,18 @@ pub const COMMANDS: &[CommandHelp] = &[
         args: "[PREFIX]",
         summary: "print every change of the keys starting with PREFIX from now on",
         notes: &["(all keys without PREFIX), until the node leaves"],
+    },
+    CommandHelp {
+        name: "send",
+        args: "PEER TEXT",
+        summary: "send TEXT as a message to the peer with node id PEER (not stored)",
+        notes: &["received messages print as [message from PEER] TEXT"],
+    },
+    CommandHelp {
+        name: "broadcast",
+        args: "TEXT",
+        summary: "send TEXT as a message to every alive peer (not stored)",
+        notes: &[],
     },
     CommandHelp {
         name: "sleep",
@@ -249,6 +273,24 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
                 single_key(rest, "watch")?
             },
         },
+        "send" => {
+            let (peer, text) = parse_key(rest).map_err(|_| usage("send", "missing PEER"))?;
+            if text.is_empty() {
+                return Err(usage("send", "missing TEXT"));
+            }
+            Command::Send {
+                peer,
+                text: text.to_owned(),
+            }
+        }
+        "broadcast" => {
+            if rest.is_empty() {
+                return Err(usage("broadcast", "missing TEXT"));
+            }
+            Command::Broadcast {
+                text: rest.to_owned(),
+            }
+        }
         "list" | "ls" => no_args(rest, "list", Command::List)?,
         "status" => no_args(rest, "status", Command::Status)?,
         "peers" => no_args(rest, "peers", Command::Peers)?,
@@ -415,6 +457,23 @@ pub fn execute(node: &Node, command: &Command, format: Format) -> Result<String,
             })
         }
         Command::Watch { prefix } => Ok(crate::watch::start(node, prefix, format)),
+        Command::Send { peer, text } => {
+            node.send(peer, text.as_bytes())
+                .map_err(|e| e.to_string())?;
+            Ok(if json {
+                json!({"ok": true, "sent_to": peer}).to_string()
+            } else {
+                "sent".to_owned()
+            })
+        }
+        Command::Broadcast { text } => {
+            let peers = node.broadcast(text.as_bytes()).map_err(|e| e.to_string())?;
+            Ok(if json {
+                json!({"ok": true, "peers": peers}).to_string()
+            } else {
+                format!("sent to {peers} peer{}", if peers == 1 { "" } else { "s" })
+            })
+        }
         Command::Quit => Ok(String::new()),
     }
 }
@@ -624,6 +683,30 @@ mod tests {
 
     fn parsed(line: &str) -> Command {
         parse(line).unwrap().unwrap()
+    }
+
+    #[test]
+    fn send_and_broadcast_take_a_peer_and_the_rest_of_the_line() {
+        match parsed("send beta  hello there ") {
+            Command::Send { peer, text } => {
+                assert_eq!((peer.as_str(), text.as_str()), ("beta", "hello there"))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parsed("send \"node 2\" hi") {
+            Command::Send { peer, text } => {
+                assert_eq!((peer.as_str(), text.as_str()), ("node 2", "hi"))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parsed("broadcast hello all") {
+            Command::Broadcast { text } => assert_eq!(text, "hello all"),
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(parse("send beta").unwrap_err().contains("missing TEXT"));
+        assert!(parse("send").unwrap_err().contains("missing PEER"));
+        assert!(parse("broadcast").unwrap_err().contains("missing TEXT"));
+        assert!(help().contains("send PEER TEXT") && help().contains("broadcast TEXT"));
     }
 
     #[test]

@@ -615,6 +615,13 @@ impl Notices {
                 &format!("[peer] {node_id} is back, at {addr}"),
                 json!({"event": "peer_recovered", "node_id": node_id, "addr": addr.to_string()}),
             ),
+            Event::Message { sender, data } => {
+                let text = String::from_utf8_lossy(data);
+                self.line(
+                    &format!("[message from {sender}] {text}"),
+                    json!({"event": "message", "from": sender, "text": text}),
+                )
+            }
         }
     }
 }

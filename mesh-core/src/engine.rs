@@ -59,6 +59,7 @@ mod handshake;
 mod keys;
 mod report;
 mod transmit;
+mod user;
 
 pub use browse::{KeyEntry, KeyPage, KeyQuery};
 pub use report::MemoryReport;
@@ -389,6 +390,7 @@ impl Engine {
                     link.sync.on_lost_data(t);
                 }
             }
+            self.message_timeout(t, addr);
             let (transition, heartbeat) = self.members.on_timeout(addr, t, self.started);
             if transition == Transition::Forgotten {
                 self.remove_peer(addr);
@@ -604,6 +606,7 @@ impl Engine {
                     self.emit_events.then_some(&mut self.events),
                 )
             }
+            Message::User(message) => self.on_user_message(now, from, message),
             Message::SyncRequest(request) => {
                 if let Some(origin) = self.members.incarnation(&from) {
                     // Its own writes are all in its prefix; no entry means none yet.
@@ -698,7 +701,8 @@ impl Engine {
         let link = self.links.get(addr)?;
         let sync = link.sync.due_us.filter(|_| self.started);
         let member = self.members.next_deadline(addr, self.started);
-        [link.channel.next_timeout(), member, sync]
+        let messages = link.messages.next_timeout(self.message_gap_us());
+        [link.channel.next_timeout(), member, sync, messages]
             .into_iter()
             .flatten()
             .min()

@@ -120,6 +120,27 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A message for a peer this node does not know, or does not currently see alive.
+    #[error("no alive peer with node id {node_id:?}")]
+    PeerNotFound {
+        /// The node id given.
+        node_id: String,
+    },
+    /// A message larger than the configured limit.
+    #[error("message is {size} bytes, the limit is {max}")]
+    MessageTooLarge {
+        /// The message's size in bytes.
+        size: usize,
+        /// The configured `max_value_size`.
+        max: usize,
+    },
+    /// The queue of messages not yet sent to a peer is full: the peer is slow or gone.
+    /// Retry later.
+    #[error("send queue to peer {node_id:?} is full; retry later")]
+    QueueFull {
+        /// The peer's node id.
+        node_id: String,
+    },
 }
 
 /// Kinds of [`Error::Storage`].

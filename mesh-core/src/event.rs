@@ -53,6 +53,13 @@ pub enum Event {
         /// Its last known address.
         addr: SocketAddr,
     },
+    /// A user message from a peer (see [`crate::Node::send`]); never stored.
+    Message {
+        /// The sender's node id, as this node's membership knows the verified peer.
+        sender: String,
+        /// The message's bytes.
+        data: Vec<u8>,
+    },
     /// A failed peer, or a restarted one, was heard from again.
     PeerRecovered {
         /// The peer's node id.

@@ -257,6 +257,13 @@ pub enum MessageSpec {
         /// `(key, value or delete, timestamp)` of each write.
         writes: Vec<(KeySpec, Option<ValueSpec>, HlcSpec)>,
     },
+    /// A user message.
+    User {
+        /// Its per-session number.
+        seq: Num,
+        /// Its bytes.
+        data: Vec<u8>,
+    },
     /// A digest.
     SyncRequest {
         /// `(origin, upto)` pairs.
@@ -392,6 +399,10 @@ impl MessageSpec {
                     }],
                 })
             }
+            MessageSpec::User { seq, data } => Message::User(wire::UserMessage {
+                seq: seq.get(),
+                data: data.clone(),
+            }),
             MessageSpec::SyncRequest { digest, reply } => Message::SyncRequest(SyncRequest {
                 digest: digest.iter().map(|(o, n)| (o.get(cx), n.get())).collect(),
                 reply: *reply,
@@ -534,7 +545,7 @@ pub fn wire_case(case: &WireCase) -> Result<(), Failure> {
                         .iter()
                         .all(|e| e.value.as_ref().is_none_or(|v| v.check_depth().is_ok()))
                 }),
-                Message::SyncRequest(_) => true,
+                Message::SyncRequest(_) | Message::User(_) => true,
             };
             match wire::decode_message(&bytes) {
                 Ok(m) if wire::encode_message(&m) == bytes => Ok(()),

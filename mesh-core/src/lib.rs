@@ -95,8 +95,8 @@ mod wake;
 pub mod watch;
 
 internal_modules!(
-    frontier, hlc, link, members, push, replica, seal, sync, timers, tombstones, transport, verify,
-    version, wire,
+    frontier, hlc, link, members, messages, push, replica, seal, sync, timers, tombstones,
+    transport, verify, version, wire,
 );
 
 /// The wire protocol version this build speaks; nodes of other versions ignore each
@@ -109,7 +109,7 @@ pub use error::{ConfigError, Error, KeyError, Result, StorageErrorKind};
 pub use event::{ChangeOrigin, Event};
 pub use fault::{FaultConfig, FaultStats};
 pub use metrics::MetricsSnapshot;
-pub use node::{resolve, EventHandler, Node};
+pub use node::{resolve, EventHandler, MessageHandler, Node};
 pub use propagation::PropagationLag;
 pub use seal::{generate_key, Key, NoncePrefix};
 pub use status::{Counters, DropCounters, PeerCounts, PeerInfo, PeerState, Status};

@@ -13,6 +13,7 @@
 //! are dropped.
 
 use crate::config::Config;
+use crate::messages::MessageOrder;
 use crate::seal::SEAL_OVERHEAD;
 use crate::sync::PeerSync;
 use crate::time::us;
@@ -45,6 +46,8 @@ pub(crate) struct Link {
     pub channel: Channel,
     /// Anti-entropy with the peer.
     pub sync: PeerSync,
+    /// Order of user messages both ways; starts afresh with the channel.
+    pub messages: MessageOrder,
     /// This node's name for the session (never 0).
     pub local_session: u32,
     /// The peer's name for it, once seen (0 before).
@@ -69,6 +72,7 @@ impl Link {
         Link {
             channel: Channel::new(limits.clone()),
             sync: PeerSync::default(),
+            messages: MessageOrder::new(limits.reassembly.clone()),
             local_session: session.max(1),
             remote_session: 0,
         }
@@ -77,6 +81,7 @@ impl Link {
     /// Starts a new session named `session`, with a new incarnation of the peer.
     pub fn reset_session(&mut self, limits: &ChannelLimits, session: u32) {
         self.channel = Channel::new(limits.clone());
+        self.messages = MessageOrder::new(limits.reassembly.clone());
         self.sync.reset_session();
         self.local_session = session.max(1);
         self.remote_session = 0;
@@ -103,6 +108,7 @@ impl Link {
         // The peer has a new session. If it already names ours, it restarted its side to
         // match ours; otherwise its channel is new and ours must be too.
         self.channel = Channel::new(limits.clone());
+        self.messages = MessageOrder::new(limits.reassembly.clone());
         SessionCheck::PeerRestarted
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BinaryHeap};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
@@ -40,6 +40,13 @@ mod persist;
 
 /// Callback receiving every [`Event`] on the node's callback thread.
 pub type EventHandler = Arc<dyn Fn(&Event) + Send + Sync + 'static>;
+
+/// Callback receiving every user message, `(sender_id, data)`, on the node's callback
+/// thread (see [`Node::set_message_handler`]).
+pub type MessageHandler = Arc<dyn Fn(&str, &[u8]) + Send + Sync + 'static>;
+
+/// Bytes charged per received message waiting for the callback thread, besides its data.
+const MESSAGE_BACKLOG_OVERHEAD: usize = 128;
 
 /// Largest datagram the network thread can read.
 const RECV_BUFFER: usize = 65_536;
@@ -77,6 +84,11 @@ struct Shared {
     engine: Mutex<Engine>,
     faults: Mutex<FaultInjector>,
     handler: RwLock<Option<EventHandler>>,
+    message_handler: RwLock<Option<MessageHandler>>,
+    /// Bytes of received messages queued for the callback thread, and the most allowed
+    /// (`max_reassembly`): past it, messages are dropped and counted.
+    message_backlog: AtomicUsize,
+    max_message_backlog: usize,
     events: Mutex<Option<mpsc::Sender<Event>>>,
     /// How far the callback thread has got, so local writes wait for their callbacks.
     delivery: Delivery,
@@ -136,6 +148,9 @@ impl Node {
                 seed ^ 0x5eed_fa17,
             )),
             handler: RwLock::new(None),
+            message_handler: RwLock::new(None),
+            message_backlog: AtomicUsize::new(0),
+            max_message_backlog: config.max_reassembly,
             events: Mutex::new(Some(tx)),
             delivery: Delivery::default(),
             watches: WatchRegistry::default(),
@@ -238,6 +253,76 @@ impl Node {
         self.shared.emit_while_listened(&slot);
         drop(slot);
         drop(old);
+    }
+
+    /// Registers the callback that receives every user message sent to this node with
+    /// [`Node::send`] or [`Node::broadcast`], as `(sender_id, data)`, replacing any
+    /// previous one. It runs on the callback thread, like the event handler (which sees
+    /// the same messages as [`Event::Message`]) and the watches: one callback at a time,
+    /// in the order events happened, after the event handler. Messages of one sender
+    /// arrive in the order they were sent.
+    ///
+    /// Received messages wait for the callback thread within a budget of
+    /// `max_reassembly` bytes; past it they are dropped and counted
+    /// (`counters.dropped.messages`), so a flood cannot grow the node without bound.
+    pub fn set_message_handler<F>(&self, handler: F)
+    where
+        F: Fn(&str, &[u8]) + Send + Sync + 'static,
+    {
+        let old = self
+            .shared
+            .message_handler
+            .write()
+            .replace(Arc::new(handler));
+        drop(old);
+    }
+
+    /// Removes the message callback.
+    pub fn clear_message_handler(&self) {
+        let old = self.shared.message_handler.write().take();
+        drop(old);
+    }
+
+    /// Sends `data` to the alive peer whose node id is `peer_id`: delivered reliably, in
+    /// the order sent, to its message handlers ([`Node::set_message_handler`]). Messages
+    /// are not part of the replicated state: a peer that is not alive now never gets
+    /// them, and a restart of either end loses those still in flight.
+    ///
+    /// Errors: [`Error::MessageTooLarge`] past `max_value_size`, [`Error::PeerNotFound`]
+    /// when no alive peer has that id, [`Error::QueueFull`] when too much is already
+    /// waiting to be sent to it (retry later), [`Error::Stopped`] after [`Node::stop`].
+    pub fn send(&self, peer_id: &str, data: impl AsRef<[u8]>) -> Result<()> {
+        self.check_sendable()?;
+        let result =
+            self.with_engine(|engine, now| engine.send_message(now, peer_id, data.as_ref()));
+        if result.is_ok() {
+            // Queued data sets no timer: the network thread is told to send it now.
+            self.shared.wake();
+        }
+        result
+    }
+
+    /// Sends `data` to every alive peer, as [`Node::send`] does; returns how many peers
+    /// it was queued for (peers whose send queue is full are skipped).
+    pub fn broadcast(&self, data: impl AsRef<[u8]>) -> Result<usize> {
+        self.check_sendable()?;
+        let result = self.with_engine(|engine, now| engine.broadcast_message(now, data.as_ref()));
+        if result.as_ref().is_ok_and(|&sent| sent > 0) {
+            self.shared.wake();
+        }
+        result
+    }
+
+    /// Node ids of the peers messages can be sent to now.
+    pub fn message_peers(&self) -> Vec<String> {
+        self.shared.engine.lock().message_peers()
+    }
+
+    fn check_sendable(&self) -> Result<()> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(Error::Stopped);
+        }
+        Ok(())
     }
 
     /// Calls `handler` for every change of a key starting with `prefix` (every key for
@@ -686,6 +771,24 @@ fn bind_socket(config: &Config) -> Result<UdpSocket> {
 fn forward_events(shared: &Shared, engine: &mut Engine) {
     let sender = shared.events.lock();
     while let Some(event) = engine.poll_event() {
+        if let Event::Message { data, .. } = &event {
+            // Received messages wait for the callback thread within a budget.
+            let cost = data.len() + MESSAGE_BACKLOG_OVERHEAD;
+            let charged =
+                shared
+                    .message_backlog
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                        used.checked_add(cost)
+                            .filter(|&total| total <= shared.max_message_backlog)
+                    });
+            if charged.is_err() || sender.is_none() {
+                if charged.is_ok() {
+                    shared.message_backlog.fetch_sub(cost, Ordering::AcqRel);
+                }
+                engine.count_dropped_message();
+                continue;
+            }
+        }
         if let Some(tx) = sender.as_ref() {
             if tx.send(event).is_ok() {
                 shared.delivery.queued_one();
@@ -709,6 +812,20 @@ fn callback_loop(shared: &Shared, rx: mpsc::Receiver<Event>) {
             }
         }
         shared.watches.dispatch(&event);
+        if let Event::Message { sender, data } = &event {
+            let handler = shared.message_handler.read().clone();
+            if let Some(handler) = handler {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handler(sender, data)
+                }));
+                if outcome.is_err() {
+                    log::error!("mesh-sync message callback panicked; message dropped");
+                }
+            }
+            shared
+                .message_backlog
+                .fetch_sub(data.len() + MESSAGE_BACKLOG_OVERHEAD, Ordering::AcqRel);
+        }
         shared.delivery.delivered_one();
     }
 }

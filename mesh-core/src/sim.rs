@@ -181,6 +181,8 @@ pub struct Sim {
     written: HashMap<(u64, u64), usize>,
     /// Restarts whose disk was discarded for being older than the tombstone grace.
     pub stale_discards: u32,
+    /// User messages each node received, `(sender, data)`, in delivery order.
+    pub inbox: Vec<Vec<(String, Vec<u8>)>>,
 }
 
 impl Sim {
@@ -209,6 +211,7 @@ impl Sim {
             disks: None,
             written: HashMap::new(),
             stale_discards: 0,
+            inbox: vec![Vec::new(); n],
         };
         if sim.config.data_dir.is_some() {
             sim.disks = Some(vec![disk::SimDisk::default(); n]);
@@ -333,6 +336,28 @@ impl Sim {
             lost: false,
         });
         self.flush(i);
+    }
+
+    /// Sends a user message from node `i` to the node named `peer_id`.
+    pub fn send(&mut self, i: usize, peer_id: &str, data: &[u8]) -> crate::error::Result<()> {
+        let now = self.now_for(i);
+        let result = match self.nodes[i].engine.as_mut() {
+            Some(engine) => engine.send_message(now, peer_id, data),
+            None => Err(crate::error::Error::Stopped),
+        };
+        self.flush(i);
+        result
+    }
+
+    /// Broadcasts a user message from node `i`; returns how many peers it went to.
+    pub fn broadcast(&mut self, i: usize, data: &[u8]) -> crate::error::Result<usize> {
+        let now = self.now_for(i);
+        let result = match self.nodes[i].engine.as_mut() {
+            Some(engine) => engine.broadcast_message(now, data),
+            None => Err(crate::error::Error::Stopped),
+        };
+        self.flush(i);
+        result
     }
 
     /// Crashes node `i`: its state is gone. Writes that no other live node accounts for
@@ -468,7 +493,11 @@ impl Sim {
             while let Some(t) = engine.poll_transmit(now) {
                 out.push(t);
             }
-            while engine.poll_event().is_some() {}
+            while let Some(event) = engine.poll_event() {
+                if let crate::event::Event::Message { sender, data } = event {
+                    self.inbox[i].push((sender, data));
+                }
+            }
             if let Some(disks) = self.disks.as_mut() {
                 let interval = crate::time::us(self.config.flush_interval);
                 disks[i].flush_due(engine, now, interval);

@@ -101,6 +101,10 @@ pub struct DropCounters {
     pub clock_drift: u64,
     /// Entries rejected because the key or value broke the size limits.
     pub oversized: u64,
+    /// User messages dropped: received too far out of order or past the memory budget,
+    /// lost in a gap that was skipped, from an unidentified sender, or past the
+    /// callback backlog.
+    pub messages: u64,
 }
 
 impl DropCounters {
@@ -120,7 +124,7 @@ impl DropCounters {
     }
 
     /// Every counter with its name (the field's), in a stable order.
-    pub fn by_reason(&self) -> [(&'static str, u64); 14] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 15] {
         [
             ("duplicate", self.duplicate),
             ("truncated", self.truncated),
@@ -136,6 +140,7 @@ impl DropCounters {
             ("rate_limited", self.rate_limited),
             ("clock_drift", self.clock_drift),
             ("oversized", self.oversized),
+            ("messages", self.messages),
         ]
     }
 
@@ -177,6 +182,10 @@ pub struct Counters {
     pub entries_applied: u64,
     /// Anti-entropy rounds started by this node.
     pub sync_rounds: u64,
+    /// User messages queued for peers (a broadcast counts once per peer).
+    pub messages_sent: u64,
+    /// User messages from peers handed to the application.
+    pub messages_received: u64,
     /// Drops by reason.
     pub dropped: DropCounters,
 }

@@ -93,7 +93,7 @@ impl ReassemblyBudget {
     }
 
     /// Charges `bytes` if they fit; returns whether they did.
-    fn take(&self, bytes: usize) -> bool {
+    pub(crate) fn take(&self, bytes: usize) -> bool {
         let limit = self.shared.limit;
         self.shared
             .used
@@ -104,7 +104,7 @@ impl ReassemblyBudget {
     }
 
     /// Gives back `bytes` charged earlier.
-    fn give_back(&self, bytes: usize) {
+    pub(crate) fn give_back(&self, bytes: usize) {
         let before = self.shared.used.fetch_sub(bytes, Ordering::Relaxed);
         debug_assert!(before >= bytes, "gave back more than was charged");
     }
@@ -274,6 +274,10 @@ pub struct Channel {
     deadlines: BTreeSet<(u64, u64)>,
     largest_acked: u64,
     largest_acked_sent_us: u64,
+    /// Fragments not yet acknowledged (nor given up) of each fragmented message started:
+    /// the receiver may hold a partial message for each, so no more than
+    /// [`MAX_PARTIALS_PER_PEER`] are started at a time, or it would refuse the next.
+    open_fragmented: BTreeMap<u64, u32>,
     rtt: RttEstimator,
     // Receiving.
     recv_cumulative: u64,
@@ -303,6 +307,7 @@ impl Channel {
             deadlines: BTreeSet::new(),
             largest_acked: 0,
             largest_acked_sent_us: 0,
+            open_fragmented: BTreeMap::new(),
             rtt,
             recv_cumulative: 0,
             recv_above: BTreeSet::new(),
@@ -351,6 +356,11 @@ impl Channel {
         self.queued_bytes
     }
 
+    /// Fragments waiting to be sent (not yet in flight).
+    pub fn queued_fragments(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Datagrams sent and not yet acknowledged.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
@@ -392,14 +402,21 @@ impl Channel {
                 return Some(entry.data.clone());
             }
         }
-        let next_size = self.queue.front()?.bytes.len();
+        let next = self.queue.front()?;
+        let next_size = next.bytes.len();
+        let starts_fragmented = next.frags > 1 && !self.open_fragmented.contains_key(&next.msg_id);
         let window_open = self.in_flight.is_empty()
             || (self.bytes_in_flight + next_size <= self.limits.max_in_flight
                 && self.in_flight.len() < MAX_IN_FLIGHT_DATAGRAMS);
-        if !window_open {
+        if !window_open
+            || (starts_fragmented && self.open_fragmented.len() >= MAX_PARTIALS_PER_PEER)
+        {
             return None;
         }
         let mut data = self.queue.pop_front()?;
+        if starts_fragmented {
+            self.open_fragmented.insert(data.msg_id, data.frags);
+        }
         self.queued_bytes = self.queued_bytes.saturating_sub(data.bytes.len());
         data.seq = self.next_seq;
         self.next_seq += 1;
@@ -434,6 +451,7 @@ impl Channel {
         }
         for seq in acked {
             if let Some(entry) = self.in_flight.remove(&seq) {
+                self.close_fragment(&entry.data);
                 self.bytes_in_flight = self.bytes_in_flight.saturating_sub(entry.size);
                 self.retransmit_due.remove(&seq);
                 self.deadlines.remove(&(entry.deadline_us, seq));
@@ -462,6 +480,19 @@ impl Channel {
             .map(|(s, _)| *s)
             .collect();
         self.retransmit_due.extend(lost);
+    }
+
+    /// Notes that a fragment left flight (acknowledged or given up).
+    fn close_fragment(&mut self, data: &Data) {
+        if data.frags <= 1 {
+            return;
+        }
+        if let Some(open) = self.open_fragmented.get_mut(&data.msg_id) {
+            *open -= 1;
+            if *open == 0 {
+                self.open_fragmented.remove(&data.msg_id);
+            }
+        }
     }
 
     /// Processes a data fragment; the caller acknowledges it via [`Channel::take_ack`].
@@ -667,6 +698,7 @@ impl Channel {
         }
         for seq in given_up {
             if let Some(entry) = self.in_flight.remove(&seq) {
+                self.close_fragment(&entry.data);
                 self.bytes_in_flight = self.bytes_in_flight.saturating_sub(entry.size);
                 self.retransmit_due.remove(&seq);
                 self.deadlines.remove(&(entry.deadline_us, seq));

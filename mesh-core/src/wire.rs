@@ -142,6 +142,18 @@ pub enum Message {
     Delta(Delta),
     /// "Here is what I have": the receiver streams back what the sender lacks.
     SyncRequest(SyncRequest),
+    /// Application bytes for the receiver's `on_message` callbacks, not stored.
+    User(UserMessage),
+}
+
+/// An application message (see `messages`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserMessage {
+    /// Per-session number, from 1: the receiver delivers in this order.
+    pub seq: u64,
+    /// The application's bytes.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
 }
 
 /// Writes of one or more origins.

@@ -64,6 +64,13 @@ pub type mesh_peer_event_callback = Option<
     ),
 >;
 
+/// Called for every user message received (see `mesh_node_send`): `sender_id` is the
+/// sending peer's node id, `data` and `len` the message's bytes (`data` is never NULL,
+/// even when `len` is 0). Both are lent for the duration of the call: copy what you keep.
+pub type mesh_message_callback = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, sender_id: mesh_str, data: *const u8, len: usize),
+>;
+
 #[derive(Clone, Copy)]
 pub(crate) struct UserData(pub(crate) *mut c_void);
 
@@ -75,11 +82,13 @@ unsafe impl Send for UserData {}
 pub(crate) type StateFn =
     unsafe extern "C" fn(*mut c_void, mesh_str, *const mesh_value_t, mesh_change_origin);
 type PeerFn = unsafe extern "C" fn(*mut c_void, mesh_peer_event, mesh_str, mesh_str);
+type MessageFn = unsafe extern "C" fn(*mut c_void, mesh_str, *const u8, usize);
 
 #[derive(Clone, Copy, Default)]
 struct Registered {
     state: Option<(StateFn, UserData)>,
     peer: Option<(PeerFn, UserData)>,
+    message: Option<(MessageFn, UserData)>,
 }
 
 /// The callbacks of one node.
@@ -97,7 +106,8 @@ impl Callbacks {
         let guard = this.slot.lock();
         let mut registered = guard.borrow_mut();
         f(&mut registered);
-        let wanted = registered.state.is_some() || registered.peer.is_some();
+        let wanted =
+            registered.state.is_some() || registered.peer.is_some() || registered.message.is_some();
         node.keep_event_handler(
             || wanted,
             || {
@@ -113,6 +123,7 @@ impl Callbacks {
         let mut registered = guard.borrow_mut();
         registered.state = None;
         registered.peer = None;
+        registered.message = None;
     }
 
     fn dispatch(&self, event: &Event) {
@@ -126,6 +137,28 @@ impl Callbacks {
                 };
                 // SAFETY: registered together by the C caller.
                 unsafe { call_state(callback, user_data, key, value.as_ref(), *origin) };
+            }
+            Event::Message { sender, data } => {
+                let Some((callback, user_data)) = registered.message else {
+                    return;
+                };
+                let sender = nul_terminated(sender.as_bytes());
+                // Never NULL, even for an empty message.
+                let bytes: *const u8 = if data.is_empty() {
+                    std::ptr::NonNull::dangling().as_ptr()
+                } else {
+                    data.as_ptr()
+                };
+                // SAFETY: the function pointer and user_data were registered together by
+                // the C caller; both buffers outlive the call.
+                unsafe {
+                    callback(
+                        user_data.0,
+                        mesh_str::from_nul_terminated(&sender),
+                        bytes,
+                        data.len(),
+                    )
+                };
             }
             Event::PeerDiscovered { node_id, addr }
             | Event::PeerFailed { node_id, addr }
@@ -233,6 +266,27 @@ pub unsafe extern "C" fn mesh_node_set_peer_callback(
         let n = unsafe { arg_ref(node, "node") }?;
         Callbacks::update(&n.callbacks, &n.node, |r| {
             r.peer = callback.map(|f| (f, UserData(user_data)));
+        });
+        Ok(())
+    }
+}
+
+/// Registers the message callback, replacing any previous one; NULL removes it. It
+/// receives every user message sent to this node (`mesh_node_send`,
+/// `mesh_node_broadcast` on a peer), on the callback thread under the same rules as
+/// `mesh_node_set_state_callback`: one callback at a time, in the order events happened,
+/// so messages of one sender arrive in the order they were sent.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_node_set_message_callback(
+    node: *const mesh_node_t,
+    callback: mesh_message_callback,
+    user_data: *mut c_void,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `node` is NULL or a live node.
+        let n = unsafe { arg_ref(node, "node") }?;
+        Callbacks::update(&n.callbacks, &n.node, |r| {
+            r.message = callback.map(|f| (f, UserData(user_data)));
         });
         Ok(())
     }

@@ -48,10 +48,16 @@ pub enum mesh_result {
     /// The node's store (`mesh_config_set_data_dir`) cannot be used: in use by another
     /// node, damaged (left as it is), not permitted, or full. The message names the path.
     Storage = 16,
+    /// No alive peer has the node id a message was sent to.
+    PeerNotFound = 17,
+    /// The message is larger than the configured `max_value_size`.
+    MessageTooLarge = 18,
+    /// Too many messages wait to be sent to that peer; retry later.
+    QueueFull = 19,
 }
 
 impl mesh_result {
-    const ALL: [mesh_result; 17] = [
+    const ALL: [mesh_result; 20] = [
         mesh_result::Ok,
         mesh_result::NullParameter,
         mesh_result::InvalidUtf8,
@@ -69,6 +75,9 @@ impl mesh_result {
         mesh_result::Internal,
         mesh_result::Panic,
         mesh_result::Storage,
+        mesh_result::PeerNotFound,
+        mesh_result::MessageTooLarge,
+        mesh_result::QueueFull,
     ];
 
     /// A static, NUL-terminated description.
@@ -91,6 +100,9 @@ impl mesh_result {
             mesh_result::Internal => "internal error\0",
             mesh_result::Panic => "internal panic caught at the C boundary\0",
             mesh_result::Storage => "the node's store cannot be used\0",
+            mesh_result::PeerNotFound => "no alive peer with that node id\0",
+            mesh_result::MessageTooLarge => "message too large\0",
+            mesh_result::QueueFull => "send queue full; retry later\0",
         }
     }
 }
@@ -136,6 +148,9 @@ impl From<mesh_core::Error> for FfiError {
             E::Stopped => mesh_result::Stopped,
             E::Io(_) => mesh_result::Io,
             E::Storage { .. } => mesh_result::Storage,
+            E::PeerNotFound { .. } => mesh_result::PeerNotFound,
+            E::MessageTooLarge { .. } => mesh_result::MessageTooLarge,
+            E::QueueFull { .. } => mesh_result::QueueFull,
             E::Key(k) => return k.clone().into(),
             _ => mesh_result::Internal,
         };

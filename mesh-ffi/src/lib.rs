@@ -51,7 +51,8 @@ pub mod fault;
 mod ptr;
 
 pub use callback::{
-    mesh_change_origin, mesh_peer_event, mesh_peer_event_callback, mesh_state_change_callback,
+    mesh_change_origin, mesh_message_callback, mesh_peer_event, mesh_peer_event_callback,
+    mesh_state_change_callback,
 };
 pub use config::mesh_config_t;
 pub use error::mesh_result;

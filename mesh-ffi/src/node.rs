@@ -468,6 +468,56 @@ pub unsafe extern "C" fn mesh_node_delete(
     }
 }
 
+/// Sends `len` bytes at `data` (copied; `data` may be NULL when `len` is 0) to the alive
+/// peer whose node id is `peer_id` (NUL-terminated). Delivered reliably and in the order
+/// sent to that peer's message callback (`mesh_node_set_message_callback`); never stored
+/// in the replicated state. Returns once the message is queued.
+///
+/// Fails with `MESH_RESULT_PEER_NOT_FOUND` when no alive peer has that id,
+/// `MESH_RESULT_MESSAGE_TOO_LARGE` past `max_value_size`, `MESH_RESULT_QUEUE_FULL` when
+/// too much already waits to be sent to that peer (retry later), `MESH_RESULT_STOPPED`
+/// after `mesh_node_stop`.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_node_send(
+    node: *const mesh_node_t,
+    peer_id: *const c_char,
+    data: *const u8,
+    len: usize,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `node` is NULL or a live node.
+        let n = unsafe { arg_ref(node, "node") }?;
+        // SAFETY: `peer_id` is NULL or a NUL-terminated string.
+        let peer_id = unsafe { arg_str(peer_id, "peer_id") }?;
+        // SAFETY: `data` is NULL with len 0, or points to `len` readable bytes.
+        let data = unsafe { arg_bytes(data, len, "data") }?;
+        n.node.send(peer_id, data)?;
+        Ok(())
+    }
+}
+
+/// Sends `len` bytes at `data` to every alive peer, as `mesh_node_send` does. When
+/// `sent_out` is not NULL, the number of peers the message was queued for is stored there
+/// (peers whose send queue is full are skipped).
+#[no_mangle]
+pub unsafe extern "C" fn mesh_node_broadcast(
+    node: *const mesh_node_t,
+    data: *const u8,
+    len: usize,
+    sent_out: *mut usize,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `node` is NULL or a live node.
+        let n = unsafe { arg_ref(node, "node") }?;
+        // SAFETY: `data` is NULL with len 0, or points to `len` readable bytes.
+        let data = unsafe { arg_bytes(data, len, "data") }?;
+        let sent = n.node.broadcast(data)?;
+        // SAFETY: `sent_out` is NULL or writable.
+        unsafe { write_opt(sent_out, sent) };
+        Ok(())
+    }
+}
+
 /// Number of live keys.
 #[no_mangle]
 pub unsafe extern "C" fn mesh_node_len(

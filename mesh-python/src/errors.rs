@@ -72,6 +72,24 @@ create_exception!(
 );
 create_exception!(
     mesh_sync,
+    PeerNotFoundError,
+    MeshSyncError,
+    "A message was sent to a node id that is not among the node's alive peers."
+);
+create_exception!(
+    mesh_sync,
+    MessageTooLargeError,
+    ValueTooLargeError,
+    "A message is larger than the node's ``max_value_size``."
+);
+create_exception!(
+    mesh_sync,
+    QueueFullError,
+    MeshSyncError,
+    "Too many messages wait to be sent to that peer (it is slow or gone); retry later."
+);
+create_exception!(
+    mesh_sync,
     NetworkError,
     MeshSyncError,
     "An I/O error from the node's socket or threads."
@@ -109,6 +127,9 @@ pub fn to_py_err(py: Python<'_>, err: Error) -> PyErr {
             config_error(py, "key", &err.to_string())
         }
         Error::Key(_) => KeyringError::new_err(err.to_string()),
+        Error::PeerNotFound { .. } => PeerNotFoundError::new_err(err.to_string()),
+        Error::MessageTooLarge { .. } => MessageTooLargeError::new_err(err.to_string()),
+        Error::QueueFull { .. } => QueueFullError::new_err(err.to_string()),
         other => MeshSyncError::new_err(other.to_string()),
     }
 }
@@ -127,5 +148,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NetworkError", py.get_type::<NetworkError>())?;
     m.add("StorageError", py.get_type::<StorageError>())?;
     m.add("KeyringError", py.get_type::<KeyringError>())?;
+    m.add("PeerNotFoundError", py.get_type::<PeerNotFoundError>())?;
+    m.add(
+        "MessageTooLargeError",
+        py.get_type::<MessageTooLargeError>(),
+    )?;
+    m.add("QueueFullError", py.get_type::<QueueFullError>())?;
     Ok(())
 }

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::PyTraverseError;
 
 use crate::config::{port_number, ConfigArgs, KeyArg};
@@ -40,6 +40,7 @@ struct Slots {
     peer_discovered: Option<Py<PyAny>>,
     peer_failed: Option<Py<PyAny>>,
     peer_recovered: Option<Py<PyAny>>,
+    message: Option<Py<PyAny>>,
 }
 
 impl Slots {
@@ -48,6 +49,7 @@ impl Slots {
             || self.peer_discovered.is_some()
             || self.peer_failed.is_some()
             || self.peer_recovered.is_some()
+            || self.message.is_some()
     }
 }
 
@@ -57,6 +59,7 @@ enum Slot {
     PeerDiscovered,
     PeerFailed,
     PeerRecovered,
+    Message,
 }
 
 impl Slot {
@@ -66,6 +69,7 @@ impl Slot {
             Slot::PeerDiscovered => "on_peer_discovered",
             Slot::PeerFailed => "on_peer_failed",
             Slot::PeerRecovered => "on_peer_recovered",
+            Slot::Message => "on_message",
         }
     }
 
@@ -75,6 +79,7 @@ impl Slot {
             Slot::PeerDiscovered => &mut slots.peer_discovered,
             Slot::PeerFailed => &mut slots.peer_failed,
             Slot::PeerRecovered => &mut slots.peer_recovered,
+            Slot::Message => &mut slots.message,
         }
     }
 }
@@ -93,6 +98,7 @@ impl Callbacks {
             Event::PeerDiscovered { .. } => Slot::PeerDiscovered,
             Event::PeerFailed { .. } => Slot::PeerFailed,
             Event::PeerRecovered { .. } => Slot::PeerRecovered,
+            Event::Message { .. } => Slot::Message,
         };
         let Some(callback) = self.get(py, slot) else {
             return;
@@ -154,7 +160,32 @@ fn event_args<'py>(py: Python<'py>, event: &Event) -> PyResult<Bound<'py, PyTupl
         Event::PeerFailed { node_id, .. } | Event::PeerRecovered { node_id, .. } => {
             PyTuple::new(py, [PyString::new(py, node_id)])
         }
+        Event::Message { sender, data } => PyTuple::new(
+            py,
+            [
+                PyString::new(py, sender).into_any(),
+                PyBytes::new(py, data).into_any(),
+            ],
+        ),
     }
+}
+
+/// The bytes of a message: bytes, bytearray or memoryview, anything else a TypeError.
+fn message_bytes(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(bytes) = data.cast::<PyBytes>() {
+        return Ok(bytes.as_bytes().to_vec());
+    }
+    if let Ok(array) = data.cast::<PyByteArray>() {
+        return Ok(array.to_vec());
+    }
+    if data.is_instance_of::<pyo3::types::PyMemoryView>() {
+        let bytes = data.call_method0("tobytes")?;
+        return Ok(bytes.cast::<PyBytes>()?.as_bytes().to_vec());
+    }
+    Err(PyTypeError::new_err(format!(
+        "data must be bytes, bytearray or memoryview, not '{}'",
+        data.get_type().name()?
+    )))
 }
 
 fn address_tuple<'py>(py: Python<'py>, addr: &SocketAddr) -> PyResult<Bound<'py, PyTuple>> {
@@ -192,7 +223,8 @@ fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
 /// ``on_state_change(key, value, operation)`` with operation 'set' or 'delete' for local
 /// writes and 'sync' for changes received from peers (value None when deleted there);
 /// ``on_peer_discovered(node_id, (host, port))``, ``on_peer_failed(node_id)``,
-/// ``on_peer_recovered(node_id)``. An exception raised by a callback is logged to the
+/// ``on_peer_recovered(node_id)``; ``on_message(sender_id, data)`` for messages sent with
+/// ``send`` or ``broadcast`` by a peer. An exception raised by a callback is logged to the
 /// ``mesh_sync`` logger and does not affect the node.
 #[pyclass(
     frozen,
@@ -699,6 +731,45 @@ impl MeshSyncNode {
         self.set_callback(py, Slot::PeerRecovered, value)
     }
 
+    /// ``on_message(sender_id, data)``: a message sent to this node by a peer with ``send``
+    /// or ``broadcast``; ``data`` is bytes. Messages of one sender arrive in the order
+    /// they were sent.
+    #[getter]
+    fn get_on_message(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.callback(py, Slot::Message)
+    }
+
+    #[setter]
+    fn set_on_message(&self, py: Python<'_>, value: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        self.set_callback(py, Slot::Message, value)
+    }
+
+    /// Sends ``data`` (bytes, bytearray or memoryview) to the alive peer ``peer_id``:
+    /// delivered reliably and in the order sent to its ``on_message`` callback, never
+    /// stored in the shared state. Returns once the message is queued.
+    ///
+    /// Raises PeerNotFoundError when no alive peer has that id, MessageTooLargeError past
+    /// ``max_value_size``, QueueFullError when too much already waits to be sent to that
+    /// peer, NodeStoppedError after ``stop()``, TypeError for other types.
+    fn send(&self, py: Python<'_>, peer_id: String, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = message_bytes(data)?;
+        py.detach(|| self.node.send(&peer_id, &data))
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// Sends ``data`` to every alive peer, as ``send`` does; returns how many peers it was
+    /// queued for (peers whose send queue is full are skipped).
+    fn broadcast(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let data = message_bytes(data)?;
+        py.detach(|| self.node.broadcast(&data))
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// Node ids of the alive peers messages can be sent to now.
+    fn message_peers(&self, py: Python<'_>) -> Vec<String> {
+        py.detach(|| self.node.message_peers())
+    }
+
     /// Starts the node and returns it.
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
         slf.get().start(slf.py())?;
@@ -741,6 +812,7 @@ impl MeshSyncNode {
                 &slots.peer_discovered,
                 &slots.peer_failed,
                 &slots.peer_recovered,
+                &slots.message,
             ] {
                 visit.call(cb)?;
             }

@@ -12,18 +12,18 @@ static void test_version_and_result_strings(void) {
     CHECK(major >= 0 && minor >= 0 && patch >= 0);
 
     /* Every code has its own description; unknown codes still get a string. */
-    for (int a = MESH_RESULT_OK; a <= MESH_RESULT_STORAGE; a++) {
+    for (int a = MESH_RESULT_OK; a <= MESH_RESULT_QUEUE_FULL; a++) {
         const char *text = mesh_result_str(a);
         REQUIRE(text != NULL);
         CHECK(strlen(text) > 0);
-        for (int b = a + 1; b <= MESH_RESULT_STORAGE; b++) {
+        for (int b = a + 1; b <= MESH_RESULT_QUEUE_FULL; b++) {
             CHECK(strcmp(text, mesh_result_str(b)) != 0);
         }
     }
     CHECK_STR("success", mesh_result_str(MESH_RESULT_OK));
     CHECK_STR("key not found", mesh_result_str(MESH_RESULT_NOT_FOUND));
     CHECK_STR("unknown result code", mesh_result_str(-1));
-    CHECK_STR("unknown result code", mesh_result_str(MESH_RESULT_STORAGE + 1));
+    CHECK_STR("unknown result code", mesh_result_str(MESH_RESULT_QUEUE_FULL + 1));
 }
 
 static void test_node_lifecycle(void) {

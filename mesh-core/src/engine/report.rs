@@ -87,7 +87,8 @@ impl Engine {
         for link in self.links.values() {
             report.in_flight += link.channel.in_flight();
             report.queued_bytes += link.channel.queued_bytes();
-            report.reassembly_bytes += link.channel.reassembly_bytes();
+            report.reassembly_bytes +=
+                link.channel.reassembly_bytes() + link.messages.buffered_bytes();
             report.stream_ranges += link.sync.stream.len();
         }
         report

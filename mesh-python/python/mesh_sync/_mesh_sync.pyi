@@ -40,6 +40,9 @@ __all__ = [
     "NodeStoppedError",
     "NetworkError",
     "KeyringError",
+    "PeerNotFoundError",
+    "MessageTooLargeError",
+    "QueueFullError",
     "generate_key",
     "_stop_all_nodes",
 ]
@@ -71,6 +74,10 @@ _Operation: TypeAlias = Literal["set", "delete", "sync"]
 _StateChangeCallback: TypeAlias = Callable[[str, _Value, _Operation], object]
 _PeerDiscoveredCallback: TypeAlias = Callable[[str, _Address], object]
 _PeerCallback: TypeAlias = Callable[[str], object]
+#: ``on_message(sender_id, data)``.
+_MessageCallback: TypeAlias = Callable[[str, bytes], object]
+#: What ``send`` and ``broadcast`` take as a message.
+_MessageData: TypeAlias = Union[bytes, bytearray, memoryview]
 _PeerState: TypeAlias = Literal["unknown", "alive", "suspect", "dead"]
 
 @type_check_only
@@ -97,6 +104,7 @@ class DropCounters(TypedDict):
     rate_limited: int
     clock_drift: int
     oversized: int
+    messages: int
 
 @type_check_only
 class Counters(TypedDict):
@@ -109,6 +117,8 @@ class Counters(TypedDict):
     entries_received: int
     entries_applied: int
     sync_rounds: int
+    messages_sent: int
+    messages_received: int
     dropped: DropCounters
 
 @type_check_only
@@ -184,6 +194,9 @@ class ValueTooLargeError(MeshSyncError): ...
 class NodeStoppedError(MeshSyncError): ...
 class NetworkError(MeshSyncError): ...
 class KeyringError(MeshSyncError): ...
+class PeerNotFoundError(MeshSyncError): ...
+class MessageTooLargeError(ValueTooLargeError): ...
+class QueueFullError(MeshSyncError): ...
 
 class StorageError(MeshSyncError):
     path: str
@@ -273,6 +286,13 @@ class MeshSyncNode:
     def get_fault_stats(self) -> FaultStats: ...
     def watch(self, prefix: str, callback: _StateChangeCallback) -> Watch: ...
     def changes(self, prefix: str = "", max_pending: int = 100000) -> Changes: ...
+    def send(self, peer_id: str, data: _MessageData) -> None: ...
+    def broadcast(self, data: _MessageData) -> int: ...
+    def message_peers(self) -> List[str]: ...
+    @property
+    def on_message(self) -> Optional[_MessageCallback]: ...
+    @on_message.setter
+    def on_message(self, value: Optional[_MessageCallback]) -> None: ...
     @property
     def on_state_change(self) -> Optional[_StateChangeCallback]: ...
     @on_state_change.setter
