@@ -6,8 +6,9 @@
 //!
 //! - inputs: [`Engine::handle_datagram`] for each datagram received,
 //!   [`Engine::handle_timeout`] once the time from [`Engine::poll_timeout`] has come;
-//! - commands: [`Engine::set`], [`Engine::delete`], [`Engine::add_bootstrap_peer`],
-//!   [`Engine::start`];
+//! - commands: [`Engine::set`], [`Engine::set_with_ttl`], [`Engine::delete`],
+//!   [`Engine::add_bootstrap_peer`], [`Engine::start`], and [`Engine::expire`] before
+//!   reading the replica between inputs;
 //! - outputs, drained after every input or command: [`Engine::poll_transmit`] until
 //!   `None` (datagrams to send), [`Engine::poll_event`] until `None` (events for the
 //!   application), then [`Engine::poll_timeout`] (when to call `handle_timeout` next).
@@ -259,18 +260,12 @@ impl Engine {
     /// [`Engine::poll_timeout`] includes the next expiry; a driver reading the replica
     /// between inputs calls it so reads are exact.
     pub fn expire(&mut self, now: Now) {
-        if self
-            .replica
-            .next_expiry()
-            .is_some_and(|e| e <= self.clock.now(now.wall_ms))
-        {
-            for key in self.replica.expire(self.clock.now(now.wall_ms)) {
-                self.emit(Event::StateChanged {
-                    key,
-                    value: None,
-                    origin: ChangeOrigin::Expired,
-                });
-            }
+        for key in self.replica.expire(self.clock.now(now.wall_ms)) {
+            self.emit(Event::StateChanged {
+                key,
+                value: None,
+                origin: ChangeOrigin::Expired,
+            });
         }
         self.arm_expiry(now);
     }

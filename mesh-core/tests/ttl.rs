@@ -401,3 +401,69 @@ fn a_node_restarted_after_the_expiry_loads_it_expired() {
     assert_eq!(engine.replica().tombstone_len(), 1);
     sim.check_converged().unwrap();
 }
+
+/// A real node with a `data_dir`: the expiry is on disk, the reloaded node expires the
+/// key on time and tells its event handler.
+#[test]
+#[allow(clippy::disallowed_methods)] // a real node against the wall clock
+fn a_node_reloaded_from_its_data_dir_still_expires_the_key() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let dir = std::env::temp_dir().join(format!("mesh-ttl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = || {
+        let mut c = Config::new("ttl-disk", 0);
+        c.host = "127.0.0.1".into();
+        c.data_dir = Some(dir.clone());
+        c.durability = mesh_core::Durability::Sync;
+        c
+    };
+    {
+        let node = mesh_core::Node::new(config()).unwrap();
+        node.set_with_ttl("lease", "alice", Duration::from_millis(1500))
+            .unwrap();
+        node.set("kept", 1).unwrap();
+        match node.set_with_ttl("bad", 1, Duration::ZERO) {
+            Err(Error::Config(e)) => assert_eq!(e.field, "ttl"),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+    let node = mesh_core::Node::new(config()).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    node.set_event_handler(move |event| {
+        if let Event::StateChanged { key, value, origin } = event {
+            log.lock()
+                .unwrap()
+                .push((key.clone(), value.clone(), *origin));
+        }
+    });
+    node.start().unwrap();
+    assert_eq!(
+        node.get("lease"),
+        Some(Value::from("alice")),
+        "reloaded live"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no expiry reported");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [("lease".to_owned(), None, ChangeOrigin::Expired)],
+        "the network thread's timer expired it"
+    );
+    assert_eq!(node.get("lease"), None);
+    assert_eq!(node.keys(), vec!["kept".to_owned()]);
+    assert_eq!(node.len(), 1);
+    node.stop();
+    drop(node);
+    // Reloaded once more: the tombstone on disk, the key still gone.
+    let node = mesh_core::Node::new(config()).unwrap();
+    assert_eq!(node.get("lease"), None);
+    assert_eq!(node.get("kept"), Some(Value::Int(1)));
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+}
