@@ -205,7 +205,8 @@ typedef enum {
    */
   MESH_CHANGE_ORIGIN_SET = 0,
   /**
-   * A `mesh_node_delete` call on this node.
+   * A `mesh_node_delete` call on this node, or a value written with a TTL
+   * (`mesh_node_set_ttl`) that expired here.
    */
   MESH_CHANGE_ORIGIN_DELETE = 1,
   /**
@@ -725,6 +726,23 @@ mesh_result mesh_node_set_null(const mesh_node_t *node, const char *key);
  * and objects nest deeper than `MESH_MAX_VALUE_DEPTH`.
  */
 mesh_result mesh_node_set_json(const mesh_node_t *node, const char *key, const char *json);
+
+/**
+ * Sets `key`, for `ttl_ms` milliseconds, to the value described by a JSON text (as
+ * `mesh_node_set_json` reads it). The expiry travels with the write: every node removes
+ * the key when its own hybrid logical clock reaches the write's timestamp plus `ttl_ms`,
+ * reads it as missing from then on, and reports it to the state callback as a delete
+ * (`MESH_CHANGE_ORIGIN_DELETE`, value NULL). A later write without a TTL makes the key
+ * permanent again.
+ *
+ * `ttl_ms` must be at least 1 and at most 365 days (31 536 000 000 ms); otherwise this
+ * fails with `MESH_RESULT_INVALID_ARGUMENT` and changes nothing. Fails with
+ * `MESH_RESULT_INVALID_JSON` as `mesh_node_set_json` does.
+ */
+mesh_result mesh_node_set_ttl(const mesh_node_t *node,
+                              const char *key,
+                              const char *json,
+                              uint64_t ttl_ms);
 
 /**
  * Copies the value of `key` into a new `mesh_value_t` stored in `*value_out`, to be

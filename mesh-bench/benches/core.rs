@@ -101,6 +101,7 @@ fn sample_delta(entries: usize) -> Delta {
                     hlc: 0x0190_0000_0000_0000 + i as u64,
                     key: format!("key/{i:08}"),
                     value: Some(value_100(i)),
+                    expires: None,
                 })
                 .collect(),
         }],
@@ -176,6 +177,7 @@ fn merge(c: &mut Criterion) {
             hlc: 1000 + i as u64,
             origin: 7,
             seq: i as u64 + 1,
+            expires: None,
         })
         .collect();
     g.bench_function("100k new keys into an empty replica", |b| {

@@ -25,12 +25,14 @@ pub enum Format {
 /// One parsed command.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
-    /// `set KEY VALUE`
+    /// `set KEY VALUE [--ttl SECS]`
     Set {
         /// The key.
         key: String,
         /// The value, parsed from JSON or taken as a string.
         value: Value,
+        /// How long the key lives (`--ttl SECS` at the end of the line); `None`: for good.
+        ttl: Option<Duration>,
     },
     /// `get KEY`
     Get {
@@ -117,7 +119,8 @@ pub const COMMANDS: &[CommandHelp] = &[
         notes: &[
             "(42 is an int, 4.2 a float, true a bool, [1,2] a list,",
             "{\"a\":1} a map, \"42\" a string), otherwise taken as a string",
-            "(hello world is the string \"hello world\")",
+            "(hello world is the string \"hello world\");",
+            "`set KEY VALUE --ttl SECS` expires KEY on every node after SECS",
         ],
     },
     CommandHelp {
@@ -240,9 +243,14 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             if rest.is_empty() {
                 return Err(usage("set", "missing VALUE"));
             }
+            let (rest, ttl) = split_ttl(rest)?;
+            if rest.is_empty() {
+                return Err(usage("set", "missing VALUE"));
+            }
             Command::Set {
                 key,
                 value: parse_value(rest)?,
+                ttl,
             }
         }
         "get" => Command::Get {
@@ -303,6 +311,34 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         }
     };
     Ok(Some(command))
+}
+
+/// Splits a trailing `--ttl SECS` (or `--ttl=SECS`) off the text after `set KEY`. A
+/// string value that itself ends that way is written in double quotes: text that is
+/// JSON as a whole is the value, whatever it ends with.
+fn split_ttl(text: &str) -> Result<(&str, Option<Duration>), String> {
+    if Value::from_json(text).is_ok() {
+        return Ok((text, None));
+    }
+    let ttl = |secs: &str| {
+        crate::args::parse_seconds(secs).map_err(|e| usage("set", &format!("--ttl: {e}")))
+    };
+    let (head, last) = match text.rsplit_once(char::is_whitespace) {
+        Some((head, last)) => (head.trim_end(), last),
+        None => ("", text),
+    };
+    if let Some(secs) = last.strip_prefix("--ttl=") {
+        return Ok((head, Some(ttl(secs)?)));
+    }
+    if last == "--ttl" {
+        return Err(usage("set", "--ttl needs SECS"));
+    }
+    if let Some(value) = head.strip_suffix("--ttl") {
+        if value.is_empty() || value.ends_with(char::is_whitespace) {
+            return Ok((value.trim_end(), Some(ttl(last)?)));
+        }
+    }
+    Ok((text, None))
 }
 
 /// Turns the text after `set KEY` into a value: JSON when it parses, else the text itself
@@ -378,10 +414,18 @@ fn parse_key(text: &str) -> Result<(String, &str), String> {
 pub fn execute(node: &Node, command: &Command, format: Format) -> Result<String, String> {
     let json = format == Format::Json;
     match command {
-        Command::Set { key, value } => {
-            node.set(key, value.clone()).map_err(|e| e.to_string())?;
+        Command::Set { key, value, ttl } => {
+            match ttl {
+                Some(ttl) => node.set_with_ttl(key, value.clone(), *ttl),
+                None => node.set(key, value.clone()),
+            }
+            .map_err(|e| e.to_string())?;
             Ok(if json {
-                json!({"ok": true, "key": key, "value": value.to_json_value()}).to_string()
+                let mut answer = json!({"ok": true, "key": key, "value": value.to_json_value()});
+                if let Some(ttl) = ttl {
+                    answer["ttl"] = json!(ttl.as_secs_f64());
+                }
+                answer.to_string()
             } else {
                 "ok".to_owned()
             })
@@ -749,9 +793,51 @@ mod tests {
             parsed("set n -9223372036854775808"),
             Command::Set {
                 key: "n".into(),
-                value: Value::Int(i64::MIN)
+                value: Value::Int(i64::MIN),
+                ttl: None,
             }
         );
+    }
+
+    #[test]
+    fn a_ttl_ends_the_line() {
+        let set = |key: &str, value: Value, ttl: Option<Duration>| Command::Set {
+            key: key.into(),
+            value,
+            ttl,
+        };
+        assert_eq!(
+            parsed("set k 42 --ttl 1.5"),
+            set("k", Value::Int(42), Some(Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            parsed("set k hello world --ttl=30"),
+            set("k", "hello world".into(), Some(Duration::from_secs(30)))
+        );
+        assert_eq!(
+            parsed("set k {\"a\": 1}   --ttl 2"),
+            set(
+                "k",
+                Value::Map([("a".to_owned(), Value::Int(1))].into_iter().collect()),
+                Some(Duration::from_secs(2))
+            )
+        );
+        // Quoted, it is part of the value; glued to a word, too.
+        assert_eq!(
+            parsed("set k \"x --ttl 5\""),
+            set("k", "x --ttl 5".into(), None)
+        );
+        assert_eq!(parsed("set k x--ttl 5"), set("k", "x--ttl 5".into(), None));
+        for (line, needle) in [
+            ("set k 1 --ttl 0", "positive"),
+            ("set k 1 --ttl -3", "positive"),
+            ("set k 1 --ttl soon", "not a number"),
+            ("set k 1 --ttl", "--ttl needs SECS"),
+            ("set k --ttl 5", "missing VALUE"),
+        ] {
+            let err = parse(line).unwrap_err();
+            assert!(err.contains(needle), "`{line}` gave `{err}`");
+        }
     }
 
     #[test]
@@ -760,7 +846,8 @@ mod tests {
             parsed("set \"my key\" 1"),
             Command::Set {
                 key: "my key".into(),
-                value: Value::Int(1)
+                value: Value::Int(1),
+                ttl: None,
             }
         );
         assert_eq!(

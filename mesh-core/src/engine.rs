@@ -6,8 +6,9 @@
 //!
 //! - inputs: [`Engine::handle_datagram`] for each datagram received,
 //!   [`Engine::handle_timeout`] once the time from [`Engine::poll_timeout`] has come;
-//! - commands: [`Engine::set`], [`Engine::delete`], [`Engine::add_bootstrap_peer`],
-//!   [`Engine::start`];
+//! - commands: [`Engine::set`], [`Engine::set_with_ttl`], [`Engine::delete`],
+//!   [`Engine::add_bootstrap_peer`], [`Engine::start`], and [`Engine::expire`] before
+//!   reading the replica between inputs;
 //! - outputs, drained after every input or command: [`Engine::poll_transmit`] until
 //!   `None` (datagrams to send), [`Engine::poll_event`] until `None` (events for the
 //!   application), then [`Engine::poll_timeout`] (when to call `handle_timeout` next).
@@ -27,12 +28,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{ConfigError, Error};
 use crate::event::{ChangeOrigin, Event};
 use crate::frontier::Frontiers;
-use crate::hlc::HlcClock;
+use crate::hlc::{HlcClock, LOGICAL_BITS};
 use crate::link::{channel_limits, Link, SessionCheck};
 use crate::members::{Admission, Heard, Members, Timing, Transition};
 use crate::propagation::PropagationLag;
@@ -63,6 +65,10 @@ mod user;
 
 pub use browse::{KeyEntry, KeyPage, KeyQuery};
 pub use report::MemoryReport;
+
+/// Longest TTL [`Engine::set_with_ttl`] accepts: 365 days. A value meant to outlive it
+/// is written without a TTL (and deleted when done).
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A datagram to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,6 +177,8 @@ impl Engine {
         }
         self.started = true;
         self.started_at_us = now.mono_us;
+        // Values restored from a store may have expired while the node was down.
+        self.expire(now);
         self.members.start(now.mono_us);
         self.touched.extend(self.links.keys().copied());
         if self.pushes.is_pending(self.replica.own_seq()) {
@@ -198,6 +206,36 @@ impl Engine {
 
     /// Writes `value` under `key`.
     pub fn set(&mut self, now: Now, key: &str, value: Value) -> Result<(), Error> {
+        self.set_expiring(now, key, value, None)
+    }
+
+    /// Writes `value` under `key` for `ttl`: the write carries its expiry, the HLC
+    /// timestamp `ttl` after its own, to every node. Each node turns it into a tombstone
+    /// (same identity, no new write) once its clock reaches that timestamp, reports a
+    /// [`ChangeOrigin::Expired`] change, and collects it like a delete. A later write to
+    /// the key wins as usual; one without a TTL makes the key permanent again.
+    ///
+    /// `ttl` must be positive and at most [`MAX_TTL`] (an [`Error::Config`] for field
+    /// `ttl` otherwise); it counts in milliseconds, rounded up.
+    pub fn set_with_ttl(
+        &mut self,
+        now: Now,
+        key: &str,
+        value: Value,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let ttl_ms = check_ttl(ttl)?;
+        self.set_expiring(now, key, value, Some(ttl_ms))
+    }
+
+    /// Writes `value` under `key`, expiring `ttl_ms` after the write if given.
+    fn set_expiring(
+        &mut self,
+        now: Now,
+        key: &str,
+        value: Value,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), Error> {
         self.check_key(key)?;
         value.check_depth()?;
         let size = value.encoded_len();
@@ -207,7 +245,7 @@ impl Engine {
                 max: self.config.max_value_size,
             });
         }
-        self.write(now, key, Some(value));
+        self.write(now, key, Some(value), ttl_ms);
         Ok(())
     }
 
@@ -215,7 +253,33 @@ impl Engine {
     /// records the delete, so a concurrent older write elsewhere loses to it.
     pub fn delete(&mut self, now: Now, key: &str) -> Result<bool, Error> {
         self.check_key(key)?;
-        Ok(self.write(now, key, None))
+        Ok(self.write(now, key, None, None))
+    }
+
+    /// Turns the values whose TTL ran out by `now` into tombstones, reporting each as a
+    /// [`ChangeOrigin::Expired`] change. Every input and write does it first, and
+    /// [`Engine::poll_timeout`] includes the next expiry; a driver reading the replica
+    /// between inputs calls it so reads are exact.
+    pub fn expire(&mut self, now: Now) {
+        for key in self.replica.expire(self.clock.now(now.wall_ms)) {
+            self.emit(Event::StateChanged {
+                key,
+                value: None,
+                origin: ChangeOrigin::Expired,
+            });
+        }
+        self.arm_expiry(now);
+    }
+
+    /// Arms the expiry timer for the soonest expiry, on the monotonic clock.
+    fn arm_expiry(&mut self, now: Now) {
+        let at = self.replica.next_expiry().map(|expires| {
+            // The first millisecond whose wall-clock reading reaches `expires`.
+            let due_ms = expires.div_ceil(1 << LOGICAL_BITS);
+            now.mono_us
+                .saturating_add(due_ms.saturating_sub(now.wall_ms).saturating_mul(1000))
+        });
+        self.timers.set(Timer::Expire, at);
     }
 
     fn check_key(&self, key: &str) -> Result<(), Error> {
@@ -228,19 +292,24 @@ impl Engine {
         Ok(())
     }
 
-    fn write(&mut self, now: Now, key: &str, value: Option<Value>) -> bool {
+    fn write(&mut self, now: Now, key: &str, value: Option<Value>, ttl_ms: Option<u64>) -> bool {
+        self.expire(now);
         let hlc = self.clock.tick(now.wall_ms);
+        let expires = ttl_ms.map(|ms| hlc.saturating_add(ms << LOGICAL_BITS));
         let event_value = value.as_ref().filter(|_| self.emit_events).cloned();
         let origin = match value {
             Some(_) => ChangeOrigin::LocalSet,
             None => ChangeOrigin::LocalDelete,
         };
-        let was_live = self.replica.write_local(key, value, hlc);
+        let was_live = self.replica.write_local_expiring(key, value, hlc, expires);
         self.emit(Event::StateChanged {
             key: key.to_owned(),
             value: event_value,
             origin,
         });
+        if expires.is_some() {
+            self.arm_expiry(now);
+        }
         if self.started && self.timers.get(Timer::Push).is_none() {
             let slot = self.pushes.next_slot(now.mono_us);
             self.timers.set(Timer::Push, Some(slot));
@@ -252,7 +321,10 @@ impl Engine {
 
     /// Processes one received datagram.
     pub fn handle_datagram(&mut self, now: Now, from: SocketAddr, datagram: &[u8]) {
+        self.expire(now);
         self.receive(now, from, datagram);
+        // What arrived may have moved the clock past an expiry, or brought one due.
+        self.expire(now);
         self.refresh_timers();
     }
 
@@ -374,6 +446,7 @@ impl Engine {
     /// Handles timers due at `now`: retransmissions, heartbeats, failure detection,
     /// pushes, anti-entropy, tombstone collection.
     pub fn handle_timeout(&mut self, now: Now) {
+        self.expire(now);
         self.on_timeout(now);
         self.refresh_timers();
     }
@@ -715,6 +788,25 @@ impl Engine {
 fn plausible_incarnation(incarnation: u64, wall_ms: u64, config: &Config) -> bool {
     let drift_ms = config.max_clock_drift.as_millis() as u64;
     incarnation >> 16 <= wall_ms.saturating_add(drift_ms)
+}
+
+/// A TTL in milliseconds (rounded up), if it is positive and at most [`MAX_TTL`].
+fn check_ttl(ttl: Duration) -> Result<u64, Error> {
+    if ttl.is_zero() {
+        return Err(ConfigError::new("ttl", "must be positive").into());
+    }
+    if ttl > MAX_TTL {
+        return Err(ConfigError::new(
+            "ttl",
+            format!(
+                "must be at most {} s (365 days), got {} s",
+                MAX_TTL.as_secs(),
+                ttl.as_secs()
+            ),
+        )
+        .into());
+    }
+    Ok(ttl.as_nanos().div_ceil(1_000_000) as u64)
 }
 
 /// `base` with ±10% random jitter, so nodes started together do not stay in lockstep.

@@ -13,14 +13,19 @@ pub enum ChangeOrigin {
     LocalDelete,
     /// A write received from a peer (set or delete there) that changed this replica.
     Sync,
+    /// A value written with a TTL expired: this node's clock reached its expiry. The
+    /// key reads as deleted from then on; every node reports it when its own clock gets
+    /// there (see [`crate::Engine::set_with_ttl`]).
+    Expired,
 }
 
 impl ChangeOrigin {
-    /// The prototype's operation names: `"set"`, `"delete"`, `"sync"`.
+    /// The prototype's operation names: `"set"`, `"delete"`, `"sync"`. An expiry is a
+    /// `"delete"`: the key is gone, as if deleted where it expired.
     pub fn as_str(self) -> &'static str {
         match self {
             ChangeOrigin::LocalSet => "set",
-            ChangeOrigin::LocalDelete => "delete",
+            ChangeOrigin::LocalDelete | ChangeOrigin::Expired => "delete",
             ChangeOrigin::Sync => "sync",
         }
     }

@@ -370,6 +370,7 @@ impl MessageSpec {
                                 hlc: e.hlc.get(cx),
                                 key: e.key.get(),
                                 value: e.value.as_ref().map(ValueSpec::get),
+                                expires: None,
                             })
                             .collect(),
                     })
@@ -394,6 +395,7 @@ impl MessageSpec {
                                 hlc: hlc.get(cx),
                                 key: key.get(),
                                 value: value.as_ref().map(ValueSpec::get),
+                                expires: None,
                             })
                             .collect(),
                     }],

@@ -42,6 +42,13 @@ impl HlcClock {
         self.last
     }
 
+    /// The clock's reading at `wall_ms` without issuing a timestamp: the wall clock, or
+    /// the latest timestamp issued or observed if that is ahead. An expiry at or below it
+    /// has passed.
+    pub fn now(&self, wall_ms: u64) -> u64 {
+        self.last.max(wall_ms << LOGICAL_BITS)
+    }
+
     /// Moves the clock up to `floor` (a high-water mark from before a restart), so it
     /// never issues a timestamp at or below one issued in an earlier run.
     pub fn raise_to(&mut self, floor: u64) {

@@ -104,7 +104,7 @@ internal_modules!(
 pub const PROTOCOL_VERSION: u8 = wire::VERSION;
 
 pub use config::Config;
-pub use engine::{Engine, KeyEntry, KeyPage, KeyQuery, MemoryReport, Transmit};
+pub use engine::{Engine, KeyEntry, KeyPage, KeyQuery, MemoryReport, Transmit, MAX_TTL};
 pub use error::{ConfigError, Error, KeyError, Result, StorageErrorKind};
 pub use event::{ChangeOrigin, Event};
 pub use fault::{FaultConfig, FaultStats};

@@ -486,9 +486,34 @@ impl Node {
         self.write(|engine, now| engine.set(now, key, value))
     }
 
-    /// The value of `key`, or `None` if it is missing or deleted.
+    /// Sets `key` to `value` for `ttl`: the key expires on every node when that node's
+    /// hybrid logical clock reaches the write's timestamp plus `ttl` (the expiry travels
+    /// with the write, so all nodes expire it at the same HLC time, each by its own
+    /// clock). An expired key reads as missing, is reported to the event handler and the
+    /// watches as a delete ([`crate::ChangeOrigin::Expired`]) and is collected like a
+    /// tombstone. A later write to the key replaces it as usual; one made with
+    /// [`Node::set`] makes it permanent.
+    ///
+    /// `ttl` must be positive and at most [`crate::MAX_TTL`] (365 days); otherwise it
+    /// fails with [`Error::Config`] (field `ttl`) and changes nothing. Otherwise it
+    /// behaves as [`Node::set`].
+    pub fn set_with_ttl(&self, key: &str, value: impl Into<Value>, ttl: Duration) -> Result<()> {
+        let value = value.into();
+        self.write(|engine, now| engine.set_with_ttl(now, key, value, ttl))
+    }
+
+    /// The value of `key`, or `None` if it is missing, deleted or expired.
     pub fn get(&self, key: &str) -> Option<Value> {
-        self.shared.engine.lock().get(key).cloned()
+        self.read(|engine| engine.get(key).cloned())
+    }
+
+    /// Runs `f` on the engine once the values expired by now are gone, so a read never
+    /// returns an expired value, whenever the network thread last ran.
+    fn read<T>(&self, f: impl FnOnce(&Engine) -> T) -> T {
+        self.with_engine(|engine, now| {
+            engine.expire(now);
+            f(engine)
+        })
     }
 
     /// Deletes `key`. Returns whether it held a live value.
@@ -515,17 +540,17 @@ impl Node {
 
     /// A snapshot of every live key and its value.
     pub fn get_all(&self) -> BTreeMap<String, Value> {
-        self.shared.engine.lock().snapshot()
+        self.read(Engine::snapshot)
     }
 
     /// Live keys, in no particular order.
     pub fn keys(&self) -> Vec<String> {
-        self.shared.engine.lock().keys()
+        self.read(Engine::keys)
     }
 
     /// Number of live keys.
     pub fn len(&self) -> usize {
-        self.shared.engine.lock().live_keys()
+        self.read(Engine::live_keys)
     }
 
     /// Whether the replica holds no live key.
@@ -535,7 +560,7 @@ impl Node {
 
     /// The node's status and counters.
     pub fn status(&self) -> Status {
-        let mut status = self.shared.engine.lock().status();
+        let mut status = self.read(Engine::status);
         status.port = self.port();
         status.running = self.is_running();
         status.storage = self.persist.as_ref().map(persist::Persist::status);
@@ -573,7 +598,7 @@ impl Node {
 
     /// A page of live keys with their writers and timestamps (see [`Engine::browse_keys`]).
     pub fn browse_keys(&self, query: &KeyQuery<'_>) -> KeyPage {
-        self.shared.engine.lock().browse_keys(query)
+        self.read(|engine| engine.browse_keys(query))
     }
 
     /// Installs `key` for opening datagrams, the first step of a key rotation: install

@@ -5,8 +5,14 @@
 //! merge is commutative, associative and idempotent (see the property tests). An entry
 //! that loses is forgotten at once; its `(origin, seq)` stays accounted for in the
 //! version vector because the entry that beat it is held instead.
+//!
+//! An entry may carry an expiry (`expires`, an HLC timestamp: see `set_with_ttl`). Once
+//! the node's clock reaches it, [`Replica::expire`] turns the entry into a tombstone *in
+//! place*: same key, same `(hlc, origin, seq)`, same `expires`, value dropped. No new
+//! write is made, so the version vector (and every fingerprint and digest derived from
+//! it) does not change, and every node ends with the very same tombstone.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::store::{StoreLog, StoredVv};
@@ -24,6 +30,9 @@ pub struct Entry {
     pub origin: OriginId,
     /// The origin's sequence number of the write.
     pub seq: u64,
+    /// HLC timestamp at which the value expires (a write with a TTL), if any. An expired
+    /// entry keeps it once turned into a tombstone.
+    pub expires: Option<u64>,
 }
 
 impl Entry {
@@ -35,6 +44,17 @@ impl Entry {
     /// Whether this entry beats `other`.
     pub fn wins_over(&self, other: &Entry) -> bool {
         self.rank() > other.rank()
+    }
+
+    /// Whether this entry's value has expired for a node whose clock reads `now_hlc`.
+    pub fn is_expired_at(&self, now_hlc: u64) -> bool {
+        self.expires.is_some_and(|e| e <= now_hlc)
+    }
+
+    /// When this entry stopped being live: its expiry for an expired value, its write
+    /// for a delete. Tombstones age from it.
+    pub fn dead_since(&self) -> u64 {
+        self.expires.unwrap_or(self.hlc).max(self.hlc)
     }
 }
 
@@ -59,6 +79,8 @@ pub struct Replica {
     /// origin -> seq -> key, for the entries currently held.
     by_origin: HashMap<OriginId, BTreeMap<u64, Arc<str>>>,
     tombstones: HashSet<Arc<str>>,
+    /// `(expires, key)` of every live entry with an expiry, soonest first.
+    expiring: BTreeSet<(u64, Arc<str>)>,
     vv: VersionVector,
     state_version: u64,
     /// What changed since the store last took a batch; `None` without a store.
@@ -74,6 +96,7 @@ impl Replica {
             entries: HashMap::new(),
             by_origin: HashMap::new(),
             tombstones: HashSet::new(),
+            expiring: BTreeSet::new(),
             vv: VersionVector::default(),
             state_version: 0,
             store_log: None,
@@ -92,13 +115,26 @@ impl Replica {
 
     /// Records a local write (`None` deletes) stamped `hlc`. Returns whether the key held
     /// a live value before.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub fn write_local(&mut self, key: &str, value: Option<Value>, hlc: u64) -> bool {
+        self.write_local_expiring(key, value, hlc, None)
+    }
+
+    /// [`Replica::write_local`] with an expiry: the value expires at HLC `expires`.
+    pub fn write_local_expiring(
+        &mut self,
+        key: &str,
+        value: Option<Value>,
+        hlc: u64,
+        expires: Option<u64>,
+    ) -> bool {
         self.own_seq += 1;
         let entry = Entry {
             value,
             hlc,
             origin: self.own_origin,
             seq: self.own_seq,
+            expires,
         };
         let seq = self.own_seq;
         self.vv.insert_range(self.own_origin, seq, seq);
@@ -127,6 +163,9 @@ impl Replica {
             Some((k, old)) => {
                 let k = Arc::clone(k);
                 let (origin, seq) = (old.origin, old.seq);
+                if let (Some(expires), Some(_)) = (old.expires, &old.value) {
+                    self.expiring.remove(&(expires, Arc::clone(&k)));
+                }
                 self.unindex(origin, seq);
                 k
             }
@@ -136,6 +175,9 @@ impl Replica {
             self.tombstones.insert(Arc::clone(&key));
         } else {
             self.tombstones.remove(&key);
+            if let Some(expires) = entry.expires {
+                self.expiring.insert((expires, Arc::clone(&key)));
+            }
         }
         self.by_origin
             .entry(entry.origin)
@@ -176,6 +218,34 @@ impl Replica {
                 self.vv.insert_range(origin, seq, seq);
             }
         }
+    }
+
+    /// The soonest expiry of a live entry, if any.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.expiring.first().map(|(expires, _)| *expires)
+    }
+
+    /// Turns every live entry whose expiry is at or below `now_hlc` into a tombstone with
+    /// the same identity (see the module docs); returns their keys, soonest expiry first
+    /// (ties in key order). The version vector does not change.
+    pub fn expire(&mut self, now_hlc: u64) -> Vec<String> {
+        let mut expired = Vec::new();
+        while let Some((expires, key)) = self.expiring.first().cloned() {
+            if expires > now_hlc {
+                break;
+            }
+            self.expiring.pop_first();
+            if let Some(entry) = self.entries.get_mut(key.as_ref()) {
+                entry.value = None;
+            }
+            self.tombstones.insert(Arc::clone(&key));
+            if let Some(log) = self.store_log.as_mut() {
+                log.touch(&key);
+            }
+            self.state_version += 1;
+            expired.push(key.to_string());
+        }
+        expired
     }
 
     /// The live value of `key`.
@@ -309,6 +379,7 @@ mod tests {
             hlc,
             origin,
             seq,
+            expires: None,
         }
     }
 
@@ -320,6 +391,7 @@ mod tests {
             hlc: seq,
             origin: 8,
             seq,
+            expires: None,
         };
         r.merge("a", entry(2));
         r.merge("b", entry(40));

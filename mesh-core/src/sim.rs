@@ -75,6 +75,8 @@ struct Write {
     value: Option<Value>,
     rank: (u64, u64, u64),
     lost: bool,
+    /// Expiry (HLC) of a write with a TTL.
+    expires: Option<u64>,
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -297,17 +299,31 @@ impl Sim {
 
     /// Writes on node `i` (`None` deletes) and records it for the oracle.
     pub fn write(&mut self, i: usize, key: &str, value: Option<Value>) {
+        self.write_inner(i, key, value, None);
+    }
+
+    /// Writes `value` with a TTL on node `i` and records it for the oracle, which
+    /// expects the key gone once the virtual wall clock (without skew) passes its expiry.
+    pub fn write_with_ttl(&mut self, i: usize, key: &str, value: Value, ttl: Duration) {
+        self.write_inner(i, key, Some(value), Some(ttl));
+    }
+
+    fn write_inner(&mut self, i: usize, key: &str, value: Option<Value>, ttl: Option<Duration>) {
         let now = self.now_for(i);
         let Some(engine) = self.nodes[i].engine.as_mut() else {
             return;
         };
-        match &value {
-            Some(v) => engine.set(now, key, v.clone()).expect("valid write"),
-            None => {
+        match (&value, ttl) {
+            (Some(v), Some(ttl)) => engine
+                .set_with_ttl(now, key, v.clone(), ttl)
+                .expect("valid write"),
+            (Some(v), None) => engine.set(now, key, v.clone()).expect("valid write"),
+            (None, _) => {
                 engine.delete(now, key).expect("valid delete");
             }
         }
-        let rank = engine.replica().entry(key).expect("just written").rank();
+        let held = engine.replica().entry(key).expect("just written");
+        let (rank, expires) = (held.rank(), held.expires);
         let floor = self.disks.as_ref().map_or(0, |d| d[i].hlc);
         if rank.0 <= floor {
             self.violation.get_or_insert(Divergence::Invariant {
@@ -334,6 +350,7 @@ impl Sim {
             value,
             rank,
             lost: false,
+            expires,
         });
         self.flush(i);
     }
@@ -384,11 +401,13 @@ impl Sim {
             if write.lost {
                 continue;
             }
-            let on_disk = self.disks.as_ref().is_some_and(|disks| {
-                disks
-                    .iter()
-                    .any(|d| d.keeps(&write.key, write.rank, write.value.is_none()))
-            });
+            // An expired write is a delete by now: its tombstone may be collected.
+            let wall_hlc = (WALL_BASE_MS + self.now_us / 1000) << crate::hlc::LOGICAL_BITS;
+            let dead = write.value.is_none() || write.expires.is_some_and(|e| e <= wall_hlc);
+            let on_disk = self
+                .disks
+                .as_ref()
+                .is_some_and(|disks| disks.iter().any(|d| d.keeps(&write.key, write.rank, dead)));
             let survives = on_disk
                 || self.nodes.iter().any(|n| {
                     n.engine.as_ref().is_some_and(|e| {
@@ -400,8 +419,7 @@ impl Sim {
                         e.replica()
                             .entry(&write.key)
                             .is_some_and(|entry| entry.rank() >= write.rank)
-                            || (write.value.is_none()
-                                && e.replica().version_vector().contains(origin, seq))
+                            || (dead && e.replica().version_vector().contains(origin, seq))
                     })
                 });
             if !survives {
@@ -635,7 +653,7 @@ impl Sim {
     }
 
     /// What the writes imply: for each key ever written, the surviving winner's value
-    /// (`None` if it is a delete).
+    /// (`None` if it is a delete, or a write whose TTL ran out by the virtual wall clock).
     pub fn expected(&self) -> BTreeMap<String, Option<Value>> {
         let mut best: HashMap<&str, &Write> = HashMap::new();
         for w in self.writes.iter().filter(|w| !w.lost) {
@@ -644,8 +662,12 @@ impl Sim {
                 *slot = w;
             }
         }
+        let wall_hlc = (WALL_BASE_MS + self.now_us / 1000) << crate::hlc::LOGICAL_BITS;
         best.into_iter()
-            .map(|(k, w)| (k.to_owned(), w.value.clone()))
+            .map(|(k, w)| {
+                let expired = w.expires.is_some_and(|e| e <= wall_hlc);
+                (k.to_owned(), w.value.clone().filter(|_| !expired))
+            })
             .collect()
     }
 

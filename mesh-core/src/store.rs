@@ -39,8 +39,13 @@ use crate::version::OriginId;
 /// The file inside a node's data directory.
 pub const STORE_FILE: &str = "mesh.redb";
 
-/// Version of the records' layout; a store written by another layout is refused.
-const FORMAT: u32 = 1;
+/// Version of the records' layout; a store written by a later layout is refused.
+/// Format 2 added the expiry of entries written with a TTL; format 1 stores are read
+/// (their records have no expiry) and become format 2 at the next commit, so a build
+/// that would ignore expiries refuses them from then on.
+const FORMAT: u32 = 2;
+/// The oldest format this build reads.
+const OLDEST_FORMAT: u32 = 1;
 
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -285,6 +290,30 @@ struct Record {
     hlc: u64,
     origin: OriginId,
     seq: u64,
+    expires: Option<u64>,
+}
+
+/// One entry as format 1 stored it: a [`Record`] without its last field. A format 1
+/// record never decodes as a `Record` (it ends where the expiry would start), so the
+/// two tell apart record by record, and a store with both kinds loads.
+#[derive(Deserialize)]
+struct RecordV1 {
+    value: Option<Value>,
+    hlc: u64,
+    origin: OriginId,
+    seq: u64,
+}
+
+impl Record {
+    fn into_entry(self) -> Entry {
+        Entry {
+            value: self.value,
+            hlc: self.hlc,
+            origin: self.origin,
+            seq: self.seq,
+            expires: self.expires,
+        }
+    }
 }
 
 /// The node's store: a redb database in its data directory, opened exclusively.
@@ -385,17 +414,19 @@ impl Store {
             Err(redb::TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(err(e.into())),
         };
-        if let Some(meta) = meta {
-            if meta.format != FORMAT {
+        if let Some(mut meta) = meta {
+            if !(OLDEST_FORMAT..=FORMAT).contains(&meta.format) {
                 return Err(storage_error(
                     &path,
                     StorageErrorKind::Corrupted,
                     format!(
-                        "written in store format {}, this build reads {FORMAT}",
+                        "written in store format {}, this build reads {OLDEST_FORMAT} to {FORMAT}",
                         meta.format
                     ),
                 ));
             }
+            // Written back in this build's format from now on.
+            meta.format = FORMAT;
             self.meta = meta;
         }
         let mut entries = Vec::new();
@@ -404,16 +435,20 @@ impl Store {
                 entries.reserve(table.len().map_err(|e| err(e.into()))? as usize);
                 for item in table.iter().map_err(|e| err(e.into()))? {
                     let (key, bytes) = item.map_err(|e| err(e.into()))?;
-                    let record: Record = decode(&path, bytes.value(), "entry")?;
-                    entries.push((
-                        key.value().to_owned(),
-                        Entry {
-                            value: record.value,
-                            hlc: record.hlc,
-                            origin: record.origin,
-                            seq: record.seq,
+                    let entry = match decode::<Record>(&path, bytes.value(), "entry") {
+                        Ok(record) => record.into_entry(),
+                        Err(e) => match decode::<RecordV1>(&path, bytes.value(), "entry") {
+                            Ok(old) => Entry {
+                                value: old.value,
+                                hlc: old.hlc,
+                                origin: old.origin,
+                                seq: old.seq,
+                                expires: None,
+                            },
+                            Err(_) => return Err(e),
                         },
-                    ));
+                    };
+                    entries.push((key.value().to_owned(), entry));
                 }
             }
             Err(redb::TableError::TableDoesNotExist(_)) => {}
@@ -494,6 +529,7 @@ impl Store {
                                 hlc: entry.hlc,
                                 origin: entry.origin,
                                 seq: entry.seq,
+                                expires: entry.expires,
                             },
                         );
                         table
@@ -624,5 +660,119 @@ fn redb_error(path: &Path, e: redb::Error) -> Error {
             format!("not a store this build can read (file format {v})"),
         ),
         other => storage_error(path, StorageErrorKind::Io, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fields of a format 1 record, as format 1 wrote them.
+    #[derive(Serialize)]
+    struct V1 {
+        value: Option<Value>,
+        hlc: u64,
+        origin: OriginId,
+        seq: u64,
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mesh-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    const WALL: u64 = 1_767_225_600_000;
+    const GRACE: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn expiries_are_kept_and_format_1_stores_still_load() {
+        let dir = scratch("format1");
+        {
+            // A store as format 1 left it: its run record and a record without expiry.
+            let (mut store, _, _) = Store::open(&dir, WALL, GRACE).unwrap();
+            store.meta.format = 1;
+            store.begin_run(9, WALL).unwrap();
+            let db = store.db().unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(ENTRIES).unwrap();
+                let mut buf = Vec::new();
+                let old = V1 {
+                    value: Some(Value::Int(1)),
+                    hlc: 5,
+                    origin: 9,
+                    seq: 1,
+                };
+                encode_into(&mut buf, &old);
+                table.insert("old", buf.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let (mut store, snapshot, _) = Store::open(&dir, WALL, GRACE).unwrap();
+        assert_eq!(
+            snapshot.entries,
+            vec![(
+                "old".to_owned(),
+                Entry {
+                    value: Some(Value::Int(1)),
+                    hlc: 5,
+                    origin: 9,
+                    seq: 1,
+                    expires: None,
+                }
+            )]
+        );
+        // A new record carries its expiry, next to the old one.
+        let expiring = Entry {
+            value: Some(Value::Int(2)),
+            hlc: 6,
+            origin: 10,
+            seq: 1,
+            expires: Some(6 + (1000 << 16)),
+        };
+        let batch = StoreBatch {
+            changes: [(Arc::from("new"), Some(expiring.clone()))]
+                .into_iter()
+                .collect(),
+            vv: None,
+            hlc: 6,
+            wall_ms: WALL,
+        };
+        store.begin_run(10, WALL).unwrap();
+        store.commit(&batch).unwrap();
+        drop(store);
+        let (_, snapshot, _) = Store::open(&dir, WALL, GRACE).unwrap();
+        let mut entries = snapshot.entries;
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(entries[0], ("new".to_owned(), expiring));
+        assert_eq!(entries[1].1.expires, None);
+        // Written back in this build's format: a build ignoring expiries refuses it.
+        let db = Database::builder().create(dir.join(STORE_FILE)).unwrap();
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(META).unwrap();
+        let meta: Meta =
+            decode(&dir, table.get(META_KEY).unwrap().unwrap().value(), "meta").unwrap();
+        assert_eq!(meta.format, FORMAT);
+        drop((table, txn, db));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_later_format_is_refused() {
+        let dir = scratch("format9");
+        {
+            let (mut store, _, _) = Store::open(&dir, WALL, GRACE).unwrap();
+            store.meta.format = 9;
+            store.begin_run(9, WALL).unwrap();
+        }
+        match Store::open(&dir, WALL, GRACE) {
+            Err(Error::Storage { kind, reason, .. }) => {
+                assert_eq!(kind, StorageErrorKind::Corrupted);
+                assert!(reason.contains("store format 9"), "{reason}");
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

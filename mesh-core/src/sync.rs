@@ -205,6 +205,7 @@ pub(crate) fn build_delta(
                 hlc: entry.hlc,
                 key: key.to_owned(),
                 value: entry.value.clone(),
+                expires: entry.expires,
             };
             let len = wire_entry.encoded_len();
             if any_entry && size + len > budget {
@@ -296,19 +297,23 @@ pub(crate) fn merge_delta(
                 first_refused = first_refused.min(entry.seq);
                 continue;
             }
-            let new_value = events.as_ref().and_then(|_| entry.value.clone());
-            let now_live = entry.value.is_some();
+            let mut merging = Entry {
+                value: entry.value,
+                hlc: entry.hlc,
+                origin: group.origin,
+                seq: entry.seq,
+                expires: entry.expires,
+            };
+            // A value already expired here arrives as the tombstone it is everywhere
+            // once expired: same identity, no value (see `replica`).
+            if merging.is_expired_at(clock.now(wall_ms)) {
+                merging.value = None;
+            }
+            let new_value = events.as_ref().and_then(|_| merging.value.clone());
+            let now_live = merging.value.is_some();
             merged_seqs.push(entry.seq);
             let hlc = entry.hlc;
-            let merged = replica.merge(
-                &entry.key,
-                Entry {
-                    value: entry.value,
-                    hlc: entry.hlc,
-                    origin: group.origin,
-                    seq: entry.seq,
-                },
-            );
+            let merged = replica.merge(&entry.key, merging);
             if let MergeOutcome::Applied { was_live } = merged {
                 counters.entries_applied += 1;
                 lag.record(hlc, wall_ms);
@@ -366,8 +371,20 @@ fn refusal(
     if oversized {
         return Some(Refusal::Oversized);
     }
+    // A value that expired at the sender travels without it: the sender's clock had
+    // reached the expiry, so this node's clock moves there too (as for any timestamp
+    // received), and the value is expired here as well.
+    let expired_at = entry.expires.filter(|_| entry.value.is_none());
+    if let Some(expires) = expired_at {
+        if clock.check(expires, wall_ms).is_err() {
+            return Some(Refusal::ClockDrift);
+        }
+    }
     if clock.observe(entry.hlc, wall_ms).is_err() {
         return Some(Refusal::ClockDrift);
+    }
+    if let Some(expires) = expired_at {
+        let _ = clock.observe(expires, wall_ms);
     }
     None
 }
@@ -505,6 +522,7 @@ mod tests {
             hlc: seq,
             key: key.into(),
             value: Some(value),
+            expires: None,
         }
     }
 

@@ -19,6 +19,8 @@ pub(crate) enum Timer {
     AntiEntropy,
     /// Collect tombstones every peer has confirmed.
     CollectTombstones,
+    /// Turn values whose TTL ran out into tombstones.
+    Expire,
     /// Log what was dropped since the last report.
     ReportDrops,
     /// Something about one peer: retransmission, liveness, heartbeat or sync.

@@ -8,6 +8,9 @@
 //! delete keep the old value forever, since the collector's version vector already
 //! accounts for the delete. A freshly started node waits until gossip had time to tell
 //! it the whole membership.
+//!
+//! A value written with a TTL becomes a tombstone when it expires (see `replica`) and is
+//! collected by the same rules, its age counted from its expiry.
 
 use crate::config::Config;
 use crate::hlc::physical_ms;
@@ -53,7 +56,8 @@ impl TombstoneRules {
                 })
         };
         replica.collect_tombstones(|entry| {
-            let age_ms = now.wall_ms.saturating_sub(physical_ms(entry.hlc));
+            // An expired value's tombstone ages from its expiry, a delete's from its write.
+            let age_ms = now.wall_ms.saturating_sub(physical_ms(entry.dead_since()));
             age_ms >= self.grace_ms || (age_ms >= self.min_age_ms && everyone_confirmed(entry))
         })
     }
@@ -108,6 +112,27 @@ mod tests {
         assert_eq!(rules.collect(&mut replica, peers(), at(1), 0), 0, "1 s old");
         assert_eq!(rules.collect(&mut replica, peers(), at(5), 4_000_000), 0, "warming up");
         assert_eq!(rules.collect(&mut replica, peers(), at(5), 0), 1);
+    }
+
+    #[test]
+    fn an_expired_value_ages_from_its_expiry() {
+        let (rules, mut replica) = setup();
+        replica.collect_tombstones(|_| true);
+        // Written at WALL, expiring 30 s later.
+        let hlc = WALL << 16;
+        replica.write_local_expiring("ttl", Some(crate::value::Value::Int(1)), hlc, Some(hlc + (30_000 << 16)));
+        let confirmed: PeerDigest = [(4, 2)].into_iter().collect();
+        let peers = || [Some(&confirmed)].into_iter();
+        assert_eq!(rules.collect(&mut replica, peers(), at(10), 0), 0, "live");
+        assert_eq!(replica.expire((WALL + 30_000) << 16), vec!["ttl".to_owned()]);
+        assert_eq!(rules.collect(&mut replica, peers(), at(31), 0), 0, "expired 1 s ago");
+        assert_eq!(rules.collect(&mut replica, peers(), at(32), 0), 1, "two rounds old");
+        assert!(replica.entry("ttl").is_none());
+        // Unconfirmed, it waits for the grace, counted from the expiry too.
+        replica.write_local_expiring("ttl", Some(crate::value::Value::Int(1)), hlc + 1, Some(hlc + (30_000 << 16)));
+        replica.expire(u64::MAX);
+        assert_eq!(rules.collect(&mut replica, [None].into_iter(), at(89), 0), 0);
+        assert_eq!(rules.collect(&mut replica, [None].into_iter(), at(90), 0), 1);
     }
 
     #[test]

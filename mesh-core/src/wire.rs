@@ -4,7 +4,7 @@
 //!  0      2     3     4      5      6            10         12          16
 //!  +------+-----+-----+------+------+------------+----------+-----------+-----------
 //!  |magic |ver  |kind |flags |rsvd  | cluster id | pay. len | CRC-32    | payload...
-//!  | "MS" | 2   | 1   | 0    | 0    | u32 BE     | u16 BE   | u32 BE    | postcard
+//!  | "MS" | 3   | 1   | 0    | 0    | u32 BE     | u16 BE   | u32 BE    | postcard
 //!  +------+-----+-----+------+------+------------+----------+-----------+-----------
 //! ```
 //!
@@ -24,8 +24,9 @@ use crate::version::Digest;
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"MS";
 /// Protocol version spoken. Version 2 added address verification (`Challenge` and
-/// `Response` frames); version 1 nodes cannot join a version 2 mesh.
-pub const VERSION: u8 = 2;
+/// `Response` frames); version 1 nodes cannot join a version 2 mesh. Version 3 added the
+/// expiry of writes with a TTL ([`WireEntry::expires`]).
+pub const VERSION: u8 = 3;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// `kind` of a plain packet of frames.
@@ -186,14 +187,18 @@ pub struct WireEntry {
     pub hlc: u64,
     /// The key.
     pub key: String,
-    /// The value; `None` for a delete.
+    /// The value; `None` for a delete, or for a value expired at the sender.
     pub value: Option<Value>,
+    /// HLC timestamp at which the value expires (a write with a TTL), if any.
+    pub expires: Option<u64>,
 }
 
 impl WireEntry {
     /// Upper bound of this entry's encoded size.
     pub fn encoded_len(&self) -> usize {
-        30 + self.key.len() + self.value.as_ref().map_or(1, Value::encoded_len)
+        30 + self.key.len()
+            + self.value.as_ref().map_or(1, Value::encoded_len)
+            + if self.expires.is_some() { 11 } else { 1 }
     }
 }
 
@@ -399,6 +404,7 @@ mod tests {
                         hlc: 1,
                         key: "k".into(),
                         value: Some(value),
+                        expires: None,
                     }],
                 }],
             }))

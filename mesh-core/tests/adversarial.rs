@@ -65,6 +65,7 @@ fn delta(origin: u64, seq: u64, key: &str, value: Value, wall_ms: u64) -> Messag
                 hlc: wall_ms << 16,
                 key: key.to_owned(),
                 value: Some(value),
+                expires: None,
             }],
         }],
     })

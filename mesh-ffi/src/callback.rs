@@ -20,7 +20,8 @@ use crate::value::{mesh_str, mesh_value_t, nul_terminated};
 pub enum mesh_change_origin {
     /// A `mesh_node_set_*` call on this node.
     Set = 0,
-    /// A `mesh_node_delete` call on this node.
+    /// A `mesh_node_delete` call on this node, or a value written with a TTL
+    /// (`mesh_node_set_ttl`) that expired here.
     Delete = 1,
     /// A write received from a peer (a set or a delete there) that changed this replica.
     Sync = 2,
@@ -207,7 +208,8 @@ pub(crate) unsafe fn call_state(
         .map_or(std::ptr::null(), |v| v as *const mesh_value_t);
     let origin = match origin {
         ChangeOrigin::LocalSet => mesh_change_origin::Set,
-        ChangeOrigin::LocalDelete => mesh_change_origin::Delete,
+        // An expiry is a delete: the key is gone (see `mesh_node_set_ttl`).
+        ChangeOrigin::LocalDelete | ChangeOrigin::Expired => mesh_change_origin::Delete,
         ChangeOrigin::Sync => mesh_change_origin::Sync,
     };
     // SAFETY: the function pointer and user_data were registered together by the C

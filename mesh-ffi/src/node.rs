@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::ffi::{c_char, c_int};
 use std::sync::Arc;
+use std::time::Duration;
 
 use mesh_core::{Node, Value};
 use parking_lot::Mutex;
@@ -306,6 +307,44 @@ pub unsafe extern "C" fn mesh_node_set_json(
         });
         // SAFETY: `node` and `key` are NULL or valid as documented.
         unsafe { set_value(node, key, value) }
+    }
+}
+
+/// Sets `key`, for `ttl_ms` milliseconds, to the value described by a JSON text (as
+/// `mesh_node_set_json` reads it). The expiry travels with the write: every node removes
+/// the key when its own hybrid logical clock reaches the write's timestamp plus `ttl_ms`,
+/// reads it as missing from then on, and reports it to the state callback as a delete
+/// (`MESH_CHANGE_ORIGIN_DELETE`, value NULL). A later write without a TTL makes the key
+/// permanent again.
+///
+/// `ttl_ms` must be at least 1 and at most 365 days (31 536 000 000 ms); otherwise this
+/// fails with `MESH_RESULT_INVALID_ARGUMENT` and changes nothing. Fails with
+/// `MESH_RESULT_INVALID_JSON` as `mesh_node_set_json` does.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_node_set_ttl(
+    node: *const mesh_node_t,
+    key: *const c_char,
+    json: *const c_char,
+    ttl_ms: u64,
+) -> mesh_result {
+    ffi_boundary! {
+        let ttl = Duration::from_millis(ttl_ms);
+        if ttl_ms == 0 || ttl > mesh_core::MAX_TTL {
+            return Err(FfiError::invalid(format!(
+                "ttl_ms must be between 1 and {} (365 days), got {ttl_ms}",
+                mesh_core::MAX_TTL.as_millis()
+            )));
+        }
+        // SAFETY: `node` is NULL or a live node.
+        let n = unsafe { arg_ref(node, "node") }?;
+        // SAFETY: `key` is NULL or a NUL-terminated string.
+        let key = unsafe { arg_str(key, "key") }?;
+        // SAFETY: `json` is NULL or a NUL-terminated string.
+        let text = unsafe { arg_str(json, "json") }?;
+        let value = Value::from_json(text)
+            .map_err(|e| FfiError::new(mesh_result::InvalidJson, e.to_string()))?;
+        n.node.set_with_ttl(key, value, ttl)?;
+        Ok(())
     }
 }
 

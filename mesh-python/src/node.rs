@@ -446,10 +446,29 @@ impl MeshSyncNode {
     /// with str keys, nested). Visible locally at once and pushed to peers. Returns once
     /// ``on_state_change`` and the watches have run for this write (at once when called
     /// from inside a callback).
-    fn set(&self, py: Python<'_>, key: String, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    ///
+    /// With ``ttl`` (seconds, a positive finite number of at most 365 days; else
+    /// ``ConfigError``), the key expires on every node when that node's hybrid logical
+    /// clock reaches the write's timestamp plus ``ttl``: it reads as missing from then on
+    /// and ``on_state_change(key, None, "delete")`` and the watches report it. A later
+    /// ``set`` without ``ttl`` makes the key permanent.
+    #[pyo3(signature = (key, value, *, ttl = None))]
+    fn set(
+        &self,
+        py: Python<'_>,
+        key: String,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<f64>,
+    ) -> PyResult<()> {
         let value = to_value(value)?;
-        py.detach(|| self.node.set(&key, value))
-            .map_err(|e| to_py_err(py, e))
+        match ttl {
+            None => py.detach(|| self.node.set(&key, value)),
+            Some(seconds) => {
+                let ttl = ttl_duration(seconds).map_err(|e| to_py_err(py, e))?;
+                py.detach(|| self.node.set_with_ttl(&key, value, ttl))
+            }
+        }
+        .map_err(|e| to_py_err(py, e))
     }
 
     /// The value of ``key``, or ``default`` when it is missing or deleted.
@@ -835,4 +854,26 @@ impl Drop for MeshSyncNode {
             node.stop();
         }
     }
+}
+
+/// A TTL in seconds as a duration: positive, finite, at most [`mesh_core::MAX_TTL`].
+fn ttl_duration(seconds: f64) -> Result<Duration, mesh_core::Error> {
+    let invalid = |message: String| {
+        mesh_core::Error::Config(mesh_core::ConfigError {
+            field: "ttl",
+            message: message.into(),
+        })
+    };
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(invalid(format!(
+            "must be a positive, finite number of seconds, got {seconds}"
+        )));
+    }
+    let max = mesh_core::MAX_TTL.as_secs_f64();
+    if seconds > max {
+        return Err(invalid(format!(
+            "must be at most {max} s (365 days), got {seconds}"
+        )));
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|e| invalid(e.to_string()))
 }

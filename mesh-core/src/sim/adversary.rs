@@ -588,6 +588,7 @@ impl Adversary {
                 hlc,
                 key: key.clone(),
                 value: value.clone(),
+                expires: None,
             });
             self.forged.push(Forged {
                 key,
@@ -615,6 +616,7 @@ impl Adversary {
                 hlc,
                 key,
                 value,
+                expires: None,
             }],
         }
     }
@@ -668,6 +670,7 @@ impl Adversary {
                     hlc,
                     key,
                     value,
+                    expires: None,
                 })
             };
             self.ledgers
@@ -738,6 +741,7 @@ impl Adversary {
                 hlc,
                 key,
                 value,
+                expires: None,
             });
         }
         Some(Group {
