@@ -25,7 +25,7 @@ use crate::version::Digest;
 pub const MAGIC: [u8; 2] = *b"MS";
 /// Protocol version spoken. Version 2 added address verification (`Challenge` and
 /// `Response` frames); version 1 nodes cannot join a version 2 mesh. Version 3 added the
-/// expiry of writes with a TTL ([`WireEntry::expires`]).
+/// expiry of writes with a TTL ([`WireEntry::expires`]) and user messages.
 pub const VERSION: u8 = 3;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
