@@ -394,9 +394,6 @@ impl Engine {
                 _ => None,
             });
             let believed = advertised.and_then(|a| believable_advertised(from, a));
-            if advertised.is_some() && believed.is_none() {
-                self.counters.dropped.malformed += 1;
-            }
             self.members.set_advertised(&from, believed);
         }
         for frame in frames {
