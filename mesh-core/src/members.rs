@@ -316,7 +316,7 @@ impl Members {
     /// Records the address the member at `addr` advertises (`None`: none).
     pub fn set_advertised(&mut self, addr: &SocketAddr, advertised: Option<SocketAddr>) {
         if let Some(member) = self.members.get_mut(addr) {
-            member.advertised = advertised.filter(|a| a != addr);
+            member.advertised = advertised;
         }
     }
 
