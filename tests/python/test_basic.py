@@ -114,7 +114,8 @@ def test_bootstrap_peer_by_host_name(make_node) -> None:
     a = make_node("a")
     b = make_node("b", start=False)
     b.add_bootstrap_peer("localhost", a.port)
-    assert b.get_status()["peers"]["bootstrap_peers"] == 1
+    # Resolved in the background, within moments.
+    assert wait_until(lambda: b.get_status()["peers"]["bootstrap_peers"] == 1)
     b.start()
     assert wait_until(lambda: fully_connected([a, b]))
     peers = b.get_peers()
