@@ -325,7 +325,7 @@ mod tests {
         let c = Config::default();
         assert!(c.max_datagram_size + IPV6_HEADER + UDP_HEADER <= IPV6_MIN_MTU);
         // The largest accepted payload is one IPv6 (non-jumbo) carries as well.
-        assert!(MAX_DATAGRAM_SIZE <= 65_535 - UDP_HEADER);
+        const { assert!(MAX_DATAGRAM_SIZE <= 65_535 - UDP_HEADER) };
     }
 
     #[test]
