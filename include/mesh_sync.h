@@ -513,9 +513,25 @@ mesh_result mesh_config_set_node_id(mesh_config_t *config, const char *node_id);
 
 /**
  * Sets the address to bind: an IP address such as `"127.0.0.1"` or `"::1"`, or a host
- * name. Default `"0.0.0.0"` (all IPv4 interfaces).
+ * name. Default `"0.0.0.0"` (all IPv4 interfaces). `"::"` binds every IPv6 interface
+ * and, where the system allows dual-stack sockets, every IPv4 one too (IPv4 peers are
+ * then known by their IPv4 address).
  */
 mesh_result mesh_config_set_host(mesh_config_t *config, const char *host);
+
+/**
+ * Sets the address peers should give others to reach this node, when it differs from
+ * the bound one (bound to `0.0.0.0` on a machine with several addresses, or behind a
+ * NAT port mapping): `"HOST:PORT"` or `"[IPV6]:PORT"`, such as `"10.0.0.5:7000"` or
+ * `"[2001:db8::5]:7000"`; port 0 means the bound port. A host name is resolved now
+ * (IPv4 preferred). NULL removes it (the default: peers learn this node's address from
+ * the source of its datagrams). A peer that hears from this node still answers the
+ * source address; the advertised one is what it gossips to third parties.
+ * Fails with `MESH_RESULT_INVALID_ARGUMENT` for a malformed address and
+ * `MESH_RESULT_RESOLVE` for a host name that does not resolve; `mesh_node_new` refuses
+ * an unspecified, multicast or broadcast address (field `advertise_addr`).
+ */
+mesh_result mesh_config_set_advertise_addr(mesh_config_t *config, const char *addr);
 
 /**
  * Sets the UDP port to bind, 0 to 65535; 0 (the default) picks a free port, read back
@@ -653,9 +669,13 @@ bool mesh_node_is_running(const mesh_node_t *node);
 
 /**
  * Adds a peer to contact: at start, or at once if the node is running. `host` is an IP
- * address or a host name (resolved now; `"localhost"` works), `port` 1 to 65535.
- * Fails with `MESH_RESULT_INVALID_ARGUMENT` for a port out of range and
- * `MESH_RESULT_RESOLVE` for a host that does not resolve.
+ * address (`"10.0.0.5"`, `"::1"`) or a host name (`"localhost"`, `"seed.example"`),
+ * `port` 1 to 65535. A host name is resolved in the background, never on the calling
+ * thread, and resolved again while its peer cannot be reached; a name that does not
+ * resolve yet is retried (and logged), not refused. Fails with
+ * `MESH_RESULT_INVALID_ARGUMENT` for a port out of range and `MESH_RESULT_RESOLVE` for
+ * a malformed host name or an IP address of a family the node's socket cannot reach
+ * (IPv6 from a node bound to `0.0.0.0`).
  */
 mesh_result mesh_node_add_bootstrap_peer(const mesh_node_t *node, const char *host, int port);
 
@@ -856,9 +876,10 @@ mesh_result mesh_node_status(const mesh_node_t *node, mesh_status *status_out);
 mesh_result mesh_node_status_json(const mesh_node_t *node, char **json_out);
 
 /**
- * Renders every known peer as a JSON array of objects (`node_id`, `addr`, `state`,
- * `bootstrap`, `rtt_ms`, `last_seen_ms`, `pending_acks`), in a new NUL-terminated buffer
- * stored in `*json_out`, to be released with `mesh_string_free`.
+ * Renders every known peer as a JSON array of objects (`node_id`, `addr`,
+ * `advertised_addr` (null unless the peer advertises one), `state`, `bootstrap`,
+ * `rtt_ms`, `last_seen_ms`, `pending_acks`), in a new NUL-terminated buffer stored in
+ * `*json_out`, to be released with `mesh_string_free`.
  */
 mesh_result mesh_node_peers_json(const mesh_node_t *node, char **json_out);
 

@@ -51,6 +51,14 @@ pub fn parse_peer(text: &str) -> Result<PeerAddr, String> {
     })
 }
 
+/// Parses the address to advertise, `HOST:PORT` or `[IPV6]:PORT` (port 0: the listening
+/// port). A host name is resolved now, to one address (IPv4 preferred).
+pub fn parse_advertise(text: &str) -> Result<std::net::SocketAddr, String> {
+    let (host, port) = mesh_core::addr::split_host_port(text)?;
+    mesh_core::addr::check_host(&host)?;
+    mesh_core::resolve(&host, port).map_err(|e| e.to_string())
+}
+
 fn check_port(peer: PeerAddr) -> Result<PeerAddr, String> {
     if peer.port == 0 {
         return Err("a peer's port cannot be 0".to_owned());
@@ -108,6 +116,26 @@ mod tests {
         assert_eq!(parse_peer("[::1]:7").unwrap().host, "::1");
         assert_eq!(parse_peer("[::1]:7").unwrap().to_string(), "[::1]:7");
         assert_eq!(parse_peer("5001").unwrap().to_string(), "127.0.0.1:5001");
+    }
+
+    #[test]
+    fn advertised_addresses_parse() {
+        assert_eq!(
+            parse_advertise("10.0.0.5:7000").unwrap(),
+            "10.0.0.5:7000".parse().unwrap()
+        );
+        assert_eq!(
+            parse_advertise("[2001:db8::5]:7000").unwrap(),
+            "[2001:db8::5]:7000".parse().unwrap()
+        );
+        assert_eq!(
+            parse_advertise("[::ffff:10.0.0.5]:7").unwrap(),
+            "10.0.0.5:7".parse().unwrap()
+        );
+        assert!(parse_advertise("10.0.0.5").is_err());
+        assert!(parse_advertise("2001:db8::5:7000")
+            .unwrap_err()
+            .contains("brackets"));
     }
 
     #[test]

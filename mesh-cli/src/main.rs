@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use mesh_cli::args::{parse_peer, parse_probability, parse_seconds, PeerAddr};
+use mesh_cli::args::{parse_advertise, parse_peer, parse_probability, parse_seconds, PeerAddr};
 use mesh_cli::command::{self, Command, Format};
 use mesh_cli::http::ListenOptions;
 use mesh_cli::logging::LogFormat;
@@ -52,6 +52,7 @@ Examples:
   mesh-sync status 127.0.0.1:9100
   mesh-sync node5 --port 5005 --bootstrap 127.0.0.1:5001 --data-dir /var/lib/mesh-sync --serve
   mesh-sync node3 --port 0 --bootstrap localhost:5001 --exec 'wait temperature' --exec list
+  mesh-sync node6 --host :: --port 5006 --peer [::1]:5001 --advertise [2001:db8::6]:5006
   echo 'set temperature 72.5' | mesh-sync node4 --bootstrap 127.0.0.1:5001";
 
 /// Runs one node of a mesh-sync mesh: a replica of a key-value state that every node can
@@ -71,12 +72,24 @@ struct Cli {
     #[arg(short, long, default_value_t = 0)]
     port: u16,
 
-    /// Address to listen on (0.0.0.0: every interface; 127.0.0.1: this machine only).
+    /// Address to listen on (0.0.0.0: every IPv4 interface; 127.0.0.1: this machine only;
+    /// `::` every IPv6 interface and, where the system allows it, every IPv4 one too;
+    /// ::1 this machine over IPv6).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
     host: String,
 
-    /// A node to join through, as HOST:PORT (repeatable). Others are found by gossip.
-    #[arg(short, long, value_name = "HOST:PORT", value_parser = parse_peer)]
+    /// The address other nodes should use to reach this one, as HOST:PORT or
+    /// [IPV6]:PORT, when it differs from the one listened on (behind a NAT port mapping,
+    /// or --host 0.0.0.0 on a machine with several addresses). Port 0: the listening port.
+    /// Peers still answer this node where its datagrams come from; the advertised
+    /// address is what they pass on to others.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_advertise)]
+    advertise: Option<SocketAddr>,
+
+    /// A node to join through, as HOST:PORT or [IPV6]:PORT (repeatable). A host name is
+    /// a DNS seed: resolved in the background, and again while it cannot be reached.
+    /// Others are found by gossip.
+    #[arg(short, long, visible_alias = "peer", value_name = "HOST:PORT", value_parser = parse_peer)]
     bootstrap: Vec<PeerAddr>,
 
     /// Name of the mesh; nodes only talk to nodes with the same name.
@@ -165,6 +178,7 @@ impl Cli {
     fn config(&self) -> Config {
         let mut config = Config::new(self.node_id.clone(), self.port);
         config.host = self.host.clone();
+        config.advertise_addr = self.advertise;
         config.cluster = self.cluster.clone();
         config.sync_interval = self.sync_interval;
         config.heartbeat_interval = self.heartbeat_interval;
@@ -408,6 +422,7 @@ fn build_node(cli: &Cli) -> Result<Node, (u8, String)> {
 fn config_error_message(e: &mesh_core::ConfigError) -> String {
     let as_flag = |field: &str| match field {
         "node_id" => "NODE_ID".to_owned(),
+        "advertise_addr" => "--advertise".to_owned(),
         flag => format!("--{}", flag.replace('_', "-")),
     };
     let mut message = e.message.to_string();
@@ -742,5 +757,41 @@ mod tests {
         assert_eq!(config.peer_timeout, Duration::from_secs(3));
         assert_eq!(cli.bootstrap[0].to_string(), "localhost:5000");
         assert_eq!(cli.loss, 0.2);
+        assert_eq!(config.advertise_addr, None);
+    }
+
+    #[test]
+    fn address_flags_reach_the_config() {
+        let cli = Cli::parse_from([
+            "mesh-sync",
+            "n1",
+            "--host",
+            "::",
+            "--advertise",
+            "[2001:db8::6]:5006",
+            "--peer",
+            "[::1]:5001",
+            "--peer",
+            "seed.example:5001",
+        ]);
+        let config = cli.config();
+        assert_eq!(config.host, "::");
+        assert_eq!(
+            config.advertise_addr,
+            Some("[2001:db8::6]:5006".parse().unwrap())
+        );
+        assert_eq!(cli.bootstrap[0].host, "::1");
+        assert_eq!(cli.bootstrap[1].to_string(), "seed.example:5001");
+        let cli = Cli::parse_from(["mesh-sync", "n1", "--advertise", "10.0.0.5:0"]);
+        assert_eq!(
+            cli.config().advertise_addr,
+            Some("10.0.0.5:0".parse().unwrap())
+        );
+        for bad in ["10.0.0.5", "::1:7000", "bad host:7000"] {
+            assert!(
+                Cli::try_parse_from(["mesh-sync", "n1", "--advertise", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

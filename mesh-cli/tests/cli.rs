@@ -329,8 +329,12 @@ fn bad_arguments_exit_with_status_2_and_say_why() {
         (&["n1", "--loss", "1.5"], "must be between 0 and 1"),
         (&["n1", "--bootstrap", "nohost"], "expected HOST:PORT"),
         (
-            &["n1", "--bootstrap", "no.such.host.invalid:5000"],
-            "cannot resolve",
+            &["n1", "--bootstrap", "no such host:5000"],
+            "neither an IP address nor a valid host name",
+        ),
+        (
+            &["n1", "--advertise", "0.0.0.0:5000"],
+            "invalid --advertise",
         ),
         (
             &["n1", "--sync-interval", "0"],

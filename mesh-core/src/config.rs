@@ -14,10 +14,24 @@ use crate::transport::reassembly_cost;
 pub struct Config {
     /// This node's name in the mesh. Non-empty, at most [`MAX_NODE_ID_LEN`] bytes.
     pub node_id: String,
-    /// Address to bind. Default `0.0.0.0` (all interfaces).
+    /// Address to bind. Default `0.0.0.0` (all IPv4 interfaces). `::` binds every IPv6
+    /// and, where the host allows dual-stack sockets, every IPv4 interface too (IPv4 peers
+    /// are then known by their IPv4 address, never the v4-mapped form); `::1` or another
+    /// IPv6 address binds IPv6 only. A host name is resolved once, at bind time.
     pub host: String,
     /// UDP port to bind; 0 picks a free port (read it back with `Node::port`).
     pub port: u16,
+    /// The address other nodes should use to reach this one, when it differs from the
+    /// bound one: bound to `0.0.0.0` on a machine with several addresses, or behind a NAT
+    /// port mapping (serf's `-advertise`). Port 0 means the bound port. `None` (the
+    /// default): peers learn this node's address from the source of its datagrams.
+    ///
+    /// It changes what this node tells others about itself, not how they talk to it:
+    /// a peer that hears from this node still answers the source address of its
+    /// datagrams (that is the address the challenge in address verification proves), but
+    /// when it gossips this node to third parties it names the advertised address, and
+    /// those probe it (and verify it) before anything they hear there counts.
+    pub advertise_addr: Option<std::net::SocketAddr>,
     /// Name of the mesh. Nodes only talk to nodes of the same cluster. Default `"default"`.
     pub cluster: String,
     /// Period of anti-entropy rounds with a random peer. Default 10 s.
@@ -41,7 +55,9 @@ pub struct Config {
     /// pushed at once; writes arriving faster are gathered into one push per interval,
     /// so a burst costs a few full datagrams instead of one per write. Default 1 ms.
     pub push_delay: Duration,
-    /// Largest UDP payload sent. Default 1200 bytes (safe on any path MTU).
+    /// Largest UDP payload sent. Default 1200 bytes: safe on any path MTU, IPv6's
+    /// included (1,200 bytes plus 40 of IPv6 header and 8 of UDP header fit the 1,280-byte
+    /// minimum MTU every IPv6 link carries).
     pub max_datagram_size: usize,
     /// Largest key, in bytes of UTF-8. Default 1 KiB.
     pub max_key_len: usize,
@@ -95,7 +111,8 @@ pub struct Config {
 pub const MAX_NODE_ID_LEN: usize = 255;
 /// Smallest datagram size accepted: room for the header and a useful payload.
 pub const MIN_DATAGRAM_SIZE: usize = 256;
-/// Largest datagram size accepted: the UDP payload limit over IPv4.
+/// Largest datagram size accepted: the UDP payload limit over IPv4 (65,535 bytes less
+/// 20 of IPv4 and 8 of UDP header), which IPv6 without jumbograms also carries.
 pub const MAX_DATAGRAM_SIZE: usize = 65_507;
 
 /// Heartbeats a peer may miss before it is suspected, when its timeout is left to follow
@@ -207,6 +224,15 @@ impl Config {
                 "must be at least max_datagram_size",
             ));
         }
+        if let Some(addr) = self.advertise_addr {
+            let with_port = std::net::SocketAddr::new(addr.ip(), addr.port().max(1));
+            if !crate::addr::is_peer_addr(&with_port) {
+                return Err(ConfigError::new(
+                    "advertise_addr",
+                    "must be a unicast IP address (not unspecified, multicast or broadcast)",
+                ));
+            }
+        }
         let largest_message = self
             .max_value_size
             .saturating_add(self.max_key_len)
@@ -229,6 +255,7 @@ impl Default for Config {
             node_id: String::new(),
             host: "0.0.0.0".to_owned(),
             port: 0,
+            advertise_addr: None,
             cluster: "default".to_owned(),
             sync_interval: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(5),
@@ -278,6 +305,28 @@ mod tests {
         let mut c = Config::new("n1", 0);
         c.peer_timeout = Duration::from_secs(1);
         assert_eq!(c.validate().unwrap_err().field, "peer_timeout");
+    }
+
+    #[test]
+    fn advertised_addresses_are_unicast() {
+        let mut c = Config::new("n1", 0);
+        for good in ["10.0.0.5:7000", "[fd00::2]:7000", "10.0.0.5:0"] {
+            c.advertise_addr = Some(good.parse().unwrap());
+            c.validate().unwrap();
+        }
+        for bad in ["0.0.0.0:7000", "[::]:7000", "239.1.2.3:7000"] {
+            c.advertise_addr = Some(bad.parse().unwrap());
+            assert_eq!(c.validate().unwrap_err().field, "advertise_addr", "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_datagrams_fit_the_ipv6_minimum_mtu() {
+        use crate::addr::{IPV6_HEADER, IPV6_MIN_MTU, UDP_HEADER};
+        let c = Config::default();
+        assert!(c.max_datagram_size + IPV6_HEADER + UDP_HEADER <= IPV6_MIN_MTU);
+        // The largest accepted payload is one IPv6 (non-jumbo) carries as well.
+        const { assert!(MAX_DATAGRAM_SIZE <= 65_535 - UDP_HEADER) };
     }
 
     #[test]

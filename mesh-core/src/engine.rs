@@ -194,14 +194,53 @@ impl Engine {
         self.refresh_timers();
     }
 
-    /// Adds a peer address to contact.
+    /// Adds a peer address to contact (made canonical first: a v4-mapped IPv6 address is
+    /// taken as the IPv4 address it maps, see [`crate::addr`]).
     pub fn add_bootstrap_peer(&mut self, now: Now, addr: SocketAddr) {
+        let addr = crate::addr::canonical(addr);
         if self.members.add_bootstrap(addr, now.mono_us) {
             self.add_link(addr);
         }
         // A known member given as bootstrap is probed and kept from now on.
         self.touched.insert(addr);
         self.refresh_timers();
+    }
+
+    /// Withdraws the operator's word for a bootstrap address (a DNS seed that no longer
+    /// resolves to it): a member never heard from there is forgotten at once; one that
+    /// was is kept, but forgotten like any other member once it has been dead long
+    /// enough. Returns whether a bootstrap member was there.
+    pub fn remove_bootstrap_peer(&mut self, addr: SocketAddr) -> bool {
+        let addr = crate::addr::canonical(addr);
+        match self.members.unbootstrap(&addr) {
+            None => false,
+            Some(heard) => {
+                if !heard {
+                    self.remove_peer(addr);
+                }
+                self.touched.insert(addr);
+                self.refresh_timers();
+                true
+            }
+        }
+    }
+
+    /// The failure detector's view of the member at `addr` and its node id, if it is
+    /// one; and, for `node_id`, whether a member of that id is alive or suspect at any
+    /// address. The node driver watches its DNS seeds with it.
+    pub fn seed_health(
+        &self,
+        addr: &SocketAddr,
+    ) -> Option<(crate::status::PeerState, Option<&str>)> {
+        let member = self.members.get(&crate::addr::canonical(*addr))?;
+        Some((member.state, member.node_id.as_deref()))
+    }
+
+    /// Whether a member named `node_id` is alive or suspect, at any address.
+    pub fn is_node_reachable(&self, node_id: &str) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.is_reachable() && m.node_id.as_deref() == Some(node_id))
     }
 
     /// Writes `value` under `key`.
@@ -320,9 +359,10 @@ impl Engine {
     // ----- inputs --------------------------------------------------------------------
 
     /// Processes one received datagram.
+    /// `from` is made canonical first (see [`crate::addr`]).
     pub fn handle_datagram(&mut self, now: Now, from: SocketAddr, datagram: &[u8]) {
         self.expire(now);
-        self.receive(now, from, datagram);
+        self.receive(now, crate::addr::canonical(from), datagram);
         // What arrived may have moved the clock past an expiry, or brought one due.
         self.expire(now);
         self.refresh_timers();
@@ -347,7 +387,10 @@ impl Engine {
             frames.retain(|f| {
                 matches!(
                     f,
-                    Frame::Heartbeat(_) | Frame::Challenge(_) | Frame::Response(_)
+                    Frame::Heartbeat(_)
+                        | Frame::Challenge(_)
+                        | Frame::Response(_)
+                        | Frame::Advertise(_)
                 )
             });
             if frames.is_empty() {
@@ -416,8 +459,19 @@ impl Engine {
                 SessionCheck::PeerRestarted => link.sync.want_now(now.mono_us),
             }
         }
+        // A heartbeat states the sender's advertised address, or withdraws it by
+        // carrying none.
+        if frames.iter().any(|f| matches!(f, Frame::Heartbeat(_))) {
+            let advertised = frames.iter().find_map(|f| match f {
+                Frame::Advertise(addr) => Some(*addr),
+                _ => None,
+            });
+            let believed = advertised.and_then(|a| believable_advertised(from, a));
+            self.members.set_advertised(&from, believed);
+        }
         for frame in frames {
             match frame {
+                Frame::Advertise(_) => {} // taken above, with the heartbeat
                 Frame::Ack(ack) => {
                     if let Some(link) = self.links.get_mut(&from) {
                         link.channel.on_ack(&ack, now.mono_us);
@@ -807,6 +861,22 @@ fn check_ttl(ttl: Duration) -> Result<u64, Error> {
         .into());
     }
     Ok(ttl.as_nanos().div_ceil(1_000_000) as u64)
+}
+
+/// The address `from` advertises, if it may be gossiped: a unicast address with a port,
+/// and a loopback one only from a loopback source (a remote node advertising 127.0.0.1
+/// is misconfigured, and third parties would probe themselves). Anything else a
+/// verified member advertises is believed as far as a gossiped address is: third
+/// parties probe it and verify it before anything heard there counts.
+fn believable_advertised(from: SocketAddr, advertised: SocketAddr) -> Option<SocketAddr> {
+    let advertised = crate::addr::canonical(advertised);
+    if !crate::addr::is_peer_addr(&advertised) {
+        return None;
+    }
+    if advertised.ip().is_loopback() && !from.ip().is_loopback() {
+        return None;
+    }
+    Some(advertised)
 }
 
 /// `base` with ±10% random jitter, so nodes started together do not stay in lockstep.

@@ -74,6 +74,7 @@ macro_rules! internal_modules {
     };
 }
 
+pub mod addr;
 pub mod config;
 mod delivery;
 pub mod engine;

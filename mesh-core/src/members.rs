@@ -100,6 +100,9 @@ pub(crate) struct Member {
     /// Added because it contacted this node without proving its address: it is not
     /// probed (its own datagrams are answered with challenges instead).
     pub heard_unverified: bool,
+    /// The address it advertises (its `advertise_addr`), named instead of `addr` when it
+    /// is gossiped to others. This node itself keeps talking to `addr`.
+    pub advertised: Option<SocketAddr>,
 }
 
 impl Member {
@@ -115,6 +118,7 @@ impl Member {
             probe_interval_us: FIRST_PROBE_US,
             added_us: now_us,
             heard_unverified: false,
+            advertised: None,
         }
     }
 
@@ -316,6 +320,21 @@ impl Members {
         self.insert(Member::new(addr, true, now_us))
     }
 
+    /// Records the address the member at `addr` advertises (`None`: none).
+    pub fn set_advertised(&mut self, addr: &SocketAddr, advertised: Option<SocketAddr>) {
+        if let Some(member) = self.members.get_mut(addr) {
+            member.advertised = advertised;
+        }
+    }
+
+    /// Takes back the bootstrap mark of the member at `addr`. Returns `None` if it was no
+    /// bootstrap member, else whether it was ever verified (heard from).
+    pub fn unbootstrap(&mut self, addr: &SocketAddr) -> Option<bool> {
+        let member = self.members.get_mut(addr).filter(|m| m.bootstrap)?;
+        member.bootstrap = false;
+        Some(member.incarnation != 0)
+    }
+
     /// Forgets the member at `addr`; returns whether there was one.
     pub fn remove(&mut self, addr: &SocketAddr) -> bool {
         self.members.remove(addr).is_some()
@@ -411,9 +430,13 @@ impl Members {
     pub fn merge_gossip(&mut self, gossip: Vec<GossipPeer>, now_us: u64) -> Vec<SocketAddr> {
         let mut added = Vec::new();
         let mut unverified = self.members.values().filter(|m| m.is_unverified_gossip()).count();
-        for gossiped in gossip.into_iter().take(GOSSIP_FANOUT) {
+        for mut gossiped in gossip.into_iter().take(GOSSIP_FANOUT) {
             if unverified >= MAX_UNVERIFIED {
                 break;
+            }
+            gossiped.addr = crate::addr::canonical(gossiped.addr);
+            if !crate::addr::is_peer_addr(&gossiped.addr) {
+                continue;
             }
             if gossiped.node_id == self.own_id
                 || self.members.contains_key(&gossiped.addr)
@@ -447,7 +470,7 @@ impl Members {
             .filter_map(|m| {
                 m.node_id.as_ref().map(|id| GossipPeer {
                     node_id: id.clone(),
-                    addr: m.addr,
+                    addr: m.advertised.unwrap_or(m.addr),
                 })
             })
             .collect();
@@ -788,6 +811,49 @@ mod tests {
         assert!(m.gossip_for(addr(3), &mut rng).is_empty());
         assert!(m.gossip_for(addr(4), &mut rng).is_empty());
         assert_eq!(m.gossip_for(addr(1), &mut rng).len(), 1);
+    }
+
+    #[test]
+    fn members_are_gossiped_at_their_advertised_address() {
+        let mut m = Members::new("me", TIMING);
+        m.admit(addr(1), 1, 0);
+        m.identify(addr(1), "a");
+        m.admit(addr(2), 1, 0);
+        m.identify(addr(2), "b");
+        let public: SocketAddr = "[2001:db8::5]:7000".parse().unwrap();
+        m.set_advertised(&addr(2), Some(public));
+        let mut rng = fastrand::Rng::with_seed(1);
+        let g = m.gossip_for(addr(1), &mut rng);
+        assert_eq!(g, vec![GossipPeer { node_id: "b".into(), addr: public }]);
+        assert_eq!(m.get(&addr(2)).unwrap().addr, addr(2), "still reached where it is heard");
+        m.set_advertised(&addr(2), None);
+        assert_eq!(m.gossip_for(addr(1), &mut rng)[0].addr, addr(2), "withdrawn");
+    }
+
+    #[test]
+    fn gossiped_addresses_are_canonical_and_unicast() {
+        let mut m = Members::new("me", TIMING);
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:4".parse().unwrap();
+        let gossip = vec![
+            GossipPeer { node_id: "x".into(), addr: mapped },
+            GossipPeer { node_id: "y".into(), addr: "0.0.0.0:5".parse().unwrap() },
+            GossipPeer { node_id: "z".into(), addr: "[::1]:6".parse().unwrap() },
+        ];
+        assert_eq!(
+            m.merge_gossip(gossip, 0),
+            vec![addr(4), "[::1]:6".parse().unwrap()]
+        );
+    }
+
+    #[test]
+    fn a_bootstrap_mark_can_be_taken_back() {
+        let mut m = Members::new("me", TIMING);
+        m.add_bootstrap(addr(1), 0);
+        assert_eq!(m.unbootstrap(&addr(1)), Some(false), "never heard from");
+        assert_eq!(m.unbootstrap(&addr(1)), None, "no longer bootstrap");
+        m.add_bootstrap(addr(2), 0);
+        m.admit(addr(2), 3, 0);
+        assert_eq!(m.unbootstrap(&addr(2)), Some(true));
     }
 
     #[test]

@@ -329,6 +329,7 @@ mod tests {
             peers: vec![PeerInfo {
                 node_id: Some("p".to_owned()),
                 addr: "127.0.0.1:9".parse().unwrap(),
+                advertised_addr: None,
                 state: PeerState::Alive,
                 bootstrap: false,
                 rtt_ms: Some(0.7),

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BinaryHeap};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -37,6 +37,9 @@ use crate::wake::Waker;
 use crate::watch::{Change, Watch, WatchRegistry};
 
 mod persist;
+mod seeds;
+
+use seeds::{Families, Seeds};
 
 /// Callback receiving every [`Event`] on the node's callback thread.
 pub type EventHandler = Arc<dyn Fn(&Event) + Send + Sync + 'static>;
@@ -79,6 +82,12 @@ struct Threads {
 struct Shared {
     node_id: String,
     local_addr: SocketAddr,
+    /// The address families the socket can send to.
+    families: Families,
+    /// Bootstrap peers given by host name (see `seeds.rs`).
+    seeds: Seeds,
+    /// `Config::advertise_addr`, its port filled in.
+    advertise_addr: Option<SocketAddr>,
     waker: Waker,
     socket: RwLock<Option<Arc<UdpSocket>>>,
     engine: Mutex<Engine>,
@@ -105,10 +114,17 @@ struct Shared {
 impl Node {
     /// Validates `config`, binds the UDP socket and builds the replica. The node does not
     /// talk to the network until [`Node::start`].
-    pub fn new(config: Config) -> Result<Node> {
+    pub fn new(mut config: Config) -> Result<Node> {
         config.validate()?;
-        let socket = bind_socket(&config)?;
-        let local_addr = socket.local_addr()?;
+        let (socket, families) = bind_socket(&config)?;
+        let local_addr = crate::addr::canonical(socket.local_addr()?);
+        // Port 0 in the advertised address means the bound port.
+        if let Some(advertised) = &mut config.advertise_addr {
+            *advertised = crate::addr::canonical(*advertised);
+            if advertised.port() == 0 {
+                advertised.set_port(local_addr.port());
+            }
+        }
         // Non-blocking for good: the network thread sleeps in `Waker::wait`, not in recv.
         socket.set_nonblocking(true)?;
         let waker = Waker::new()?;
@@ -140,6 +156,9 @@ impl Node {
         let shared = Arc::new(Shared {
             node_id: config.node_id.clone(),
             local_addr,
+            families,
+            seeds: Seeds::default(),
+            advertise_addr: config.advertise_addr,
             waker,
             socket: RwLock::new(Some(Arc::new(socket))),
             engine: Mutex::new(engine),
@@ -210,21 +229,73 @@ impl Node {
         self.shared.running.load(Ordering::Acquire)
     }
 
-    /// Adds a peer to contact at start (or at once if running). Host names are resolved
-    /// now (`"localhost"` works); an IPv4 address is preferred when both exist.
-    pub fn add_bootstrap_peer(&self, host: &str, port: u16) -> Result<SocketAddr> {
-        let addr = resolve(host, port)?;
-        self.add_bootstrap_addr(addr);
-        Ok(addr)
+    /// The address this node advertises to its peers (`Config::advertise_addr`, its port
+    /// filled in), if any.
+    pub fn advertise_addr(&self) -> Option<SocketAddr> {
+        self.shared.advertise_addr
     }
 
-    /// Adds an already resolved peer address (see [`Node::add_bootstrap_peer`]).
-    pub fn add_bootstrap_addr(&self, addr: SocketAddr) {
-        let addr = if addr.ip().is_unspecified() {
-            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
-        } else {
-            addr
+    /// Adds a peer to contact at start (or at once if running): an IPv4 or IPv6 address
+    /// (`"10.0.0.5"`, `"::1"`, `"[::1]"`), or a host name (`"localhost"`,
+    /// `"seed.example"`), a DNS seed.
+    ///
+    /// An IP address is added at once; it is an error ([`Error::Resolve`]) if the node's
+    /// socket cannot reach its family (an IPv6 peer of a node bound to `0.0.0.0`). A host
+    /// name is only checked for syntax here (a malformed one is [`Error::Resolve`]) and
+    /// resolved in the background, never on the caller's thread or the network thread:
+    /// each of its addresses the socket can reach becomes a bootstrap peer. A name that
+    /// does not resolve yet is retried, and a seed that cannot be reached (never answers,
+    /// or fails) is resolved again with a backoff from a few seconds up to a minute, so
+    /// a name whose address changes keeps working; failures are logged as warnings, at
+    /// most one a minute per seed.
+    pub fn add_bootstrap_peer(&self, host: &str, port: u16) -> Result<()> {
+        let resolve_error = |reason: String| Error::Resolve {
+            addr: if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            },
+            reason,
         };
+        crate::addr::check_host(host).map_err(resolve_error)?;
+        if let Some(ip) = crate::addr::parse_ip(host) {
+            let addr = crate::addr::canonical(SocketAddr::new(ip, port));
+            if !self.shared.families.reaches(&addr) && !addr.ip().is_unspecified() {
+                return Err(resolve_error(format!(
+                    "the node's socket ({}) cannot reach {} addresses; bind `::` to reach both families",
+                    self.shared.local_addr,
+                    if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+                )));
+            }
+            self.add_bootstrap_addr(addr);
+            return Ok(());
+        }
+        self.shared.seeds.add(host, port);
+        self.shared.seeds.resolve_due(&self.shared);
+        Ok(())
+    }
+
+    /// Adds an already resolved peer address (see [`Node::add_bootstrap_peer`]). An
+    /// unspecified address (`0.0.0.0`, `::`) means this machine's loopback.
+    pub fn add_bootstrap_addr(&self, addr: SocketAddr) {
+        let addr = crate::addr::canonical(addr);
+        let addr = match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => {
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+            }
+            IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+            }
+            _ => addr,
+        };
+        if !self.shared.families.reaches(&addr) {
+            log::warn!(
+                "{}: bootstrap peer {addr} cannot be reached from a socket bound to {}",
+                self.shared.node_id,
+                self.shared.local_addr
+            );
+        }
+        self.shared.seeds.note_literal(addr);
         self.with_engine(|engine, now| engine.add_bootstrap_peer(now, addr));
     }
 
@@ -749,9 +820,14 @@ fn short(node_id: &str) -> String {
     node_id.chars().take(8).collect()
 }
 
-/// Resolves a peer address the way [`Node::add_bootstrap_peer`] does: host names are
-/// looked up, and an IPv4 address is preferred when both families exist.
+/// Resolves a host name or IP address and port to one socket address, at once and on the
+/// calling thread: an IPv4 address is preferred when both families exist. (Bootstrap
+/// peers given by name are resolved in the background instead, to every address, see
+/// [`Node::add_bootstrap_peer`].)
 pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
+    if let Some(ip) = crate::addr::parse_ip(host) {
+        return Ok(crate::addr::canonical(SocketAddr::new(ip, port)));
+    }
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| Error::Resolve {
@@ -770,27 +846,70 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
         })
 }
 
-fn bind_socket(config: &Config) -> Result<UdpSocket> {
+/// Binds the node's socket, and says which address families it can send to. `::` is
+/// bound dual-stack (`IPV6_V6ONLY` off, whatever the system default) where the host
+/// allows it, so one socket serves IPv4 and IPv6 peers; elsewhere it serves IPv6 only.
+fn bind_socket(config: &Config) -> Result<(UdpSocket, Families)> {
     let bind_err = |source: io::Error| Error::Bind {
-        addr: format!("{}:{}", config.host, config.port),
+        addr: if config.host.contains(':') && !config.host.starts_with('[') {
+            format!("[{}]:{}", config.host, config.port)
+        } else {
+            format!("{}:{}", config.host, config.port)
+        },
         source,
     };
     let ip: IpAddr = if config.host.is_empty() {
         Ipv4Addr::UNSPECIFIED.into()
-    } else if let Ok(ip) = config.host.parse() {
+    } else if let Some(ip) = crate::addr::parse_ip(&config.host) {
         ip
     } else {
         resolve(&config.host, config.port)?.ip()
     };
+    // A v4-mapped bind address is bound as the IPv4 address it maps.
+    let ip = crate::addr::canonical_ip(ip);
     let addr = SocketAddr::new(ip, config.port);
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))
         .map_err(bind_err)?;
+    let families = match ip {
+        IpAddr::V4(_) => Families {
+            v4: true,
+            v6: false,
+        },
+        IpAddr::V6(v6) if v6.is_unspecified() => match socket.set_only_v6(false) {
+            Ok(()) => Families { v4: true, v6: true },
+            Err(e) => {
+                log::warn!(
+                    "{}: this host does not allow dual-stack sockets ({e}): bound to [::] for IPv6 peers only",
+                    config.node_id
+                );
+                Families {
+                    v4: false,
+                    v6: true,
+                }
+            }
+        },
+        IpAddr::V6(_) => Families {
+            v4: false,
+            v6: true,
+        },
+    };
     // Best effort: the kernel may cap these; a smaller buffer only means more retransmits.
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     socket.bind(&addr.into()).map_err(bind_err)?;
-    Ok(socket.into())
+    Ok((socket.into(), families))
+}
+
+/// `dst` in the form the socket sends to: a dual-stack IPv6 socket reaches an IPv4 peer
+/// through its v4-mapped address (Linux accepts the IPv4 form too, other systems do not).
+fn socket_dst(families: Families, local: &SocketAddr, dst: SocketAddr) -> SocketAddr {
+    match dst {
+        SocketAddr::V4(v4) if local.is_ipv6() && families.v4 => {
+            SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
+        }
+        _ => dst,
+    }
 }
 
 fn forward_events(shared: &Shared, engine: &mut Engine) {
@@ -884,7 +1003,7 @@ impl Ord for Delayed {
 /// Shortest time between two warnings that waiting on the socket failed.
 const WAIT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
-fn network_loop(shared: &Shared, socket: &UdpSocket) {
+fn network_loop(shared: &Arc<Shared>, socket: &UdpSocket) {
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut delayed: BinaryHeap<Delayed> = BinaryHeap::new();
     let mut order = 0u64;
@@ -919,6 +1038,7 @@ fn network_loop(shared: &Shared, socket: &UdpSocket) {
                 out.push(transmit);
             }
             forward_events(shared, &mut engine);
+            shared.seeds.check(shared, &engine, true);
         }
         let now = now_from(shared.epoch);
         let (sent_datagrams, sent_bytes) =
@@ -977,6 +1097,7 @@ fn send_all(
 ) -> (u64, u64) {
     let mut sent = (0u64, 0u64);
     let mut send = |payload: &[u8], to: SocketAddr| {
+        let to = socket_dst(shared.families, &shared.local_addr, to);
         // A full socket buffer drops the datagram, like the network would; the
         // transport retransmits whatever mattered.
         if socket.send_to(payload, to).is_ok() {
@@ -1015,6 +1136,8 @@ fn send_all(
 }
 
 fn handle_one(shared: &Shared, engine: &mut Engine, data: &[u8], from: SocketAddr) {
+    // One peer, one address: an IPv4 peer of a dual-stack socket arrives v4-mapped.
+    let from = crate::addr::canonical(from);
     if !shared.faults.lock().accept_incoming(&from) {
         return;
     }

@@ -37,8 +37,12 @@ impl PeerState {
 pub struct PeerInfo {
     /// Its node id; `None` for a bootstrap address not heard from yet.
     pub node_id: Option<String>,
-    /// Its address.
+    /// Its address: where this node hears from it and answers it.
     pub addr: SocketAddr,
+    /// The address it advertises (its `advertise_addr`), which this node gossips instead
+    /// of `addr`; `None` if it advertises none.
+    #[serde(default)]
+    pub advertised_addr: Option<SocketAddr>,
     /// Failure detector state.
     pub state: PeerState,
     /// Whether it was given with `add_bootstrap_peer`.

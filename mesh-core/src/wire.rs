@@ -87,6 +87,12 @@ pub enum Frame {
     Challenge(u64),
     /// Echoes a `Challenge`'s nonce.
     Response(u64),
+    /// The address the sender asks to be gossiped at (its `advertise_addr`), sent beside
+    /// each of its heartbeats; a heartbeat without one withdraws it. Added after version
+    /// 2 without a version change: a node without `advertise_addr` never sends it, so
+    /// it still speaks to every version 2 node, while version 2 nodes that predate this
+    /// frame drop the datagrams carrying it (as `malformed`).
+    Advertise(SocketAddr),
 }
 
 /// Cumulative plus selective acknowledgement.
@@ -116,7 +122,9 @@ pub struct Heartbeat {
 pub struct GossipPeer {
     /// Its node id.
     pub node_id: String,
-    /// Its address as the gossiper reaches it.
+    /// Its address: the one it advertises, or else the one the gossiper reaches it at
+    /// (IPv4 or IPv6: postcard encodes the family, the 4 or 16 address bytes and the
+    /// port; an IPv6 scope id is not carried).
     pub addr: SocketAddr,
 }
 
@@ -353,6 +361,21 @@ mod tests {
                 }),
             ],
         }
+    }
+
+    #[test]
+    fn ipv6_gossip_and_advertised_addresses_round_trip() {
+        let mut packet = sample();
+        let v6: SocketAddr = "[fd00::2]:7000".parse().unwrap();
+        if let Frame::Heartbeat(hb) = &mut packet.frames[1] {
+            hb.gossip.push(GossipPeer {
+                node_id: "n3".into(),
+                addr: v6,
+            });
+        }
+        packet.frames.push(Frame::Advertise("[2001:db8::5]:7001".parse().unwrap()));
+        let bytes = encode_packet(5, &packet);
+        assert_eq!(decode_packet(5, &bytes).unwrap(), packet);
     }
 
     #[test]

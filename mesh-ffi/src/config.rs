@@ -77,7 +77,9 @@ pub unsafe extern "C" fn mesh_config_set_node_id(
 }
 
 /// Sets the address to bind: an IP address such as `"127.0.0.1"` or `"::1"`, or a host
-/// name. Default `"0.0.0.0"` (all IPv4 interfaces).
+/// name. Default `"0.0.0.0"` (all IPv4 interfaces). `"::"` binds every IPv6 interface
+/// and, where the system allows dual-stack sockets, every IPv4 one too (IPv4 peers are
+/// then known by their IPv4 address).
 #[no_mangle]
 pub unsafe extern "C" fn mesh_config_set_host(
     config: *mut mesh_config_t,
@@ -89,6 +91,41 @@ pub unsafe extern "C" fn mesh_config_set_host(
         // SAFETY: `config` is NULL or a live configuration.
         unsafe { with_config(config, |c| {
             c.host = host.to_owned();
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets the address peers should give others to reach this node, when it differs from
+/// the bound one (bound to `0.0.0.0` on a machine with several addresses, or behind a
+/// NAT port mapping): `"HOST:PORT"` or `"[IPV6]:PORT"`, such as `"10.0.0.5:7000"` or
+/// `"[2001:db8::5]:7000"`; port 0 means the bound port. A host name is resolved now
+/// (IPv4 preferred). NULL removes it (the default: peers learn this node's address from
+/// the source of its datagrams). A peer that hears from this node still answers the
+/// source address; the advertised one is what it gossips to third parties.
+/// Fails with `MESH_RESULT_INVALID_ARGUMENT` for a malformed address and
+/// `MESH_RESULT_RESOLVE` for a host name that does not resolve; `mesh_node_new` refuses
+/// an unspecified, multicast or broadcast address (field `advertise_addr`).
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_advertise_addr(
+    config: *mut mesh_config_t,
+    addr: *const c_char,
+) -> mesh_result {
+    ffi_boundary! {
+        let advertised = if addr.is_null() {
+            None
+        } else {
+            // SAFETY: `addr` is a NUL-terminated string.
+            let text = unsafe { arg_str(addr, "addr") }?;
+            let (host, port) = mesh_core::addr::split_host_port(text)
+                .map_err(|e| FfiError::invalid(format!("invalid advertise address: {e}")))?;
+            mesh_core::addr::check_host(&host)
+                .map_err(|e| FfiError::invalid(format!("invalid advertise address: {e}")))?;
+            Some(mesh_core::resolve(&host, port)?)
+        };
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.advertise_addr = advertised;
             Ok(())
         }) }
     }

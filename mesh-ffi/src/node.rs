@@ -131,9 +131,13 @@ pub unsafe extern "C" fn mesh_node_is_running(node: *const mesh_node_t) -> bool 
 }
 
 /// Adds a peer to contact: at start, or at once if the node is running. `host` is an IP
-/// address or a host name (resolved now; `"localhost"` works), `port` 1 to 65535.
-/// Fails with `MESH_RESULT_INVALID_ARGUMENT` for a port out of range and
-/// `MESH_RESULT_RESOLVE` for a host that does not resolve.
+/// address (`"10.0.0.5"`, `"::1"`) or a host name (`"localhost"`, `"seed.example"`),
+/// `port` 1 to 65535. A host name is resolved in the background, never on the calling
+/// thread, and resolved again while its peer cannot be reached; a name that does not
+/// resolve yet is retried (and logged), not refused. Fails with
+/// `MESH_RESULT_INVALID_ARGUMENT` for a port out of range and `MESH_RESULT_RESOLVE` for
+/// a malformed host name or an IP address of a family the node's socket cannot reach
+/// (IPv6 from a node bound to `0.0.0.0`).
 #[no_mangle]
 pub unsafe extern "C" fn mesh_node_add_bootstrap_peer(
     node: *const mesh_node_t,
@@ -731,9 +735,10 @@ pub unsafe extern "C" fn mesh_node_status_json(
     }
 }
 
-/// Renders every known peer as a JSON array of objects (`node_id`, `addr`, `state`,
-/// `bootstrap`, `rtt_ms`, `last_seen_ms`, `pending_acks`), in a new NUL-terminated buffer
-/// stored in `*json_out`, to be released with `mesh_string_free`.
+/// Renders every known peer as a JSON array of objects (`node_id`, `addr`,
+/// `advertised_addr` (null unless the peer advertises one), `state`, `bootstrap`,
+/// `rtt_ms`, `last_seen_ms`, `pending_acks`), in a new NUL-terminated buffer stored in
+/// `*json_out`, to be released with `mesh_string_free`.
 #[no_mangle]
 pub unsafe extern "C" fn mesh_node_peers_json(
     node: *const mesh_node_t,

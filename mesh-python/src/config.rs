@@ -40,6 +40,8 @@ pub struct ConfigArgs {
     pub sync_interval: f64,
     pub heartbeat_interval: f64,
     pub host: Option<String>,
+    pub advertise_host: Option<String>,
+    pub advertise_port: Option<i64>,
     pub cluster: Option<String>,
     pub peer_timeout: Option<f64>,
     pub max_retries: Option<i64>,
@@ -79,6 +81,7 @@ impl ConfigArgs {
         if let Some(host) = self.host {
             config.host = host;
         }
+        config.advertise_addr = advertise_addr(py, self.advertise_host, self.advertise_port)?;
         if let Some(cluster) = self.cluster {
             config.cluster = cluster;
         }
@@ -140,6 +143,35 @@ impl ConfigArgs {
         }
         Ok(config)
     }
+}
+
+/// The address to advertise: `advertise_host` (an IP address, or a host name resolved
+/// now, IPv4 preferred) with `advertise_port` (default 0: the bound port).
+fn advertise_addr(
+    py: Python<'_>,
+    host: Option<String>,
+    port: Option<i64>,
+) -> PyResult<Option<std::net::SocketAddr>> {
+    let Some(host) = host else {
+        return match port {
+            Some(_) => Err(config_error(
+                py,
+                "advertise_port",
+                "needs advertise_host (the address to advertise with it)",
+            )),
+            None => Ok(None),
+        };
+    };
+    let port = match port {
+        Some(p) => port_number(p)
+            .ok_or_else(|| config_error(py, "advertise_port", "must be between 0 and 65535"))?,
+        None => 0,
+    };
+    mesh_core::addr::check_host(&host).map_err(|e| config_error(py, "advertise_host", &e))?;
+    let addr = py
+        .detach(|| mesh_core::resolve(&host, port))
+        .map_err(|e| config_error(py, "advertise_host", &e.to_string()))?;
+    Ok(Some(addr))
 }
 
 /// A Python int as a port number, 0 to 65535.

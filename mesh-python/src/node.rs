@@ -209,7 +209,10 @@ fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
 ///
 /// ``port`` 0 picks a free port; read the real one back from ``node.port``. Durations are
 /// in seconds. Keyword options (defaults in brackets): ``host`` address to bind
-/// ["0.0.0.0"], ``cluster`` name of the mesh ["default"], ``peer_timeout`` silence before a
+/// ["0.0.0.0"; "::" for IPv6 and IPv4, "::1" for IPv6 only], ``advertise_host`` and
+/// ``advertise_port`` the address peers should give others to reach this node [none: the
+/// source address of its datagrams; the port defaults to the bound one], ``cluster``
+/// name of the mesh ["default"], ``peer_timeout`` silence before a
 /// peer is suspected, failed after twice that [3 x heartbeat_interval], ``max_retries``
 /// retransmissions of a datagram [5], ``initial_rto`` [0.5], ``min_rto`` [0.01],
 /// ``max_rto`` [8.0] retransmission timeouts, ``push_delay`` shortest time between
@@ -296,6 +299,8 @@ impl MeshSyncNode {
         heartbeat_interval = 5.0,
         *,
         host = None,
+        advertise_host = None,
+        advertise_port = None,
         cluster = None,
         peer_timeout = None,
         max_retries = None,
@@ -326,6 +331,8 @@ impl MeshSyncNode {
         sync_interval: f64,
         heartbeat_interval: f64,
         host: Option<String>,
+        advertise_host: Option<String>,
+        advertise_port: Option<i64>,
         cluster: Option<String>,
         peer_timeout: Option<f64>,
         max_retries: Option<i64>,
@@ -354,6 +361,8 @@ impl MeshSyncNode {
             sync_interval,
             heartbeat_interval,
             host,
+            advertise_host,
+            advertise_port,
             cluster,
             peer_timeout,
             max_retries,
@@ -418,8 +427,20 @@ impl MeshSyncNode {
         self.node.is_running()
     }
 
-    /// Adds a peer to contact (at start, or at once if running). Host names are resolved
-    /// now; "localhost" works.
+    /// The address this node advertises, as (host, port), or None if it advertises none.
+    #[getter]
+    fn advertise_address<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        self.node
+            .advertise_addr()
+            .map(|addr| address_tuple(py, &addr))
+            .transpose()
+    }
+
+    /// Adds a peer to contact (at start, or at once if running): an IPv4 or IPv6 address,
+    /// or a host name ("localhost", "seed.example"). An IP address the node's socket
+    /// cannot reach raises ResolveError, as does a malformed name; a host name is
+    /// resolved in the background, and again while its peer cannot be reached, so a name
+    /// that does not resolve yet is retried rather than refused.
     fn add_bootstrap_peer(&self, py: Python<'_>, host: String, port: i64) -> PyResult<()> {
         let port = port_number(port).filter(|p| *p != 0).ok_or_else(|| {
             PyValueError::new_err(format!("port {port} is not between 1 and 65535"))
@@ -565,7 +586,7 @@ impl MeshSyncNode {
     }
 
     /// Every known peer: dicts with node_id (None until heard from), address (host, port),
-    /// state ('unknown', 'alive', 'suspect', 'dead'), bootstrap, rtt_ms, last_seen_ms and
+    /// advertised_address ((host, port) it advertises, or None), state ('unknown', 'alive', 'suspect', 'dead'), bootstrap, rtt_ms, last_seen_ms and
     /// pending_acks.
     fn get_peers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let peers = py.detach(|| self.node.peers());
@@ -574,6 +595,11 @@ impl MeshSyncNode {
             let dict = PyDict::new(py);
             dict.set_item("node_id", &peer.node_id)?;
             dict.set_item("address", address_tuple(py, &peer.addr)?)?;
+            let advertised = peer
+                .advertised_addr
+                .map(|a| address_tuple(py, &a))
+                .transpose()?;
+            dict.set_item("advertised_address", advertised)?;
             dict.set_item("state", peer.state.as_str())?;
             dict.set_item("bootstrap", peer.bootstrap)?;
             dict.set_item("rtt_ms", peer.rtt_ms)?;

@@ -258,7 +258,7 @@ static void test_status_struct_and_json(void) {
     CHECK_OK(mesh_node_set_i64(node, "x", 1));
     CHECK_OK(mesh_node_set_i64(node, "y", 2));
     CHECK_OK(mesh_node_delete(node, "y", NULL));
-    CHECK_OK(mesh_node_add_bootstrap_peer(node, "localhost", 9));
+    CHECK_OK(mesh_node_add_bootstrap_peer(node, "127.0.0.1", 9));
 
     mesh_status status;
     memset(&status, 0xab, sizeof status);

@@ -143,6 +143,7 @@ impl Engine {
                 Some(PeerInfo {
                     node_id: m.node_id.clone(),
                     addr: m.addr,
+                    advertised_addr: m.advertised,
                     state: m.state,
                     bootstrap: m.bootstrap,
                     rtt_ms: channel.rtt().srtt_us().map(|v| v as f64 / 1000.0),

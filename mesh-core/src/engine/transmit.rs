@@ -67,13 +67,19 @@ impl Engine {
         self.transmits.push_back(Transmit { dst, payload });
     }
 
-    /// Encodes a packet with `(src_session, dst_session)`.
+    /// Encodes a packet with `(src_session, dst_session)`. A packet with a heartbeat
+    /// carries this node's advertised address too, if it has one.
     pub(super) fn encode_packet(
         &mut self,
         dst_inc: u64,
         (src_session, dst_session): (u32, u32),
-        frames: Vec<Frame>,
+        mut frames: Vec<Frame>,
     ) -> Vec<u8> {
+        if let Some(advertised) = self.config.advertise_addr {
+            if frames.iter().any(|f| matches!(f, Frame::Heartbeat(_))) {
+                frames.push(Frame::Advertise(advertised));
+            }
+        }
         let packet = Packet {
             src_inc: self.incarnation,
             dst_inc,

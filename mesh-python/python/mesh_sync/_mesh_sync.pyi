@@ -154,6 +154,7 @@ class Status(TypedDict):
 class PeerInfo(TypedDict):
     node_id: Optional[str]
     address: _Address
+    advertised_address: Optional[_Address]
     state: _PeerState
     bootstrap: bool
     rtt_ms: Optional[float]
@@ -227,6 +228,8 @@ class MeshSyncNode:
         heartbeat_interval: float = 5.0,
         *,
         host: Optional[str] = None,
+        advertise_host: Optional[str] = None,
+        advertise_port: Optional[int] = None,
         cluster: Optional[str] = None,
         peer_timeout: Optional[float] = None,
         max_retries: Optional[int] = None,
@@ -255,6 +258,8 @@ class MeshSyncNode:
     def port(self) -> int: ...
     @property
     def address(self) -> _Address: ...
+    @property
+    def advertise_address(self) -> Optional[_Address]: ...
     @property
     def running(self) -> bool: ...
     def add_bootstrap_peer(self, host: str, port: int) -> None: ...
