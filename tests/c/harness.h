@@ -132,15 +132,20 @@ static inline bool wait_until(bool (*cond)(void *), void *arg) {
 }
 
 /* A node on 127.0.0.1 with a free port and intervals short enough for tests. */
-static inline mesh_node_t *test_node(const char *node_id) {
+/* A test node bound to `host` (port 0), advertising `advertise` (NULL: none), with
+ * short intervals. */
+static inline mesh_node_t *test_node_at(const char *node_id, const char *host,
+                                        const char *advertise) {
     mesh_config_t *config = mesh_config_default();
     if (config == NULL) {
         return NULL;
     }
     mesh_node_t *node = NULL;
     bool ok = mesh_config_set_node_id(config, node_id) == MESH_RESULT_OK &&
-              mesh_config_set_host(config, "127.0.0.1") == MESH_RESULT_OK &&
+              mesh_config_set_host(config, host) == MESH_RESULT_OK &&
               mesh_config_set_port(config, 0) == MESH_RESULT_OK &&
+              (advertise == NULL ||
+               mesh_config_set_advertise_addr(config, advertise) == MESH_RESULT_OK) &&
               mesh_config_set_sync_interval_ms(config, 200) == MESH_RESULT_OK &&
               mesh_config_set_heartbeat_interval_ms(config, 100) == MESH_RESULT_OK &&
               mesh_config_set_peer_timeout_ms(config, 3000) == MESH_RESULT_OK &&
@@ -153,6 +158,10 @@ static inline mesh_node_t *test_node(const char *node_id) {
         return NULL;
     }
     return node;
+}
+
+static inline mesh_node_t *test_node(const char *node_id) {
+    return test_node_at(node_id, "127.0.0.1", NULL);
 }
 
 static inline uint16_t node_port(const mesh_node_t *node) {

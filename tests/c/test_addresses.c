@@ -24,30 +24,6 @@ static bool have_ipv6_loopback(void) {
     return ok;
 }
 
-/* A test node like harness.h's, bound to `host`, advertising `advertise` (or none). */
-static mesh_node_t *address_node(const char *node_id, const char *host, const char *advertise) {
-    mesh_config_t *config = mesh_config_default();
-    if (config == NULL) {
-        return NULL;
-    }
-    mesh_node_t *node = NULL;
-    bool ok = mesh_config_set_node_id(config, node_id) == MESH_RESULT_OK &&
-              mesh_config_set_host(config, host) == MESH_RESULT_OK &&
-              mesh_config_set_advertise_addr(config, advertise) == MESH_RESULT_OK &&
-              mesh_config_set_sync_interval_ms(config, 200) == MESH_RESULT_OK &&
-              mesh_config_set_heartbeat_interval_ms(config, 100) == MESH_RESULT_OK &&
-              mesh_config_set_peer_timeout_ms(config, 3000) == MESH_RESULT_OK &&
-              mesh_config_set_initial_rto_ms(config, 100) == MESH_RESULT_OK &&
-              mesh_node_new(config, &node) == MESH_RESULT_OK;
-    mesh_config_free(config);
-    if (!ok) {
-        fprintf(stderr, "  cannot create node %s: %s\n", node_id, mesh_last_error_message());
-        mesh_node_free(node);
-        return NULL;
-    }
-    return node;
-}
-
 typedef struct {
     const mesh_node_t *node;
     const char *needle;
@@ -85,8 +61,8 @@ static void test_ipv6_pair(void) {
         harness_failures++;
         return;
     }
-    mesh_node_t *a = address_node("v6a", "::1", NULL);
-    mesh_node_t *b = address_node("v6b", "::1", NULL);
+    mesh_node_t *a = test_node_at("v6a", "::1", NULL);
+    mesh_node_t *b = test_node_at("v6b", "::1", NULL);
     bool ok = a != NULL && b != NULL;
     if (ok) {
         CHECK_OK(mesh_node_add_bootstrap_peer(b, "::1", node_port(a)));
@@ -107,7 +83,7 @@ static void test_ipv6_pair(void) {
 
 static void test_advertised_address_is_recorded_and_gossiped(void) {
     /* Bound to every interface; advertises the loopback address with its own port. */
-    mesh_node_t *wild = address_node("wild", "0.0.0.0", "127.0.0.1:0");
+    mesh_node_t *wild = test_node_at("wild", "0.0.0.0", "127.0.0.1:0");
     mesh_node_t *boot = test_node("boot");
     mesh_node_t *third = test_node("third");
     bool ok = wild != NULL && boot != NULL && third != NULL;
