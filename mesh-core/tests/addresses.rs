@@ -5,36 +5,20 @@
 #![allow(clippy::disallowed_methods)]
 
 mod support;
+use support::wait_until;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mesh_core::wire::{self, Frame, GossipPeer};
 use mesh_core::{Config, Engine, Error, FaultConfig, Node, NoncePrefix, Now, PeerState, Value};
 
-const PATIENCE: Duration = Duration::from_secs(30);
-
 fn config(id: &str, host: &str) -> Config {
-    let mut c = Config::new(id, 0);
-    c.host = host.into();
-    c.sync_interval = Duration::from_millis(500);
-    c.heartbeat_interval = Duration::from_millis(200);
-    c.peer_timeout = Duration::from_secs(1);
-    c.initial_rto = Duration::from_millis(100);
-    c.max_probe_interval = Duration::from_secs(1);
-    c
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    support::node_config(id, host)
 }
 
 /// Fails the test, naming the missing capability, if this machine has no IPv6 loopback.

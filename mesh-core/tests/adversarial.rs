@@ -13,12 +13,11 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod support;
+use support::wait_until;
 
 use mesh_core::wire::{self, Data, Delta, Frame, GossipPeer, Group, Message, Packet, WireEntry};
 use mesh_core::{Config, Engine, Key, Node, NoncePrefix, Now, Value};
 use support::{hello, introduce, introduce_over};
-
-const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Far deeper than any limit, and deep enough to overflow any thread's stack when
 /// decoded or walked recursively (the attack that found this used 12,000).
@@ -43,14 +42,6 @@ fn wall_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("the clock is after 1970")
         .as_millis() as u64
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// A Delta message carrying one write of `key` from `origin`.

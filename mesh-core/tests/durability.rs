@@ -8,14 +8,15 @@
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mesh_core::store::{Store, STORE_FILE};
+
+mod support;
 use mesh_core::{
     Config, Durability, Engine, Error, Node, NoncePrefix, Now, StorageErrorKind, Value,
 };
-
-const PATIENCE: Duration = Duration::from_secs(30);
+use support::wait_until;
 
 /// A fresh, empty directory for one test.
 fn scratch(name: &str) -> PathBuf {
@@ -42,14 +43,6 @@ fn memory_config(id: &str) -> Config {
     let mut c = config(id, Path::new("/nonexistent"), Durability::Batched);
     c.data_dir = None;
     c
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn storage_kind(result: Result<Node, Error>) -> (StorageErrorKind, PathBuf, String) {

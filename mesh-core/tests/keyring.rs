@@ -5,9 +5,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mesh_core::{generate_key, Config, Key, KeyError, Node, Value};
+
+mod support;
+use support::wait_until;
 
 fn keyed(id: &str, keys: &[Key]) -> Config {
     let mut c = Config::new(id, 0);
@@ -17,14 +20,6 @@ fn keyed(id: &str, keys: &[Key]) -> Config {
     c.peer_timeout = Duration::from_secs(1);
     c.keyring = keys.to_vec();
     c
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

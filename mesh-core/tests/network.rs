@@ -10,25 +10,11 @@ use std::time::{Duration, Instant};
 
 use mesh_core::{ChangeOrigin, Config, Error, Event, FaultConfig, Node, PeerState, Value};
 
-const PATIENCE: Duration = Duration::from_secs(30);
+mod support;
+use support::wait_until;
 
 fn config(id: &str) -> Config {
-    let mut c = Config::new(id, 0);
-    c.host = "127.0.0.1".into();
-    c.sync_interval = Duration::from_millis(500);
-    c.heartbeat_interval = Duration::from_millis(200);
-    c.peer_timeout = Duration::from_secs(1);
-    c.initial_rto = Duration::from_millis(100);
-    c.max_probe_interval = Duration::from_secs(1);
-    c
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    support::node_config(id, "127.0.0.1")
 }
 
 /// `n` started nodes, each bootstrapped with the first.

@@ -1,10 +1,10 @@
-//! Shared by the attack and simulation tests: how a peer passes the address check, and
-//! which seeds a seeded test runs.
+//! Shared by the integration tests: how a peer passes the address check, which seeds a
+//! seeded test runs, and waiting for real nodes.
 
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mesh_core::wire::{self, Frame, GossipPeer, Heartbeat, Packet};
 use mesh_core::{Engine, Now};
@@ -126,5 +126,31 @@ pub fn sim_config() -> mesh_core::Config {
     c.min_rto = Duration::from_millis(10);
     c.max_rto = Duration::from_secs(2);
     c.max_probe_interval = Duration::from_secs(2);
+    c
+}
+
+/// How long a test on real sockets waits for something before failing.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Waits until `cond` holds, failing the test after [`PATIENCE`] with `what`.
+// Tests on real nodes wait against the wall clock (see clippy.toml).
+#[allow(clippy::disallowed_methods)]
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A real node's configuration on `host`, port 0, with short intervals.
+pub fn node_config(id: &str, host: &str) -> mesh_core::Config {
+    let mut c = mesh_core::Config::new(id, 0);
+    c.host = host.into();
+    c.sync_interval = Duration::from_millis(500);
+    c.heartbeat_interval = Duration::from_millis(200);
+    c.peer_timeout = Duration::from_secs(1);
+    c.initial_rto = Duration::from_millis(100);
+    c.max_probe_interval = Duration::from_secs(1);
     c
 }
