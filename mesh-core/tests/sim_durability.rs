@@ -33,13 +33,7 @@ struct Outcome {
 fn run_seed(seed: u64) -> Result<Outcome, String> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let n = [2, 3, 3, 4, 5, 7][rng.usize(..6)];
-    let faults = FaultConfig {
-        loss_rate: rng.f64() * 0.2,
-        duplicate_rate: rng.f64() * 0.05,
-        reorder_rate: rng.f64() * 0.1,
-        jitter: Duration::from_micros(rng.u64(0..2_000)),
-        ..FaultConfig::default()
-    };
+    let faults = support::mild_faults(&mut rng);
     let mut config = disk_config();
     config.flush_interval = Duration::from_millis([1, 10, 50][rng.usize(..3)]);
     let mut sim = Sim::new(n, config, faults, rng.u64(..));

@@ -266,13 +266,7 @@ fn a_value_expired_at_the_sender_arrives_expired() {
 fn run_seed(seed: u64) -> Result<(), String> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let n = [2, 3, 4, 5][rng.usize(..4)];
-    let faults = FaultConfig {
-        loss_rate: rng.f64() * 0.2,
-        duplicate_rate: rng.f64() * 0.05,
-        reorder_rate: rng.f64() * 0.1,
-        jitter: Duration::from_micros(rng.u64(0..2_000)),
-        ..FaultConfig::default()
-    };
+    let faults = support::mild_faults(&mut rng);
     let mut sim = ttl_sim(n, faults, rng.u64(..));
     for i in 0..n {
         sim.set_skew(i, rng.i64(-200..=200));

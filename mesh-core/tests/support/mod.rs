@@ -154,3 +154,15 @@ pub fn node_config(id: &str, host: &str) -> mesh_core::Config {
     c.max_probe_interval = Duration::from_secs(1);
     c
 }
+
+/// A random mild fault mix: up to 20% loss, 5% duplication, 10% reordering and 2 ms of
+/// jitter (drawn in that order, so a seed always gives the same mix).
+pub fn mild_faults(rng: &mut fastrand::Rng) -> mesh_core::FaultConfig {
+    mesh_core::FaultConfig {
+        loss_rate: rng.f64() * 0.2,
+        duplicate_rate: rng.f64() * 0.05,
+        reorder_rate: rng.f64() * 0.1,
+        jitter: Duration::from_micros(rng.u64(0..2_000)),
+        ..mesh_core::FaultConfig::default()
+    }
+}
