@@ -27,14 +27,7 @@ const ATTACK_DEPTH: usize = 20_000;
 const FRAGMENT: usize = 1_100;
 
 fn config(id: &str) -> Config {
-    let mut c = Config::new(id, 0);
-    c.host = "127.0.0.1".into();
-    c.sync_interval = Duration::from_millis(500);
-    c.heartbeat_interval = Duration::from_millis(200);
-    c.peer_timeout = Duration::from_secs(1);
-    c.initial_rto = Duration::from_millis(100);
-    c.max_probe_interval = Duration::from_secs(1);
-    c
+    support::node_config(id, "127.0.0.1")
 }
 
 fn wall_ms() -> u64 {

@@ -27,13 +27,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn config(id: &str, dir: &Path, durability: Durability) -> Config {
-    let mut c = Config::new(id, 0);
-    c.host = "127.0.0.1".into();
-    c.sync_interval = Duration::from_millis(500);
-    c.heartbeat_interval = Duration::from_millis(200);
-    c.peer_timeout = Duration::from_secs(1);
-    c.initial_rto = Duration::from_millis(100);
-    c.max_probe_interval = Duration::from_secs(1);
+    let mut c = support::node_config(id, "127.0.0.1");
     c.data_dir = Some(dir.to_owned());
     c.durability = durability;
     c
