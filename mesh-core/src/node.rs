@@ -646,16 +646,16 @@ impl Node {
 
     /// What the node reports for metrics, read in one go so the figures agree.
     pub fn metrics_snapshot(&self) -> MetricsSnapshot {
-        let now = self.now();
-        let mut snapshot = {
-            let engine = self.shared.engine.lock();
+        let mut snapshot = self.with_engine(|engine, now| {
+            // As for reads: a scrape never counts a value that has expired.
+            engine.expire(now);
             MetricsSnapshot {
                 status: engine.status(),
                 peers: engine.peers(now),
                 memory: engine.memory(),
                 propagation: engine.propagation_lag(),
             }
-        };
+        });
         snapshot.status.port = self.port();
         snapshot.status.running = self.is_running();
         snapshot

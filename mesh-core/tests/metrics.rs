@@ -60,3 +60,16 @@ fn a_scrape_shows_the_traffic_peers_and_propagation_of_a_write() {
     assert_eq!(page.entries.len(), 1);
     assert_eq!(page.entries[0].origin_node.as_deref(), Some("writer"));
 }
+
+#[test]
+fn a_scrape_does_not_count_expired_keys() {
+    // Not started: no network thread expires the key, so only the scrape itself can.
+    let a = node("expiring");
+    a.set_with_ttl("lease", 1, Duration::from_millis(20))
+        .unwrap();
+    a.set("kept", 2).unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    let text = a.metrics_text();
+    assert_eq!(sample(&text, "mesh_sync_keys{"), Some(1.0), "{text}");
+    assert_eq!(a.metrics_snapshot().status.data_keys, 1);
+}
