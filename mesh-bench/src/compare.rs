@@ -405,6 +405,8 @@ pub fn run(report: &mut Report, smoke: bool) {
                 w(20, 1_000, 0.0, false),
                 w(5, 1_000, 0.1, false),
                 w(2, 10_000, 0.0, true),
+                w(50, 100, 0.0, false),
+                w(100, 100, 0.0, false),
             ],
             Duration::from_secs(15),
         )
