@@ -434,6 +434,7 @@ pub fn run(report: &mut Report, smoke: bool) {
             "sync rounds started",
             "retransmits",
             "given up",
+            "congestion events",
             "kernel rcvbuf drops",
         ],
     );
@@ -454,6 +455,7 @@ pub fn run(report: &mut Report, smoke: bool) {
                 count(c.sync_rounds),
                 count(c.retransmits),
                 count(c.given_up),
+                count(c.congestion_events),
                 count(m.rcvbuf_drops),
             ]);
         }

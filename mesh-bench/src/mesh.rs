@@ -81,6 +81,7 @@ pub fn add(total: &mut Counters, c: &Counters) {
     total.bytes_received += c.bytes_received;
     total.retransmits += c.retransmits;
     total.given_up += c.given_up;
+    total.congestion_events += c.congestion_events;
     total.entries_received += c.entries_received;
     total.entries_applied += c.entries_applied;
     total.sync_rounds += c.sync_rounds;
@@ -95,6 +96,9 @@ pub fn diff(after: &Counters, before: &Counters) -> Counters {
         bytes_received: after.bytes_received - before.bytes_received,
         retransmits: after.retransmits - before.retransmits,
         given_up: after.given_up - before.given_up,
+        congestion_events: after
+            .congestion_events
+            .saturating_sub(before.congestion_events),
         entries_received: after.entries_received - before.entries_received,
         entries_applied: after.entries_applied - before.entries_applied,
         sync_rounds: after.sync_rounds - before.sync_rounds,

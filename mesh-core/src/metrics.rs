@@ -79,7 +79,7 @@ impl MetricsSnapshot {
 
     fn register_traffic(&self, registry: &mut Registry) {
         let c = &self.status.counters;
-        let counters: [(&str, &str, u64); 10] = [
+        let counters: [(&str, &str, u64); 11] = [
             (
                 "datagrams_sent",
                 "Datagrams handed to the socket",
@@ -105,6 +105,11 @@ impl MetricsSnapshot {
                 "given_up",
                 "Datagrams abandoned after the retry limit",
                 c.given_up,
+            ),
+            (
+                "congestion_events",
+                "Losses taken as congestion, each halving or resetting a send window",
+                c.congestion_events,
             ),
             (
                 "entries_received",

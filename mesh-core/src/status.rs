@@ -180,6 +180,9 @@ pub struct Counters {
     pub retransmits: u64,
     /// Datagrams abandoned after `max_retries`.
     pub given_up: u64,
+    /// Losses taken as congestion (with a growing round trip, or timeouts in a row):
+    /// each halved a peer's send window or reset it.
+    pub congestion_events: u64,
     /// Entries received from peers.
     pub entries_received: u64,
     /// Received entries that changed this replica.

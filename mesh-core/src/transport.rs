@@ -22,6 +22,7 @@ use std::mem::size_of;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::congestion::Congestion;
 use crate::wire::{Ack, Data};
 
 /// Highest sequence number accepted above the cumulative one; later ones are dropped
@@ -253,6 +254,8 @@ pub struct ChannelStats {
     pub retransmits: u64,
     /// Datagrams given up.
     pub given_up: u64,
+    /// Losses taken as congestion: each halved the window or reset it.
+    pub congestion_events: u64,
     /// Fragments refused by reassembly (impossible or inconsistent counts or sizes, too
     /// many partial messages, budget spent) and partial messages timed out.
     pub reassembly_drops: u64,
@@ -279,6 +282,7 @@ pub struct Channel {
     /// [`MAX_PARTIALS_PER_PEER`] are started at a time, or it would refuse the next.
     open_fragmented: BTreeMap<u64, u32>,
     rtt: RttEstimator,
+    congestion: Congestion,
     // Receiving.
     recv_cumulative: u64,
     recv_above: BTreeSet<u64>,
@@ -295,6 +299,7 @@ impl Channel {
     /// A fresh channel.
     pub fn new(limits: ChannelLimits) -> Channel {
         let rtt = RttEstimator::new(&limits);
+        let congestion = Congestion::new(limits.max_fragment, limits.max_in_flight);
         Channel {
             limits,
             next_seq: 1,
@@ -309,6 +314,7 @@ impl Channel {
             largest_acked_sent_us: 0,
             open_fragmented: BTreeMap::new(),
             rtt,
+            congestion,
             recv_cumulative: 0,
             recv_above: BTreeSet::new(),
             ack_pending: false,
@@ -378,7 +384,10 @@ impl Channel {
 
     /// Counters.
     pub fn stats(&self) -> ChannelStats {
-        self.stats
+        ChannelStats {
+            congestion_events: self.congestion.events(),
+            ..self.stats
+        }
     }
 
     /// Bytes held for partially received messages, bookkeeping included (what this channel
@@ -406,7 +415,7 @@ impl Channel {
         let next_size = next.bytes.len();
         let starts_fragmented = next.frags > 1 && !self.open_fragmented.contains_key(&next.msg_id);
         let window_open = self.in_flight.is_empty()
-            || (self.bytes_in_flight + next_size <= self.limits.max_in_flight
+            || (self.bytes_in_flight + next_size <= self.congestion.window()
                 && self.in_flight.len() < MAX_IN_FLIGHT_DATAGRAMS);
         if !window_open
             || (starts_fragmented && self.open_fragmented.len() >= MAX_PARTIALS_PER_PEER)
@@ -455,6 +464,7 @@ impl Channel {
                 self.bytes_in_flight = self.bytes_in_flight.saturating_sub(entry.size);
                 self.retransmit_due.remove(&seq);
                 self.deadlines.remove(&(entry.deadline_us, seq));
+                self.congestion.on_ack(entry.size, entry.last_sent_us);
                 if seq > self.largest_acked {
                     self.largest_acked = seq;
                     self.largest_acked_sent_us = entry.last_sent_us;
@@ -467,19 +477,23 @@ impl Channel {
         }
         if let Some((_, rtt)) = newest_sample {
             self.rtt.sample(rtt);
+            self.congestion.on_rtt_sample(rtt);
         }
         // Fast retransmit: a datagram sent no later than one acknowledged three numbers
         // above it was lost. Once resent it is newer than that one, so it is not resent
         // again until a later datagram overtakes it too.
         let threshold = self.largest_acked.saturating_sub(FAST_RETRANSMIT_THRESHOLD);
         let overtaken_at = self.largest_acked_sent_us;
-        let lost: Vec<u64> = self
+        let lost: Vec<(u64, u64)> = self
             .in_flight
             .range(..=threshold)
-            .filter(|(_, e)| e.last_sent_us <= overtaken_at)
-            .map(|(s, _)| *s)
+            .filter(|(s, e)| e.last_sent_us <= overtaken_at && !self.retransmit_due.contains(s))
+            .map(|(s, e)| (*s, e.last_sent_us))
             .collect();
-        self.retransmit_due.extend(lost);
+        for (seq, sent_us) in lost {
+            self.congestion.on_loss(sent_us, 0, now_us);
+            self.retransmit_due.insert(seq);
+        }
     }
 
     /// Notes that a fragment left flight (acknowledged or given up).
@@ -690,8 +704,11 @@ impl Channel {
                 {
                     given_up.push(seq)
                 }
-                Some(_) => {
-                    self.retransmit_due.insert(seq);
+                Some(entry) => {
+                    if self.retransmit_due.insert(seq) {
+                        self.congestion
+                            .on_loss(entry.last_sent_us, entry.retries + 1, now_us);
+                    }
                 }
                 None => {}
             }
@@ -730,7 +747,7 @@ impl Channel {
             None => false,
             Some(d) => {
                 self.in_flight.is_empty()
-                    || (self.bytes_in_flight + d.bytes.len() <= self.limits.max_in_flight
+                    || (self.bytes_in_flight + d.bytes.len() <= self.congestion.window()
                         && self.in_flight.len() < MAX_IN_FLIGHT_DATAGRAMS)
             }
         }
@@ -791,6 +808,8 @@ mod tests {
         let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
         let message: Vec<u8> = (0..=255).cycle().take(1_000).collect();
         assert!(a.send_message(&message));
+        // 16 fragments: the first 10 fill the initial window, the rest follow their acks.
+        assert!(pump(&mut a, &mut b, 0, |_| false).is_empty());
         let got = pump(&mut a, &mut b, 0, |_| false);
         assert_eq!(got, vec![message]);
         assert!(a.is_idle());
@@ -852,15 +871,61 @@ mod tests {
     }
 
     #[test]
-    fn window_bounds_bytes_in_flight() {
+    fn window_starts_at_ten_datagrams_and_grows_to_the_ceiling() {
         let mut a = Channel::new(limits());
         assert!(a.send_message(&vec![7u8; 50_000]));
-        let mut sent = 0;
-        while a.poll_data(0).is_some() {
-            sent += 1;
+        let mut flights = Vec::new();
+        for round in 0..6 {
+            let now = round * 1_000;
+            let mut last = 0;
+            let mut sent = 0;
+            while let Some(d) = a.poll_data(now) {
+                last = d.seq;
+                sent += 1;
+            }
+            assert!(!a.has_data_ready());
+            flights.push(sent);
+            let ack = Ack {
+                cumulative: last,
+                ranges: vec![],
+            };
+            a.on_ack(&ack, now + 100);
         }
-        assert_eq!(sent, 100); // 6400 bytes of window / 64-byte fragments
-        assert!(!a.has_data_ready());
+        // Slow start doubles each round trip; 6400 bytes of ceiling / 64-byte fragments.
+        assert_eq!(flights, vec![10, 20, 40, 80, 100, 100]);
+    }
+
+    #[test]
+    fn queueing_losses_shrink_the_window_and_random_ones_do_not() {
+        let mut a = Channel::new(limits());
+        assert!(a.send_message(&vec![7u8; 60_000]));
+        // Round trips of 100 µs: datagram 1 lost, 2..=10 acknowledged.
+        let flight = |a: &mut Channel, now| {
+            let mut seqs = Vec::new();
+            while let Some(d) = a.poll_data(now) {
+                seqs.push(d.seq);
+            }
+            seqs
+        };
+        let first = flight(&mut a, 0);
+        assert_eq!(first.len(), 10);
+        let ack = Ack {
+            cumulative: 0,
+            ranges: vec![(2, 10)],
+        };
+        a.on_ack(&ack, 100);
+        assert_eq!(a.stats().congestion_events, 0, "loss without queueing");
+        // The retransmission and new data go out; then a loss with the round trip grown
+        // from 100 µs to 5 ms.
+        let second = flight(&mut a, 200);
+        let lost = second[1];
+        let acked: Vec<u64> = second.iter().copied().filter(|&s| s != lost).collect();
+        let ack = Ack {
+            cumulative: second[0],
+            ranges: vec![(acked[1], *acked.last().unwrap())],
+        };
+        a.on_ack(&ack, 5_200);
+        assert_eq!(a.stats().congestion_events, 1, "loss with queueing");
     }
 
     #[test]

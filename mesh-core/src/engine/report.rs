@@ -116,6 +116,7 @@ impl Engine {
             let stats = link.channel.stats();
             counters.retransmits += stats.retransmits;
             counters.given_up += stats.given_up;
+            counters.congestion_events += stats.congestion_events;
             counters.dropped.reassembly += stats.reassembly_drops;
         }
         Status {

@@ -114,6 +114,7 @@ class Counters(TypedDict):
     bytes_received: int
     retransmits: int
     given_up: int
+    congestion_events: int
     entries_received: int
     entries_applied: int
     sync_rounds: int
