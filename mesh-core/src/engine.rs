@@ -457,6 +457,15 @@ impl Engine {
                     frames.retain(|f| !matches!(f, Frame::Ack(_) | Frame::Data(_)));
                 }
                 SessionCheck::PeerRestarted => link.sync.want_now(now.mono_us),
+                SessionCheck::Unproven => {
+                    // What a spoofer blind to the channel's sessions can send: its acks and
+                    // data would reset, squat or forge the channel (see `link`).
+                    let before = frames.len();
+                    frames.retain(|f| !matches!(f, Frame::Ack(_) | Frame::Data(_)));
+                    if frames.len() < before {
+                        self.counters.dropped.stale += 1;
+                    }
+                }
             }
         }
         // A heartbeat states the sender's advertised address, or withdraws it by

@@ -11,6 +11,16 @@
 //! channel afresh too but keeps its session name, so the exchange settles at once.
 //! Packets naming an earlier session of this node are stragglers: their reliable frames
 //! are dropped.
+//!
+//! Once the peer has named this node's session back (it receives what this node sends,
+//! so the session is its), the session is *confirmed*, and a packet may start it afresh
+//! only by naming this node's session too. A packet that names a new session of the peer
+//! but none of this node's, or no session at all, is what an attacker who spoofs the
+//! peer's address without seeing its traffic can send: its reliable frames are dropped
+//! and the channel goes on. The peer that really started afresh learns this node's
+//! session from the next packet it gets (it names the peer's earlier session, but the
+//! peer's own is not confirmed yet), names it back, and the exchange settles one round
+//! trip later.
 
 use crate::config::Config;
 use crate::messages::MessageOrder;
@@ -52,6 +62,9 @@ pub(crate) struct Link {
     pub local_session: u32,
     /// The peer's name for it, once seen (0 before).
     pub remote_session: u32,
+    /// Whether the peer has named `local_session` under `remote_session` (see the module
+    /// docs).
+    confirmed: bool,
 }
 
 /// What a packet's sessions say about the link.
@@ -64,6 +77,9 @@ pub(crate) enum SessionCheck {
     /// The peer started afresh without knowing this session: the channel was started
     /// afresh to match, and what was in flight is gone (a sync repairs it).
     PeerRestarted,
+    /// The packet names a session of the peer other than the confirmed one, or none,
+    /// without naming this node's: drop its reliable frames, change nothing.
+    Unproven,
 }
 
 impl Link {
@@ -75,6 +91,7 @@ impl Link {
             messages: MessageOrder::new(limits.reassembly.clone()),
             local_session: session.max(1),
             remote_session: 0,
+            confirmed: false,
         }
     }
 
@@ -85,6 +102,7 @@ impl Link {
         self.sync.reset_session();
         self.local_session = session.max(1);
         self.remote_session = 0;
+        self.confirmed = false;
     }
 
     /// Checks the sessions a packet from the peer names (see the module docs).
@@ -94,14 +112,35 @@ impl Link {
         dst_session: u32,
         limits: &ChannelLimits,
     ) -> SessionCheck {
-        if dst_session != 0 && dst_session != self.local_session {
+        let names_ours = dst_session == self.local_session;
+        if dst_session != 0 && !names_ours {
+            // A straggler, or the peer started afresh and still names this node's earlier
+            // session: until confirmed, its session is taken so that the next packets name
+            // it and the peer can name this node's back.
+            if src_session != 0 && !self.confirmed {
+                self.remote_session = src_session;
+            }
             return SessionCheck::Stale;
         }
-        if src_session == 0 || src_session == self.remote_session {
+        if src_session == 0 {
+            // Every packet of a link names the sender's session: reliable frames without
+            // one are only taken before the peer's session is known.
+            return if self.remote_session == 0 {
+                SessionCheck::Current
+            } else {
+                SessionCheck::Unproven
+            };
+        }
+        if src_session == self.remote_session {
+            self.confirmed |= names_ours;
             return SessionCheck::Current;
+        }
+        if self.confirmed && !names_ours {
+            return SessionCheck::Unproven;
         }
         let known = self.remote_session != 0;
         self.remote_session = src_session;
+        self.confirmed = names_ours;
         if !known {
             return SessionCheck::Current;
         }
@@ -151,20 +190,40 @@ mod tests {
         let limits = limits();
         let mut a = Link::new(&limits, 10);
         let mut b = Link::new(&limits, 20);
-        // First contact: each adopts the other's session.
+        // First contact: each adopts the other's session, and confirms it once named back.
         assert_eq!(b.check_sessions(10, 0, &limits), SessionCheck::Current);
         assert_eq!(a.check_sessions(20, 10, &limits), SessionCheck::Current);
+        assert_eq!(b.check_sessions(10, 20, &limits), SessionCheck::Current);
         // `a` starts afresh (it forgot `b` and re-admitted it).
         a = Link::new(&limits, 11);
+        assert_eq!(
+            b.check_sessions(11, 0, &limits),
+            SessionCheck::Unproven,
+            "a new session naming none of b's proves nothing"
+        );
         assert_eq!(
             a.check_sessions(20, 10, &limits),
             SessionCheck::Stale,
             "b's packets name a's old session"
         );
-        assert_eq!(b.check_sessions(11, 0, &limits), SessionCheck::PeerRestarted);
+        assert_eq!(a.remote_session, 20, "but a learns b's from them");
+        assert_eq!(b.check_sessions(11, 20, &limits), SessionCheck::PeerRestarted);
         assert_eq!(b.local_session, 20, "b keeps its name, so nothing bounces back");
         assert_eq!(a.check_sessions(20, 11, &limits), SessionCheck::Current);
         assert_eq!(b.check_sessions(11, 20, &limits), SessionCheck::Current);
+    }
+
+    #[test]
+    fn a_confirmed_session_is_restarted_only_by_a_packet_naming_it() {
+        let limits = limits();
+        let mut b = Link::new(&limits, 20);
+        assert_eq!(b.check_sessions(10, 20, &limits), SessionCheck::Current);
+        // Blind packets: a new session of the peer, or none, naming none of b's.
+        assert_eq!(b.check_sessions(99, 0, &limits), SessionCheck::Unproven);
+        assert_eq!(b.check_sessions(0, 0, &limits), SessionCheck::Unproven);
+        assert_eq!(b.check_sessions(99, 7, &limits), SessionCheck::Stale);
+        assert_eq!(b.remote_session, 10, "the confirmed session stands");
+        assert_eq!(b.check_sessions(10, 0, &limits), SessionCheck::Current);
     }
 
     #[test]

@@ -553,6 +553,43 @@ mod tests {
     }
 
     #[test]
+    fn entries_taken_beside_a_refused_one_are_credited_and_offered_on() {
+        let mut config = Config::new("n", 0);
+        config.max_value_size = 100;
+        let mut relay = Replica::new(1);
+        let mixed = group(
+            9,
+            1,
+            4,
+            vec![
+                wire_entry(1, "a", Value::Int(1)),
+                wire_entry(2, "big", Value::Bytes(vec![0; 500])),
+                wire_entry(3, "b", Value::Int(3)),
+                wire_entry(4, "c", Value::Int(4)),
+            ],
+        );
+        merge(mixed, &mut relay, &config);
+        let vv = relay.version_vector();
+        assert!(vv.contains(9, 1) && vv.contains(9, 3) && vv.contains(9, 4));
+        assert!(!vv.contains(9, 2), "the refused entry stays open");
+        // A node that holds nothing of the origin gets every entry taken, whatever the
+        // hole below them.
+        let mut stream = missing_ranges(vv, &PeerDigest::new());
+        let mut next = Replica::new(2);
+        while !stream.is_empty() {
+            let delta = build_delta(&relay, &mut stream, 1_200);
+            merge(delta, &mut next, &config);
+        }
+        for (key, value) in [("a", 1), ("b", 3), ("c", 4)] {
+            assert_eq!(next.get(key), Some(&Value::Int(value)), "{key}");
+        }
+        assert_eq!(next.get("big"), None);
+        let vv = next.version_vector();
+        assert!(vv.contains(9, 1) && vv.contains(9, 3) && vv.contains(9, 4));
+        assert!(!vv.contains(9, 2), "nor does the next node credit the hole");
+    }
+
+    #[test]
     fn empty_parts_of_a_range_stop_at_the_origins_frontier() {
         let config = Config::new("n", 0);
         let mut frontiers = Frontiers::default();

@@ -10,7 +10,7 @@
 //!
 //! Receiving: a bounded duplicate window (cumulative number plus the set received above
 //! it, never more than [`RECV_WINDOW`] ahead); fragments reassembled under an idle
-//! timeout, at most [`MAX_PARTIALS_PER_PEER`] messages at a time, and within one
+//! timeout and a lifetime ([`PARTIAL_LIFETIME_TIMEOUTS`]), at most [`MAX_PARTIALS_PER_PEER`] messages at a time, and within one
 //! [`ReassemblyBudget`] shared by every channel of the node. Every byte reassembly
 //! allocates is charged to it before it is allocated: each message's bookkeeping and
 //! fragment slot table, then each fragment. Fragments that no real sender could have
@@ -40,6 +40,11 @@ pub const MAX_PARTIALS_PER_PEER: usize = 32;
 /// Smallest fragment a sender cuts, whatever its datagram size: every fragment of a
 /// message but the last carries at least this many bytes.
 pub const MIN_FRAGMENT: usize = 64;
+/// A partial message is dropped once this many reassembly timeouts old, however recently
+/// a fragment of it arrived: one kept fresh by a trickle of fragments (a spoofer's, or an
+/// honest message whose missing fragment's sequence number a spoofer took) would
+/// otherwise hold its budget, and its place among [`MAX_PARTIALS_PER_PEER`], for good.
+pub const PARTIAL_LIFETIME_TIMEOUTS: u64 = 2;
 /// Bytes charged per slot of a message's fragment table.
 const SLOT_BYTES: usize = size_of::<Option<Vec<u8>>>();
 /// Bytes charged per partial message besides its slots and fragments: its entry in the
@@ -219,6 +224,8 @@ struct Partial {
     /// Size of the last fragment, once it has arrived.
     last_size: Option<usize>,
     last_update_us: u64,
+    /// When its first fragment arrived.
+    started_us: u64,
 }
 
 impl Partial {
@@ -577,6 +584,7 @@ impl Channel {
                     fragment_size: None,
                     last_size: None,
                     last_update_us: now_us,
+                    started_us: now_us,
                 })
             }
         };
@@ -680,11 +688,7 @@ impl Channel {
     /// Earliest time this channel needs [`Channel::on_timeout`].
     pub fn next_timeout(&self) -> Option<u64> {
         let retransmit = self.deadlines.first().map(|&(deadline, _)| deadline);
-        let reassembly = self
-            .partials
-            .values()
-            .map(|p| p.last_update_us + self.limits.reassembly_timeout_us)
-            .min();
+        let reassembly = self.partials.values().map(|p| self.expiry_of(p)).min();
         [retransmit, reassembly].into_iter().flatten().min()
     }
 
@@ -723,18 +727,27 @@ impl Channel {
                 self.lost_data = true;
             }
         }
-        let timeout = self.limits.reassembly_timeout_us;
         let before = self.partials.len();
-        let mut freed = 0;
-        self.partials.retain(|_, p| {
-            let keep = p.last_update_us + timeout > now_us;
-            if !keep {
-                freed += p.charged;
-            }
-            keep
-        });
+        let expired: Vec<u64> = self
+            .partials
+            .iter()
+            .filter(|(_, p)| self.expiry_of(p) <= now_us)
+            .map(|(&id, _)| id)
+            .collect();
+        let freed: usize = expired
+            .iter()
+            .filter_map(|id| self.partials.remove(id))
+            .map(|p| p.charged)
+            .sum();
         self.release(freed);
         self.stats.reassembly_drops += (before - self.partials.len()) as u64;
+    }
+
+    /// When partial message `p` is dropped: once idle for the reassembly timeout, or once
+    /// [`PARTIAL_LIFETIME_TIMEOUTS`] timeouts old.
+    fn expiry_of(&self, p: &Partial) -> u64 {
+        let timeout = self.limits.reassembly_timeout_us;
+        (p.last_update_us + timeout).min(p.started_us + PARTIAL_LIFETIME_TIMEOUTS * timeout)
     }
 
     /// Whether a retransmission or new data can be sent now.
@@ -1043,6 +1056,27 @@ mod tests {
         let mut b = Channel::new(limits());
         assert_eq!(b.on_data(frag(1, 1, 3, 4, 80), 0), Received::Fragment);
         assert_eq!(b.on_data(frag(2, 1, 0, 4, 64), 0), Received::Refused);
+        refused_and_nothing_held(&b, 1);
+    }
+
+    #[test]
+    fn a_partial_message_refreshed_without_end_is_dropped_at_its_lifetime() {
+        let mut l = limits();
+        l.reassembly = ReassemblyBudget::new(1 << 20);
+        let timeout = l.reassembly_timeout_us;
+        let mut b = Channel::new(l);
+        // A message of many fragments, one arriving every half timeout: never idle for
+        // the timeout, never complete.
+        let mut now = 0;
+        let mut frag_no = 0;
+        while now < PARTIAL_LIFETIME_TIMEOUTS * timeout {
+            let seq = u64::from(frag_no) + 1;
+            assert_eq!(b.on_data(frag(seq, 7, frag_no, 1_000, 64), now), Received::Fragment);
+            frag_no += 1;
+            now += timeout / 2;
+            assert!(b.next_timeout().is_some_and(|t| t <= PARTIAL_LIFETIME_TIMEOUTS * timeout));
+            b.on_timeout(now);
+        }
         refused_and_nothing_held(&b, 1);
     }
 

@@ -608,6 +608,72 @@ fn a_forged_bare_range_silences_no_member() {
     assert_eq!(engine.get("later"), Some(&Value::Int(3)));
 }
 
+/// Data an off-path attacker injects into an established channel, spoofing a member's
+/// address and incarnation (both guessable) but not the channel's sessions, which it
+/// never saw: under a fresh session number that names none of the receiver's (the way a
+/// peer starting afresh would), or under no session at all. Sequence numbers are sprayed
+/// over the start of the window, where the member's real ones are.
+fn blind_injection(cluster: u32, member_inc: u64, src_session: u32, wall_ms: u64) -> Vec<Vec<u8>> {
+    (1..=64u64)
+        .map(|seq| {
+            let message = delta(0xb11d, seq, "injected", Value::Int(seq as i64), wall_ms);
+            let packet = Packet {
+                src_inc: member_inc,
+                dst_inc: 0,
+                src_session,
+                dst_session: 0,
+                frames: vec![Frame::Data(Data {
+                    seq,
+                    msg_id: seq,
+                    frag: 0,
+                    frags: 1,
+                    bytes: wire::encode_message(&message),
+                })],
+            };
+            wire::encode_packet(cluster, &packet)
+        })
+        .collect()
+}
+
+#[test]
+fn blind_injection_neither_resets_nor_writes_into_an_established_channel() {
+    use mesh_core::fault::FaultConfig;
+    use mesh_core::sim::Sim;
+
+    for src_session in [0x5eed_1234, 0] {
+        let mut cfg = config("template");
+        cfg.host = String::new();
+        let cluster = wire::cluster_id(&cfg.cluster);
+        let mut sim = Sim::new(2, cfg, FaultConfig::default(), 11);
+        sim.write(1, "before", Some(Value::Int(1)));
+        sim.run_until_converged(Duration::from_secs(10), Duration::from_millis(100))
+            .expect("the mesh settles");
+        let member = sim.nodes[1].addr;
+        let member_inc = sim.nodes[1].engine.as_ref().unwrap().incarnation();
+        let wall = sim.now_for(0).wall_ms;
+        for datagram in blind_injection(cluster, member_inc, src_session, wall) {
+            sim.inject(0, member, &datagram);
+        }
+        // The member's own channel goes on: its next writes arrive, in both directions.
+        sim.write(1, "after", Some(Value::Int(2)));
+        sim.write(0, "reply", Some(Value::Int(3)));
+        sim.run_until_converged(Duration::from_secs(10), Duration::from_millis(100))
+            .expect("the channel still carries writes both ways");
+        for node in &sim.nodes {
+            let engine = node.engine.as_ref().unwrap();
+            assert_eq!(
+                engine.get("injected"),
+                None,
+                "session {src_session:#x}: the injected write was taken"
+            );
+            assert_eq!(engine.get("after"), Some(&Value::Int(2)));
+            assert_eq!(engine.get("reply"), Some(&Value::Int(3)));
+        }
+        let dropped = sim.nodes[0].engine.as_ref().unwrap().counters().dropped;
+        assert!(dropped.stale >= 64, "session {src_session:#x}: {dropped:?}");
+    }
+}
+
 /// The key every keyed test mesh shares.
 fn mesh_key() -> Key {
     Key::from_bytes(&[0x5a; 32]).unwrap()

@@ -558,12 +558,13 @@ impl Adversary {
 
     /// A write some or all nodes refuse: a key longer than any node accepts, or a
     /// timestamp past the drift bound. Alone in its group under an origin of its own,
-    /// unless [`AdversaryConfig::mix_refused_entries`] is on: a node credits a group only
-    /// if it took every entry, so a refused entry beside taken ones leaves those held
-    /// but never accounted for, and never offered to other nodes.
+    /// unless [`AdversaryConfig::mix_refused_entries`] is on: then appended to a ledger
+    /// group, so a node takes the entries beside it and must account for them one by
+    /// one, leaving the refused one open until it is sent again.
     fn refused_group(&mut self, wall_ms: u64) -> Group {
         let key = self.forged_key();
-        let (key, hlc) = if self.rng.bool() {
+        let oversized = self.rng.bool();
+        let (key, hlc) = if oversized {
             (
                 format!("{key}{}", "x".repeat(2_000)),
                 self.forged_hlc(wall_ms),
@@ -579,17 +580,23 @@ impl Adversary {
             let mut group = self.ledger_group(wall_ms);
             let seq = group.hi + 1;
             let origin = group.origin;
-            if let Some(ledger) = self.ledgers.get_mut(&origin) {
-                ledger.seqs.insert(seq, None);
-            }
-            group.hi = seq;
-            group.entries.push(WireEntry {
+            let entry = WireEntry {
                 seq,
                 hlc,
                 key: key.clone(),
                 value: value.clone(),
                 expires: None,
-            });
+            };
+            // The ledger holds what some node may have taken, so that every later group
+            // tells the same story about `seq`: a write past the drift bound is taken by
+            // nodes whose clocks are ahead, and recording it as burned would tell the
+            // others it never existed (an equivocation, which splits replicas in
+            // plaintext mode). No node takes an oversized one: burned is the truth.
+            if let Some(ledger) = self.ledgers.get_mut(&origin) {
+                ledger.seqs.insert(seq, (!oversized).then(|| entry.clone()));
+            }
+            group.hi = seq;
+            group.entries.push(entry);
             self.forged.push(Forged {
                 key,
                 value,
