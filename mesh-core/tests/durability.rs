@@ -293,7 +293,11 @@ fn assert_unchanged(dir: &Path, before: &[(PathBuf, Vec<u8>)]) {
     let names = |files: &[(PathBuf, Vec<u8>)]| -> Vec<PathBuf> {
         files.iter().map(|(p, _)| p.clone()).collect()
     };
-    assert_eq!(names(&after), names(before), "a damaged store is left as it is");
+    assert_eq!(
+        names(&after),
+        names(before),
+        "a damaged store is left as it is"
+    );
     // fjall sizes a journal file ahead of use and trims the zeros never written at
     // open: that is the only change allowed.
     let written = |b: &[u8]| b.len() - b.iter().rev().take_while(|&&x| x == 0).count();
@@ -303,7 +307,11 @@ fn assert_unchanged(dir: &Path, before: &[(PathBuf, Vec<u8>)]) {
         } else {
             now == then
         };
-        assert!(same, "{} changed: a damaged store is left as it is", path.display());
+        assert!(
+            same,
+            "{} changed: a damaged store is left as it is",
+            path.display()
+        );
     }
 }
 
@@ -349,7 +357,11 @@ fn a_garbled_store_is_refused_and_left_in_place() {
         let opened = Node::new(config("d1", &dir, Durability::Batched));
         assert!(opened.is_err(), "garbled at {at} of {len}: the node opened");
         let (kind, path, reason) = storage_kind(opened);
-        assert_eq!(kind, StorageErrorKind::Corrupted, "garbled at {at}: {reason}");
+        assert_eq!(
+            kind,
+            StorageErrorKind::Corrupted,
+            "garbled at {at}: {reason}"
+        );
         assert_eq!(path, dir.join(STORE_DIR));
         assert_unchanged(&dir, &before);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -361,8 +373,11 @@ fn a_garbled_journal_is_refused_and_left_in_place() {
     if let Some(dir) = std::env::var_os("MESH_JOURNAL_CHILD") {
         let node = Node::new(config("child", Path::new(&dir), Durability::Sync)).unwrap();
         for i in 0..200 {
-            node.set(&format!("k{i:05}"), format!("child-value-{i:05}-{}", "y".repeat(40)))
-                .unwrap();
+            node.set(
+                &format!("k{i:05}"),
+                format!("child-value-{i:05}-{}", "y".repeat(40)),
+            )
+            .unwrap();
         }
         println!("acked all");
         loop {
@@ -402,7 +417,10 @@ fn a_garbled_journal_is_refused_and_left_in_place() {
         .windows(marker.len())
         .position(|w| w == marker)
         .expect("the value is in the journal");
-    let mut f = std::fs::OpenOptions::new().write(true).open(&journal).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap();
     f.seek(SeekFrom::Start(at as u64 + 12)).unwrap();
     f.write_all(b"99999").unwrap();
     drop(f);

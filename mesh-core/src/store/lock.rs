@@ -35,8 +35,7 @@ impl DirLock {
         // A lock released a moment ago may still be held by a process this one is
         // starting (between its fork and its exec): a few short retries.
         for _ in 0..RETRIES {
-            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-            {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => return Ok(DirLock { _file: file }),
                 Err(rustix::io::Errno::WOULDBLOCK) => std::thread::sleep(RETRY_PAUSE),
                 Err(e) => return Err(io_error(store, "cannot lock it", e.into())),

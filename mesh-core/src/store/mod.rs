@@ -24,7 +24,6 @@
 // The store does I/O for the runtime, and times its load like the runtime would.
 #![allow(clippy::disallowed_methods)]
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -163,9 +162,10 @@ impl StoreLog {
 /// Changes to write in one transaction: see the module docs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StoreBatch {
-    /// Changed keys: `Some` puts the entry (tombstones included), `None` removes the key
-    /// (its tombstone was collected).
-    pub(crate) changes: BTreeMap<Arc<str>, Option<Entry>>,
+    /// Changed keys, each once: `Some` puts the entry (tombstones included), `None`
+    /// removes the key (its tombstone was collected). A list rather than a map: it is
+    /// built under the engine lock, and pushing is the cheapest way to build it.
+    pub(crate) changes: Vec<(Arc<str>, Option<Entry>)>,
     /// The whole version vector, when it changed.
     pub(crate) vv: Option<StoredVv>,
     /// The clock's high-water mark.
@@ -189,6 +189,16 @@ impl StoreBatch {
     /// after it).
     pub fn absorb(&mut self, later: StoreBatch) {
         self.changes.extend(later.changes);
+        // Each key once, as the later batch left it.
+        let mut last = std::collections::HashMap::with_capacity(self.changes.len());
+        for (i, (key, _)) in self.changes.iter().enumerate() {
+            last.insert(Arc::clone(key), i);
+        }
+        let mut i = 0;
+        self.changes.retain(|(key, _)| {
+            i += 1;
+            last[key] == i - 1
+        });
         if later.vv.is_some() {
             self.vv = later.vv;
         }
@@ -464,7 +474,7 @@ impl Store {
     fn discard(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
         let mut meta = self.meta.clone();
         meta.vv.clear();
-        let changes = snapshot
+        let changes: Vec<_> = snapshot
             .entries
             .iter()
             .map(|(key, _)| (Arc::from(key.as_str()), None))
@@ -480,7 +490,7 @@ impl Store {
         let mut meta = self.meta.clone();
         meta.incarnation = incarnation;
         meta.wall_ms = meta.wall_ms.max(wall_ms);
-        self.write(&meta, &BTreeMap::new())?;
+        self.write(&meta, &[])?;
         self.meta = meta;
         Ok(())
     }
@@ -500,11 +510,7 @@ impl Store {
     }
 
     /// One atomic, fsync'd write batch: `changes` and the run record `meta`.
-    fn write(
-        &mut self,
-        meta: &Meta,
-        changes: &BTreeMap<Arc<str>, Option<Entry>>,
-    ) -> Result<(), Error> {
+    fn write(&mut self, meta: &Meta, changes: &[(Arc<str>, Option<Entry>)]) -> Result<(), Error> {
         let path = self.path.clone();
         let db = self.db()?;
         let mut batch = db
@@ -754,7 +760,9 @@ mod tests {
         let (mut store, _, _) = Store::open(&dir, WALL, GRACE).unwrap();
         let newer = entry(2, 8, None);
         let batch = StoreBatch {
-            changes: [(Arc::from("old"), Some(newer.clone()))].into_iter().collect(),
+            changes: [(Arc::from("old"), Some(newer.clone()))]
+                .into_iter()
+                .collect(),
             vv: None,
             hlc: 8,
             wall_ms: WALL,
@@ -772,6 +780,35 @@ mod tests {
         assert_eq!(snapshot.entries, vec![("old".to_owned(), newer)]);
         assert!(!dir.join(legacy::FILE).exists());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_absorbed_batch_keeps_each_key_once_as_the_later_batch_left_it() {
+        let batch = |changes: Vec<(&str, Option<Entry>)>, hlc| StoreBatch {
+            changes: changes
+                .into_iter()
+                .map(|(k, e)| (Arc::from(k), e))
+                .collect(),
+            vv: None,
+            hlc,
+            wall_ms: WALL,
+        };
+        let mut failed = batch(vec![("a", Some(entry(1, 1, None))), ("b", None)], 1);
+        failed.absorb(batch(
+            vec![("b", Some(entry(2, 2, None))), ("c", None), ("a", None)],
+            2,
+        ));
+        let mut changes = failed.changes.clone();
+        changes.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            changes,
+            vec![
+                (Arc::from("a"), None),
+                (Arc::from("b"), Some(entry(2, 2, None))),
+                (Arc::from("c"), None),
+            ]
+        );
+        assert_eq!(failed.hlc, 2);
     }
 
     #[test]
