@@ -49,8 +49,11 @@ struct RecordV1 {
     seq: u64,
 }
 
-/// Reads the whole store in `path`: its run record (`None` if it has none) and entries.
-pub(super) fn read(path: &Path) -> Result<(Option<Meta>, Vec<(String, Entry)>), Error> {
+/// An old store's content: its run record (`None` if it has none) and its entries.
+pub(super) type Content = (Option<Meta>, Vec<(String, Entry)>);
+
+/// Reads the whole store in `path`.
+pub(super) fn read(path: &Path) -> Result<Content, Error> {
     // A damaged file may make redb panic rather than fail: that is a refusal too.
     match std::panic::catch_unwind(|| read_unguarded(path)) {
         Ok(result) => result,
@@ -58,7 +61,7 @@ pub(super) fn read(path: &Path) -> Result<(Option<Meta>, Vec<(String, Entry)>), 
     }
 }
 
-fn read_unguarded(path: &Path) -> Result<(Option<Meta>, Vec<(String, Entry)>), Error> {
+fn read_unguarded(path: &Path) -> Result<Content, Error> {
     let err = |e: redb::Error| redb_error(path, e);
     let db = Database::builder().open(path).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => storage_error(
