@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use mesh_core::store::{Store, STORE_FILE};
+use mesh_core::store::{Store, STORE_DIR};
 
 mod support;
 use mesh_core::{
@@ -222,7 +222,7 @@ fn a_second_node_on_the_same_data_dir_is_refused() {
     first.set("k", 1).unwrap();
     let (kind, path, reason) = storage_kind(Node::new(config("l2", &dir, Durability::Batched)));
     assert_eq!(kind, StorageErrorKind::Locked, "{reason}");
-    assert_eq!(path, dir.join(STORE_FILE));
+    assert_eq!(path, dir.join(STORE_DIR));
     // The first node is unharmed, and the directory is free once it stops.
     assert_eq!(first.get("k"), Some(Value::Int(1)));
     first.stop();
@@ -257,10 +257,68 @@ fn file_bytes(path: &Path) -> Vec<u8> {
     bytes
 }
 
+/// The table files of a store closed cleanly (its journal written out into them).
+fn table_files(dir: &Path) -> Vec<PathBuf> {
+    let segments = dir.join(STORE_DIR).join("partitions/entries/segments");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&segments)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no table file in {}", segments.display());
+    files
+}
+
+/// Every file under `dir`, with its bytes.
+fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path.clone(), file_bytes(&path)));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A refused store is left as it is: the same files with the same bytes.
+fn assert_unchanged(dir: &Path, before: &[(PathBuf, Vec<u8>)]) {
+    let after = all_bytes(dir);
+    let names = |files: &[(PathBuf, Vec<u8>)]| -> Vec<PathBuf> {
+        files.iter().map(|(p, _)| p.clone()).collect()
+    };
+    assert_eq!(
+        names(&after),
+        names(before),
+        "a damaged store is left as it is"
+    );
+    // fjall sizes a journal file ahead of use and trims the zeros never written at
+    // open: that is the only change allowed.
+    let written = |b: &[u8]| b.len() - b.iter().rev().take_while(|&&x| x == 0).count();
+    for ((path, now), (_, then)) in after.iter().zip(before) {
+        let same = if path.parent().is_some_and(|p| p.ends_with("journals")) {
+            now[..written(now)] == then[..written(then)]
+        } else {
+            now == then
+        };
+        assert!(
+            same,
+            "{} changed: a damaged store is left as it is",
+            path.display()
+        );
+    }
+}
+
 #[test]
 fn a_truncated_store_is_refused_and_left_in_place() {
     let dir = written_store("truncated", 2000);
-    let file = dir.join(STORE_FILE);
+    let file = table_files(&dir)[0].clone();
     let len = std::fs::metadata(&file).unwrap().len();
     for cut in [len / 2, 1000, 0] {
         std::fs::OpenOptions::new()
@@ -269,53 +327,108 @@ fn a_truncated_store_is_refused_and_left_in_place() {
             .unwrap()
             .set_len(cut)
             .unwrap();
-        let before = file_bytes(&file);
-        let result = Node::new(config("d1", &dir, Durability::Batched));
-        if cut == 0 {
-            // An empty file is an empty store (as if created and never committed).
-            let node = result.expect("an empty file opens as an empty store");
-            assert_eq!(node.len(), 0);
-            continue;
-        }
-        let (kind, path, reason) = storage_kind(result);
+        let before = all_bytes(&dir);
+        let (kind, path, reason) = storage_kind(Node::new(config("d1", &dir, Durability::Batched)));
         assert_eq!(kind, StorageErrorKind::Corrupted, "cut at {cut}: {reason}");
-        assert_eq!(path, file);
-        assert_eq!(
-            file_bytes(&file),
-            before,
-            "a damaged store is left as it is"
-        );
+        assert_eq!(path, dir.join(STORE_DIR));
+        assert_unchanged(&dir, &before);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_garbled_store_is_refused_and_left_in_place() {
-    let dir = written_store("garbled", 2000);
-    let file = dir.join(STORE_FILE);
-    let bytes = file_bytes(&file);
-    // Garble one stored value in place (the bytes of key 1234's value).
-    let marker = b"MARKER-01234-";
+    // Garbage over the start, the middle and the end of the table file: its first
+    // block's header, compressed entries and the trailer's closing magic bytes.
+    let len = {
+        let dir = written_store("garbled-len", 2000);
+        let len = std::fs::metadata(&table_files(&dir)[0]).unwrap().len();
+        std::fs::remove_dir_all(&dir).unwrap();
+        len
+    };
+    for at in [0, len / 3, len / 2, len - 16] {
+        let dir = written_store("garbled", 2000);
+        let file = table_files(&dir)[0].clone();
+        let mut f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&[0xa5; 16]).unwrap();
+        drop(f);
+        let before = all_bytes(&dir);
+        let opened = Node::new(config("d1", &dir, Durability::Batched));
+        assert!(opened.is_err(), "garbled at {at} of {len}: the node opened");
+        let (kind, path, reason) = storage_kind(opened);
+        assert_eq!(
+            kind,
+            StorageErrorKind::Corrupted,
+            "garbled at {at}: {reason}"
+        );
+        assert_eq!(path, dir.join(STORE_DIR));
+        assert_unchanged(&dir, &before);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn a_garbled_journal_is_refused_and_left_in_place() {
+    if let Some(dir) = std::env::var_os("MESH_JOURNAL_CHILD") {
+        let node = Node::new(config("child", Path::new(&dir), Durability::Sync)).unwrap();
+        for i in 0..200 {
+            node.set(
+                &format!("k{i:05}"),
+                format!("child-value-{i:05}-{}", "y".repeat(40)),
+            )
+            .unwrap();
+        }
+        println!("acked all");
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    // A store whose last run was killed: its writes are in the journal only.
+    let dir = scratch("garbled-journal");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_garbled_journal_is_refused_and_left_in_place",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MESH_JOURNAL_CHILD", &dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains("acked all"))),
+        "the child acknowledged its writes"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let journals = dir.join(STORE_DIR).join("journals");
+    let journal = std::fs::read_dir(&journals)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let bytes = file_bytes(&journal);
+    let marker = b"child-value-00100";
     let at = bytes
         .windows(marker.len())
         .position(|w| w == marker)
-        .expect("the value is in the file");
-    let mut f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
-    f.seek(SeekFrom::Start(at as u64 + 7)).unwrap();
+        .expect("the value is in the journal");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap();
+    f.seek(SeekFrom::Start(at as u64 + 12)).unwrap();
     f.write_all(b"99999").unwrap();
     drop(f);
-    let before = file_bytes(&file);
-    let (kind, path, reason) = storage_kind(Node::new(config("d1", &dir, Durability::Batched)));
+    let before = all_bytes(&dir);
+    let (kind, path, reason) = storage_kind(Node::new(config("d1", &dir, Durability::Sync)));
     assert_eq!(kind, StorageErrorKind::Corrupted, "{reason}");
-    assert_eq!(path, file);
-    assert_eq!(file_bytes(&file), before);
-
-    // Garbage over the file's header: refused too.
-    let mut f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
-    f.write_all(&[0xa5; 64]).unwrap();
-    drop(f);
-    let (kind, _, reason) = storage_kind(Node::new(config("d1", &dir, Durability::Batched)));
-    assert_eq!(kind, StorageErrorKind::Corrupted, "{reason}");
+    assert_eq!(path, dir.join(STORE_DIR));
+    assert_unchanged(&dir, &before);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -1,5 +1,7 @@
 /* Durability from C: a data directory keeps the state across nodes, sync durability,
  * and a clear MESH_RESULT_STORAGE for a directory in use or a damaged store. */
+#include <dirent.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -25,10 +27,29 @@ static mesh_node_t *stored_node(const char *node_id, int durability, mesh_result
 }
 
 static void remove_store(void) {
-    char path[300];
-    snprintf(path, sizeof path, "%s/mesh.redb", data_dir);
-    unlink(path);
-    rmdir(data_dir);
+    char command[300];
+    snprintf(command, sizeof command, "rm -rf '%s'", data_dir);
+    REQUIRE(system(command) == 0);
+}
+
+/* The path of the store's first table file (written when a node closes). */
+static int table_file(char *path, size_t size) {
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/mesh.fjall/partitions/entries/segments", data_dir);
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return 0;
+    }
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.') {
+            snprintf(path, size, "%s/%s", dir, e->d_name);
+            found = 1;
+        }
+    }
+    closedir(d);
+    return found;
 }
 
 static void test_argument_checks(void) {
@@ -84,8 +105,8 @@ static void test_state_survives_a_restart(void) {
 }
 
 static void test_a_damaged_store_is_refused(void) {
-    char path[300];
-    snprintf(path, sizeof path, "%s/mesh.redb", data_dir);
+    char path[600];
+    REQUIRE(table_file(path, sizeof path));
     FILE *f = fopen(path, "r+b");
     REQUIRE(f != NULL);
     unsigned char garbage[64];

@@ -48,7 +48,7 @@ def test_a_second_node_on_one_data_dir_raises_storage_error(tmp_path: Path) -> N
             MeshSyncNode("l2", 0, host=HOST, data_dir=tmp_path)
     assert isinstance(raised.value, MeshSyncError)
     assert raised.value.kind == "locked"
-    assert raised.value.path == str(tmp_path / "mesh.redb")
+    assert raised.value.path == str(tmp_path / "mesh.fjall")
     assert str(tmp_path) in str(raised.value)
 
 
@@ -56,7 +56,8 @@ def test_a_damaged_store_raises_storage_error_and_is_left_in_place(tmp_path: Pat
     with MeshSyncNode("c1", 0, host=HOST, data_dir=tmp_path) as node:
         for i in range(500):
             node.set(f"key{i}", "x" * 50)
-    store = tmp_path / "mesh.redb"
+    # The first table file, written when the node closed.
+    store = min((tmp_path / "mesh.fjall" / "partitions" / "entries" / "segments").iterdir())
     with open(store, "r+b") as f:
         f.write(b"\xa5" * 64)
     damaged = store.read_bytes()
