@@ -709,7 +709,9 @@ impl Channel {
                     given_up.push(seq)
                 }
                 Some(entry) => {
-                    if self.retransmit_due.insert(seq) {
+                    // Once per timeout: a datagram already due was counted when it fell due.
+                    let newly_due = self.retransmit_due.insert(seq);
+                    if newly_due {
                         self.congestion
                             .on_loss(entry.last_sent_us, entry.retries + 1, now_us);
                     }
