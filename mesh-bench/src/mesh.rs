@@ -84,6 +84,10 @@ pub fn add(total: &mut Counters, c: &Counters) {
     total.entries_received += c.entries_received;
     total.entries_applied += c.entries_applied;
     total.sync_rounds += c.sync_rounds;
+    total.indirect_probes += c.indirect_probes;
+    total.refutations += c.refutations;
+    total.peers_failed += c.peers_failed;
+    total.peers_left += c.peers_left;
 }
 
 /// `after - before`, field by field.
