@@ -104,6 +104,10 @@ pub fn diff(after: &Counters, before: &Counters) -> Counters {
         sync_rounds: after.sync_rounds - before.sync_rounds,
         messages_sent: after.messages_sent - before.messages_sent,
         messages_received: after.messages_received - before.messages_received,
+        indirect_probes: after.indirect_probes - before.indirect_probes,
+        refutations: after.refutations - before.refutations,
+        peers_failed: after.peers_failed - before.peers_failed,
+        peers_left: after.peers_left - before.peers_left,
         dropped: after.dropped,
     }
 }

@@ -325,6 +325,9 @@ pub(crate) enum RumorOutcome {
     Refute,
     /// An alive node not known yet: to be taken as gossip (verified before it counts).
     Unknown(GossipPeer),
+    /// A suspicion or failure the member at this address has since refuted: whoever
+    /// spreads it missed the refutation, so this node spreads what it knows again.
+    Outdated(SocketAddr),
     /// It changed the member at `addr`; `pass_on` spreads the news further.
     Changed {
         /// The member.
@@ -807,9 +810,16 @@ impl Members {
         if member.incarnation == 0
             || member.incarnation != rumor.incarnation
             || rumor.refutation > member.refutation.saturating_add(MAX_REFUTATION_STEP)
-            || rumor.refutation < member.refutation
         {
             return RumorOutcome::Ignored;
+        }
+        if rumor.refutation < member.refutation {
+            // Whoever still spreads this missed the refutation, and may still suspect.
+            return if rumor.state == RumorState::Alive {
+                RumorOutcome::Ignored
+            } else {
+                RumorOutcome::Outdated(member.addr)
+            };
         }
         let newer = rumor.refutation > member.refutation;
         let previous = member.state;
@@ -993,7 +1003,8 @@ mod tests {
         assert_eq!(changed(refuted), Some(RumorChange::Refreshed));
         assert_eq!(m.get(&addr(1)).unwrap().state, PeerState::Alive);
         let stale = m.apply_rumor(rumor("n1", 7, 0, RumorState::Dead, ""), 1, 13);
-        assert_eq!(stale, RumorOutcome::Ignored, "an older count loses");
+        assert_eq!(stale, RumorOutcome::Outdated(addr(1)), "an older count loses");
+        assert_eq!(m.get(&addr(1)).unwrap().state, PeerState::Alive);
         let other_run = m.apply_rumor(rumor("n1", 8, 5, RumorState::Dead, ""), 1, 13);
         assert_eq!(other_run, RumorOutcome::Ignored, "another run's rumor");
         let forged = m.apply_rumor(

@@ -140,3 +140,4 @@ fn a_node_that_stops_is_reported_left_by_every_member_not_failed() {
         assert_eq!(view(&sim, i, "n4"), Some(PeerState::Left));
     }
 }
+

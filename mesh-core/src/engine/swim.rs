@@ -184,6 +184,7 @@ impl Engine {
                 RumorOutcome::Ignored => {}
                 RumorOutcome::Refute => self.refute(),
                 RumorOutcome::Unknown(peer) => unknown.push(peer),
+                RumorOutcome::Outdated(addr) => self.spread_about(&addr),
                 RumorOutcome::Changed {
                     addr,
                     change,
