@@ -574,10 +574,10 @@ impl Members {
 
     /// Up to [`GOSSIP_FANOUT`] random identified members other than `to`, dead ones
     /// included: a node that joins during a partition must still learn the whole
-    /// membership, or it could collect tombstones others never saw. Named on every probe,
-    /// and on answers to members that proved their address within the last
-    /// [`NEWCOMER_PERIODS`] periods (they are still learning the mesh); steady answers
-    /// carry none, so idle traffic stays small.
+    /// membership, or it could collect tombstones others never saw. Members that proved
+    /// their address within the last [`NEWCOMER_PERIODS`] periods are still learning
+    /// the mesh: every heartbeat to them names that many. Others get one name per probe
+    /// and none per answer, which keeps repairing views at a small, flat idle cost.
     pub fn gossip_for(
         &self,
         to: SocketAddr,
@@ -590,9 +590,13 @@ impl Members {
             return Vec::new();
         };
         let newcomer_us = self.timing.heartbeat_us.saturating_mul(NEWCOMER_PERIODS);
-        if !probe && now_us.saturating_sub(receiver.verified_us) >= newcomer_us {
+        let fanout = if now_us.saturating_sub(receiver.verified_us) < newcomer_us {
+            GOSSIP_FANOUT
+        } else if probe {
+            1
+        } else {
             return Vec::new();
-        }
+        };
         let mut known: Vec<GossipPeer> = self
             .members
             .values()
@@ -605,7 +609,7 @@ impl Members {
             })
             .collect();
         let mut gossip = Vec::new();
-        while gossip.len() < GOSSIP_FANOUT && !known.is_empty() {
+        while gossip.len() < fanout && !known.is_empty() {
             gossip.push(known.swap_remove(rng.usize(..known.len())));
         }
         gossip
@@ -1264,7 +1268,8 @@ mod tests {
         let later = NEWCOMER_PERIODS * TIMING.heartbeat_us;
         assert!(!m.gossip_for(addr(1), false, 0, &mut rng).is_empty(), "a newcomer");
         assert!(m.gossip_for(addr(1), false, later, &mut rng).is_empty());
-        assert!(!m.gossip_for(addr(1), true, later, &mut rng).is_empty(), "a probe");
+        assert_eq!(m.gossip_for(addr(1), true, later, &mut rng).len(), 1, "a probe");
+        assert_eq!(m.gossip_for(addr(1), true, 0, &mut rng).len(), GOSSIP_FANOUT);
     }
 
     #[test]
