@@ -79,7 +79,10 @@ fn a_crashed_node_is_declared_dead_by_every_member_within_the_bound() {
             sim.run_for(Duration::from_millis(100));
             waited += Duration::from_millis(100);
         }
-        assert!(all_know(&sim), "seed {seed}: not all know n5 is dead after {waited:?}");
+        assert!(
+            all_know(&sim),
+            "seed {seed}: not all know n5 is dead after {waited:?}"
+        );
         eprintln!("seed {seed}: every member knew n5 dead {waited:?} after the crash");
         let others_alive = (0..n).filter(|&i| i != victim).all(|i| {
             (0..n)
@@ -132,7 +135,11 @@ fn a_node_that_stops_is_reported_left_by_every_member_not_failed() {
     // Well under the shortest suspicion timeout: only the announcement can do it.
     sim.run_for(config().heartbeat_interval * 2);
     for i in (0..n).filter(|&i| i != 4) {
-        assert_eq!(view(&sim, i, "n4"), Some(PeerState::Left), "as seen by n{i}");
+        assert_eq!(
+            view(&sim, i, "n4"),
+            Some(PeerState::Left),
+            "as seen by n{i}"
+        );
     }
     sim.run_for(Duration::from_secs(60));
     assert_eq!(failures(&sim), 0, "a departed node is not a failed one");
@@ -140,4 +147,3 @@ fn a_node_that_stops_is_reported_left_by_every_member_not_failed() {
         assert_eq!(view(&sim, i, "n4"), Some(PeerState::Left));
     }
 }
-

@@ -165,9 +165,7 @@ fn event_args<'py>(py: Python<'py>, event: &Event) -> PyResult<Bound<'py, PyTupl
         ),
         Event::PeerFailed { node_id, .. }
         | Event::PeerLeft { node_id, .. }
-        | Event::PeerRecovered { node_id, .. } => {
-            PyTuple::new(py, [PyString::new(py, node_id)])
-        }
+        | Event::PeerRecovered { node_id, .. } => PyTuple::new(py, [PyString::new(py, node_id)]),
         Event::Message { sender, data } => PyTuple::new(
             py,
             [

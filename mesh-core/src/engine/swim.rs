@@ -125,6 +125,9 @@ impl Engine {
     /// `from` (verified) asks this node to probe the member named `node_id`: relayed
     /// only for a verified member, once, within the relay budget.
     pub(super) fn on_ping_req(&mut self, now: Now, from: SocketAddr, node_id: &str) {
+        if !self.started {
+            return;
+        }
         let target = match self.members.by_node_id(node_id) {
             Some(m) if m.addr != from => m.addr,
             _ => {
@@ -289,9 +292,11 @@ impl Engine {
             return;
         }
         self.swim.leaving = true;
-        let own = self
-            .members
-            .own_rumor(self.incarnation, self.config.advertise_addr, RumorState::Left);
+        let own = self.members.own_rumor(
+            self.incarnation,
+            self.config.advertise_addr,
+            RumorState::Left,
+        );
         let mut targets: Vec<SocketAddr> = self.members.probe_candidates();
         self.rng.shuffle(&mut targets);
         targets.truncate(LEAVE_FANOUT);
