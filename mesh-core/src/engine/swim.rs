@@ -96,9 +96,9 @@ impl Engine {
 
     /// Asks up to [`INDIRECT_PROBES`] other verified, alive members to probe `target`.
     fn send_indirect_probes(&mut self, target: SocketAddr) {
-        let Some(node_id) = self.members.get(&target).and_then(|m| m.node_id.clone()) else {
-            return;
-        };
+        // A member that never named itself cannot be asked about: it only waits for the
+        // period's end (marked, or this timer would fire again at once).
+        let node_id = self.members.get(&target).and_then(|m| m.node_id.clone());
         let mut helpers: Vec<SocketAddr> = self
             .members
             .reachable()
@@ -106,7 +106,12 @@ impl Engine {
             .map(|m| m.addr)
             .collect();
         self.rng.shuffle(&mut helpers);
-        helpers.truncate(INDIRECT_PROBES);
+        helpers.truncate(if node_id.is_some() {
+            INDIRECT_PROBES
+        } else {
+            0
+        });
+        let node_id = node_id.unwrap_or_default();
         for &helper in &helpers {
             let inc = self.members.incarnation(&helper).unwrap_or(0);
             self.queue_packet(helper, inc, vec![Frame::PingReq(node_id.clone())]);
