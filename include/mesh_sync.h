@@ -224,13 +224,18 @@ typedef enum {
    */
   MESH_PEER_EVENT_DISCOVERED = 0,
   /**
-   * A peer stayed silent past twice the peer timeout and is considered failed.
+   * A peer stopped answering probes, directly and through other peers, and did not
+   * refute the suspicion in time: it is considered failed.
    */
   MESH_PEER_EVENT_FAILED = 1,
   /**
    * A failed peer, or a restarted one, was heard from again.
    */
   MESH_PEER_EVENT_RECOVERED = 2,
+  /**
+   * A peer announced that it stopped (`mesh_node_stop`, `mesh_node_free`).
+   */
+  MESH_PEER_EVENT_LEFT = 3,
 } mesh_peer_event;
 
 /**

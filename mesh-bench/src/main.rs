@@ -6,7 +6,7 @@
 //! mesh-bench [--smoke] [--json FILE] [SCENARIO ...]
 //! ```
 //!
-//! Scenarios: propagation, partition, restart, join, throughput, keyed, cost, idle, memory,
+//! Scenarios: propagation, partition, restart, join, throughput, keyed, cost, scale, idle, memory,
 //! compare, observe, durability; `all` (the default) runs every one. `--smoke` runs each
 //! at a tiny size.
 //! `crosscheck` compares the byte counts with the kernel's; run it in a network namespace
@@ -40,6 +40,7 @@ const SCENARIOS: &[&str] = &[
     "throughput",
     "keyed",
     "cost",
+    "scale",
     "idle",
     "memory",
     "compare",
@@ -115,6 +116,7 @@ fn main() -> ExitCode {
             "throughput" => throughput::run(&mut report, smoke),
             "keyed" => keyed::run(&mut report, smoke),
             "cost" => cost::run(&mut report, smoke),
+            "scale" => cost::run_scale(&mut report, smoke),
             "idle" | "memory" => resources::run(&mut report, smoke, scenario),
             "compare" => compare::run(&mut report, smoke),
             "observe" => observe::run(&mut report, smoke),

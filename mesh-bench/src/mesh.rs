@@ -85,6 +85,10 @@ pub fn add(total: &mut Counters, c: &Counters) {
     total.entries_received += c.entries_received;
     total.entries_applied += c.entries_applied;
     total.sync_rounds += c.sync_rounds;
+    total.indirect_probes += c.indirect_probes;
+    total.refutations += c.refutations;
+    total.peers_failed += c.peers_failed;
+    total.peers_left += c.peers_left;
 }
 
 /// `after - before`, field by field.
@@ -104,6 +108,10 @@ pub fn diff(after: &Counters, before: &Counters) -> Counters {
         sync_rounds: after.sync_rounds - before.sync_rounds,
         messages_sent: after.messages_sent - before.messages_sent,
         messages_received: after.messages_received - before.messages_received,
+        indirect_probes: after.indirect_probes - before.indirect_probes,
+        refutations: after.refutations - before.refutations,
+        peers_failed: after.peers_failed - before.peers_failed,
+        peers_left: after.peers_left - before.peers_left,
         dropped: after.dropped,
     }
 }

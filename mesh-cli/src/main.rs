@@ -626,6 +626,10 @@ impl Notices {
                 &format!("[peer] {node_id} at {addr} stopped answering: failed"),
                 json!({"event": "peer_failed", "node_id": node_id, "addr": addr.to_string()}),
             ),
+            Event::PeerLeft { node_id, addr } => self.line(
+                &format!("[peer] {node_id} at {addr} left"),
+                json!({"event": "peer_left", "node_id": node_id, "addr": addr.to_string()}),
+            ),
             Event::PeerRecovered { node_id, addr } => self.line(
                 &format!("[peer] {node_id} is back, at {addr}"),
                 json!({"event": "peer_recovered", "node_id": node_id, "addr": addr.to_string()}),

@@ -60,6 +60,7 @@ mod durable;
 mod handshake;
 mod keys;
 mod report;
+mod swim;
 mod transmit;
 mod user;
 
@@ -114,6 +115,8 @@ pub struct Engine {
     propagation: PropagationLag,
     /// The keyring and everything sealing needs (see `seal`).
     seal: Seal,
+    /// The probe round, indirect probes, rumors (see `swim`).
+    swim: swim::Swim,
 }
 
 impl Engine {
@@ -158,6 +161,7 @@ impl Engine {
             counters: Counters::default(),
             propagation: PropagationLag::default(),
             seal: Seal::new(&config.node_id, &config.keyring, nonce_prefix),
+            swim: swim::Swim::default(),
             config,
         }
     }
@@ -191,6 +195,10 @@ impl Engine {
             Timer::ReportDrops,
             Some(now.mono_us + DROP_REPORT_INTERVAL_US),
         );
+        // Nodes started together do not probe in lockstep.
+        let first_probe = self.rng.u64(0..=us(self.config.heartbeat_interval));
+        self.timers
+            .set(Timer::Probe, Some(now.mono_us + first_probe));
         self.refresh_timers();
     }
 
@@ -435,6 +443,7 @@ impl Engine {
                     .or_insert_with(|| Link::new(limits, session));
                 link.reset_session(limits, session);
                 link.sync.want_now(now.mono_us);
+                self.join_round(from);
                 if let Some(node_id) = restarted {
                     self.peer_back(node_id, from, "restarted");
                 }
@@ -478,16 +487,31 @@ impl Engine {
             let believed = advertised.and_then(|a| believable_advertised(from, a));
             self.members.set_advertised(&from, believed);
         }
+        let mut ping_reqs = 0;
         for frame in frames {
             match frame {
                 Frame::Advertise(_) => {} // taken above, with the heartbeat
+                Frame::Rumors(rumors) => self.on_rumors(now, rumors),
+                // One relayed probe per datagram at most: a ping-req is no amplifier.
+                Frame::PingReq(node_id) => {
+                    ping_reqs += 1;
+                    if ping_reqs == 1 {
+                        self.on_ping_req(now, from, &node_id);
+                    } else {
+                        self.counters.dropped.rate_limited += 1;
+                    }
+                }
+                Frame::IndirectAck(node_id) => self.on_indirect_ack(from, &node_id),
                 Frame::Ack(ack) => {
                     if let Some(link) = self.links.get_mut(&from) {
                         link.channel.on_ack(&ack, now.mono_us);
                     }
                 }
-                Frame::Heartbeat(hb) => self.on_heartbeat(now, from, hb),
-                Frame::Challenge(nonce) => self.answer_challenge(from, nonce),
+                Frame::Heartbeat(hb) => {
+                    self.on_answer(now, from);
+                    self.on_heartbeat(now, from, hb)
+                }
+                Frame::Challenge(nonce) => self.answer_challenge(now, from, nonce),
                 Frame::Response(_) => {} // the proof was checked above
                 Frame::Data(data) => {
                     let Some(link) = self.links.get_mut(&from) else {
@@ -533,14 +557,8 @@ impl Engine {
                 continue;
             }
             if transition == Transition::Failed {
-                // A failed origin can no longer raise its frontier: its last writes, still
-                // travelling between other nodes, must not be refused as ahead of it.
-                self.frontiers.forget(&addr);
-                let node_id = self.members.get(&addr).and_then(|m| m.node_id.clone());
-                if let Some(node_id) = node_id {
-                    log::info!("{}: peer {node_id} at {addr} failed", self.config.node_id);
-                    self.emit(Event::PeerFailed { node_id, addr });
-                }
+                self.spread_about(&addr);
+                self.peer_gone(addr, "failed");
             }
             if let Some(reply) = heartbeat {
                 heartbeats.push((addr, reply));
@@ -551,6 +569,9 @@ impl Engine {
         }
         if !self.started {
             return;
+        }
+        if self.timers.is_due(Timer::Probe, t) {
+            self.on_probe_timer(now);
         }
         if self.timers.is_due(Timer::Push, t) {
             self.timers.set(Timer::Push, None);
@@ -697,6 +718,10 @@ impl Engine {
         }
         for moved in identified.removed {
             self.remove_peer(moved);
+        }
+        if identified.newly && !self.members.was_gossiped(&from) {
+            // It joined through this node: the mesh hears of it from here.
+            self.spread_about(&from);
         }
         if identified.newly {
             log::info!(

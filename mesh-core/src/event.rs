@@ -51,8 +51,17 @@ pub enum Event {
         /// Where it was heard from.
         addr: SocketAddr,
     },
-    /// A peer stayed silent past twice `peer_timeout` and is considered failed.
+    /// A peer stopped answering probes, directly and through other members, and did
+    /// not refute the suspicion in time (here or at another member): it is considered
+    /// failed.
     PeerFailed {
+        /// The peer's node id.
+        node_id: String,
+        /// Its last known address.
+        addr: SocketAddr,
+    },
+    /// A peer announced that it is leaving (its node stopped), so it is not waited for.
+    PeerLeft {
         /// The peer's node id.
         node_id: String,
         /// Its last known address.

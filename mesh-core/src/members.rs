@@ -5,15 +5,25 @@
 //! member list says so in what it returns, so the engine can keep the rest in step and
 //! the rules here are unit-tested without a network (as foca's `Members::apply` does).
 //!
-//! A member's life: `Unknown` (a bootstrap or gossiped address never heard from) becomes
-//! `Alive` on any valid datagram; silence past `peer_timeout` makes it `Suspect`, past
-//! twice that `Dead`. Any datagram brings it back to `Alive`. Alive and suspect members
-//! get a heartbeat every `heartbeat_interval`. Unknown ones are probed with a backoff that
-//! doubles up to `max_probe_interval`. Dead ones are probed in turn, all together about
-//! once per heartbeat interval (each at most `max_probe_interval` apart), so a healed
-//! partition is noticed within about one interval however long it lasted, and many dead
-//! members cost what one does. A member that restarts comes back with a higher
-//! incarnation.
+//! Failure detection is SWIM with Lifeguard's refinements. A member's life: `Unknown` (a
+//! bootstrap or gossiped address never heard from) becomes `Alive` once it proves its
+//! address. Alive and suspect members are probed in turn, one per protocol period (see
+//! `probe`); a member that misses a probe and the indirect probes sent through others is
+//! `Suspect`, and that is spread as a [`Rumor`] (see `rumors`). A suspicion lasts a
+//! dynamic timeout (see `suspicion`) and ends in `Dead`, unless the member hears of it
+//! and refutes it by raising its refutation count and spreading that it is alive.
+//! Members learn each other's changes from rumors piggybacked on probes and acks, so a
+//! member declared dead by one is dead for all. A member that stops announces `Left`.
+//! Unknown members are probed with a backoff that doubles up to `max_probe_interval`.
+//! Dead (and left) ones are probed in turn, all together about once per probe period
+//! (each at most `max_probe_interval` apart), so a healed partition is noticed within
+//! about one period however long it lasted, and many dead members cost what one does.
+//! A member that restarts comes back with a higher incarnation.
+
+pub(crate) mod awareness;
+pub(crate) mod probe;
+pub(crate) mod rumors;
+pub(crate) mod suspicion;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,7 +31,9 @@ use std::net::SocketAddr;
 use crate::config::Config;
 use crate::status::PeerState;
 use crate::time::us;
-use crate::wire::GossipPeer;
+use crate::wire::{GossipPeer, Rumor, RumorState};
+
+use self::suspicion::Suspicion;
 
 /// First probe interval for members never heard from.
 pub(crate) const FIRST_PROBE_US: u64 = 500_000;
@@ -30,17 +42,27 @@ pub const MAX_PEERS: usize = 1024;
 /// Members named in one heartbeat's gossip, and the most taken from one heartbeat: a
 /// heartbeat naming a thousand addresses fills nothing.
 const GOSSIP_FANOUT: usize = 3;
+/// Periods after a member proved its address during which every answer to it names a
+/// few members (see [`Members::gossip_for`]).
+pub(crate) const NEWCOMER_PERIODS: u64 = 30;
 /// Members not verified yet and not given by the operator (gossiped, or heard from
 /// without proof), at most: neither gossip nor spoofed datagrams can make this node
 /// remember or probe more addresses than this.
 pub(crate) const MAX_UNVERIFIED: usize = 64;
+/// Longest suspicion timeout, in minimum suspicion timeouts (Lifeguard's α).
+const SUSPICION_MAX_FACTOR: u64 = 3;
+/// Furthest a rumor's refutation count may lead the one known: a member raises it by one
+/// per refutation, so a far larger one is forged (and would shut the member's real
+/// refutations out).
+pub(crate) const MAX_REFUTATION_STEP: u32 = 64;
 
 /// The failure detector's timing, in microseconds.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Timing {
-    /// Period of heartbeats to alive and suspect members.
+    /// The protocol period: one member probed per period.
     pub heartbeat_us: u64,
-    /// Silence after which a member is suspected (twice this: dead).
+    /// Shortest suspicion timeout in a small mesh (it grows with the log of the mesh
+    /// size, as memberlist's does).
     pub timeout_us: u64,
     /// Longest pause between probes of an unknown or dead member.
     pub max_probe_us: u64,
@@ -67,8 +89,6 @@ impl Timing {
 pub(crate) enum Transition {
     /// Nothing changed.
     None,
-    /// Alive to suspect.
-    Suspected,
     /// Suspect to dead: report the failure.
     Failed,
     /// Forgotten: a gossiped address that never answered, or a member dead for longer
@@ -87,6 +107,10 @@ pub(crate) struct Member {
     pub incarnation: u64,
     /// Failure detector state.
     pub state: PeerState,
+    /// How many times its current run refuted a suspicion of itself.
+    pub refutation: u32,
+    /// The suspicion, while it is suspected.
+    pub suspicion: Option<Suspicion>,
     /// Given with `add_bootstrap_peer`.
     pub bootstrap: bool,
     /// Last valid datagram, monotonic microseconds.
@@ -103,6 +127,10 @@ pub(crate) struct Member {
     /// The address it advertises (its `advertise_addr`), named instead of `addr` when it
     /// is gossiped to others. This node itself keeps talking to `addr`.
     pub advertised: Option<SocketAddr>,
+    /// Learnt of from gossip or a rumor, not from its own first datagram.
+    pub gossiped: bool,
+    /// When its current run proved its address.
+    pub verified_us: u64,
 }
 
 impl Member {
@@ -112,6 +140,8 @@ impl Member {
             node_id: None,
             incarnation: 0,
             state: PeerState::Unknown,
+            refutation: 0,
+            suspicion: None,
             bootstrap,
             last_heard_us: None,
             next_heartbeat_us: now_us,
@@ -119,6 +149,8 @@ impl Member {
             added_us: now_us,
             heard_unverified: false,
             advertised: None,
+            gossiped: false,
+            verified_us: now_us,
         }
     }
 
@@ -139,12 +171,11 @@ impl Member {
         }
         let heard = self.last_heard_us?;
         match self.state {
-            PeerState::Alive => Some(heard + timing.timeout_us),
-            PeerState::Suspect => Some(heard + 2 * timing.timeout_us),
-            PeerState::Dead if !self.bootstrap => {
+            PeerState::Suspect => self.suspicion.as_ref().map(Suspicion::deadline_us),
+            PeerState::Dead | PeerState::Left if !self.bootstrap => {
                 Some(heard.saturating_add(timing.forget_dead_us))
             }
-            PeerState::Unknown | PeerState::Dead => None,
+            PeerState::Unknown | PeerState::Alive | PeerState::Dead | PeerState::Left => None,
         }
     }
 
@@ -163,17 +194,16 @@ impl Member {
         };
         let silent = now_us.saturating_sub(heard);
         match self.state {
-            PeerState::Alive if silent >= timing.timeout_us => {
-                self.state = PeerState::Suspect;
-                Transition::Suspected
-            }
-            PeerState::Suspect if silent >= 2 * timing.timeout_us => {
-                self.state = PeerState::Dead;
-                self.probe_interval_us = timing.heartbeat_us;
-                self.next_heartbeat_us = now_us + self.probe_interval_us;
+            PeerState::Suspect
+                if self
+                    .suspicion
+                    .as_ref()
+                    .is_some_and(|s| s.deadline_us() <= now_us) =>
+            {
+                self.die(PeerState::Dead, now_us, timing);
                 Transition::Failed
             }
-            PeerState::Dead
+            PeerState::Dead | PeerState::Left
                 if !self.bootstrap && silent >= timing.forget_dead_us =>
             {
                 Transition::Forgotten
@@ -182,14 +212,23 @@ impl Member {
         }
     }
 
-    /// Plans the next heartbeat (alive, suspect) or probe (unknown: with backoff; dead:
-    /// in turn with the other dead members, see [`Members::dead_probe_us`]).
+    /// Makes it dead or left, probed from one period on.
+    fn die(&mut self, state: PeerState, now_us: u64, timing: Timing) {
+        self.state = state;
+        self.suspicion = None;
+        self.probe_interval_us = timing.heartbeat_us;
+        self.next_heartbeat_us = now_us + self.probe_interval_us;
+    }
+
+    /// Plans the next probe outside the probe round: unknown members with backoff; dead
+    /// and left ones in turn with the others (see [`Members::dead_probe_us`]). Alive and
+    /// suspect members are probed by the round instead.
     fn schedule_heartbeat(&mut self, now_us: u64, timing: Timing, dead_probe_us: u64) {
         match self.state {
             PeerState::Alive | PeerState::Suspect => {
-                self.next_heartbeat_us = now_us + timing.heartbeat_us;
+                self.next_heartbeat_us = u64::MAX;
             }
-            PeerState::Dead => {
+            PeerState::Dead | PeerState::Left => {
                 self.next_heartbeat_us = now_us + dead_probe_us;
             }
             PeerState::Unknown => {
@@ -198,6 +237,25 @@ impl Member {
             }
         }
     }
+}
+
+/// The rumor stating what `member` is now, if it has a node id and a state to tell.
+fn rumor_of(member: &Member) -> Option<Rumor> {
+    let state = match member.state {
+        PeerState::Unknown => return None,
+        PeerState::Alive => RumorState::Alive,
+        PeerState::Suspect => RumorState::Suspect,
+        PeerState::Dead => RumorState::Dead,
+        PeerState::Left => RumorState::Left,
+    };
+    Some(Rumor {
+        node_id: member.node_id.clone()?,
+        addr: member.advertised.unwrap_or(member.addr),
+        incarnation: member.incarnation,
+        refutation: member.refutation,
+        state,
+        by: String::new(),
+    })
 }
 
 /// How a datagram's sender incarnation was taken.
@@ -239,10 +297,54 @@ pub(crate) struct Identified {
     pub removed: Vec<SocketAddr>,
 }
 
+/// What a rumor changed about a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RumorChange {
+    /// It refuted a suspicion: alive again (it was suspected, or nothing changed but
+    /// its refutation count).
+    Refreshed,
+    /// It was dead or had left and is alive: report it, start a sync.
+    Recovered,
+    /// Newly suspected.
+    Suspected,
+    /// Suspected by one more member: its suspicion timeout shrank.
+    Confirmed,
+    /// Declared dead: report the failure.
+    Failed,
+    /// It left: report it.
+    Left,
+}
+
+/// What taking a rumor did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RumorOutcome {
+    /// Old news, another run's, implausible, or about a member this node cannot place.
+    Ignored,
+    /// It says this node is suspected or dead: this node refutes it by spreading that
+    /// it is alive (its refutation count is raised past the rumor's).
+    Refute,
+    /// An alive node not known yet: to be taken as gossip (verified before it counts).
+    Unknown(GossipPeer),
+    /// A suspicion or failure the member at this address has since refuted: whoever
+    /// spreads it missed the refutation, so this node spreads what it knows again.
+    Outdated(SocketAddr),
+    /// It changed the member at `addr`; `pass_on` spreads the news further.
+    Changed {
+        /// The member.
+        addr: SocketAddr,
+        /// What changed.
+        change: RumorChange,
+        /// The rumor to spread, naming the member where this node reaches it.
+        pass_on: Rumor,
+    },
+}
+
 /// Every member of the mesh this node knows, by address.
 #[derive(Debug)]
 pub(crate) struct Members {
     own_id: String,
+    /// How many times this node refuted a suspicion of itself in this run.
+    own_refutation: u32,
     timing: Timing,
     // Ordered, so iteration (and with it every seeded random choice) is deterministic.
     members: BTreeMap<SocketAddr, Member>,
@@ -253,6 +355,7 @@ impl Members {
     pub fn new(own_id: &str, timing: Timing) -> Members {
         Members {
             own_id: own_id.to_owned(),
+            own_refutation: 0,
             timing,
             members: BTreeMap::new(),
         }
@@ -340,10 +443,12 @@ impl Members {
         self.members.remove(addr).is_some()
     }
 
-    /// Once the node starts, every member is contacted at once.
+    /// Once the node starts, every member outside the probe round is contacted at once.
     pub fn start(&mut self, now_us: u64) {
         for member in self.members.values_mut() {
-            member.next_heartbeat_us = now_us;
+            if !matches!(member.state, PeerState::Alive | PeerState::Suspect) {
+                member.next_heartbeat_us = now_us;
+            }
         }
     }
 
@@ -365,9 +470,16 @@ impl Members {
         }
         let restarted = member.incarnation != 0;
         member.incarnation = src_inc;
+        member.verified_us = now_us;
+        // A new run has refuted nothing yet, and is not what was suspected.
+        member.refutation = 0;
+        member.suspicion = None;
         member.heard_unverified = false;
         let restarted = if restarted {
-            member.node_id.clone().inspect(|_| member.state = PeerState::Alive)
+            member.node_id.clone().inspect(|_| {
+                member.state = PeerState::Alive;
+                member.next_heartbeat_us = u64::MAX;
+            })
         } else {
             None
         };
@@ -381,15 +493,18 @@ impl Members {
         };
         member.last_heard_us = Some(now_us);
         let previous = member.state;
-        if previous == PeerState::Alive {
+        // A suspected, dead or departed member comes back by refuting that (see
+        // `apply_rumor`): its word is what the rest of the mesh goes by. One that never
+        // named itself cannot be named in a rumor, so hearing from it is enough.
+        let refutes = previous == PeerState::Unknown || member.node_id.is_none();
+        if previous == PeerState::Alive || !refutes {
             return Heard::Alive;
         }
         member.state = PeerState::Alive;
+        member.suspicion = None;
         member.probe_interval_us = FIRST_PROBE_US;
-        member.next_heartbeat_us = member
-            .next_heartbeat_us
-            .min(now_us + self.timing.heartbeat_us);
-        if previous == PeerState::Dead {
+        member.next_heartbeat_us = u64::MAX;
+        if matches!(previous, PeerState::Dead | PeerState::Left) {
             Heard::Recovered {
                 node_id: member.node_id.clone(),
             }
@@ -447,7 +562,9 @@ impl Members {
             {
                 continue;
             }
-            if self.insert(Member::new(gossiped.addr, false, now_us)) {
+            let mut member = Member::new(gossiped.addr, false, now_us);
+            member.gossiped = true;
+            if self.insert(member) {
                 added.push(gossiped.addr);
                 unverified += 1;
             }
@@ -457,12 +574,29 @@ impl Members {
 
     /// Up to [`GOSSIP_FANOUT`] random identified members other than `to`, dead ones
     /// included: a node that joins during a partition must still learn the whole
-    /// membership, or it could collect tombstones others never saw.
-    pub fn gossip_for(&self, to: SocketAddr, rng: &mut fastrand::Rng) -> Vec<GossipPeer> {
+    /// membership, or it could collect tombstones others never saw. Members that proved
+    /// their address within the last [`NEWCOMER_PERIODS`] periods are still learning
+    /// the mesh: every heartbeat to them names that many. Others get one name per probe
+    /// and none per answer, which keeps repairing views at a small, flat idle cost.
+    pub fn gossip_for(
+        &self,
+        to: SocketAddr,
+        probe: bool,
+        now_us: u64,
+        rng: &mut fastrand::Rng,
+    ) -> Vec<GossipPeer> {
         // Membership is revealed only to verified members.
-        if self.members.get(&to).is_none_or(|m| m.incarnation == 0) {
+        let Some(receiver) = self.members.get(&to).filter(|m| m.incarnation != 0) else {
             return Vec::new();
-        }
+        };
+        let newcomer_us = self.timing.heartbeat_us.saturating_mul(NEWCOMER_PERIODS);
+        let fanout = if now_us.saturating_sub(receiver.verified_us) < newcomer_us {
+            GOSSIP_FANOUT
+        } else if probe {
+            1
+        } else {
+            return Vec::new();
+        };
         let mut known: Vec<GossipPeer> = self
             .members
             .values()
@@ -475,7 +609,7 @@ impl Members {
             })
             .collect();
         let mut gossip = Vec::new();
-        while gossip.len() < GOSSIP_FANOUT && !known.is_empty() {
+        while gossip.len() < fanout && !known.is_empty() {
             gossip.push(known.swap_remove(rng.usize(..known.len())));
         }
         gossip
@@ -503,7 +637,7 @@ impl Members {
             return (transition, None);
         }
         // Counting the dead walks every member: only for a dead member's probe.
-        let dead_probe_us = if member.state == PeerState::Dead {
+        let dead_probe_us = if matches!(member.state, PeerState::Dead | PeerState::Left) {
             self.dead_probe_us()
         } else {
             0
@@ -511,8 +645,13 @@ impl Members {
         let Some(member) = self.members.get_mut(&addr) else {
             return (transition, None);
         };
+        if matches!(member.state, PeerState::Alive | PeerState::Suspect) {
+            // Probed by the round.
+            member.next_heartbeat_us = u64::MAX;
+            return (transition, None);
+        }
         member.schedule_heartbeat(now_us, timing, dead_probe_us);
-        (transition, Some(member.state != PeerState::Alive))
+        (transition, Some(true))
     }
 
     /// How often each dead member is probed: all of them together about once per
@@ -523,7 +662,7 @@ impl Members {
         let dead = self
             .members
             .values()
-            .filter(|m| m.state == PeerState::Dead)
+            .filter(|m| matches!(m.state, PeerState::Dead | PeerState::Left))
             .count() as u64;
         let Timing {
             heartbeat_us,
@@ -538,8 +677,221 @@ impl Members {
     pub fn next_deadline(&self, addr: &SocketAddr, started: bool) -> Option<u64> {
         let member = self.members.get(addr)?;
         let transition = member.next_transition_us(self.timing);
-        let heartbeat = started.then_some(member.next_heartbeat_us);
+        // Alive and suspect members are probed by the round (`u64::MAX`: not here).
+        let heartbeat = started
+            .then_some(member.next_heartbeat_us)
+            .filter(|&at| at != u64::MAX);
         [transition, heartbeat].into_iter().flatten().min()
+    }
+
+    /// The failure detector's timing.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// Whether the member at `addr` was learnt of from gossip or a rumor rather than
+    /// from its own first datagram.
+    pub fn was_gossiped(&self, addr: &SocketAddr) -> bool {
+        self.members.get(addr).is_some_and(|m| m.gossiped)
+    }
+
+    /// Members the probe round covers: verified, alive or suspected.
+    pub fn probe_candidates(&self) -> Vec<SocketAddr> {
+        self.members
+            .values()
+            .filter(|m| m.is_reachable())
+            .map(|m| m.addr)
+            .collect()
+    }
+
+    /// Whether the probe round covers the member at `addr`.
+    pub fn is_probe_target(&self, addr: &SocketAddr) -> bool {
+        self.is_reachable(addr)
+    }
+
+    /// The verified member named `node_id`, if any.
+    pub fn by_node_id(&self, node_id: &str) -> Option<&Member> {
+        self.members
+            .values()
+            .find(|m| m.incarnation != 0 && m.node_id.as_deref() == Some(node_id))
+    }
+
+    /// Members ever verified: the mesh size as this node sees it, itself excluded.
+    fn verified(&self) -> usize {
+        self.members.values().filter(|m| m.incarnation != 0).count()
+    }
+
+    /// A new suspicion raised at `now_us` by `by`, its timeouts growing with the log of
+    /// the mesh size.
+    fn new_suspicion(&self, by: &str, now_us: u64) -> Suspicion {
+        let n = self.verified();
+        let scale = ((n + 1) as f64).log10().max(1.0);
+        let min_us = (self.timing.timeout_us as f64 * scale) as u64;
+        Suspicion::new(now_us, by, n, min_us, min_us * SUSPICION_MAX_FACTOR)
+    }
+
+    /// The member at `addr` missed a probe and every indirect probe at `now_us`: it is
+    /// suspected, or this node's suspicion confirms one already held. Returns the rumor to
+    /// spread, if there is news and the member has a node id to be named by.
+    pub fn suspect(&mut self, addr: SocketAddr, now_us: u64) -> Option<Rumor> {
+        let own_id = self.own_id.clone();
+        let fresh = self.new_suspicion(&own_id, now_us);
+        let member = self.members.get_mut(&addr)?;
+        match member.state {
+            PeerState::Alive => {
+                member.state = PeerState::Suspect;
+                member.suspicion = Some(fresh);
+            }
+            PeerState::Suspect => {
+                let confirmed = member
+                    .suspicion
+                    .get_or_insert(fresh)
+                    .confirm(&own_id);
+                if !confirmed {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        let mut rumor = rumor_of(member)?;
+        rumor.by = own_id;
+        Some(rumor)
+    }
+
+    /// What this node would say of the member at `addr` (a dead or suspected member is
+    /// told so with each probe, so it can refute at once: Lifeguard's buddy system).
+    pub fn rumor_about(&self, addr: &SocketAddr) -> Option<Rumor> {
+        let member = self.members.get(addr)?;
+        let mut rumor = rumor_of(member)?;
+        if member.state == PeerState::Suspect {
+            rumor.by = self.own_id.clone();
+        }
+        Some(rumor)
+    }
+
+    /// This node's own rumor: its run `incarnation`, its refutation count, `state`.
+    pub fn own_rumor(
+        &self,
+        incarnation: u64,
+        advertised: Option<SocketAddr>,
+        state: RumorState,
+    ) -> Rumor {
+        Rumor {
+            node_id: self.own_id.clone(),
+            // Receivers hearing it from this node take the datagram's source instead;
+            // those hearing it relayed take the address they were told.
+            addr: advertised.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+            incarnation,
+            refutation: self.own_refutation,
+            state,
+            by: String::new(),
+        }
+    }
+
+    /// Takes `rumor`, heard at `now_us`; `own_incarnation` is this node's run. A rumor
+    /// about another run than the one known, or with an implausible refutation count,
+    /// changes nothing; otherwise a newer refutation count wins and, at one count, dead
+    /// and left override suspect, which overrides alive.
+    pub fn apply_rumor(&mut self, rumor: Rumor, own_incarnation: u64, now_us: u64) -> RumorOutcome {
+        if rumor.node_id == self.own_id {
+            return self.about_self(&rumor, own_incarnation);
+        }
+        let fresh = self.new_suspicion(&rumor.by, now_us);
+        let timing = self.timing;
+        let Some(member) = self
+            .members
+            .values_mut()
+            .find(|m| m.node_id.as_deref() == Some(rumor.node_id.as_str()))
+        else {
+            return match rumor.state {
+                RumorState::Alive => RumorOutcome::Unknown(GossipPeer {
+                    node_id: rumor.node_id,
+                    addr: rumor.addr,
+                }),
+                _ => RumorOutcome::Ignored,
+            };
+        };
+        if member.incarnation == 0
+            || member.incarnation != rumor.incarnation
+            || rumor.refutation > member.refutation.saturating_add(MAX_REFUTATION_STEP)
+        {
+            return RumorOutcome::Ignored;
+        }
+        if rumor.refutation < member.refutation {
+            // Whoever still spreads this missed the refutation, and may still suspect.
+            return if rumor.state == RumorState::Alive {
+                RumorOutcome::Ignored
+            } else {
+                RumorOutcome::Outdated(member.addr)
+            };
+        }
+        let newer = rumor.refutation > member.refutation;
+        let previous = member.state;
+        let gone = matches!(previous, PeerState::Dead | PeerState::Left);
+        let change = match rumor.state {
+            RumorState::Alive if newer => {
+                member.state = PeerState::Alive;
+                member.suspicion = None;
+                member.probe_interval_us = FIRST_PROBE_US;
+                member.next_heartbeat_us = u64::MAX;
+                if gone {
+                    RumorChange::Recovered
+                } else {
+                    RumorChange::Refreshed
+                }
+            }
+            RumorState::Suspect if gone => return RumorOutcome::Ignored,
+            RumorState::Suspect if previous == PeerState::Suspect && !newer => {
+                let confirmed = member
+                    .suspicion
+                    .get_or_insert(fresh)
+                    .confirm(&rumor.by);
+                if !confirmed {
+                    return RumorOutcome::Ignored;
+                }
+                RumorChange::Confirmed
+            }
+            RumorState::Suspect if previous != PeerState::Unknown => {
+                member.state = PeerState::Suspect;
+                member.suspicion = Some(fresh);
+                member.next_heartbeat_us = u64::MAX;
+                RumorChange::Suspected
+            }
+            RumorState::Dead | RumorState::Left if !gone && previous != PeerState::Unknown => {
+                let (state, change) = if rumor.state == RumorState::Dead {
+                    (PeerState::Dead, RumorChange::Failed)
+                } else {
+                    (PeerState::Left, RumorChange::Left)
+                };
+                member.die(state, now_us, timing);
+                change
+            }
+            _ => return RumorOutcome::Ignored,
+        };
+        member.refutation = rumor.refutation;
+        let pass_on = Rumor {
+            addr: member.advertised.unwrap_or(member.addr),
+            ..rumor
+        };
+        RumorOutcome::Changed {
+            addr: member.addr,
+            change,
+            pass_on,
+        }
+    }
+
+    /// A rumor about this node: one saying it is suspected, dead or gone is refuted.
+    fn about_self(&mut self, rumor: &Rumor, own_incarnation: u64) -> RumorOutcome {
+        if rumor.state == RumorState::Alive
+            || rumor.incarnation != own_incarnation
+            || rumor.refutation > self.own_refutation.saturating_add(MAX_REFUTATION_STEP)
+        {
+            return RumorOutcome::Ignored;
+        }
+        if rumor.refutation >= self.own_refutation {
+            self.own_refutation = rumor.refutation.saturating_add(1);
+        }
+        RumorOutcome::Refute
     }
 
     fn insert(&mut self, member: Member) -> bool {
@@ -573,31 +925,141 @@ mod tests {
         }
     }
 
+    /// A verified, identified member at `port`, heard at `now`.
+    fn known(m: &mut Members, port: u16, now: u64) {
+        m.admit(addr(port), 7, now);
+        m.mark_heard(addr(port), now);
+        m.identify(addr(port), &format!("n{port}"));
+    }
+
     #[test]
-    fn silence_leads_to_suspicion_then_failure() {
+    fn a_missed_probe_leads_to_suspicion_then_failure_not_silence() {
         let mut m = Members::new("me", TIMING);
         assert_eq!(
             m.admit(addr(1), 7, 0),
             Admission::NewSession { restarted: None }
         );
         assert_eq!(m.mark_heard(addr(1), 0), Heard::Alive);
-        assert_eq!(m.on_timeout(addr(1), 10, false).0, Transition::None);
-        assert_eq!(m.next_deadline(&addr(1), false), Some(100));
-        assert_eq!(m.on_timeout(addr(1), 100, false).0, Transition::Suspected);
-        assert_eq!(m.on_timeout(addr(1), 150, false).0, Transition::None);
-        assert_eq!(m.on_timeout(addr(1), 200, false).0, Transition::Failed);
+        m.identify(addr(1), "a");
+        assert_eq!(m.next_deadline(&addr(1), true), None, "silence decides nothing");
+        assert_eq!(m.on_timeout(addr(1), 10_000, true), (Transition::None, None));
+        let rumor = m.suspect(addr(1), 10_000).expect("a rumor to spread");
+        assert_eq!((rumor.state, rumor.by.as_str()), (RumorState::Suspect, "me"));
+        assert_eq!(m.get(&addr(1)).unwrap().state, PeerState::Suspect);
+        assert!(m.is_reachable(&addr(1)), "a suspect is still written to");
+        // A small mesh gives no confirmations: the shortest timeout at once.
+        assert_eq!(m.next_deadline(&addr(1), true), Some(10_000 + TIMING.timeout_us));
+        assert_eq!(m.on_timeout(addr(1), 10_050, true).0, Transition::None);
+        assert_eq!(m.on_timeout(addr(1), 10_100, true).0, Transition::Failed);
         assert_eq!(m.get(&addr(1)).unwrap().state, PeerState::Dead);
-        assert_eq!(
-            m.next_deadline(&addr(1), false),
-            Some(TIMING.forget_dead_us),
-            "only forgetting is left to decide"
-        );
         assert!(!m.is_reachable(&addr(1)));
+        assert_eq!(m.mark_heard(addr(1), 10_200), Heard::Alive, "a named member must refute");
+        assert_eq!(m.get(&addr(1)).unwrap().state, PeerState::Dead);
+    }
+
+    fn rumor(id: &str, inc: u64, refutation: u32, state: RumorState, by: &str) -> Rumor {
+        Rumor {
+            node_id: id.into(),
+            addr: addr(99),
+            incarnation: inc,
+            refutation,
+            state,
+            by: by.into(),
+        }
+    }
+
+    #[test]
+    fn a_suspected_node_refutes_with_a_higher_refutation_count() {
+        let mut m = Members::new("me", TIMING);
+        let outcome = m.apply_rumor(rumor("me", 5, 0, RumorState::Suspect, "x"), 5, 0);
+        assert_eq!(outcome, RumorOutcome::Refute);
+        let own = m.own_rumor(5, None, RumorState::Alive);
+        assert_eq!(own.refutation, 1);
+        // Old news about this node is refuted again, without raising the count.
         assert_eq!(
-            m.mark_heard(addr(1), 300),
-            Heard::Recovered { node_id: None }
+            m.apply_rumor(rumor("me", 5, 0, RumorState::Dead, "x"), 5, 0),
+            RumorOutcome::Refute
         );
-        assert!(m.is_reachable(&addr(1)));
+        assert_eq!(m.own_rumor(5, None, RumorState::Alive).refutation, 1);
+        for ignored in [
+            rumor("me", 4, 3, RumorState::Dead, ""),
+            rumor("me", 5, 3, RumorState::Alive, ""),
+            rumor("me", 5, 1 + MAX_REFUTATION_STEP + 1, RumorState::Dead, ""),
+        ] {
+            assert_eq!(m.apply_rumor(ignored, 5, 0), RumorOutcome::Ignored);
+        }
+        assert_eq!(m.own_rumor(5, None, RumorState::Alive).refutation, 1);
+    }
+
+    #[test]
+    fn rumors_follow_refutation_counts_then_state_precedence() {
+        let mut m = Members::new("me", TIMING);
+        known(&mut m, 1, 0);
+        let changed = |o: RumorOutcome| match o {
+            RumorOutcome::Changed { change, .. } => Some(change),
+            _ => None,
+        };
+        let suspect = m.apply_rumor(rumor("n1", 7, 0, RumorState::Suspect, "b"), 1, 10);
+        assert_eq!(changed(suspect), Some(RumorChange::Suspected));
+        let alive = m.apply_rumor(rumor("n1", 7, 0, RumorState::Alive, ""), 1, 11);
+        assert_eq!(alive, RumorOutcome::Ignored, "alive at the same count loses");
+        let refuted = m.apply_rumor(rumor("n1", 7, 1, RumorState::Alive, ""), 1, 12);
+        assert_eq!(changed(refuted), Some(RumorChange::Refreshed));
+        assert_eq!(m.get(&addr(1)).unwrap().state, PeerState::Alive);
+        let stale = m.apply_rumor(rumor("n1", 7, 0, RumorState::Dead, ""), 1, 13);
+        assert_eq!(stale, RumorOutcome::Outdated(addr(1)), "an older count loses");
+        assert_eq!(m.get(&addr(1)).unwrap().state, PeerState::Alive);
+        let other_run = m.apply_rumor(rumor("n1", 8, 5, RumorState::Dead, ""), 1, 13);
+        assert_eq!(other_run, RumorOutcome::Ignored, "another run's rumor");
+        let forged = m.apply_rumor(
+            rumor("n1", 7, 2 + MAX_REFUTATION_STEP, RumorState::Dead, ""),
+            1,
+            13,
+        );
+        assert_eq!(forged, RumorOutcome::Ignored, "an implausible count");
+        let dead = m.apply_rumor(rumor("n1", 7, 1, RumorState::Dead, ""), 1, 14);
+        assert_eq!(changed(dead), Some(RumorChange::Failed), "dead beats alive");
+        let late = m.apply_rumor(rumor("n1", 7, 1, RumorState::Suspect, "c"), 1, 15);
+        assert_eq!(late, RumorOutcome::Ignored, "no suspicion of the dead");
+        let back = m.apply_rumor(rumor("n1", 7, 2, RumorState::Alive, ""), 1, 16);
+        assert_eq!(changed(back), Some(RumorChange::Recovered));
+        let left = m.apply_rumor(rumor("n1", 7, 2, RumorState::Left, ""), 1, 17);
+        assert_eq!(changed(left), Some(RumorChange::Left));
+        assert_eq!(m.get(&addr(1)).unwrap().state, PeerState::Left);
+    }
+
+    #[test]
+    fn independent_suspicions_shorten_the_timeout_and_repeats_do_not() {
+        let mut m = Members::new("me", TIMING);
+        for port in 1..=10 {
+            known(&mut m, port, 0);
+        }
+        m.apply_rumor(rumor("n1", 7, 0, RumorState::Suspect, "n2"), 1, 0);
+        let first = m.next_deadline(&addr(1), true).unwrap();
+        let again = m.apply_rumor(rumor("n1", 7, 0, RumorState::Suspect, "n2"), 1, 0);
+        assert_eq!(again, RumorOutcome::Ignored);
+        assert_eq!(m.next_deadline(&addr(1), true), Some(first));
+        let confirmed = m.apply_rumor(rumor("n1", 7, 0, RumorState::Suspect, "n3"), 1, 0);
+        assert!(matches!(
+            confirmed,
+            RumorOutcome::Changed { change: RumorChange::Confirmed, .. }
+        ));
+        assert!(m.next_deadline(&addr(1), true).unwrap() < first);
+        assert!(m.suspect(addr(1), 0).is_some(), "this node's own miss confirms too");
+    }
+
+    #[test]
+    fn rumors_about_unknown_nodes_are_only_gossip_and_never_about_strangers() {
+        let mut m = Members::new("me", TIMING);
+        let alive = m.apply_rumor(rumor("new", 3, 0, RumorState::Alive, ""), 1, 0);
+        assert!(matches!(alive, RumorOutcome::Unknown(GossipPeer { .. })));
+        assert_eq!(m.len(), 0, "nothing remembered before merge_gossip's bounds");
+        let dead = m.apply_rumor(rumor("new", 3, 0, RumorState::Dead, ""), 1, 0);
+        assert_eq!(dead, RumorOutcome::Ignored);
+        m.add_bootstrap(addr(4), 0);
+        m.identify(addr(4), "unverified");
+        let suspect = m.apply_rumor(rumor("unverified", 0, 0, RumorState::Suspect, ""), 1, 0);
+        assert_eq!(suspect, RumorOutcome::Ignored, "nothing about members not verified");
     }
 
     #[test]
@@ -621,13 +1083,10 @@ mod tests {
     /// Makes `port` a known member, then lets it fail.
     fn failed_member(m: &mut Members, port: u16, now: u64) {
         m.add_bootstrap(addr(port), now);
-        m.admit(addr(port), 7, now);
-        m.mark_heard(addr(port), now);
-        m.on_timeout(addr(port), now + TIMING.timeout_us, true);
-        assert_eq!(
-            m.on_timeout(addr(port), now + 2 * TIMING.timeout_us, true).0,
-            Transition::Failed
-        );
+        known(m, port, now);
+        m.suspect(addr(port), now);
+        let deadline = m.next_deadline(&addr(port), true).unwrap();
+        assert_eq!(m.on_timeout(addr(port), deadline, true).0, Transition::Failed);
     }
 
     /// Probe gaps of a dead member, from `now`.
@@ -647,7 +1106,7 @@ mod tests {
     fn a_dead_member_is_probed_every_interval_without_backing_off() {
         let mut m = Members::new("me", TIMING);
         failed_member(&mut m, 1, 0);
-        let gaps = probe_gaps(&mut m, 1, 2 * TIMING.timeout_us, 20);
+        let gaps = probe_gaps(&mut m, 1, TIMING.timeout_us, 20);
         // The first probe follows the failure by one interval, as does every later one:
         // a healed partition is noticed within one heartbeat interval however long it was.
         assert!(
@@ -662,7 +1121,7 @@ mod tests {
         for port in 1..=5 {
             failed_member(&mut m, port, 0);
         }
-        let start = 2 * TIMING.timeout_us;
+        let start = TIMING.timeout_us;
         // After one round at the old pace, each is probed every 5 intervals: five dead
         // members cost what one does.
         let gaps = probe_gaps(&mut m, 3, start, 6);
@@ -775,20 +1234,20 @@ mod tests {
         assert_eq!(m.admit(addr(7), 5, 3), Admission::NewSession { restarted: None });
         m.mark_heard(addr(7), 3);
         assert!(m.is_reachable(&addr(7)));
-        assert_eq!(m.next_deadline(&addr(7), true), Some(3 + TIMING.heartbeat_us));
+        assert!(m.probe_candidates().contains(&addr(7)), "probed by the round from now on");
+        assert_eq!(m.next_deadline(&addr(7), true), None);
     }
 
     #[test]
     fn dead_members_are_forgotten_after_the_tombstone_grace_unless_bootstrap() {
         let mut m = Members::new("me", TIMING);
         for port in [1, 2] {
-            m.admit(addr(port), 1, 0);
-            m.mark_heard(addr(port), 0);
+            known(&mut m, port, 0);
         }
         m.add_bootstrap(addr(2), 0);
         for port in [1, 2] {
-            m.on_timeout(addr(port), 100, false);
-            assert_eq!(m.on_timeout(addr(port), 200, false).0, Transition::Failed);
+            m.suspect(addr(port), 0);
+            assert_eq!(m.on_timeout(addr(port), TIMING.timeout_us, false).0, Transition::Failed);
         }
         assert_eq!(m.next_deadline(&addr(1), false), Some(TIMING.forget_dead_us));
         assert_eq!(
@@ -800,6 +1259,20 @@ mod tests {
     }
 
     #[test]
+    fn steady_answers_name_no_members_but_probes_and_answers_to_newcomers_do() {
+        let mut m = Members::new("me", TIMING);
+        for port in 1..=4 {
+            known(&mut m, port, 0);
+        }
+        let mut rng = fastrand::Rng::with_seed(1);
+        let later = NEWCOMER_PERIODS * TIMING.heartbeat_us;
+        assert!(!m.gossip_for(addr(1), false, 0, &mut rng).is_empty(), "a newcomer");
+        assert!(m.gossip_for(addr(1), false, later, &mut rng).is_empty());
+        assert_eq!(m.gossip_for(addr(1), true, later, &mut rng).len(), 1, "a probe");
+        assert_eq!(m.gossip_for(addr(1), true, 0, &mut rng).len(), GOSSIP_FANOUT);
+    }
+
+    #[test]
     fn membership_is_gossiped_only_to_verified_members() {
         let mut m = Members::new("me", TIMING);
         m.admit(addr(1), 1, 0);
@@ -808,9 +1281,9 @@ mod tests {
         m.identify(addr(2), "b");
         m.add_bootstrap(addr(3), 0);
         let mut rng = fastrand::Rng::with_seed(1);
-        assert!(m.gossip_for(addr(3), &mut rng).is_empty());
-        assert!(m.gossip_for(addr(4), &mut rng).is_empty());
-        assert_eq!(m.gossip_for(addr(1), &mut rng).len(), 1);
+        assert!(m.gossip_for(addr(3), true, 0, &mut rng).is_empty());
+        assert!(m.gossip_for(addr(4), true, 0, &mut rng).is_empty());
+        assert_eq!(m.gossip_for(addr(1), true, 0, &mut rng).len(), 1);
     }
 
     #[test]
@@ -823,11 +1296,11 @@ mod tests {
         let public: SocketAddr = "[2001:db8::5]:7000".parse().unwrap();
         m.set_advertised(&addr(2), Some(public));
         let mut rng = fastrand::Rng::with_seed(1);
-        let g = m.gossip_for(addr(1), &mut rng);
+        let g = m.gossip_for(addr(1), true, 0, &mut rng);
         assert_eq!(g, vec![GossipPeer { node_id: "b".into(), addr: public }]);
         assert_eq!(m.get(&addr(2)).unwrap().addr, addr(2), "still reached where it is heard");
         m.set_advertised(&addr(2), None);
-        assert_eq!(m.gossip_for(addr(1), &mut rng)[0].addr, addr(2), "withdrawn");
+        assert_eq!(m.gossip_for(addr(1), true, 0, &mut rng)[0].addr, addr(2), "withdrawn");
     }
 
     #[test]
@@ -880,7 +1353,7 @@ mod tests {
         }
         let mut rng = fastrand::Rng::with_seed(1);
         for _ in 0..20 {
-            let g = m.gossip_for(addr(1), &mut rng);
+            let g = m.gossip_for(addr(1), true, 0, &mut rng);
             assert_eq!(g.len(), GOSSIP_FANOUT);
             assert!(g.iter().all(|p| p.addr != addr(1) && p.addr != addr(5)));
         }

@@ -214,6 +214,7 @@ impl MetricsSnapshot {
             PeerState::Alive,
             PeerState::Suspect,
             PeerState::Dead,
+            PeerState::Left,
         ] {
             let n = self.peers.iter().filter(|p| p.state == state).count();
             by_state

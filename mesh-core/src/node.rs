@@ -59,6 +59,8 @@ const RECV_BURST: usize = 256;
 const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 /// Longest sleep of the network thread, a safety net should a wake-up be lost.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
+/// Longest a stopping node waits for its leave announcement to go out.
+const LEAVE_SEND_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// A mesh-sync node: a replica of the shared key-value state, kept in sync with its peers
 /// over UDP.
@@ -503,6 +505,7 @@ impl Node {
         }
         if self.is_running() {
             self.flush(self.shared.flush_timeout);
+            self.announce_leave();
         }
         if self.shared.stopped.swap(true, Ordering::AcqRel) {
             return;
@@ -523,6 +526,18 @@ impl Node {
         self.shared.socket.write().take();
         if let Some(persist) = &self.persist {
             persist.close();
+        }
+    }
+
+    /// Tells a few members that this node leaves (they spread it, so peers report it
+    /// left at once instead of failed after a timeout), and gives the network thread a
+    /// moment to send it.
+    fn announce_leave(&self) {
+        self.with_engine(|engine, _| engine.leave());
+        self.shared.wake();
+        let deadline = Instant::now() + LEAVE_SEND_TIMEOUT;
+        while self.shared.engine.lock().has_pending_transmits() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
         }
     }
 

@@ -66,6 +66,9 @@ pub struct SimNode {
     pub skew_ms: i64,
     /// Restarts so far.
     pub restarts: u32,
+    /// Extra delay of a slow node, microseconds: added to every datagram it sends and
+    /// receives, and to every timer it runs (0: a normal node).
+    pub slow_us: u64,
 }
 
 /// A write the oracle knows of.
@@ -225,6 +228,7 @@ impl Sim {
                 addr,
                 skew_ms: 0,
                 restarts: 0,
+                slow_us: 0,
             });
             sim.boot(i);
         }
@@ -375,6 +379,26 @@ impl Sim {
         };
         self.flush(i);
         result
+    }
+
+    /// Stops node `i` as a node runtime does: it announces that it leaves, then its
+    /// engine is gone (like a crash, except that the announcement is on its way).
+    pub fn stop(&mut self, i: usize) {
+        self.flush(i);
+        let now = self.now_for(i);
+        let Some(engine) = self.nodes[i].engine.as_mut() else {
+            return;
+        };
+        engine.leave();
+        let mut out = Vec::new();
+        while engine.has_pending_transmits() {
+            match engine.poll_transmit(now) {
+                Some(t) => out.push(t),
+                None => break,
+            }
+        }
+        self.crash(i);
+        self.route(i, out);
     }
 
     /// Crashes node `i`: its state is gone. Writes that no other live node accounts for
@@ -534,6 +558,11 @@ impl Sim {
             p.peers = p.peers.max(m.peers);
             p.stream_ranges = p.stream_ranges.max(m.stream_ranges);
         }
+        self.route(i, out);
+    }
+
+    /// Puts datagrams node `i` sent on the network.
+    fn route(&mut self, i: usize, out: Vec<crate::engine::Transmit>) {
         let src = self.nodes[i].addr;
         for t in out {
             let to = if self.adversary.as_ref().is_some_and(|a| a.addr == t.dst) {
@@ -550,8 +579,9 @@ impl Sim {
             for delivery in self.injector.outgoing(&t.dst, &t.payload) {
                 self.order += 1;
                 let jitter = self.rng.u64(0..=self.latency_us / 4);
+                let slow = self.nodes[i].slow_us + self.nodes.get(to).map_or(0, |n| n.slow_us);
                 self.flights.push(Reverse(Flight {
-                    at_us: self.now_us + self.latency_us + jitter + delivery.delay_us,
+                    at_us: self.now_us + self.latency_us + jitter + delivery.delay_us + slow,
                     order: self.order,
                     from: i,
                     to,
@@ -576,7 +606,12 @@ impl Sim {
         let end = self.now_us + crate::time::us(duration);
         loop {
             let next_flight = self.flights.peek().map(|f| f.0.at_us);
-            let next_timer = self.timers.iter().flatten().min().copied();
+            let next_timer = self
+                .timers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| t.map(|t| t.saturating_add(self.nodes[i].slow_us)))
+                .min();
             let next = [next_flight, next_timer, self.adversary_timer]
                 .into_iter()
                 .flatten()
@@ -632,7 +667,8 @@ impl Sim {
             }
             for i in 0..self.nodes.len() {
                 let now = self.now_for(i);
-                let due = self.timers[i].is_some_and(|t| t <= self.now_us);
+                let slow = self.nodes[i].slow_us;
+                let due = self.timers[i].is_some_and(|t| t.saturating_add(slow) <= self.now_us);
                 if due {
                     if let Some(engine) = self.nodes[i].engine.as_mut() {
                         engine.handle_timeout(now);

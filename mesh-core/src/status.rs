@@ -12,12 +12,16 @@ use crate::wire::DropReason;
 pub enum PeerState {
     /// A bootstrap address never heard from yet.
     Unknown,
-    /// Heard from within `peer_timeout`.
+    /// Answering probes (directly or through other members), or refuted a suspicion.
     Alive,
-    /// Silent for more than `peer_timeout`.
+    /// Missed a probe and its indirect probes (here or at another member): declared
+    /// dead unless it refutes within the suspicion timeout.
     Suspect,
-    /// Silent for more than twice `peer_timeout`; probed with backoff.
+    /// Declared failed; still probed, in turn with the other dead members.
     Dead,
+    /// Announced that it left on purpose (its node stopped); probed like a dead member,
+    /// so a restart is noticed.
+    Left,
 }
 
 impl PeerState {
@@ -28,6 +32,7 @@ impl PeerState {
             PeerState::Alive => "alive",
             PeerState::Suspect => "suspect",
             PeerState::Dead => "dead",
+            PeerState::Left => "left",
         }
     }
 }
@@ -60,11 +65,11 @@ pub struct PeerInfo {
 pub struct PeerCounts {
     /// Every known peer, bootstrap addresses included.
     pub total_peers: usize,
-    /// Peers heard from within `peer_timeout`.
+    /// Peers alive.
     pub alive_peers: usize,
-    /// Peers silent past `peer_timeout`, not yet failed.
+    /// Peers suspected, not yet failed.
     pub suspect_peers: usize,
-    /// Failed peers (still probed).
+    /// Failed peers, and peers that left (still probed).
     pub dead_peers: usize,
     /// Peers given with `add_bootstrap_peer`.
     pub bootstrap_peers: usize,
@@ -189,6 +194,18 @@ pub struct Counters {
     pub entries_applied: u64,
     /// Anti-entropy rounds started by this node.
     pub sync_rounds: u64,
+    /// Ping-reqs sent: members asked to probe a member that missed a direct probe.
+    #[serde(default)]
+    pub indirect_probes: u64,
+    /// Suspicions of this node it refuted (Lifeguard counts them against its health).
+    #[serde(default)]
+    pub refutations: u64,
+    /// Peers this node reported failed (declared by itself or by another member).
+    #[serde(default)]
+    pub peers_failed: u64,
+    /// Peers this node reported left.
+    #[serde(default)]
+    pub peers_left: u64,
     /// User messages queued for peers (a broadcast counts once per peer).
     pub messages_sent: u64,
     /// User messages from peers handed to the application.

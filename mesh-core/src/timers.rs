@@ -23,6 +23,8 @@ pub(crate) enum Timer {
     Expire,
     /// Log what was dropped since the last report.
     ReportDrops,
+    /// The probe round: the next probe, indirect probes, or a probe's verdict.
+    Probe,
     /// Something about one peer: retransmission, liveness, heartbeat or sync.
     Peer(SocketAddr),
 }

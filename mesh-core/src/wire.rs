@@ -25,8 +25,11 @@ use crate::version::Digest;
 pub const MAGIC: [u8; 2] = *b"MS";
 /// Protocol version spoken. Version 2 added address verification (`Challenge` and
 /// `Response` frames); version 1 nodes cannot join a version 2 mesh. Version 3 added the
-/// expiry of writes with a TTL ([`WireEntry::expires`]) and user messages.
-pub const VERSION: u8 = 3;
+/// expiry of writes with a TTL ([`WireEntry::expires`]) and user messages. Version 4 made
+/// membership SWIM: heartbeats became probes and acks, with indirect probes
+/// ([`Frame::PingReq`], [`Frame::IndirectAck`]) and piggybacked membership changes
+/// ([`Frame::Rumors`]).
+pub const VERSION: u8 = 4;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// `kind` of a plain packet of frames.
@@ -93,6 +96,48 @@ pub enum Frame {
     /// it still speaks to every version 2 node, while version 2 nodes that predate this
     /// frame drop the datagrams carrying it (as `malformed`).
     Advertise(SocketAddr),
+    /// SWIM's ping-req: "probe the member with this node id for me", sent when a direct
+    /// probe went unanswered. The receiver probes it once and, if it answers, returns an
+    /// [`Frame::IndirectAck`].
+    PingReq(String),
+    /// "The member you asked me to probe answered": its node id.
+    IndirectAck(String),
+    /// Membership changes, piggybacked on probes and acks (see `members::rumors`).
+    Rumors(Vec<Rumor>),
+}
+
+/// A membership change about one node, spread by piggybacking.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rumor {
+    /// The node it is about.
+    pub node_id: String,
+    /// Where the node is reached (its advertised address if it has one).
+    pub addr: SocketAddr,
+    /// The node's run (its packets' `src_inc`): a rumor about another run is stale or
+    /// premature and is ignored.
+    pub incarnation: u64,
+    /// How many times this run refuted a suspicion of itself: a newer refutation
+    /// overrides any older rumor.
+    pub refutation: u32,
+    /// What is said of it.
+    pub state: RumorState,
+    /// For a suspicion, the node id of the member that suspects (independent
+    /// suspicions shorten the timeout); empty otherwise.
+    pub by: String,
+}
+
+/// What a [`Rumor`] says of a node. At one refutation, later states override earlier
+/// ones: alive < suspect < dead, left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RumorState {
+    /// Alive (a refutation, a join or a recovery).
+    Alive,
+    /// Suspected of having failed.
+    Suspect,
+    /// Declared failed.
+    Dead,
+    /// Left on purpose.
+    Left,
 }
 
 /// Cumulative plus selective acknowledgement.

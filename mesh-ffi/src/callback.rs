@@ -34,10 +34,13 @@ pub enum mesh_change_origin {
 pub enum mesh_peer_event {
     /// A node was heard from for the first time.
     Discovered = 0,
-    /// A peer stayed silent past twice the peer timeout and is considered failed.
+    /// A peer stopped answering probes, directly and through other peers, and did not
+    /// refute the suspicion in time: it is considered failed.
     Failed = 1,
     /// A failed peer, or a restarted one, was heard from again.
     Recovered = 2,
+    /// A peer announced that it stopped (`mesh_node_stop`, `mesh_node_free`).
+    Left = 3,
 }
 
 /// Called for every change of a key: local writes and writes merged from peers.
@@ -163,6 +166,7 @@ impl Callbacks {
             }
             Event::PeerDiscovered { node_id, addr }
             | Event::PeerFailed { node_id, addr }
+            | Event::PeerLeft { node_id, addr }
             | Event::PeerRecovered { node_id, addr } => {
                 let Some((callback, user_data)) = registered.peer else {
                     return;
@@ -170,6 +174,7 @@ impl Callbacks {
                 let kind = match event {
                     Event::PeerDiscovered { .. } => mesh_peer_event::Discovered,
                     Event::PeerFailed { .. } => mesh_peer_event::Failed,
+                    Event::PeerLeft { .. } => mesh_peer_event::Left,
                     _ => mesh_peer_event::Recovered,
                 };
                 let node_id = nul_terminated(node_id.as_bytes());

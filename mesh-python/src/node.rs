@@ -39,6 +39,7 @@ struct Slots {
     state_change: Option<Py<PyAny>>,
     peer_discovered: Option<Py<PyAny>>,
     peer_failed: Option<Py<PyAny>>,
+    peer_left: Option<Py<PyAny>>,
     peer_recovered: Option<Py<PyAny>>,
     message: Option<Py<PyAny>>,
 }
@@ -48,6 +49,7 @@ impl Slots {
         self.state_change.is_some()
             || self.peer_discovered.is_some()
             || self.peer_failed.is_some()
+            || self.peer_left.is_some()
             || self.peer_recovered.is_some()
             || self.message.is_some()
     }
@@ -58,6 +60,7 @@ enum Slot {
     StateChange,
     PeerDiscovered,
     PeerFailed,
+    PeerLeft,
     PeerRecovered,
     Message,
 }
@@ -68,6 +71,7 @@ impl Slot {
             Slot::StateChange => "on_state_change",
             Slot::PeerDiscovered => "on_peer_discovered",
             Slot::PeerFailed => "on_peer_failed",
+            Slot::PeerLeft => "on_peer_left",
             Slot::PeerRecovered => "on_peer_recovered",
             Slot::Message => "on_message",
         }
@@ -78,6 +82,7 @@ impl Slot {
             Slot::StateChange => &mut slots.state_change,
             Slot::PeerDiscovered => &mut slots.peer_discovered,
             Slot::PeerFailed => &mut slots.peer_failed,
+            Slot::PeerLeft => &mut slots.peer_left,
             Slot::PeerRecovered => &mut slots.peer_recovered,
             Slot::Message => &mut slots.message,
         }
@@ -97,6 +102,7 @@ impl Callbacks {
             Event::StateChanged { .. } => Slot::StateChange,
             Event::PeerDiscovered { .. } => Slot::PeerDiscovered,
             Event::PeerFailed { .. } => Slot::PeerFailed,
+            Event::PeerLeft { .. } => Slot::PeerLeft,
             Event::PeerRecovered { .. } => Slot::PeerRecovered,
             Event::Message { .. } => Slot::Message,
         };
@@ -157,9 +163,9 @@ fn event_args<'py>(py: Python<'py>, event: &Event) -> PyResult<Bound<'py, PyTupl
                 address_tuple(py, addr)?.into_any(),
             ],
         ),
-        Event::PeerFailed { node_id, .. } | Event::PeerRecovered { node_id, .. } => {
-            PyTuple::new(py, [PyString::new(py, node_id)])
-        }
+        Event::PeerFailed { node_id, .. }
+        | Event::PeerLeft { node_id, .. }
+        | Event::PeerRecovered { node_id, .. } => PyTuple::new(py, [PyString::new(py, node_id)]),
         Event::Message { sender, data } => PyTuple::new(
             py,
             [
@@ -226,7 +232,7 @@ fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
 /// ``on_state_change(key, value, operation)`` with operation 'set' or 'delete' for local
 /// writes and 'sync' for changes received from peers (value None when deleted there);
 /// ``on_peer_discovered(node_id, (host, port))``, ``on_peer_failed(node_id)``,
-/// ``on_peer_recovered(node_id)``; ``on_message(sender_id, data)`` for messages sent with
+/// ``on_peer_left(node_id)``, ``on_peer_recovered(node_id)``; ``on_message(sender_id, data)`` for messages sent with
 /// ``send`` or ``broadcast`` by a peer. An exception raised by a callback is logged to the
 /// ``mesh_sync`` logger and does not affect the node.
 #[pyclass(
@@ -750,7 +756,9 @@ impl MeshSyncNode {
         self.set_callback(py, Slot::PeerDiscovered, value)
     }
 
-    /// ``on_peer_failed(node_id)``: a peer stayed silent for twice ``peer_timeout``.
+    /// ``on_peer_failed(node_id)``: a peer stopped answering probes, directly and through
+    /// other peers, and did not refute the suspicion within the suspicion timeout
+    /// (about ``peer_timeout`` or longer).
     #[getter]
     fn get_on_peer_failed(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.callback(py, Slot::PeerFailed)
@@ -759,6 +767,17 @@ impl MeshSyncNode {
     #[setter]
     fn set_on_peer_failed(&self, py: Python<'_>, value: Option<Bound<'_, PyAny>>) -> PyResult<()> {
         self.set_callback(py, Slot::PeerFailed, value)
+    }
+
+    /// ``on_peer_left(node_id)``: a peer announced that it stopped (``stop()``).
+    #[getter]
+    fn get_on_peer_left(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.callback(py, Slot::PeerLeft)
+    }
+
+    #[setter]
+    fn set_on_peer_left(&self, py: Python<'_>, value: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        self.set_callback(py, Slot::PeerLeft, value)
     }
 
     /// ``on_peer_recovered(node_id)``: a failed or restarted peer was heard from again.
@@ -856,6 +875,7 @@ impl MeshSyncNode {
                 &slots.state_change,
                 &slots.peer_discovered,
                 &slots.peer_failed,
+                &slots.peer_left,
                 &slots.peer_recovered,
                 &slots.message,
             ] {

@@ -104,7 +104,10 @@ typedef struct {
     int local_deletes;   /* origin DELETE with a NULL value */
     int get_inside_ok;   /* mesh_node_get from inside the callback worked */
     int peers_discovered;
+    int peers_left;
+    int peers_failed;
     char peer_id[64];
+    char left_id[64];
 } observations;
 
 static void check_thread(observations *obs) {
@@ -163,6 +166,13 @@ static void on_peer(void *user_data, mesh_peer_event event, mesh_str node_id, me
     if (event == MESH_PEER_EVENT_DISCOVERED && strncmp(addr.data, "127.0.0.1:", 10) == 0) {
         obs->peers_discovered++;
         snprintf(obs->peer_id, sizeof obs->peer_id, "%.*s", (int)node_id.len, node_id.data);
+    }
+    if (event == MESH_PEER_EVENT_LEFT) {
+        obs->peers_left++;
+        snprintf(obs->left_id, sizeof obs->left_id, "%.*s", (int)node_id.len, node_id.data);
+    }
+    if (event == MESH_PEER_EVENT_FAILED) {
+        obs->peers_failed++;
     }
     pthread_mutex_unlock(&obs->lock);
 }
@@ -232,6 +242,14 @@ static void test_callbacks_run_on_the_callback_thread(void) {
     CHECK(wait_for_json(b, "after-removal-remote", "1"));
     sleep_ms(200);
     CHECK(read_count(&obs, &obs.state_calls) == calls);
+
+    /* A node that stops says so: its peer reports it left, not failed. */
+    CHECK_OK(mesh_node_stop(a));
+    CHECK(wait_count(&obs, &obs.peers_left, 1));
+    pthread_mutex_lock(&obs.lock);
+    CHECK_STR("alpha", obs.left_id);
+    pthread_mutex_unlock(&obs.lock);
+    CHECK(read_count(&obs, &obs.peers_failed) == 0);
 
     CHECK(read_count(&obs, &obs.wrong_thread) == 0);
     CHECK(read_count(&obs, &obs.bad_thread_name) == 0);

@@ -91,6 +91,22 @@ def test_peer_failed_and_recovered_through_a_partition(make_node) -> None:
     assert wait_until(lambda: a.get_status()["peers"]["alive_peers"] == 1)
 
 
+def test_peer_left_is_reported_at_once_when_a_peer_stops(make_node) -> None:
+    # A long peer_timeout: only the leave announcement can report b within the wait.
+    a = make_node("a", peer_timeout=60.0)
+    b = make_node("b", start=False, peer_timeout=60.0)
+    b.add_bootstrap_peer(HOST, a.port)
+    b.start()
+    assert wait_until(lambda: fully_connected([a, b]))
+    left, failed = Recorder(), Recorder()
+    a.on_peer_left = left
+    a.on_peer_failed = failed
+    b.stop()
+    assert wait_until(lambda: left.snapshot() == [("b",)], timeout=5.0), left.snapshot()
+    assert failed.snapshot() == []
+    assert a.get_status()["peers"]["alive_peers"] == 0
+
+
 def test_callback_exception_is_logged_and_the_node_keeps_working(make_node, caplog) -> None:
     caplog.set_level(logging.ERROR, logger="mesh_sync")
     a = make_node("a")

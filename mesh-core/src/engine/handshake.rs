@@ -59,7 +59,7 @@ impl Engine {
         reply.push(Frame::Challenge(nonce));
         // No session yet: the link, if any, belongs to what this source has not proved.
         let short = self.encode_packet(src_inc, (0, 0), reply.clone());
-        reply.push(self.heartbeat_frame(from, false));
+        reply.push(self.heartbeat_frame(from, false, now.mono_us));
         let full = self.encode_packet(src_inc, (0, 0), reply);
         // The heartbeat introduces this node at once if the budget allows; the challenge
         // alone is enough to go on.
@@ -74,9 +74,9 @@ impl Engine {
 
     /// Answers a verified member's challenge, with this node's heartbeat so the member
     /// knows at once who answered.
-    pub(super) fn answer_challenge(&mut self, from: SocketAddr, nonce: u64) {
+    pub(super) fn answer_challenge(&mut self, now: Now, from: SocketAddr, nonce: u64) {
         let dst_inc = self.members.incarnation(&from).unwrap_or(0);
-        let heartbeat = self.heartbeat_frame(from, false);
+        let heartbeat = self.heartbeat_frame(from, false, now.mono_us);
         self.queue_packet(from, dst_inc, vec![Frame::Response(nonce), heartbeat]);
     }
 }

@@ -104,7 +104,7 @@ impl Engine {
             match member.state {
                 PeerState::Alive => peers.alive_peers += 1,
                 PeerState::Suspect => peers.suspect_peers += 1,
-                PeerState::Dead => peers.dead_peers += 1,
+                PeerState::Dead | PeerState::Left => peers.dead_peers += 1,
                 PeerState::Unknown => {}
             }
             peers.bootstrap_peers += usize::from(member.bootstrap);

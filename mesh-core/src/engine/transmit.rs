@@ -8,13 +8,22 @@ use crate::wire::{Frame, Heartbeat, Packet};
 use super::{Engine, Transmit};
 
 impl Engine {
-    /// Sends a heartbeat to `addr`; one to an address not verified yet carries a
-    /// challenge, which its answer must echo before anything it says counts.
+    /// Sends a heartbeat to `addr`: a probe (`reply`) or an answer, with the rumors due;
+    /// one to an address not verified yet carries a challenge, which its answer must echo
+    /// before anything it says counts.
     pub(super) fn send_heartbeat(&mut self, now: Now, addr: SocketAddr, reply: bool) {
-        let heartbeat = self.heartbeat_frame(addr, reply);
+        let heartbeat = self.heartbeat_frame(addr, reply, now.mono_us);
         let dst_inc = self.members.get(&addr).map_or(0, |m| m.incarnation);
         let ack = self.links.get_mut(&addr).and_then(|l| l.channel.take_ack());
-        let mut frames: Vec<Frame> = ack.map(Frame::Ack).into_iter().chain([heartbeat]).collect();
+        // Rumors before the heartbeat: a probed member that reads it is suspected
+        // refutes before it answers, and its answer carries the refutation.
+        let rumors = self.rumors_for(addr);
+        let mut frames: Vec<Frame> = ack
+            .map(Frame::Ack)
+            .into_iter()
+            .chain(rumors)
+            .chain([heartbeat])
+            .collect();
         if dst_inc == 0 {
             let nonce = self.verifier.challenge(addr, 0, now.mono_us, &mut self.rng);
             frames.push(Frame::Challenge(nonce));
@@ -23,12 +32,12 @@ impl Engine {
     }
 
     /// This node's heartbeat for `to`: gossip only for a verified member.
-    pub(super) fn heartbeat_frame(&mut self, to: SocketAddr, reply: bool) -> Frame {
+    pub(super) fn heartbeat_frame(&mut self, to: SocketAddr, reply: bool, now_us: u64) -> Frame {
         Frame::Heartbeat(Heartbeat {
             node_id: self.config.node_id.clone(),
             fingerprint: self.replica.version_vector().fingerprint(),
             reply,
-            gossip: self.members.gossip_for(to, &mut self.rng),
+            gossip: self.members.gossip_for(to, reply, now_us, &mut self.rng),
         })
     }
 

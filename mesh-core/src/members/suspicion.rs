@@ -1,0 +1,111 @@
+//! Lifeguard's dynamic suspicion timeout (Dadgar et al. 2017, memberlist's
+//! `suspicion.go`): a suspicion starts with a long timeout that shrinks, on a log scale,
+//! as independent members confirm it, down to a floor. A member suspected by one node
+//! with a bad link gets the long timeout (time to refute); one that many find silent is
+//! declared dead sooner.
+
+/// Independent confirmations (other suspecting members) that bring the timeout to its
+/// floor.
+pub(crate) const CONFIRMATIONS: usize = 3;
+
+/// One suspicion of one member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Suspicion {
+    start_us: u64,
+    min_us: u64,
+    max_us: u64,
+    /// Confirmations expected: [`CONFIRMATIONS`], or 0 in a mesh too small to give them
+    /// (the timeout is then the floor at once).
+    expected: usize,
+    /// Node ids of the members that suspect, the first one included; bounded by
+    /// `expected + 1`.
+    by: Vec<String>,
+}
+
+impl Suspicion {
+    /// A suspicion raised at `start_us` by `by`, in a mesh of `members` other members,
+    /// with timeouts between `min_us` and `max_us`.
+    pub fn new(start_us: u64, by: &str, members: usize, min_us: u64, max_us: u64) -> Suspicion {
+        // Confirmations come from members other than the suspect and the first suspecter.
+        let expected = if members.saturating_sub(2) < CONFIRMATIONS {
+            0
+        } else {
+            CONFIRMATIONS
+        };
+        Suspicion {
+            start_us,
+            min_us,
+            max_us: max_us.max(min_us),
+            expected,
+            by: vec![by.to_owned()],
+        }
+    }
+
+    /// Counts `by`'s suspicion; returns whether it was a new, independent confirmation
+    /// (worth passing on).
+    pub fn confirm(&mut self, by: &str) -> bool {
+        if by.is_empty() || self.by.len() > self.expected || self.by.iter().any(|b| b == by) {
+            return false;
+        }
+        self.by.push(by.to_owned());
+        true
+    }
+
+    /// Independent confirmations so far.
+    pub fn confirmations(&self) -> usize {
+        self.by.len() - 1
+    }
+
+    /// How long the suspicion lasts with the confirmations so far.
+    pub fn timeout_us(&self) -> u64 {
+        if self.expected == 0 {
+            return self.min_us;
+        }
+        let c = self.confirmations() as f64;
+        let fraction = (c + 1.0).ln() / (self.expected as f64 + 1.0).ln();
+        let span = (self.max_us - self.min_us) as f64;
+        let timeout = self.max_us as f64 - fraction * span;
+        (timeout as u64).clamp(self.min_us, self.max_us)
+    }
+
+    /// When the suspected member is declared dead, unless refuted first.
+    pub fn deadline_us(&self) -> u64 {
+        self.start_us.saturating_add(self.timeout_us())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeout_shrinks_with_independent_confirmations_to_the_floor() {
+        let mut s = Suspicion::new(1_000, "a", 10, 100, 400);
+        assert_eq!(s.deadline_us(), 1_400, "starts at the maximum");
+        let mut last = s.timeout_us();
+        for by in ["b", "c", "d"] {
+            assert!(s.confirm(by));
+            assert!(s.timeout_us() < last, "each confirmation shortens it");
+            last = s.timeout_us();
+        }
+        assert_eq!(s.timeout_us(), 100, "three confirmations reach the floor");
+        assert!(!s.confirm("e"), "no confirmation past the expected ones");
+        assert_eq!(s.timeout_us(), 100);
+    }
+
+    #[test]
+    fn the_same_suspecter_confirms_nothing() {
+        let mut s = Suspicion::new(0, "a", 10, 100, 400);
+        assert!(!s.confirm("a"));
+        assert!(s.confirm("b"));
+        assert!(!s.confirm("b"));
+        assert!(!s.confirm(""), "an anonymous suspicion is no confirmation");
+        assert_eq!(s.confirmations(), 1);
+    }
+
+    #[test]
+    fn a_small_mesh_uses_the_floor_at_once() {
+        let s = Suspicion::new(0, "a", 4, 100, 400);
+        assert_eq!(s.timeout_us(), 100);
+    }
+}

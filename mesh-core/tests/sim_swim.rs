@@ -1,0 +1,149 @@
+//! SWIM membership in deterministic simulation: a crashed node is declared dead by every
+//! member within the bound, no live member is declared dead under loss with slow
+//! members, and a node that stops is reported left, not failed.
+
+use std::time::Duration;
+
+use mesh_core::fault::FaultConfig;
+use mesh_core::sim::Sim;
+use mesh_core::{Config, PeerState};
+
+/// A 1 s probe period, the suspicion floor three periods.
+fn config() -> Config {
+    let mut c = Config::new("template", 0);
+    c.heartbeat_interval = Duration::from_secs(1);
+    c.peer_timeout = Config::peer_timeout_for(c.heartbeat_interval);
+    c
+}
+
+/// How node `i` sees the node named `id`.
+fn view(sim: &Sim, i: usize, id: &str) -> Option<PeerState> {
+    let engine = sim.nodes[i].engine.as_ref()?;
+    let now = sim.now_for(i);
+    engine
+        .peers(now)
+        .into_iter()
+        .find(|p| p.node_id.as_deref() == Some(id))
+        .map(|p| p.state)
+}
+
+/// Runs until every node sees every other alive, for at most `limit`.
+fn form(sim: &mut Sim, limit: Duration) {
+    let n = sim.nodes.len();
+    let step = Duration::from_secs(1);
+    let mut waited = Duration::ZERO;
+    while waited < limit {
+        let formed = (0..n).all(|i| {
+            (0..n)
+                .filter(|&j| j != i)
+                .all(|j| view(sim, i, &format!("n{j}")) == Some(PeerState::Alive))
+        });
+        if formed {
+            return;
+        }
+        sim.run_for(step);
+        waited += step;
+    }
+    panic!("the mesh did not form within {limit:?}");
+}
+
+fn failures(sim: &Sim) -> u64 {
+    sim.nodes
+        .iter()
+        .filter_map(|n| n.engine.as_ref())
+        .map(|e| e.counters().peers_failed)
+        .sum()
+}
+
+#[test]
+fn a_crashed_node_is_declared_dead_by_every_member_within_the_bound() {
+    for seed in 1..=4u64 {
+        let n = 12;
+        let mut sim = Sim::new(n, config(), FaultConfig::default(), seed);
+        form(&mut sim, Duration::from_secs(120));
+        sim.run_for(Duration::from_secs(10));
+        assert_eq!(failures(&sim), 0, "seed {seed}: nobody failed yet");
+        let victim = 5;
+        sim.crash(victim);
+        // Five probe periods to find it, then the longest suspicion timeout: its floor
+        // (peer_timeout, times log10 of the mesh size, at least 1) times 3.
+        let period = config().heartbeat_interval;
+        let bound = period * 5 + config().peer_timeout * 3 * 2;
+        let mut waited = Duration::ZERO;
+        let all_know = |sim: &Sim| {
+            (0..n)
+                .filter(|&i| i != victim)
+                .all(|i| view(sim, i, "n5") == Some(PeerState::Dead))
+        };
+        while !all_know(&sim) && waited < bound {
+            sim.run_for(Duration::from_millis(100));
+            waited += Duration::from_millis(100);
+        }
+        assert!(
+            all_know(&sim),
+            "seed {seed}: not all know n5 is dead after {waited:?}"
+        );
+        eprintln!("seed {seed}: every member knew n5 dead {waited:?} after the crash");
+        let others_alive = (0..n).filter(|&i| i != victim).all(|i| {
+            (0..n)
+                .filter(|&j| j != i && j != victim)
+                .all(|j| view(&sim, i, &format!("n{j}")) == Some(PeerState::Alive))
+        });
+        assert!(others_alive, "seed {seed}: a live member was declared dead");
+    }
+}
+
+#[test]
+fn no_live_member_is_declared_dead_under_loss_with_slow_members() {
+    let n = 20;
+    let minutes = std::env::var("MESH_SWIM_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(30u64);
+    let mut sim = Sim::new(n, config(), FaultConfig::default(), 7);
+    // 20 ms one way; the slow tenth of the mesh answers 5x slower (100 ms each way) and
+    // runs its timers 80 ms late.
+    sim.latency_us = 20_000;
+    for i in [3, 11] {
+        sim.nodes[i].slow_us = 80_000;
+    }
+    form(&mut sim, Duration::from_secs(120));
+    sim.set_faults(FaultConfig {
+        loss_rate: 0.10,
+        ..FaultConfig::default()
+    });
+    let before = failures(&sim);
+    for _ in 0..minutes {
+        sim.run_for(Duration::from_secs(60));
+        assert_eq!(failures(&sim), before, "a live member was declared dead");
+    }
+    let suspicions: u64 = sim
+        .nodes
+        .iter()
+        .filter_map(|n| n.engine.as_ref())
+        .map(|e| e.counters().refutations)
+        .sum();
+    eprintln!("{minutes} virtual minutes at 10% loss: {suspicions} suspicions refuted, none fatal");
+}
+
+#[test]
+fn a_node_that_stops_is_reported_left_by_every_member_not_failed() {
+    let n = 10;
+    let mut sim = Sim::new(n, config(), FaultConfig::default(), 3);
+    form(&mut sim, Duration::from_secs(120));
+    sim.stop(4);
+    // Well under the shortest suspicion timeout: only the announcement can do it.
+    sim.run_for(config().heartbeat_interval * 2);
+    for i in (0..n).filter(|&i| i != 4) {
+        assert_eq!(
+            view(&sim, i, "n4"),
+            Some(PeerState::Left),
+            "as seen by n{i}"
+        );
+    }
+    sim.run_for(Duration::from_secs(60));
+    assert_eq!(failures(&sim), 0, "a departed node is not a failed one");
+    for i in (0..n).filter(|&i| i != 4) {
+        assert_eq!(view(&sim, i, "n4"), Some(PeerState::Left));
+    }
+}
