@@ -118,6 +118,10 @@ class Counters(TypedDict):
     entries_received: int
     entries_applied: int
     sync_rounds: int
+    indirect_probes: int
+    refutations: int
+    peers_failed: int
+    peers_left: int
     messages_sent: int
     messages_received: int
     dropped: DropCounters
