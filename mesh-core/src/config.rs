@@ -63,9 +63,10 @@ pub struct Config {
     pub max_key_len: usize,
     /// Largest value, in encoded bytes. Default 16 MiB.
     pub max_value_size: usize,
-    /// Bytes of unacknowledged datagrams allowed in flight to one peer. Default 128 KiB:
-    /// on loopback and LANs larger windows only queue up in the receiver and cause
-    /// spurious retransmissions.
+    /// Most bytes of unacknowledged datagrams in flight to one peer: the ceiling of its
+    /// congestion window, which starts at ten datagrams and shrinks when a loss comes
+    /// with a growing round trip. Default 128 KiB: on loopback and LANs larger windows
+    /// only queue up in the receiver and cause spurious retransmissions.
     pub max_in_flight: usize,
     /// Bytes of partially received messages the node keeps, all peers together: one
     /// budget for the node, charged with everything reassembly allocates (each message's
