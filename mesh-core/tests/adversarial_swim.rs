@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod support;
-use support::introduce;
+use support::{introduce, packet};
 
-use mesh_core::wire::{self, Frame, Packet, Rumor, RumorState};
+use mesh_core::wire::{self, Frame, Rumor, RumorState};
 use mesh_core::{Engine, NoncePrefix, Now, PeerState};
 
 fn now() -> Now {
@@ -21,19 +21,6 @@ fn now() -> Now {
             .expect("the clock is after 1970")
             .as_millis() as u64,
     }
-}
-
-fn packet(cluster: u32, src_inc: u64, frames: Vec<Frame>) -> Vec<u8> {
-    wire::encode_packet(
-        cluster,
-        &Packet {
-            src_inc,
-            dst_inc: 0,
-            src_session: 0,
-            dst_session: 0,
-            frames,
-        },
-    )
 }
 
 /// A started engine with two verified members: the attacker (incarnation 77) and a

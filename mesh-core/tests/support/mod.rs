@@ -24,6 +24,12 @@ pub fn hello(
         gossip,
     })];
     frames.extend(extra);
+    packet(cluster, src_inc, frames)
+}
+
+/// A datagram of `frames` from incarnation `src_inc`, naming no session on either side
+/// (as a first contact does).
+pub fn packet(cluster: u32, src_inc: u64, frames: Vec<Frame>) -> Vec<u8> {
     wire::encode_packet(
         cluster,
         &Packet {
