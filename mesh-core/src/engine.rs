@@ -832,6 +832,11 @@ impl Engine {
         let Some(range) = self.pushes.take(now_us, self.replica.own_origin(), own_seq) else {
             return;
         };
+        // With no one to push to, the range is still marked pushed (anti-entropy brings
+        // it to later peers) but never encoded: a lone node writes at full speed.
+        if self.members.reachable().next().is_none() {
+            return;
+        }
         let messages = sync::encoded_deltas(&self.replica, range, self.limits.max_fragment);
         for member in self.members.reachable() {
             let Some(link) = self.links.get_mut(&member.addr) else {
