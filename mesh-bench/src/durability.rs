@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use mesh_core::{Config, Durability, Node};
 
 use crate::mesh::{self, value_100};
-use crate::report::{count, fmt, verdict, Report, Table};
+use crate::report::{count, fmt, percentile, verdict, Report, Table};
+use crate::throughput;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mesh-bench-{}-{name}", std::process::id()));
@@ -306,7 +307,85 @@ fn reload_and_catch_up(report: &mut Report, smoke: bool) {
     let _ = std::fs::remove_dir_all(&dir_b);
 }
 
+/// The issue's own baseline: one writer on a 5-node mesh, as fast as it can, in memory
+/// against the writer's node with a data directory and against every node with one.
+fn replicated(report: &mut Report, smoke: bool) {
+    let dir = scratch("replicated");
+    let run_for = if smoke {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(3)
+    };
+    let mut table = Table::new(
+        "Durable writes replicated to 4 peers",
+        &[
+            "data_dir on",
+            "writes/s",
+            "vs memory",
+            "lag p50 ms",
+            "lag p99 ms",
+            "drained",
+            "target",
+        ],
+    );
+    let mut memory = 0.0;
+    for (label, which) in [
+        ("no node (memory)", Stored::None),
+        ("the writer's node", Stored::Writer),
+        ("every node", Stored::All),
+    ] {
+        let _ = std::fs::remove_dir_all(&dir);
+        let step = throughput::step(None, run_for, |c| {
+            let keep = match which {
+                Stored::None => false,
+                // The writer is the mesh's first node.
+                Stored::Writer => c.node_id.ends_with("-0"),
+                Stored::All => true,
+            };
+            if keep {
+                c.data_dir = Some(dir.join(&c.node_id));
+                c.durability = Durability::Batched;
+            }
+        });
+        let rate = step.written as f64 / step.secs;
+        if matches!(which, Stored::None) {
+            memory = rate;
+        }
+        let share = rate / memory * 100.0;
+        table.row(vec![
+            label.to_owned(),
+            count(rate as u64),
+            format!("{}%", fmt(share)),
+            fmt(percentile(&step.lag_sorted_ms, 50.0)),
+            fmt(percentile(&step.lag_sorted_ms, 99.0)),
+            if step.drain.is_some() { "yes" } else { "no" }.to_owned(),
+            if matches!(which, Stored::None) {
+                String::new()
+            } else {
+                format!("≥50% of memory: {}", verdict(share >= 50.0))
+            },
+        ]);
+    }
+    table.note(format!(
+        "Each row: a fresh 5-node mesh, {} s of batched writes of new keys from one thread on the \
+         first node, as in the sustained-writes scenario. All five nodes, their store threads \
+         and the store's background threads share the machine's 2 cores, so \"every node\" \
+         charges the writer for four other disks' work too.",
+        run_for.as_secs_f64()
+    ));
+    report.add(table);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[derive(Clone, Copy)]
+enum Stored {
+    None,
+    Writer,
+    All,
+}
+
 pub fn run(report: &mut Report, smoke: bool) {
     throughput(report, smoke);
+    replicated(report, smoke);
     reload_and_catch_up(report, smoke);
 }

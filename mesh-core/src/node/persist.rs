@@ -6,9 +6,11 @@
 //! waiting for a sync write share that commit (group commit): each knows the number of
 //! the batch its write is in, and returns once a batch at least that number is durable.
 //!
-//! With [`Durability::Batched`], a write returns once every batch before its own is
-//! durable: a store that cannot keep up slows writers down rather than falling behind
-//! without bound.
+//! With [`Durability::Batched`], a write returns at once while the batch before its own
+//! is durable or still within its `flush_interval` of commit time; past that, it waits
+//! for that batch. So writers and the commit run side by side, and a store that cannot
+//! keep up slows writers down rather than falling behind without bound: the uncommitted
+//! tail is the batch being committed and at most one interval of writes after it.
 //!
 //! A failed commit (disk full, I/O error) keeps its batch and retries it, with whatever
 //! came after, every half second. Until one succeeds, local writes are refused with
@@ -52,6 +54,8 @@ struct State {
     committed: u64,
     /// Every batch up to this number was tried.
     attempted: u64,
+    /// When the commit under way began to take its batch; `None` between commits.
+    commit_started: Option<Instant>,
     /// Why the last commit failed; cleared by the next success.
     error: Option<(StorageErrorKind, String)>,
     /// `stop` asked for a last commit; the thread ends after it.
@@ -116,10 +120,9 @@ impl Persist {
 
     /// Waits until a write in batch `ticket` may return.
     ///
-    /// [`Durability::Sync`]: until that batch is durable. [`Durability::Batched`]: until
-    /// every batch before it is, so a store that falls behind slows writers down instead
-    /// of letting the unwritten tail grow: a crash loses at most the open batch and the
-    /// one being committed.
+    /// [`Durability::Sync`]: until that batch is durable. [`Durability::Batched`]: see
+    /// [`batched_may_return`]; a crash loses at most the batch being committed and the
+    /// open one, which holds at most one `flush_interval` of writes.
     pub(super) fn wait(&self, ticket: u64) -> Result<()> {
         let needed = match self.inner.durability {
             Durability::Sync => ticket,
@@ -131,6 +134,11 @@ impl Persist {
             self.inner.wake.notify_one();
         }
         while state.committed < needed {
+            if self.inner.durability == Durability::Batched
+                && batched_may_return(&state, needed, self.inner.flush_interval, Instant::now())
+            {
+                return Ok(());
+            }
             if state.attempted >= needed || state.closed {
                 let (kind, reason) = state.error.clone().unwrap_or((
                     StorageErrorKind::Io,
@@ -200,6 +208,9 @@ fn store_loop(shared: &Shared, inner: &Inner, mut store: Store) {
             state.stop
         };
         last_take = Instant::now();
+        // Set before the take, so a writer whose change lands after it sees when this
+        // commit began.
+        inner.state.lock().commit_started = Some(last_take);
         let now = now_from(shared.epoch);
         let (batch, taken) = {
             let mut engine = shared.engine.lock();
@@ -217,6 +228,7 @@ fn store_loop(shared: &Shared, inner: &Inner, mut store: Store) {
         });
         let mut state = inner.state.lock();
         state.attempted = taken;
+        state.commit_started = None;
         match outcome {
             None => state.committed = taken,
             Some((Ok(()), took, keys)) => {
@@ -266,5 +278,71 @@ fn store_loop(shared: &Shared, inner: &Inner, mut store: Store) {
         if stop {
             return;
         }
+    }
+}
+
+/// Whether a [`Durability::Batched`] write may return although batch `needed`, the one
+/// before its own, is not durable yet: it may while that batch is the one being
+/// committed, the commit has had less than `flush_interval`, and the store accepts
+/// commits. Waiting for every commit would leave the writers idle while it runs and halve
+/// their rate; never waiting would let the uncommitted tail grow without bound on a disk
+/// slower than the writers.
+fn batched_may_return(state: &State, needed: u64, flush_interval: Duration, now: Instant) -> bool {
+    state.error.is_none()
+        && !state.closed
+        && needed == state.attempted + 1
+        && state
+            .commit_started
+            .is_some_and(|started| now < started + flush_interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_millis(10);
+
+    /// Batch 4 is being committed since `started`; batch 5 is open.
+    fn committing_batch_4(started: Instant) -> State {
+        State {
+            committed: 3,
+            attempted: 3,
+            commit_started: Some(started),
+            ..State::default()
+        }
+    }
+
+    #[test]
+    fn a_batched_write_returns_while_the_commit_before_it_is_on_time() {
+        let t0 = Instant::now();
+        let state = committing_batch_4(t0);
+        assert!(batched_may_return(&state, 4, INTERVAL, t0));
+        assert!(batched_may_return(&state, 4, INTERVAL, t0 + INTERVAL / 2));
+    }
+
+    #[test]
+    fn a_batched_write_waits_once_the_commit_before_it_is_late() {
+        let t0 = Instant::now();
+        let state = committing_batch_4(t0);
+        assert!(!batched_may_return(&state, 4, INTERVAL, t0 + INTERVAL));
+        assert!(!batched_may_return(&state, 4, INTERVAL, t0 + 3 * INTERVAL));
+    }
+
+    #[test]
+    fn a_batched_write_waits_when_an_older_batch_is_not_durable() {
+        let t0 = Instant::now();
+        // Batch 4 was tried and failed, and batch 5 is being committed: a write in batch 6
+        // needs 5, but 4 is still not durable behind it.
+        let mut state = committing_batch_4(t0);
+        state.attempted = 4;
+        state.error = Some((StorageErrorKind::Io, "no space".to_owned()));
+        assert!(!batched_may_return(&state, 5, INTERVAL, t0));
+        // Between commits nothing is on time.
+        let idle = State {
+            committed: 3,
+            attempted: 3,
+            ..State::default()
+        };
+        assert!(!batched_may_return(&idle, 4, INTERVAL, t0));
     }
 }
