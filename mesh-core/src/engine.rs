@@ -580,7 +580,16 @@ impl Engine {
         if self.timers.is_due(Timer::AntiEntropy, t) {
             let next = t + jittered(&mut self.rng, us(self.config.sync_interval));
             self.timers.set(Timer::AntiEntropy, Some(next));
-            let candidates: Vec<SocketAddr> = self.members.reachable().map(|m| m.addr).collect();
+            // Fingerprint first: a peer whose latest fingerprint (from probes, answers and
+            // its requests) is ours already holds all this node holds; an idle,
+            // converged mesh then sends no digests at all.
+            let own = self.replica.version_vector().fingerprint();
+            let candidates: Vec<SocketAddr> = self
+                .members
+                .reachable()
+                .map(|m| m.addr)
+                .filter(|addr| self.links.get(addr).is_none_or(|l| !l.sync.in_step(own)))
+                .collect();
             if !candidates.is_empty() {
                 let pick = candidates[self.rng.usize(..candidates.len())];
                 self.start_sync(now, pick);
@@ -608,7 +617,18 @@ impl Engine {
                 Timer::CollectTombstones,
                 Some(t + us(self.config.sync_interval)),
             );
-            let digests = self.links.values().map(|l| l.sync.digest.as_ref());
+            // A peer in step holds at least this node's own digest, which may be newer than
+            // the last one it sent.
+            let own = self.replica.version_vector().fingerprint();
+            let own_digest: PeerDigest =
+                self.replica.version_vector().digest().into_iter().collect();
+            let digests = self.links.values().map(|l| {
+                if l.sync.in_step(own) {
+                    Some(&own_digest)
+                } else {
+                    l.sync.digest.as_ref()
+                }
+            });
             let collected =
                 self.tombstones
                     .collect(&mut self.replica, digests, now, self.started_at_us);

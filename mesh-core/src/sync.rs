@@ -21,7 +21,7 @@ use crate::propagation::PropagationLag;
 use crate::replica::{Entry, MergeOutcome, Replica};
 use crate::status::Counters;
 use crate::transport::Channel;
-use crate::version::{OriginId, VersionVector};
+use crate::version::{fingerprint_of, OriginId, VersionVector};
 use crate::wire::{self, Delta, Group, Message, WireEntry};
 
 /// `(origin, lo, hi)`: the writes of one origin with sequence numbers in `lo..=hi`.
@@ -112,6 +112,12 @@ impl PeerSync {
         }
     }
 
+    /// Whether the peer's latest fingerprint is `ours`: it then held everything this node
+    /// holds, and a periodic round with it would exchange two digests for nothing.
+    pub fn in_step(&self, ours: u64) -> bool {
+        self.fingerprint == Some(ours)
+    }
+
     /// Whether a sync is due at `now_us`; if so it is no longer pending.
     pub fn take_due(&mut self, now_us: u64) -> bool {
         let due = self.due_us.is_some_and(|d| d <= now_us);
@@ -135,6 +141,8 @@ impl PeerSync {
     /// Takes a sync request: remembers the peer's digest and streams it what it lacks.
     pub fn on_request(&mut self, digest: PeerDigest, ours: &VersionVector) {
         self.stream = missing_ranges(ours, &digest);
+        // A digest is the freshest fingerprint there is.
+        self.fingerprint = Some(fingerprint_of(digest.iter().map(|(&o, &upto)| (o, upto))));
         self.digest = Some(digest);
     }
 

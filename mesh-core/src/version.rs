@@ -150,12 +150,17 @@ impl VersionVector {
     /// A 64-bit fingerprint of the digest, carried in heartbeats so peers notice they
     /// differ without exchanging whole digests.
     pub fn fingerprint(&self) -> u64 {
-        // Order-independent: a sum of per-origin mixes.
-        self.origins
-            .iter()
-            .filter(|(_, s)| s.upto > 0)
-            .fold(0u64, |acc, (o, s)| acc.wrapping_add(mix(*o ^ mix(s.upto))))
+        fingerprint_of(self.origins.iter().map(|(o, s)| (*o, s.upto)))
     }
+}
+
+/// The fingerprint of a digest given as `(origin, contiguous prefix)` pairs, in any
+/// order: equal to [`VersionVector::fingerprint`] of a vector with that digest.
+pub(crate) fn fingerprint_of(digest: impl Iterator<Item = (OriginId, u64)>) -> u64 {
+    // Order-independent: a sum of per-origin mixes.
+    digest
+        .filter(|&(_, upto)| upto > 0)
+        .fold(0u64, |acc, (o, upto)| acc.wrapping_add(mix(o ^ mix(upto))))
 }
 
 /// SplitMix64 finaliser: a cheap, well-spread 64-bit mix.

@@ -1,0 +1,100 @@
+//! Anti-entropy compares fingerprints first: a converged, idle mesh exchanges no digests,
+//! yet tombstones are still collected and a node that missed writes still catches up.
+
+use std::time::Duration;
+
+use mesh_core::fault::FaultConfig;
+use mesh_core::sim::Sim;
+use mesh_core::{Config, Value};
+
+const NODES: usize = 8;
+
+/// A 1 s probe period and a 1 s sync round: the intervals of the idle-traffic target.
+fn config() -> Config {
+    let mut c = Config::new("template", 0);
+    c.heartbeat_interval = Duration::from_secs(1);
+    c.peer_timeout = Config::peer_timeout_for(c.heartbeat_interval);
+    c.sync_interval = Duration::from_secs(1);
+    c
+}
+
+fn engines(sim: &Sim) -> impl Iterator<Item = &mesh_core::Engine> {
+    sim.nodes.iter().filter_map(|n| n.engine.as_ref())
+}
+
+fn sync_rounds(sim: &Sim) -> u64 {
+    engines(sim).map(|e| e.counters().sync_rounds).sum()
+}
+
+/// Every node holds `keys` live keys and no tombstone.
+fn settled(sim: &Sim, keys: usize) -> bool {
+    engines(sim).all(|e| {
+        let s = e.status();
+        s.data_keys == keys && s.tombstones == 0
+    })
+}
+
+#[test]
+fn a_converged_idle_mesh_sends_no_sync_rounds() {
+    for seed in 1..=3u64 {
+        let mut sim = Sim::new(NODES, config(), FaultConfig::default(), seed);
+        sim.run_for(Duration::from_secs(20));
+        for i in 0..NODES {
+            sim.write(i, &format!("k{i}"), Some(Value::Int(i as i64)));
+        }
+        // Long enough for every node to have heard every other's fingerprint since.
+        sim.run_for(Duration::from_secs(60));
+        assert!(
+            settled(&sim, NODES),
+            "seed {seed}: the mesh did not converge"
+        );
+        let before = sync_rounds(&sim);
+        sim.run_for(Duration::from_secs(60));
+        let rounds = sync_rounds(&sim) - before;
+        // Each node used to start one round a second: 480 in this minute.
+        assert_eq!(
+            rounds, 0,
+            "seed {seed}: {rounds} sync rounds in an idle minute"
+        );
+    }
+}
+
+#[test]
+fn tombstones_are_collected_without_sync_rounds() {
+    let mut sim = Sim::new(NODES, config(), FaultConfig::default(), 7);
+    sim.run_for(Duration::from_secs(20));
+    sim.write(0, "keep", Some(Value::Int(1)));
+    sim.write(1, "gone", Some(Value::Int(2)));
+    sim.run_for(Duration::from_secs(5));
+    sim.write(2, "gone", None);
+    // The delete reaches every node by push; no node ever sees a digest that covers it,
+    // only fingerprints equal to its own.
+    sim.run_for(Duration::from_secs(60));
+    assert!(
+        settled(&sim, 1),
+        "the tombstone was not collected everywhere: {:?}",
+        engines(&sim)
+            .map(|e| e.status().tombstones)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_node_that_missed_writes_catches_up_without_periodic_digests() {
+    let mut sim = Sim::new(NODES, config(), FaultConfig::default(), 11);
+    sim.run_for(Duration::from_secs(20));
+    sim.crash(3);
+    for i in (0..NODES).filter(|&i| i != 3) {
+        sim.write(i, &format!("k{i}"), Some(Value::Int(i as i64)));
+    }
+    sim.run_for(Duration::from_secs(5));
+    sim.restart(3);
+    sim.run_for(Duration::from_secs(60));
+    assert!(
+        settled(&sim, NODES - 1),
+        "n3 did not catch up: {:?}",
+        engines(&sim)
+            .map(|e| e.status().data_keys)
+            .collect::<Vec<_>>()
+    );
+}
