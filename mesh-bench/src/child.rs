@@ -17,10 +17,19 @@ use crate::procfs;
 
 /// How a child configures its node.
 pub fn configure(profile: &str, c: &mut mesh_core::Config) {
-    if profile == "fast" {
-        c.sync_interval = Duration::from_secs(1);
-        c.heartbeat_interval = Duration::from_secs(1);
-        c.peer_timeout = Duration::from_secs(5);
+    match profile {
+        "fast" => {
+            c.sync_interval = Duration::from_secs(1);
+            c.heartbeat_interval = Duration::from_secs(1);
+            c.peer_timeout = Duration::from_secs(5);
+        }
+        // The intervals of the membership idle-traffic target.
+        "probe-half" => {
+            c.sync_interval = Duration::from_secs(1);
+            c.heartbeat_interval = Duration::from_millis(500);
+            c.peer_timeout = mesh_core::Config::peer_timeout_for(c.heartbeat_interval);
+        }
+        _ => {}
     }
 }
 

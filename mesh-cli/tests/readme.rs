@@ -63,6 +63,10 @@ fn configuration_table_defaults_are_the_cores() {
         ("`max_key_len`", size(c.max_key_len)),
         ("`max_value_size`", size(c.max_value_size)),
         ("`max_in_flight`", size(c.max_in_flight)),
+        (
+            "`compression`",
+            if c.compression { "on" } else { "off" }.to_owned(),
+        ),
         ("`max_reassembly`", size(c.max_reassembly)),
         ("`reassembly_timeout`", duration(c.reassembly_timeout)),
         ("`max_clock_drift`", duration(c.max_clock_drift)),

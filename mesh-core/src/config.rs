@@ -68,6 +68,10 @@ pub struct Config {
     /// with a growing round trip. Default 128 KiB: on loopback and LANs larger windows
     /// only queue up in the receiver and cause spurious retransmissions.
     pub max_in_flight: usize,
+    /// Whether this node compresses datagrams (zstd) to peers that read them, and reads
+    /// them itself. Only payloads it shrinks are sent compressed: deltas are, probes and
+    /// acks are not. Default on; off costs bytes, not compatibility.
+    pub compression: bool,
     /// Bytes of partially received messages the node keeps, all peers together: one
     /// budget for the node, charged with everything reassembly allocates (each message's
     /// bookkeeping and fragment table as well as its bytes). A new message is refused
@@ -270,6 +274,7 @@ impl Default for Config {
             max_key_len: 1024,
             max_value_size: 16 * 1024 * 1024,
             max_in_flight: 128 * 1024,
+            compression: true,
             max_reassembly: 64 * 1024 * 1024,
             reassembly_timeout: Duration::from_secs(30),
             max_clock_drift: Duration::from_secs(60),

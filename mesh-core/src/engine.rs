@@ -160,7 +160,11 @@ impl Engine {
             emit_events: true,
             counters: Counters::default(),
             propagation: PropagationLag::default(),
-            seal: Seal::new(&config.node_id, &config.keyring, nonce_prefix),
+            seal: {
+                let mut seal = Seal::new(&config.node_id, &config.keyring, nonce_prefix);
+                seal.set_compression(config.compression);
+                seal
+            },
             swim: swim::Swim::default(),
             config,
         }
@@ -379,13 +383,17 @@ impl Engine {
     fn receive(&mut self, now: Now, from: SocketAddr, datagram: &[u8]) {
         self.counters.datagrams_received += 1;
         self.counters.bytes_received += datagram.len() as u64;
-        let packet = match self.seal.open_packet(now, from, self.cluster, datagram) {
-            Ok(p) => p,
-            Err(reason) => return self.counters.dropped.count(reason),
-        };
+        let (packet, reads_compressed) =
+            match self.seal.open_datagram(now, from, self.cluster, datagram) {
+                Ok(opened) => opened,
+                Err(reason) => return self.counters.dropped.count(reason),
+            };
         if packet.src_inc == 0 {
             self.counters.dropped.malformed += 1;
             return;
+        }
+        if let Some(link) = self.links.get_mut(&from) {
+            link.reads_compressed = reads_compressed;
         }
         // A datagram meant for an earlier run of this node: its acks and data belong to a
         // session that no longer exists, but its heartbeat still introduces the sender

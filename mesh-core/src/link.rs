@@ -65,6 +65,8 @@ pub(crate) struct Link {
     /// Whether the peer has named `local_session` under `remote_session` (see the module
     /// docs).
     confirmed: bool,
+    /// Whether the peer's latest datagram said it reads compressed payloads.
+    pub reads_compressed: bool,
 }
 
 /// What a packet's sessions say about the link.
@@ -92,6 +94,7 @@ impl Link {
             local_session: session.max(1),
             remote_session: 0,
             confirmed: false,
+            reads_compressed: false,
         }
     }
 

@@ -45,9 +45,12 @@ use sha2::{Digest, Sha256};
 
 use self::aead::{XChaCha, NONCE_LEN, TAG_LEN};
 
+use crate::compress::Codec;
 use crate::error::KeyError;
 use crate::time::Now;
-use crate::wire::{self, DropReason, Packet, FLAG_SEALED, HEADER_LEN};
+use crate::wire::{
+    self, DropReason, Packet, FLAG_ACCEPTS_COMPRESSED, FLAG_COMPRESSED, FLAG_SEALED, HEADER_LEN,
+};
 
 mod aead;
 
@@ -230,6 +233,8 @@ pub struct Seal {
     windows: BTreeMap<[u8; NONCE_PREFIX_LEN], Window>,
     last_warn_us: Option<u64>,
     unwarned: u64,
+    /// zstd contexts; `None`: this node neither sends nor reads compressed payloads.
+    codec: Option<Codec>,
 }
 
 impl fmt::Debug for Seal {
@@ -253,11 +258,19 @@ impl Seal {
             windows: BTreeMap::new(),
             last_warn_us: None,
             unwarned: 0,
+            codec: None,
         };
         for key in keyring {
             seal.install(key.clone());
         }
         seal
+    }
+
+    /// Turns compressed payloads on or off (see the `compress` module). On, every
+    /// datagram says this node reads them, and [`Seal::seal_packet_for`] compresses to
+    /// peers that said so too.
+    pub fn set_compression(&mut self, on: bool) {
+        self.codec = if on { Codec::new() } else { None };
     }
 
     /// Fingerprints of the installed keys, the primary first.
@@ -305,15 +318,30 @@ impl Seal {
 
     /// Encodes `packet` into a datagram: sealed under the primary key with a keyring,
     /// plaintext without.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub fn seal_packet(&mut self, cluster: u32, packet: &Packet) -> Vec<u8> {
+        self.seal_packet_for(cluster, packet, false)
+    }
+
+    /// [`Seal::seal_packet`], compressing the payload first when `compress` (the receiver
+    /// reads compressed payloads) and it wins.
+    pub fn seal_packet_for(&mut self, cluster: u32, packet: &Packet, compress: bool) -> Vec<u8> {
+        let mut plaintext = wire::encode_payload(packet);
+        let mut flags = 0;
+        if let Some(codec) = self.codec.as_mut() {
+            flags |= FLAG_ACCEPTS_COMPRESSED;
+            if let Some(compressed) = codec.compress(&plaintext).filter(|_| compress) {
+                plaintext = compressed;
+                flags |= FLAG_COMPRESSED;
+            }
+        }
         let Some(primary) = self.keys.first() else {
-            return wire::encode_packet(cluster, packet);
+            return wire::plain_datagram(cluster, flags, &plaintext);
         };
-        let plaintext = wire::encode_payload(packet);
         let mut out = Vec::with_capacity(HEADER_LEN + SEAL_OVERHEAD + plaintext.len());
         out.resize(HEADER_LEN, 0);
         let payload_len = SEAL_OVERHEAD + plaintext.len();
-        wire::write_header(&mut out, cluster, FLAG_SEALED, payload_len);
+        wire::write_header(&mut out, cluster, FLAG_SEALED | flags, payload_len);
         let mut nonce = [0u8; NONCE_LEN];
         nonce[..NONCE_PREFIX_LEN].copy_from_slice(&self.prefix);
         nonce[NONCE_PREFIX_LEN..].copy_from_slice(&self.counter.to_be_bytes());
@@ -337,6 +365,7 @@ impl Seal {
 
     /// Checks, authenticates and decodes a received datagram. Everything but the header
     /// check happens only after the datagram proved it was sealed by a keyholder.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub fn open_packet(
         &mut self,
         now: Now,
@@ -344,14 +373,28 @@ impl Seal {
         cluster: u32,
         datagram: &[u8],
     ) -> Result<Packet, DropReason> {
+        self.open_datagram(now, from, cluster, datagram)
+            .map(|(packet, _)| packet)
+    }
+
+    /// [`Seal::open_packet`], and whether the sender reads compressed payloads.
+    pub fn open_datagram(
+        &mut self,
+        now: Now,
+        from: std::net::SocketAddr,
+        cluster: u32,
+        datagram: &[u8],
+    ) -> Result<(Packet, bool), DropReason> {
         let flags = wire::check_header(cluster, datagram)?;
+        let reads_compressed = flags & FLAG_ACCEPTS_COMPRESSED != 0;
         let sealed = flags & FLAG_SEALED != 0;
         if self.keys.is_empty() {
             if sealed {
                 self.warn(now, from, "is sealed but this node has no keyring");
                 return Err(DropReason::Unauthenticated);
             }
-            return wire::decode_payload(&datagram[HEADER_LEN..]);
+            let packet = self.decode(flags, &datagram[HEADER_LEN..])?;
+            return Ok((packet, reads_compressed));
         }
         if !sealed {
             self.warn(now, from, "is not sealed");
@@ -364,7 +407,19 @@ impl Seal {
         if !self.accept_counter(prefix, counter, now.mono_us) {
             return Err(DropReason::Replayed);
         }
-        wire::decode_payload(&plaintext)
+        let packet = self.decode(flags, &plaintext)?;
+        Ok((packet, reads_compressed))
+    }
+
+    /// Decodes a plaintext payload, decompressing it first if `flags` say it is
+    /// compressed. A node that does not read compressed payloads never said it does, so
+    /// one sent to it anyway is malformed.
+    fn decode(&mut self, flags: u8, payload: &[u8]) -> Result<Packet, DropReason> {
+        if flags & FLAG_COMPRESSED == 0 {
+            return wire::decode_payload(payload);
+        }
+        let codec = self.codec.as_mut().ok_or(DropReason::Malformed)?;
+        wire::decode_payload(&codec.decompress(payload)?)
     }
 
     /// The sender's prefix, counter and plaintext, if the datagram opens under a key.

@@ -4,14 +4,15 @@
 //!  0      2     3     4      5      6            10         12          16
 //!  +------+-----+-----+------+------+------------+----------+-----------+-----------
 //!  |magic |ver  |kind |flags |rsvd  | cluster id | pay. len | CRC-32    | payload...
-//!  | "MS" | 3   | 1   | 0    | 0    | u32 BE     | u16 BE   | u32 BE    | postcard
+//!  | "MS" | 5   | 1   | 0-7  | 0    | u32 BE     | u16 BE   | u32 BE    | postcard
 //!  +------+-----+-----+------+------+------------+----------+-----------+-----------
 //! ```
 //!
 //! The CRC covers the first 12 header bytes and the payload. `kind` 1 is a plain packet;
 //! the `flags` bit [`FLAG_SEALED`] marks a payload sealed with the mesh's keyring
-//! (authenticated encryption; its layout is in the `seal` module). [`decode_packet`]
-//! refuses sealed datagrams; the engine opens them through the `seal` module.
+//! (authenticated encryption; its layout is in the `seal` module), [`FLAG_COMPRESSED`] a
+//! zstd-compressed payload (the `compress` module). [`decode_packet`] refuses sealed
+//! datagrams; the engine opens them through the `seal` module.
 //! Decoding checks every length before reading; a bad datagram yields a [`DropReason`].
 
 use std::net::SocketAddr;
@@ -28,14 +29,22 @@ pub const MAGIC: [u8; 2] = *b"MS";
 /// expiry of writes with a TTL ([`WireEntry::expires`]) and user messages. Version 4 made
 /// membership SWIM: heartbeats became probes and acks, with indirect probes
 /// ([`Frame::PingReq`], [`Frame::IndirectAck`]) and piggybacked membership changes
-/// ([`Frame::Rumors`]).
-pub const VERSION: u8 = 4;
+/// ([`Frame::Rumors`]). Version 5 added compressed payloads ([`FLAG_COMPRESSED`],
+/// [`FLAG_ACCEPTS_COMPRESSED`]).
+pub const VERSION: u8 = 5;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// `kind` of a plain packet of frames.
 pub const KIND_PACKET: u8 = 1;
 /// Flag of sealed (encrypted and authenticated) payloads.
 pub const FLAG_SEALED: u8 = 0x01;
+/// Flag of a payload compressed with zstd (see the `compress` module); under a seal, the
+/// plaintext is what is compressed.
+pub const FLAG_COMPRESSED: u8 = 0x02;
+/// Flag set by a sender that reads compressed payloads: peers compress to it only then.
+pub const FLAG_ACCEPTS_COMPRESSED: u8 = 0x04;
+/// Every flag this version knows.
+const KNOWN_FLAGS: u8 = FLAG_SEALED | FLAG_COMPRESSED | FLAG_ACCEPTS_COMPRESSED;
 
 /// Why a datagram was dropped on receipt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,13 +278,25 @@ pub fn cluster_id(name: &str) -> u32 {
     crc32fast::hash(name.as_bytes())
 }
 
-/// Encodes a packet into a plaintext datagram.
+/// Encodes a packet into a plaintext datagram, uncompressed.
+// The engine encodes through `seal`; tests, benches and fuzzers use this.
+#[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
 pub fn encode_packet(cluster: u32, packet: &Packet) -> Vec<u8> {
     // Serializing plain structs into a Vec cannot fail; an empty payload is the fallback.
     let mut out = postcard::to_extend(packet, vec![0u8; HEADER_LEN])
         .unwrap_or_else(|_| vec![0u8; HEADER_LEN]);
     let payload_len = out.len() - HEADER_LEN;
     write_header(&mut out, cluster, 0, payload_len);
+    write_checksum(&mut out);
+    out
+}
+
+/// A plaintext datagram of `payload` (an encoded packet, compressed if `flags` say so).
+pub(crate) fn plain_datagram(cluster: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.resize(HEADER_LEN, 0);
+    out.extend_from_slice(payload);
+    write_header(&mut out, cluster, flags, payload.len());
     write_checksum(&mut out);
     out
 }
@@ -326,7 +347,7 @@ pub fn check_header(cluster: u32, datagram: &[u8]) -> Result<u8, DropReason> {
         return Err(DropReason::BadMagic);
     }
     let flags = datagram[4];
-    if datagram[2] != VERSION || datagram[3] != KIND_PACKET || flags & !FLAG_SEALED != 0 {
+    if datagram[2] != VERSION || datagram[3] != KIND_PACKET || flags & !KNOWN_FLAGS != 0 {
         return Err(DropReason::BadVersion);
     }
     let declared = u16::from_be_bytes([datagram[10], datagram[11]]) as usize;
@@ -356,8 +377,13 @@ pub fn decode_payload(payload: &[u8]) -> Result<Packet, DropReason> {
 // The engine opens datagrams through `seal`; tests, benches and fuzzers use this.
 #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
 pub fn decode_packet(cluster: u32, datagram: &[u8]) -> Result<Packet, DropReason> {
-    if check_header(cluster, datagram)? & FLAG_SEALED != 0 {
+    let flags = check_header(cluster, datagram)?;
+    if flags & FLAG_SEALED != 0 {
         return Err(DropReason::Unauthenticated);
+    }
+    if flags & FLAG_COMPRESSED != 0 {
+        let mut codec = crate::compress::Codec::new().ok_or(DropReason::Malformed)?;
+        return decode_payload(&codec.decompress(&datagram[HEADER_LEN..])?);
     }
     decode_payload(&datagram[HEADER_LEN..])
 }
@@ -441,8 +467,8 @@ mod tests {
         bad[2] = 99;
         assert_eq!(decode_packet(5, &bad), Err(DropReason::BadVersion));
         let mut bad = good.clone();
-        bad[4] = 0x02;
-        assert_eq!(decode_packet(5, &bad), Err(DropReason::BadVersion));
+        bad[4] = 0x08;
+        assert_eq!(decode_packet(5, &bad), Err(DropReason::BadVersion), "an unknown flag");
         let mut bad = good.clone();
         *bad.last_mut().unwrap() ^= 0x40;
         assert_eq!(decode_packet(5, &bad), Err(DropReason::BadChecksum));

@@ -58,9 +58,10 @@ impl Engine {
             .collect();
         reply.push(Frame::Challenge(nonce));
         // No session yet: the link, if any, belongs to what this source has not proved.
-        let short = self.encode_packet(src_inc, (0, 0), reply.clone());
+        // Never compressed: what an unverified source gets stays plain and small.
+        let short = self.encode_packet(src_inc, (0, 0), reply.clone(), false);
         reply.push(self.heartbeat_frame(from, false, now.mono_us));
-        let full = self.encode_packet(src_inc, (0, 0), reply);
+        let full = self.encode_packet(src_inc, (0, 0), reply, false);
         // The heartbeat introduces this node at once if the budget allows; the challenge
         // alone is enough to go on.
         for payload in [full, short] {

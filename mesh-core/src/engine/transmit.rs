@@ -72,17 +72,20 @@ impl Engine {
             .links
             .get(&dst)
             .map_or((0, 0), |l| (l.local_session, l.remote_session));
-        let payload = self.encode_packet(dst_inc, sessions, frames);
+        let compress = self.links.get(&dst).is_some_and(|l| l.reads_compressed);
+        let payload = self.encode_packet(dst_inc, sessions, frames, compress);
         self.transmits.push_back(Transmit { dst, payload });
     }
 
-    /// Encodes a packet with `(src_session, dst_session)`. A packet with a heartbeat
-    /// carries this node's advertised address too, if it has one.
+    /// Encodes a packet with `(src_session, dst_session)`, compressed if `compress` (the
+    /// receiver reads compressed payloads) and it wins. A packet with a heartbeat carries
+    /// this node's advertised address too, if it has one.
     pub(super) fn encode_packet(
         &mut self,
         dst_inc: u64,
         (src_session, dst_session): (u32, u32),
         mut frames: Vec<Frame>,
+        compress: bool,
     ) -> Vec<u8> {
         if let Some(advertised) = self.config.advertise_addr {
             if frames.iter().any(|f| matches!(f, Frame::Heartbeat(_))) {
@@ -96,6 +99,6 @@ impl Engine {
             dst_session,
             frames,
         };
-        self.seal.seal_packet(self.cluster, &packet)
+        self.seal.seal_packet_for(self.cluster, &packet, compress)
     }
 }
