@@ -40,6 +40,7 @@ use crate::members::{Admission, Heard, Members, Timing, Transition};
 use crate::propagation::PropagationLag;
 use crate::push::Pushes;
 use crate::replica::Replica;
+use crate::retire::RetireRules;
 use crate::seal::{NoncePrefix, Seal};
 use crate::status::Counters;
 use crate::sync::{self, PeerDigest, MIN_TRIGGERED_SYNC_GAP_US};
@@ -101,6 +102,7 @@ pub struct Engine {
     pushes: Pushes,
     verifier: Verifier,
     tombstones: TombstoneRules,
+    retire: RetireRules,
     /// Drop counters as of the last drop report.
     reported_drops: crate::status::DropCounters,
     started: bool,
@@ -151,6 +153,7 @@ impl Engine {
             // A challenge outlives any plausible round trip and a few lost answers.
             verifier: Verifier::new(2 * us(config.peer_timeout)),
             tombstones: TombstoneRules::new(&config),
+            retire: RetireRules::new(&config),
             reported_drops: Default::default(),
             started: false,
             started_at_us: now.mono_us,
@@ -608,13 +611,14 @@ impl Engine {
                 Timer::CollectTombstones,
                 Some(t + us(self.config.sync_interval)),
             );
-            let digests = self.links.values().map(|l| l.sync.digest.as_ref());
+            let digests = self.links.values().map(|l| l.sync.view());
             let collected =
                 self.tombstones
                     .collect(&mut self.replica, digests, now, self.started_at_us);
             if collected > 0 {
                 log::debug!("{}: collected {collected} tombstones", self.config.node_id);
             }
+            self.retire_origins(t);
         }
     }
 
@@ -752,10 +756,13 @@ impl Engine {
                 if let Some((origin, top)) = own_writes {
                     self.vouch(origin, from, top);
                 }
+                let members = &self.members;
+                let is_member = |origin| members.iter().any(|m| m.incarnation == origin);
                 let rules = sync::MergeRules {
                     config: &self.config,
                     frontiers: &self.frontiers,
                     wall_ms: now.wall_ms,
+                    is_member: &is_member,
                 };
                 sync::merge_delta(
                     delta,
@@ -776,6 +783,27 @@ impl Engine {
                 }
                 self.on_sync_request(now, from, request)
             }
+        }
+    }
+
+    /// Retires the origins whose writes are superseded everywhere (see `retire`).
+    fn retire_origins(&mut self, now_us: u64) {
+        let in_use: std::collections::HashSet<u64> = self
+            .members
+            .iter()
+            .map(|m| m.incarnation)
+            .chain(self.frontiers.origins())
+            .collect();
+        let peers = self.links.values().map(|l| l.sync.view());
+        let retired = self.retire.retire(
+            &mut self.replica,
+            peers,
+            &in_use,
+            now_us,
+            self.started_at_us,
+        );
+        if retired > 0 {
+            log::debug!("{}: retired {retired} origins", self.config.node_id);
         }
     }
 
