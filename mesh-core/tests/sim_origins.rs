@@ -158,3 +158,99 @@ fn a_peer_naming_thousands_of_fresh_origins_fills_nothing_past_the_cap() {
         assert_eq!(engine.get("back"), Some(&Value::Int(3)), "node {i}");
     }
 }
+
+/// One seed of the race: nodes restarted over and over while writing and deleting a
+/// few keys, under loss, duplication, reordering and jitter, with one node cut off
+/// for a while (a lagging peer holding old runs' writes) and healed; retirement runs
+/// throughout. Returns the origin records retired on the nodes at the end.
+fn restart_race(seed: u64) -> Result<usize, String> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let n = 3 + rng.usize(..3);
+    let faults = support::mild_faults(&mut rng);
+    let mut sim = Sim::new(n, support::sim_config(), faults, rng.u64(..));
+    for i in 0..n {
+        sim.set_skew(i, rng.i64(-300..=300));
+    }
+    sim.run_for(Duration::from_secs(3));
+    let keys = 3 + rng.usize(..6);
+    let key = |rng: &mut fastrand::Rng| format!("k{}", rng.usize(..keys));
+    for round in 0..40u32 {
+        // A lagging peer: cut off for a few rounds, restarts going on without it.
+        if round % 13 == 2 {
+            let mut groups = vec![0u8; n];
+            groups[rng.usize(..n)] = 1;
+            sim.partition(groups);
+        }
+        if round % 13 == 7 {
+            sim.heal();
+        }
+        for _ in 0..3 {
+            let node = rng.usize(..n);
+            let value = (rng.u32(..100) >= 20).then(|| Value::Int(rng.i64(..)));
+            if sim.nodes[node].engine.is_some() {
+                sim.write(node, &key(&mut rng), value);
+            }
+        }
+        sim.run_for(Duration::from_millis(rng.u64(200..1_500)));
+        let node = rng.usize(..n);
+        let running = sim.nodes.iter().filter(|s| s.engine.is_some()).count();
+        if sim.nodes[node].engine.is_some() && running > 1 {
+            sim.crash(node);
+            sim.run_for(Duration::from_millis(rng.u64(100..800)));
+            sim.restart(node);
+        }
+    }
+    sim.heal();
+    for i in 0..n {
+        sim.restart(i);
+    }
+    sim.run_until_converged(Duration::from_secs(120), Duration::from_millis(250))
+        .map_err(|d| format!("did not converge: {d:?}"))?;
+    // Every node hears every other's digest a few times; nothing may come back.
+    sim.run_for(Duration::from_secs(40));
+    sim.check_converged()
+        .map_err(|d| format!("diverged after retiring: {d:?}"))?;
+    let mut retired = 0;
+    for (i, node) in sim.nodes.iter().enumerate() {
+        let engine = node.engine.as_ref().expect("running");
+        let (held, digest) = origins(engine);
+        // The current runs, and old ones whose writes some key still holds.
+        let bound = n + keys;
+        if held > bound || digest > bound {
+            return Err(format!(
+                "node {i} accounts for {held} origins ({digest} in its digest), bound {bound}"
+            ));
+        }
+        retired += engine.replica().version_vector().retired_len();
+    }
+    Ok(retired)
+}
+
+#[test]
+fn retirement_races_restarts_lagging_peers_and_late_copies() {
+    let seeds = support::seeds_from_env("MESH_SIM_SEED", "MESH_SIM_ORIGIN_SEEDS", 12);
+    let trace = std::env::var_os("MESH_SIM_TRACE").is_some();
+    let mut failures = Vec::new();
+    let mut retired = 0;
+    for &seed in &seeds {
+        match restart_race(seed) {
+            Ok(r) => {
+                retired += r;
+                if trace {
+                    eprintln!("seed {seed}: ok retired={r}");
+                }
+            }
+            Err(why) => {
+                eprintln!("seed {seed}: FAILED {why}");
+                failures.push(seed);
+            }
+        }
+    }
+    eprintln!(
+        "{} seeds, {} failed, {retired} origin records retired at the end",
+        seeds.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "seeds failed: {failures:?}");
+    assert!(retired > 0, "the race must retire origins to test anything");
+}
