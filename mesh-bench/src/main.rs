@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Scenarios: propagation, partition, restart, join, throughput, keyed, cost, scale, idle, memory,
-//! compare, observe, durability; `all` (the default) runs every one. `--smoke` runs each
+//! compare, observe, durability, origins; `all` (the default) runs every one. `--smoke` runs each
 //! at a tiny size.
 //! `crosscheck` compares the byte counts with the kernel's; run it in a network namespace
 //! of its own (scripts/kernel-crosscheck.sh).
@@ -21,6 +21,7 @@ mod durability;
 mod keyed;
 mod mesh;
 mod observe;
+mod origins;
 mod procfs;
 mod propagation;
 mod report;
@@ -46,6 +47,7 @@ const SCENARIOS: &[&str] = &[
     "compare",
     "observe",
     "durability",
+    "origins",
 ];
 
 fn usage() -> String {
@@ -121,6 +123,7 @@ fn main() -> ExitCode {
             "compare" => compare::run(&mut report, smoke),
             "observe" => observe::run(&mut report, smoke),
             "durability" => durability::run(&mut report, smoke),
+            "origins" => origins::run(&mut report, smoke),
             "crosscheck" => crosscheck::run(&mut report),
             _ => unreachable!("scenario names are checked above"),
         }

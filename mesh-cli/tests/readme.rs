@@ -71,6 +71,7 @@ fn configuration_table_defaults_are_the_cores() {
         ("`reassembly_timeout`", duration(c.reassembly_timeout)),
         ("`max_clock_drift`", duration(c.max_clock_drift)),
         ("`tombstone_grace`", duration(c.tombstone_grace)),
+        ("`max_origins`", c.max_origins.to_string()),
         ("`max_probe_interval`", duration(c.max_probe_interval)),
     ];
     for (setting, want) in rows {

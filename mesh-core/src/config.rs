@@ -87,6 +87,11 @@ pub struct Config {
     /// Tombstones older than this are collected even if a peer has not confirmed them.
     /// Default 24 h.
     pub tombstone_grace: Duration,
+    /// Most origins (runs of nodes) the version vector accounts for at once. A delta
+    /// naming a new origin beyond it is refused and counted (`dropped.origins`); origins
+    /// whose writes are superseded everywhere are retired and stop counting. Default
+    /// 4,096.
+    pub max_origins: usize,
     /// Longest pause between probes of one peer that never answered (probes back off up
     /// to this) or of one failed peer (failed peers are probed in turn, all together about
     /// once per heartbeat interval). Default 30 s.
@@ -229,6 +234,10 @@ impl Config {
                 "must be at least max_datagram_size",
             ));
         }
+        if self.max_origins < 2 {
+            // This node's own origin and at least one other.
+            return Err(ConfigError::new("max_origins", "must be at least 2"));
+        }
         if let Some(addr) = self.advertise_addr {
             let with_port = std::net::SocketAddr::new(addr.ip(), addr.port().max(1));
             if !crate::addr::is_peer_addr(&with_port) {
@@ -279,6 +288,7 @@ impl Default for Config {
             reassembly_timeout: Duration::from_secs(30),
             max_clock_drift: Duration::from_secs(60),
             tombstone_grace: Duration::from_secs(24 * 3600),
+            max_origins: 4_096,
             max_probe_interval: Duration::from_secs(30),
             stop_flush_timeout: Duration::from_millis(500),
             seed: None,

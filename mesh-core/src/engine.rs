@@ -23,6 +23,7 @@
 //! `wire` (datagram codec), `transport` (reliable delivery, one channel per peer
 //! session), `members` (who the peers are, liveness), `sync` (anti-entropy deltas),
 //! `push` (pacing of local writes), `tombstones` (when deletes may be forgotten),
+//! `retire` (when an origin leaves the digests),
 //! `replica` (the LWW map), `hlc` (the clock) and `timers` (every deadline, in one
 //! table).
 
@@ -40,6 +41,7 @@ use crate::members::{Admission, Heard, Members, Timing, Transition};
 use crate::propagation::PropagationLag;
 use crate::push::Pushes;
 use crate::replica::Replica;
+use crate::retire::RetireRules;
 use crate::seal::{NoncePrefix, Seal};
 use crate::status::Counters;
 use crate::sync::{self, PeerDigest, MIN_TRIGGERED_SYNC_GAP_US};
@@ -101,6 +103,7 @@ pub struct Engine {
     pushes: Pushes,
     verifier: Verifier,
     tombstones: TombstoneRules,
+    retire: RetireRules,
     /// Drop counters as of the last drop report.
     reported_drops: crate::status::DropCounters,
     started: bool,
@@ -151,6 +154,7 @@ impl Engine {
             // A challenge outlives any plausible round trip and a few lost answers.
             verifier: Verifier::new(2 * us(config.peer_timeout)),
             tombstones: TombstoneRules::new(&config),
+            retire: RetireRules::new(&config),
             reported_drops: Default::default(),
             started: false,
             started_at_us: now.mono_us,
@@ -625,24 +629,15 @@ impl Engine {
                 Timer::CollectTombstones,
                 Some(t + us(self.config.sync_interval)),
             );
-            // A peer in step holds at least this node's own digest, which may be newer than
-            // the last one it sent.
-            let own = self.replica.version_vector().fingerprint();
-            let own_digest: PeerDigest =
-                self.replica.version_vector().digest().into_iter().collect();
-            let digests = self.links.values().map(|l| {
-                if l.sync.in_step(own) {
-                    Some(&own_digest)
-                } else {
-                    l.sync.digest.as_ref()
-                }
-            });
+            let own = self.in_step_view();
+            let digests = self.links.values().map(|l| l.sync.view_in_step(&own));
             let collected =
                 self.tombstones
                     .collect(&mut self.replica, digests, now, self.started_at_us);
             if collected > 0 {
                 log::debug!("{}: collected {collected} tombstones", self.config.node_id);
             }
+            self.retire_origins(t);
         }
     }
 
@@ -780,10 +775,13 @@ impl Engine {
                 if let Some((origin, top)) = own_writes {
                     self.vouch(origin, from, top);
                 }
+                let members = &self.members;
+                let is_member = |origin| members.iter().any(|m| m.incarnation == origin);
                 let rules = sync::MergeRules {
                     config: &self.config,
                     frontiers: &self.frontiers,
                     wall_ms: now.wall_ms,
+                    is_member: &is_member,
                 };
                 sync::merge_delta(
                     delta,
@@ -804,6 +802,28 @@ impl Engine {
                 }
                 self.on_sync_request(now, from, request)
             }
+        }
+    }
+
+    /// Retires the origins whose writes are superseded everywhere (see `retire`).
+    fn retire_origins(&mut self, now_us: u64) {
+        let in_use: std::collections::HashSet<u64> = self
+            .members
+            .iter()
+            .map(|m| m.incarnation)
+            .chain(self.frontiers.origins())
+            .collect();
+        let own = self.in_step_view();
+        let peers = self.links.values().map(|l| l.sync.view_in_step(&own));
+        let retired = self.retire.retire(
+            &mut self.replica,
+            peers,
+            &in_use,
+            now_us,
+            self.started_at_us,
+        );
+        if retired > 0 {
+            log::debug!("{}: retired {retired} origins", self.config.node_id);
         }
     }
 
@@ -853,6 +873,13 @@ impl Engine {
             link.sync.last_us = Some(now.mono_us);
             self.counters.sync_rounds += 1;
         }
+    }
+
+    /// This node's fingerprint and digest: what a peer in step with it accounts for
+    /// (see [`sync::PeerSync::view_in_step`]).
+    fn in_step_view(&self) -> (u64, PeerDigest) {
+        let vv = self.replica.version_vector();
+        (vv.fingerprint(), vv.digest().into_iter().collect())
     }
 
     fn push_local_writes(&mut self, now_us: u64) {

@@ -50,6 +50,11 @@ impl Frontiers {
             .and_then(|v| v.iter().map(|&(_, seq)| seq).min())
     }
 
+    /// Every origin someone vouched for.
+    pub fn origins(&self) -> impl Iterator<Item = OriginId> + '_ {
+        self.vouched.keys().copied()
+    }
+
     /// Records that the peer at `addr`, whose incarnation is `origin`, vouched for its
     /// writes up to `seq`. Returns the frontier when it is new or went down, so the
     /// caller can withdraw what it accounted for beyond it.

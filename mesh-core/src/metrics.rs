@@ -435,6 +435,7 @@ mod tests {
         };
         assert_eq!(drop("bad_checksum"), Some(3.0));
         assert_eq!(drop("oversized"), Some(0.0));
+        assert_eq!(drop("origins"), Some(0.0));
         let alive = samples
             .iter()
             .find(|(s, _)| s.starts_with("mesh_sync_peers{") && s.contains("state=\"alive\""));

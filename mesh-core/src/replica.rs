@@ -19,6 +19,11 @@ use crate::store::{StoreLog, StoredVv};
 use crate::value::Value;
 use crate::version::{OriginId, VersionVector};
 
+/// The lower end that marks a stored range as a retired origin's record `origin ≤ hi`:
+/// no sequence number is 0, so no accounted range starts there. A build that predates
+/// retirement reads the record as the range `1..=hi`, which accounts for the same writes.
+const RETIRED_MARK: u64 = 0;
+
 /// One key's current entry. `value == None` is a tombstone (the key was deleted).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
@@ -220,6 +225,23 @@ impl Replica {
         }
     }
 
+    /// Whether any entry held was written by `origin`.
+    pub fn holds_any_of(&self, origin: OriginId) -> bool {
+        self.by_origin.contains_key(&origin)
+    }
+
+    /// Retires `origin` in the version vector (see `version`): only if no entry held
+    /// names it and it is not this replica's own. Returns whether it was retired.
+    pub fn retire(&mut self, origin: OriginId) -> bool {
+        if origin == self.own_origin || self.holds_any_of(origin) || !self.vv.retire(origin) {
+            return false;
+        }
+        if let Some(log) = self.store_log.as_mut() {
+            log.touch_vv();
+        }
+        true
+    }
+
     /// The soonest expiry of a live entry, if any.
     pub fn next_expiry(&self) -> Option<u64> {
         self.expiring.first().map(|(expires, _)| *expires)
@@ -326,7 +348,11 @@ impl Replica {
         }
         for (origin, ranges) in vv {
             for &(lo, hi) in ranges {
-                self.vv.insert_range(*origin, lo, hi);
+                if lo == RETIRED_MARK {
+                    self.vv.restore_retired(*origin, hi);
+                } else {
+                    self.vv.insert_range(*origin, lo, hi);
+                }
             }
         }
     }
@@ -337,6 +363,11 @@ impl Replica {
             .vv
             .iter()
             .map(|(origin, set)| (origin, set.ranges().collect()))
+            .chain(
+                self.vv
+                    .retired()
+                    .map(|(origin, n)| (origin, vec![(RETIRED_MARK, n)])),
+            )
             .collect();
         vv.sort_unstable();
         vv
@@ -401,6 +432,27 @@ mod tests {
         assert!(vv.contains(8, 5), "up to the frontier stays");
         assert!(vv.contains(8, 40), "an entry held beyond it stays accounted for");
         assert!(!vv.contains(8, 6) && !vv.contains(8, 41), "the rest is withdrawn");
+    }
+
+    #[test]
+    fn only_an_origin_nothing_held_names_retires_and_the_store_keeps_its_record() {
+        let mut r = Replica::new(1);
+        r.write_local("mine", Some(Value::Int(0)), 5);
+        r.merge("a", entry(Some(1), 10, 8, 1));
+        r.cover(8, 1, 3);
+        assert!(!r.retire(1), "never our own origin");
+        assert!(!r.retire(8), "an entry still names it");
+        r.merge("a", entry(Some(2), 20, 9, 1));
+        r.cover(9, 1, 1);
+        assert!(r.retire(8));
+        assert!(r.version_vector().contains(8, 3));
+        let stored = r.stored_vv();
+        assert!(stored.contains(&(8, vec![(RETIRED_MARK, 3)])));
+        let mut back = Replica::new(2);
+        back.restore(Vec::new(), &stored);
+        assert_eq!(back.version_vector().retired_len(), 1);
+        assert!(back.version_vector().contains(8, 3) && !back.version_vector().contains(8, 4));
+        assert_eq!(back.version_vector().digest(), r.version_vector().digest());
     }
 
     #[test]

@@ -110,6 +110,9 @@ pub struct DropCounters {
     pub clock_drift: u64,
     /// Entries rejected because the key or value broke the size limits.
     pub oversized: u64,
+    /// Delta groups refused because they named an origin beyond `max_origins`.
+    #[serde(default)]
+    pub origins: u64,
     /// User messages dropped: received too far out of order or past the memory budget,
     /// lost in a gap that was skipped, from an unidentified sender, or past the
     /// callback backlog.
@@ -133,7 +136,7 @@ impl DropCounters {
     }
 
     /// Every counter with its name (the field's), in a stable order.
-    pub fn by_reason(&self) -> [(&'static str, u64); 15] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 16] {
         [
             ("duplicate", self.duplicate),
             ("truncated", self.truncated),
@@ -149,6 +152,7 @@ impl DropCounters {
             ("rate_limited", self.rate_limited),
             ("clock_drift", self.clock_drift),
             ("oversized", self.oversized),
+            ("origins", self.origins),
             ("messages", self.messages),
         ]
     }

@@ -49,6 +49,36 @@ const GROUP_FIELDS_BYTES: usize = 32;
 /// A peer's digest as last received: origin to contiguous sequence number.
 pub(crate) type PeerDigest = HashMap<OriginId, u64>;
 
+/// What a peer accounts for, from its digests (see [`PeerSync::view`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerView<'a> {
+    digest: &'a PeerDigest,
+    departed: Option<&'a PeerDigest>,
+}
+
+impl<'a> PeerView<'a> {
+    /// A view of one digest alone.
+    #[cfg(test)]
+    pub fn of(digest: &'a PeerDigest) -> PeerView<'a> {
+        PeerView {
+            digest,
+            departed: None,
+        }
+    }
+
+    /// The prefix of `origin` the peer reports in its digest.
+    pub fn reported(&self, origin: OriginId) -> Option<u64> {
+        self.digest.get(&origin).copied()
+    }
+
+    /// The prefix of `origin` the peer accounts for: reported in its last digest, or in
+    /// an earlier one before it retired the origin.
+    pub fn accounts(&self, origin: OriginId) -> Option<u64> {
+        self.reported(origin)
+            .or_else(|| self.departed.and_then(|d| d.get(&origin).copied()))
+    }
+}
+
 /// Anti-entropy state with one peer incarnation.
 #[derive(Debug, Default)]
 pub(crate) struct PeerSync {
@@ -56,6 +86,10 @@ pub(crate) struct PeerSync {
     pub fingerprint: Option<u64>,
     /// Its latest digest (from sync requests).
     pub digest: Option<PeerDigest>,
+    /// Origins its digests named before and no longer do (it retired them), with the
+    /// highest prefix it reported. It accounted for those writes when it said so, and
+    /// a retired origin stays accounted for, so the word still stands.
+    departed: PeerDigest,
     /// Ranges still to stream to it.
     pub stream: VecDeque<SeqRange>,
     /// A sync with it is wanted at this time.
@@ -72,6 +106,7 @@ impl PeerSync {
     pub fn reset_session(&mut self) {
         self.fingerprint = None;
         self.digest = None;
+        self.departed.clear();
         self.stream.clear();
     }
 
@@ -143,7 +178,41 @@ impl PeerSync {
         self.stream = missing_ranges(ours, &digest);
         // A digest is the freshest fingerprint there is.
         self.fingerprint = Some(fingerprint_of(digest.iter().map(|(&o, &upto)| (o, upto))));
+        if let Some(previous) = self.digest.take() {
+            for (origin, upto) in previous {
+                if !digest.contains_key(&origin) {
+                    let kept = self.departed.entry(origin).or_default();
+                    *kept = (*kept).max(upto);
+                }
+            }
+        }
+        // Only origins this node still holds need the peer's word: the rest are retired
+        // here too, or were never heard of.
+        self.departed
+            .retain(|origin, _| !digest.contains_key(origin) && ours.holds(*origin));
         self.digest = Some(digest);
+    }
+
+    /// What the peer last said it accounts for, once it sent a digest: per origin, the
+    /// prefix it reports, or for an origin it retired, the prefix it reported last.
+    pub fn view(&self) -> Option<PeerView<'_>> {
+        self.digest.as_ref().map(|digest| PeerView {
+            digest,
+            departed: Some(&self.departed),
+        })
+    }
+
+    /// [`PeerSync::view`], except that a peer in step with this node (`own`: this node's
+    /// fingerprint and digest) accounts for at least this node's digest, which may be
+    /// newer than the last one it sent: converged peers exchange no digests.
+    pub fn view_in_step<'a>(&'a self, own: &'a (u64, PeerDigest)) -> Option<PeerView<'a>> {
+        if self.in_step(own.0) {
+            return Some(PeerView {
+                digest: &own.1,
+                departed: Some(&self.departed),
+            });
+        }
+        self.view()
     }
 
     /// Moves the stream into `channel` one datagram-sized delta at a time, while the
@@ -257,6 +326,20 @@ pub(crate) struct MergeRules<'a> {
     pub frontiers: &'a Frontiers,
     /// This node's wall clock, for the drift check.
     pub wall_ms: u64,
+    /// Whether an origin is the incarnation of a current member: such an origin is
+    /// taken even past `max_origins` (the member table has its own bound), so a flood
+    /// of forged origins relayed by honest nodes never shuts out a member's writes.
+    pub is_member: &'a dyn Fn(OriginId) -> bool,
+}
+
+/// Whether `group` is refused because it would add an origin past `max_origins`.
+fn past_origin_cap(group: &Group, replica: &Replica, rules: &MergeRules<'_>) -> bool {
+    let vv = replica.version_vector();
+    // An entry carried beyond the range is accounted for too.
+    let top = group.entries.iter().map(|e| e.seq).fold(group.hi, u64::max);
+    vv.len() >= rules.config.max_origins
+        && vv.would_add(group.origin, top)
+        && !(rules.is_member)(group.origin)
 }
 
 /// Merges a received delta into `replica`, counting in `counters` and, when `events` is
@@ -277,11 +360,18 @@ pub(crate) fn merge_delta(
         config,
         frontiers,
         wall_ms,
+        ..
     } = *rules;
     let own = replica.own_origin();
     for group in delta.groups {
         if group.origin == own {
             continue; // our own writes: we hold them, or we are a later incarnation
+        }
+        if past_origin_cap(&group, replica, rules) {
+            // Nothing of it is taken, so nothing of it is accounted for: if the origin
+            // is real, its writes are offered again once origins retire.
+            counters.dropped.origins += 1;
+            continue;
         }
         // The lowest sequence number refused: the range is whole only below it.
         let mut first_refused = u64::MAX;
@@ -499,6 +589,7 @@ mod tests {
             config,
             frontiers,
             wall_ms: 100,
+            is_member: &|_| false,
         };
         merge_delta(
             delta,
@@ -622,6 +713,69 @@ mod tests {
         let mut replica = Replica::new(1);
         merge(group(8, 1, 20, Vec::new()), &mut replica, &config);
         assert_eq!(replica.version_vector().upto(8), 20);
+    }
+
+    #[test]
+    fn a_new_origin_past_the_cap_is_refused_and_counted_unless_retired_below_its_record() {
+        let mut config = Config::new("n", 0);
+        config.max_origins = 2;
+        let mut replica = Replica::new(1);
+        merge(group(8, 1, 1, vec![wire_entry(1, "a", Value::Int(1))]), &mut replica, &config);
+        merge(group(9, 1, 2, Vec::new()), &mut replica, &config);
+        let counters = merge(
+            group(10, 1, 1, vec![wire_entry(1, "b", Value::Int(1))]),
+            &mut replica,
+            &config,
+        );
+        assert_eq!(counters.dropped.origins, 1);
+        assert_eq!(counters.entries_received, 0, "nothing of the group is looked at");
+        assert_eq!(replica.get("b"), None);
+        assert!(!replica.version_vector().contains(10, 1), "left open");
+        // A known origin still grows; a retired one is still accounted for up to its
+        // record, and coming back above it counts as new.
+        let counters = merge(group(8, 2, 2, vec![wire_entry(2, "c", Value::Int(2))]), &mut replica, &config);
+        assert_eq!((counters.dropped.origins, replica.get("c")), (0, Some(&Value::Int(2))));
+        assert!(replica.retire(9));
+        let counters = merge(group(9, 1, 2, vec![wire_entry(2, "old", Value::Int(0))]), &mut replica, &config);
+        assert_eq!((counters.dropped.origins, replica.get("old")), (0, None));
+        let counters = merge(group(9, 3, 3, vec![wire_entry(3, "new", Value::Int(0))]), &mut replica, &config);
+        assert_eq!(counters.dropped.origins, 0, "room left by the retired origin");
+        assert_eq!(replica.get("new"), Some(&Value::Int(0)));
+        // A member's origin is taken past the cap.
+        let mut clock = HlcClock::new(config.max_clock_drift.as_millis() as u64);
+        let (mut counters, mut lag) = (Counters::default(), PropagationLag::default());
+        let frontiers = Frontiers::default();
+        let rules = MergeRules {
+            config: &config,
+            frontiers: &frontiers,
+            wall_ms: 100,
+            is_member: &|origin| origin == 11,
+        };
+        for origin in [11, 12] {
+            let delta = group(origin, 1, 1, vec![wire_entry(1, "m", Value::Int(origin as i64))]);
+            merge_delta(delta, &mut replica, &mut clock, &rules, &mut counters, &mut lag, None);
+        }
+        assert_eq!(replica.get("m"), Some(&Value::Int(11)));
+        assert_eq!(counters.dropped.origins, 1);
+    }
+
+    #[test]
+    fn a_peer_that_retires_an_origin_still_accounts_for_what_it_reported() {
+        let mut vv = VersionVector::default();
+        vv.insert_range(8, 1, 5);
+        let mut sync = PeerSync::default();
+        sync.on_request([(8, 5), (9, 2)].into_iter().collect(), &vv);
+        sync.on_request([(9, 2)].into_iter().collect(), &vv);
+        let view = sync.view().expect("a digest");
+        assert_eq!(view.reported(8), None);
+        assert_eq!(view.accounts(8), Some(5));
+        assert_eq!(view.accounts(9), Some(2));
+        // Once this node holds the origin no more, the peer's word is not kept.
+        vv.retire(8);
+        sync.on_request([(9, 2)].into_iter().collect(), &vv);
+        assert_eq!(sync.view().unwrap().accounts(8), None);
+        sync.reset_session();
+        assert!(sync.view().is_none());
     }
 
     #[test]

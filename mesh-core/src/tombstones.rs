@@ -15,6 +15,8 @@
 use crate::config::Config;
 use crate::hlc::physical_ms;
 use crate::replica::{Entry, Replica};
+use crate::sync::PeerView;
+#[cfg(test)]
 use crate::sync::PeerDigest;
 use crate::time::{us, Now};
 
@@ -37,22 +39,22 @@ impl TombstoneRules {
         }
     }
 
-    /// Collects what the rules allow, given every known peer's last digest (`None` for a
-    /// peer without one); returns how many tombstones went.
+    /// Collects what the rules allow, given what every known peer accounts for (`None`
+    /// for a peer without a digest); returns how many tombstones went.
     pub fn collect<'a>(
         &self,
         replica: &mut Replica,
-        digests: impl Iterator<Item = Option<&'a PeerDigest>>,
+        digests: impl Iterator<Item = Option<PeerView<'a>>>,
         now: Now,
         started_at_us: u64,
     ) -> usize {
         let warmed_up = now.mono_us.saturating_sub(started_at_us) >= self.warmup_us;
-        let digests: Vec<Option<&PeerDigest>> = digests.collect();
+        let digests: Vec<Option<PeerView>> = digests.collect();
         let everyone_confirmed = |entry: &Entry| {
             warmed_up
                 && !digests.is_empty()
                 && digests.iter().all(|d| {
-                    d.is_some_and(|d| d.get(&entry.origin).is_some_and(|&upto| upto >= entry.seq))
+                    d.is_some_and(|d| d.accounts(entry.origin).is_some_and(|upto| upto >= entry.seq))
                 })
         };
         replica.collect_tombstones(|entry| {
@@ -94,12 +96,12 @@ mod tests {
         let (rules, mut replica) = setup();
         let confirmed: PeerDigest = [(4, 1)].into_iter().collect();
         let behind: PeerDigest = [(4, 0)].into_iter().collect();
-        let peers = [Some(&confirmed), Some(&behind), None];
+        let peers = [Some(PeerView::of(&confirmed)), Some(PeerView::of(&behind)), None];
         assert_eq!(rules.collect(&mut replica, peers.into_iter(), at(5), 0), 0);
-        let peers = [Some(&confirmed), None];
+        let peers = [Some(PeerView::of(&confirmed)), None];
         assert_eq!(rules.collect(&mut replica, peers.into_iter(), at(5), 0), 0);
         assert_eq!(rules.collect(&mut replica, std::iter::empty(), at(5), 0), 0);
-        let peers = [Some(&confirmed), Some(&confirmed)];
+        let peers = [Some(PeerView::of(&confirmed)), Some(PeerView::of(&confirmed))];
         assert_eq!(rules.collect(&mut replica, peers.into_iter(), at(5), 0), 1);
         assert_eq!(replica.tombstone_len(), 0);
     }
@@ -108,7 +110,7 @@ mod tests {
     fn not_before_the_warm_up_nor_younger_than_two_rounds() {
         let (rules, mut replica) = setup();
         let confirmed: PeerDigest = [(4, 1)].into_iter().collect();
-        let peers = || [Some(&confirmed)].into_iter();
+        let peers = || [Some(PeerView::of(&confirmed))].into_iter();
         assert_eq!(rules.collect(&mut replica, peers(), at(1), 0), 0, "1 s old");
         assert_eq!(rules.collect(&mut replica, peers(), at(5), 4_000_000), 0, "warming up");
         assert_eq!(rules.collect(&mut replica, peers(), at(5), 0), 1);
@@ -122,7 +124,7 @@ mod tests {
         let hlc = WALL << 16;
         replica.write_local_expiring("ttl", Some(crate::value::Value::Int(1)), hlc, Some(hlc + (30_000 << 16)));
         let confirmed: PeerDigest = [(4, 2)].into_iter().collect();
-        let peers = || [Some(&confirmed)].into_iter();
+        let peers = || [Some(PeerView::of(&confirmed))].into_iter();
         assert_eq!(rules.collect(&mut replica, peers(), at(10), 0), 0, "live");
         assert_eq!(replica.expire((WALL + 30_000) << 16), vec!["ttl".to_owned()]);
         assert_eq!(rules.collect(&mut replica, peers(), at(31), 0), 0, "expired 1 s ago");

@@ -4,6 +4,12 @@
 //! "Accounted for" means: every write of that origin with that sequence number is either
 //! held or known to be superseded. Digests exchange only the contiguous prefix; the few
 //! ranges received out of order are kept (bounded) so they are not fetched again.
+//!
+//! An origin whose writes are all superseded everywhere may be *retired* (see
+//! `retire`): its set `1..=n` is replaced by a record `origin ≤ n` that still accounts
+//! for those writes, so a late copy of one is dropped as before, but is no longer sent
+//! in digests nor counted in fingerprints. Anything of the origin above `n` brings the
+//! origin back as `1..=n` plus what arrived.
 
 use std::collections::HashMap;
 
@@ -69,6 +75,11 @@ impl SeqSet {
         });
     }
 
+    /// Whether the set is exactly `1..=upto`, nothing out of order above it.
+    pub fn is_prefix(&self) -> bool {
+        self.extra.is_empty()
+    }
+
     /// Every accounted range, the prefix first (as `1..=upto`, skipped when empty).
     pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         let prefix = (self.upto > 0).then_some((1, self.upto));
@@ -76,10 +87,12 @@ impl SeqSet {
     }
 }
 
-/// A version vector: origin to accounted sequence numbers.
+/// A version vector: origin to accounted sequence numbers, and the retired origins.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VersionVector {
     origins: HashMap<OriginId, SeqSet>,
+    /// Retired origins: every write of `origin` up to the value is accounted for.
+    retired: HashMap<OriginId, u64>,
 }
 
 /// A digest: each origin's contiguous prefix. What a peer sends to say what it has.
@@ -98,16 +111,75 @@ impl VersionVector {
         self.origins.get(&origin).map_or(0, SeqSet::upto)
     }
 
-    /// Whether `(origin, seq)` is accounted for.
-    pub fn contains(&self, origin: OriginId, seq: u64) -> bool {
-        self.origins.get(&origin).is_some_and(|s| s.contains(seq))
+    /// Whether `origin` is held (not retired, not unknown).
+    pub fn holds(&self, origin: OriginId) -> bool {
+        self.origins.contains_key(&origin)
     }
 
-    /// Accounts for `lo..=hi` of `origin`.
-    pub fn insert_range(&mut self, origin: OriginId, lo: u64, hi: u64) {
-        if lo <= hi {
-            self.origins.entry(origin).or_default().insert_range(lo, hi);
+    /// Whether `(origin, seq)` is accounted for (a retired origin's included).
+    pub fn contains(&self, origin: OriginId, seq: u64) -> bool {
+        match self.origins.get(&origin) {
+            Some(set) => set.contains(seq),
+            None => self.retired.get(&origin).is_some_and(|&n| seq <= n),
         }
+    }
+
+    /// Whether accounting for `lo..=hi` of `origin` would add an origin to the vector:
+    /// one it does not hold, unless retired with the whole range at or below its
+    /// record.
+    pub fn would_add(&self, origin: OriginId, hi: u64) -> bool {
+        !self.origins.contains_key(&origin)
+            && self.retired.get(&origin).is_none_or(|&n| hi > n)
+    }
+
+    /// Accounts for `lo..=hi` of `origin`. A retired origin comes back, as `1..=n`
+    /// plus the range, if the range goes beyond its record.
+    pub fn insert_range(&mut self, origin: OriginId, lo: u64, hi: u64) {
+        if lo > hi {
+            return;
+        }
+        if let Some(&n) = self.retired.get(&origin) {
+            if hi <= n {
+                return;
+            }
+            self.retired.remove(&origin);
+            self.origins.entry(origin).or_default().insert_range(1, n);
+        }
+        self.origins.entry(origin).or_default().insert_range(lo, hi);
+    }
+
+    /// Retires `origin` if its set is exactly `1..=n` with `n > 0`: from now on only
+    /// the record `origin ≤ n` remains. Returns whether it was retired.
+    pub fn retire(&mut self, origin: OriginId) -> bool {
+        let Some(set) = self.origins.get(&origin) else {
+            return false;
+        };
+        if !set.is_prefix() || set.upto == 0 {
+            return false;
+        }
+        let n = set.upto;
+        self.origins.remove(&origin);
+        self.retired.insert(origin, n);
+        true
+    }
+
+    /// Records `origin` as retired at `n` (restoring from a store); an origin the vector
+    /// holds stays as it is.
+    pub fn restore_retired(&mut self, origin: OriginId, n: u64) {
+        if !self.origins.contains_key(&origin) {
+            let record = self.retired.entry(origin).or_default();
+            *record = (*record).max(n);
+        }
+    }
+
+    /// Every retired origin and the prefix its record accounts for.
+    pub fn retired(&self) -> impl Iterator<Item = (OriginId, u64)> + '_ {
+        self.retired.iter().map(|(o, n)| (*o, *n))
+    }
+
+    /// Number of retired origins.
+    pub fn retired_len(&self) -> usize {
+        self.retired.len()
     }
 
     /// Stops accounting for the sequence numbers of `origin` above `cap`.
@@ -122,13 +194,12 @@ impl VersionVector {
         self.origins.iter().map(|(o, s)| (*o, s))
     }
 
-    /// Number of origins.
-    #[cfg(any(test, feature = "test-util"))]
+    /// Number of origins held (retired ones excluded).
     pub fn len(&self) -> usize {
         self.origins.len()
     }
 
-    /// Whether no origin is known.
+    /// Whether no origin is held.
     #[cfg(any(test, feature = "test-util"))]
     pub fn is_empty(&self) -> bool {
         self.origins.is_empty()
@@ -185,6 +256,29 @@ mod tests {
         s.insert_range(1, 4);
         assert_eq!(s.upto(), 6);
         assert_eq!(s.ranges().collect::<Vec<_>>(), vec![(1, 6)]);
+    }
+
+    #[test]
+    fn a_retired_origin_stays_accounted_for_and_comes_back_above_its_record() {
+        let mut vv = VersionVector::default();
+        vv.insert_range(7, 1, 5);
+        vv.insert_range(8, 1, 2);
+        vv.insert_range(8, 4, 4);
+        assert!(!vv.retire(8), "a set with a hole is not a prefix");
+        let before = vv.fingerprint();
+        assert!(vv.retire(7));
+        assert_eq!(vv.len(), 1);
+        assert_eq!(vv.digest(), vec![(8, 2)], "no longer in the digest");
+        assert_ne!(vv.fingerprint(), before);
+        assert!(vv.contains(7, 1) && vv.contains(7, 5) && !vv.contains(7, 6));
+        assert!(!vv.would_add(7, 5), "a late copy adds nothing");
+        vv.insert_range(7, 2, 5);
+        assert_eq!(vv.retired_len(), 1);
+        assert!(vv.would_add(7, 6));
+        vv.insert_range(7, 8, 8);
+        assert_eq!(vv.retired_len(), 0, "a write above the record brings it back");
+        assert_eq!(vv.upto(7), 5);
+        assert!(vv.contains(7, 8) && !vv.contains(7, 6));
     }
 
     proptest! {

@@ -42,6 +42,16 @@ struct Outcome {
     lost: usize,
     settle: Duration,
     delivered: u64,
+    /// Retired origin records held by the live nodes at the end.
+    retired: usize,
+}
+
+fn retired_records(sim: &Sim) -> usize {
+    sim.nodes
+        .iter()
+        .filter_map(|n| n.engine.as_ref())
+        .map(|e| e.replica().version_vector().retired_len())
+        .sum()
 }
 
 /// Runs `steps` steps of random writes and deletes over `keys` keys, partitions and
@@ -128,6 +138,7 @@ fn run_seed(seed: u64) -> Result<Outcome, String> {
         lost,
         settle,
         delivered: sim.delivered,
+        retired: retired_records(&sim),
     })
 }
 
@@ -136,6 +147,7 @@ fn seeded_fault_schedules_converge() {
     let seeds = support::seeds_from_env("MESH_SIM_SEED", "MESH_SIM_SEEDS", 240);
     let mut failures = Vec::new();
     let mut max_settle = Duration::ZERO;
+    let mut retired = 0;
     let mut sizes = std::collections::BTreeMap::new();
     let trace = std::env::var_os("MESH_SIM_TRACE").is_some();
     for &seed in &seeds {
@@ -143,14 +155,15 @@ fn seeded_fault_schedules_converge() {
         if trace {
             match &result {
                 Ok(o) => eprintln!(
-                    "seed {seed}: ok nodes={} writes={} lost={} settle={:?} delivered={}",
-                    o.nodes, o.writes, o.lost, o.settle, o.delivered
+                    "seed {seed}: ok nodes={} writes={} lost={} settle={:?} delivered={} retired={}",
+                    o.nodes, o.writes, o.lost, o.settle, o.delivered, o.retired
                 ),
                 Err(why) => eprintln!("seed {seed}: FAILED {why}"),
             }
         }
         match result {
             Ok(outcome) => {
+                retired += outcome.retired;
                 max_settle = max_settle.max(outcome.settle);
                 *sizes.entry(outcome.nodes).or_insert(0) += 1;
                 assert!(outcome.lost <= outcome.writes);
@@ -164,7 +177,8 @@ fn seeded_fault_schedules_converge() {
         );
     }
     eprintln!(
-        "{} seeds, {} failed; cluster sizes {sizes:?}; slowest settle {max_settle:?}",
+        "{} seeds, {} failed; cluster sizes {sizes:?}; slowest settle {max_settle:?}; \
+         {retired} retired origin records on the nodes at the end",
         seeds.len(),
         failures.len()
     );

@@ -57,6 +57,7 @@ pub struct ConfigArgs {
     pub reassembly_timeout: Option<f64>,
     pub max_clock_drift: Option<f64>,
     pub tombstone_grace: Option<f64>,
+    pub max_origins: Option<i64>,
     pub max_probe_interval: Option<f64>,
     pub seed: Option<u64>,
     pub keyring: Option<Vec<KeyArg>>,
@@ -124,6 +125,9 @@ impl ConfigArgs {
         }
         if let Some(v) = self.tombstone_grace {
             config.tombstone_grace = seconds(py, "tombstone_grace", v)?;
+        }
+        if let Some(v) = self.max_origins {
+            config.max_origins = count(py, "max_origins", v)?;
         }
         if let Some(v) = self.max_probe_interval {
             config.max_probe_interval = seconds(py, "max_probe_interval", v)?;

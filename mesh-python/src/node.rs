@@ -225,7 +225,8 @@ fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
 /// two pushes of local writes [0.001], ``max_datagram_size`` [1200], ``max_key_len`` [1024], ``max_value_size``
 /// [16 MiB], ``max_in_flight`` bytes unacknowledged per peer [128 KiB], ``max_reassembly``
 /// [64 MiB, or enough for max_value_size], ``reassembly_timeout`` [30.0],
-/// ``max_clock_drift`` [60.0], ``tombstone_grace`` [86400.0], ``max_probe_interval``
+/// ``max_clock_drift`` [60.0], ``tombstone_grace`` [86400.0], ``max_origins`` node runs
+/// accounted for at once [4096], ``max_probe_interval``
 /// [30.0], ``seed`` of the node's random choices [random].
 ///
 /// Callbacks are attributes, called on the node's callback thread, in order:
@@ -322,6 +323,7 @@ impl MeshSyncNode {
         reassembly_timeout = None,
         max_clock_drift = None,
         tombstone_grace = None,
+        max_origins = None,
         max_probe_interval = None,
         seed = None,
         keyring = None,
@@ -354,6 +356,7 @@ impl MeshSyncNode {
         reassembly_timeout: Option<f64>,
         max_clock_drift: Option<f64>,
         tombstone_grace: Option<f64>,
+        max_origins: Option<i64>,
         max_probe_interval: Option<f64>,
         seed: Option<u64>,
         keyring: Option<Vec<KeyArg>>,
@@ -384,6 +387,7 @@ impl MeshSyncNode {
             reassembly_timeout,
             max_clock_drift,
             tombstone_grace,
+            max_origins,
             max_probe_interval,
             seed,
             keyring,

@@ -104,6 +104,7 @@ class DropCounters(TypedDict):
     rate_limited: int
     clock_drift: int
     oversized: int
+    origins: int
     messages: int
 
 @type_check_only
@@ -250,6 +251,7 @@ class MeshSyncNode:
         reassembly_timeout: Optional[float] = None,
         max_clock_drift: Optional[float] = None,
         tombstone_grace: Optional[float] = None,
+        max_origins: Optional[int] = None,
         max_probe_interval: Optional[float] = None,
         seed: Optional[int] = None,
         keyring: Optional[Sequence[_Key]] = None,
