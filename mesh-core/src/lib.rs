@@ -96,7 +96,7 @@ mod wake;
 pub mod watch;
 
 internal_modules!(
-    congestion, frontier, hlc, link, members, messages, push, replica, seal, sync, timers,
+    congestion, feed, frontier, hlc, link, members, messages, push, replica, seal, sync, timers,
     tombstones, transport, verify, version, wire,
 );
 
