@@ -113,7 +113,9 @@ fn main() -> ExitCode {
         );
         match scenario.as_str() {
             "propagation" => propagation::run(&mut report, smoke),
-            "partition" | "restart" | "join" | "join-holders" => disruption::run(&mut report, smoke, scenario),
+            "partition" | "restart" | "join" | "join-holders" => {
+                disruption::run(&mut report, smoke, scenario)
+            }
             "throughput" => throughput::run(&mut report, smoke),
             "keyed" => keyed::run(&mut report, smoke),
             "cost" => cost::run(&mut report, smoke),
