@@ -831,13 +831,18 @@ impl Engine {
         let ours = self.replica.version_vector();
         let feed_before = self.feed.peer();
         let feed_answered = self.feed.on_digest(from, &theirs, ours);
+        if link.sync.asked == Asked::Above {
+            // It streams what lies beyond the feed and was asked of nobody else.
+            self.feed.claim(from, &theirs, ours);
+        }
         let idle = link.channel.is_idle();
         link.sync.on_request(theirs, request.want, ours, idle);
         if request.reply {
             let stall_us = stall_us(&self.config, link);
-            let want =
-                self.feed
-                    .want_for(from, link.sync.digest.as_ref(), ours, now.mono_us, stall_us);
+            let theirs = link.sync.digest.as_ref();
+            let want = self
+                .feed
+                .want_for(from, theirs, theirs, ours, now.mono_us, stall_us);
             link.sync.asked = Asked::of(&want);
             let message = wire::encode_message(&Message::SyncRequest(SyncRequest {
                 digest: ours.digest(),
@@ -873,9 +878,10 @@ impl Engine {
             Asked::Nothing => !self.feed.is_pending(),
             Asked::Above => self.feed.peer().is_none(),
         };
+        let covered = self.feed.covered();
         restricted
             && sync.digest.as_ref().is_some_and(|theirs| {
-                feed::holds_more(theirs, self.replica.version_vector(), self.feed.expected())
+                feed::holds_more(theirs, self.replica.version_vector(), covered.as_ref())
             })
     }
 
@@ -885,7 +891,7 @@ impl Engine {
     /// is gone.
     fn ask_again(&mut self, due_us: u64, only_waiting: bool) {
         let ours = self.replica.version_vector();
-        let covered = self.feed.expected();
+        let covered = self.feed.covered();
         let feed = self.feed.peer();
         for (addr, link) in &mut self.links {
             let asked = link.sync.asked;
@@ -899,7 +905,7 @@ impl Engine {
                 .sync
                 .digest
                 .as_ref()
-                .is_some_and(|theirs| feed::holds_more(theirs, ours, covered));
+                .is_some_and(|theirs| feed::holds_more(theirs, ours, covered.as_ref()));
             if more {
                 link.sync.want_now(due_us);
                 self.touched.insert(*addr);
@@ -926,7 +932,10 @@ impl Engine {
         let stall_us = stall_us(&self.config, link);
         let ours = self.replica.version_vector();
         let feed_before = self.feed.peer();
-        let want = self.feed.want_for(addr, None, ours, now.mono_us, stall_us);
+        let last = link.sync.digest.as_ref();
+        let want = self
+            .feed
+            .want_for(addr, None, last, ours, now.mono_us, stall_us);
         link.sync.asked = Asked::of(&want);
         let message = wire::encode_message(&Message::SyncRequest(SyncRequest {
             digest: ours.digest(),

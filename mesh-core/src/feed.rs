@@ -6,7 +6,10 @@
 //! *feed*: the peer it asked first while no other was streaming to it. The feed is
 //! asked for everything ([`Want::All`]); every other peer only for what lies above what
 //! the feed holds ([`Want::Above`], from the feed's digest), or for nothing while the
-//! feed's digest is not in yet ([`Want::Nothing`]).
+//! feed's digest is not in yet ([`Want::Nothing`]). What lies beyond the feed is split
+//! by origin: each such origin is asked of the first other peer whose digest shows it,
+//! and of no other (its floor is the largest sequence number), so a node that lags
+//! several peers each holding a part gets each part once.
 //!
 //! The decision is the receiver's alone, and nothing waits on anyone: a peer answers
 //! every request as asked, and the only word this node relies on is the feed's own
@@ -33,6 +36,9 @@ pub(crate) const STALL_RTOS: u64 = 4;
 #[derive(Debug, Default)]
 pub(crate) struct Feed {
     current: Option<Current>,
+    /// Origins beyond the feed's part, each asked of one other peer while the feed
+    /// lasts.
+    assigned: HashMap<OriginId, SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -74,13 +80,15 @@ impl Feed {
     }
 
     /// What to ask `peer` for in a sync request sent at `now_us`. `theirs` is its digest
-    /// when this request answers one of its own (so what it holds is known now).
-    /// With no feed, `peer` becomes the feed, unless its digest shows it holds nothing
-    /// this node lacks. `stall_us` is how long it may then go without progress.
+    /// when this request answers one of its own (so what it holds is known now), and
+    /// `last` its latest digest known otherwise. With no feed, `peer` becomes the feed,
+    /// unless its digest shows it holds nothing this node lacks. `stall_us` is how long
+    /// it may then go without progress.
     pub fn want_for(
         &mut self,
         peer: SocketAddr,
         theirs: Option<&PeerDigest>,
+        last: Option<&PeerDigest>,
         ours: &VersionVector,
         now_us: u64,
         stall_us: u64,
@@ -107,13 +115,38 @@ impl Feed {
             Some(current) => match &current.expect {
                 None => Want::Nothing,
                 Some(expect) => {
+                    if let Some(known) = theirs.or(last) {
+                        claim(&mut self.assigned, expect, peer, known, ours);
+                    }
                     let mut floors: Vec<(OriginId, u64)> =
                         expect.iter().map(|(&o, &upto)| (o, upto)).collect();
+                    let elsewhere = self.assigned.iter().filter(|(_, p)| **p != peer);
+                    floors.extend(elsewhere.map(|(&origin, _)| (origin, u64::MAX)));
                     floors.sort_unstable();
                     Want::Above(floors)
                 }
             },
         }
+    }
+
+    /// Takes the digest of `peer`, asked for what lies beyond the feed: the origins it
+    /// holds beyond the feed's part and asked of nobody else are its to stream.
+    pub fn claim(&mut self, peer: SocketAddr, theirs: &PeerDigest, ours: &VersionVector) {
+        if self.peer() == Some(peer) {
+            return;
+        }
+        if let Some(expect) = self.current.as_ref().and_then(|c| c.expect.as_ref()) {
+            claim(&mut self.assigned, expect, peer, theirs, ours);
+        }
+    }
+
+    /// What this node expects to be streamed by the feed or by the peers other origins
+    /// were asked of: origin → prefix (the largest sequence number for the latter).
+    pub fn covered(&self) -> Option<HashMap<OriginId, u64>> {
+        let expect = self.expected()?;
+        let mut covered = expect.clone();
+        covered.extend(self.assigned.keys().map(|&origin| (origin, u64::MAX)));
+        Some(covered)
     }
 
     /// Takes a digest received from `peer`. Returns whether the feed's digest was
@@ -160,7 +193,7 @@ impl Feed {
             .iter()
             .all(|(&origin, &top)| ours.upto(origin) >= top);
         if done {
-            self.current = None;
+            self.end();
         }
         done.then_some(Ended::Done)
     }
@@ -175,19 +208,26 @@ impl Feed {
     pub fn check_stalled(&mut self, peer: &SocketAddr, now_us: u64) -> Option<Ended> {
         let stalled = self.deadline(peer).is_some_and(|at| at <= now_us);
         if stalled {
-            self.current = None;
+            self.end();
         }
         stalled.then_some(Ended::Broken)
     }
 
-    /// Ends the feed if it is `peer`, whose session ended (it failed, restarted, left
-    /// or was forgotten): its stream is gone.
+    /// The session of `peer` ended (it failed, restarted, left or was forgotten): its
+    /// stream is gone. Ends the feed if it is `peer`; forgets the origins asked of it.
     pub fn lose(&mut self, peer: &SocketAddr) -> Option<Ended> {
         let lost = self.current.as_ref().is_some_and(|c| c.peer == *peer);
         if lost {
-            self.current = None;
+            self.end();
         }
-        lost.then_some(Ended::Broken)
+        let before = self.assigned.len();
+        self.assigned.retain(|_, p| p != peer);
+        (lost || self.assigned.len() < before).then_some(Ended::Broken)
+    }
+
+    fn end(&mut self) {
+        self.current = None;
+        self.assigned.clear();
     }
 }
 
@@ -202,6 +242,23 @@ pub(crate) fn holds_more(
         let streamed = covered.and_then(|c| c.get(origin)).copied().unwrap_or(0);
         upto > ours.upto(*origin).max(streamed)
     })
+}
+
+/// Gives `peer` every origin of `theirs` beyond `ours` and the feed's part (`expect`)
+/// that is nobody's yet.
+fn claim(
+    assigned: &mut HashMap<OriginId, SocketAddr>,
+    expect: &HashMap<OriginId, u64>,
+    peer: SocketAddr,
+    theirs: &PeerDigest,
+    ours: &VersionVector,
+) {
+    for (&origin, &upto) in theirs {
+        let streamed = expect.get(&origin).copied().unwrap_or(0);
+        if upto > ours.upto(origin).max(streamed) {
+            assigned.entry(origin).or_insert(peer);
+        }
+    }
 }
 
 /// The prefixes of `theirs` beyond `ours`.
@@ -229,16 +286,45 @@ mod tests {
     fn the_first_peer_asked_streams_everything_the_others_nothing_until_it_answers() {
         let ours = VersionVector::default();
         let mut feed = Feed::default();
-        assert_eq!(feed.want_for(addr(1), None, &ours, 0, 100), Want::All);
+        assert_eq!(feed.want_for(addr(1), None, None, &ours, 0, 100), Want::All);
         assert_eq!(feed.peer(), Some(addr(1)));
-        assert_eq!(feed.want_for(addr(2), None, &ours, 0, 100), Want::Nothing);
+        assert_eq!(feed.want_for(addr(2), None, None, &ours, 0, 100), Want::Nothing);
         assert!(feed.on_digest(addr(1), &digest(&[(7, 10), (8, 5)]), &ours));
         assert!(!feed.on_digest(addr(2), &digest(&[(7, 12)]), &ours));
         assert_eq!(
-            feed.want_for(addr(2), None, &ours, 0, 100),
+            feed.want_for(addr(2), None, None, &ours, 0, 100),
             Want::Above(vec![(7, 10), (8, 5)])
         );
-        assert_eq!(feed.want_for(addr(1), None, &ours, 0, 100), Want::All);
+        assert_eq!(feed.want_for(addr(1), None, None, &ours, 0, 100), Want::All);
+    }
+
+    #[test]
+    fn origins_beyond_the_feed_are_asked_of_one_other_peer_each() {
+        let ours = VersionVector::default();
+        let mut feed = Feed::default();
+        feed.want_for(addr(1), Some(&digest(&[(7, 10)])), None, &ours, 0, 100);
+        // Peer 2 holds origin 8, peer 3 origins 8 and 9: 8 is asked of peer 2 only.
+        let two = digest(&[(7, 10), (8, 5)]);
+        let three = digest(&[(7, 10), (8, 5), (9, 4)]);
+        assert_eq!(
+            feed.want_for(addr(2), Some(&two), None, &ours, 0, 100),
+            Want::Above(vec![(7, 10)])
+        );
+        assert_eq!(
+            feed.want_for(addr(3), None, Some(&three), &ours, 0, 100),
+            Want::Above(vec![(7, 10), (8, u64::MAX)])
+        );
+        assert_eq!(
+            feed.want_for(addr(2), None, None, &ours, 0, 100),
+            Want::Above(vec![(7, 10), (9, u64::MAX)])
+        );
+        let covered = feed.covered().unwrap();
+        assert_eq!(covered[&8], u64::MAX);
+        assert!(!holds_more(&three, &ours, Some(&covered)));
+        // Peer 2 goes: origin 8 is nobody's until asked again.
+        assert_eq!(feed.lose(&addr(2)), Some(Ended::Broken));
+        assert_eq!(feed.peer(), Some(addr(1)), "the feed stays");
+        assert!(holds_more(&three, &ours, feed.covered().as_ref()));
     }
 
     #[test]
@@ -247,7 +333,7 @@ mod tests {
         ours.insert_range(7, 1, 10);
         let mut feed = Feed::default();
         let theirs = digest(&[(7, 10)]);
-        assert_eq!(feed.want_for(addr(1), Some(&theirs), &ours, 0, 100), Want::All);
+        assert_eq!(feed.want_for(addr(1), Some(&theirs), None, &ours, 0, 100), Want::All);
         assert_eq!(feed.peer(), None);
     }
 
@@ -256,7 +342,7 @@ mod tests {
         let mut ours = VersionVector::default();
         let mut feed = Feed::default();
         let theirs = digest(&[(7, 10)]);
-        feed.want_for(addr(1), Some(&theirs), &ours, 0, 100);
+        feed.want_for(addr(1), Some(&theirs), None, &ours, 0, 100);
         assert_eq!(feed.check_done(&ours), None);
         ours.insert_range(7, 1, 10);
         assert_eq!(feed.check_done(&ours), Some(Ended::Done));
@@ -267,7 +353,7 @@ mod tests {
     fn a_feed_without_progress_stalls_and_progress_keeps_it() {
         let mut ours = VersionVector::default();
         let mut feed = Feed::default();
-        feed.want_for(addr(1), Some(&digest(&[(7, 10)])), &ours, 0, 100);
+        feed.want_for(addr(1), Some(&digest(&[(7, 10)])), None, &ours, 0, 100);
         assert_eq!(feed.deadline(&addr(1)), Some(100));
         assert_eq!(feed.deadline(&addr(2)), None);
         // A push of later writes of another origin is no progress on the stream.
@@ -287,10 +373,10 @@ mod tests {
     fn a_pending_feed_stalls_if_its_answer_never_comes() {
         let ours = VersionVector::default();
         let mut feed = Feed::default();
-        feed.want_for(addr(1), None, &ours, 10, 100);
+        feed.want_for(addr(1), None, None, &ours, 10, 100);
         assert!(feed.is_pending());
         assert_eq!(feed.check_stalled(&addr(1), 110), Some(Ended::Broken));
-        assert_eq!(feed.want_for(addr(2), None, &ours, 120, 100), Want::All);
+        assert_eq!(feed.want_for(addr(2), None, None, &ours, 120, 100), Want::All);
         assert_eq!(feed.peer(), Some(addr(2)));
     }
 
@@ -298,7 +384,7 @@ mod tests {
     fn losing_the_feeds_session_ends_it() {
         let ours = VersionVector::default();
         let mut feed = Feed::default();
-        feed.want_for(addr(1), None, &ours, 0, 100);
+        feed.want_for(addr(1), None, None, &ours, 0, 100);
         assert_eq!(feed.lose(&addr(2)), None);
         assert_eq!(feed.lose(&addr(1)), Some(Ended::Broken));
         assert_eq!(feed.peer(), None);
