@@ -914,7 +914,8 @@ impl Engine {
     }
 
     /// The session of the peer at `addr` ended (it restarted, failed, left or was
-    /// forgotten): if it was the feed, its stream is gone.
+    /// forgotten): if it was the feed, or was given origins beyond it, its stream is
+    /// gone and the peers asked for less are asked again.
     pub(super) fn feed_lost(&mut self, due_us: u64, addr: SocketAddr) {
         if self.feed.lose(&addr).is_some() {
             self.touched.insert(addr);
