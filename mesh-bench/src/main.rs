@@ -6,8 +6,9 @@
 //! mesh-bench [--smoke] [--json FILE] [SCENARIO ...]
 //! ```
 //!
-//! Scenarios: propagation, partition, restart, join, throughput, keyed, cost, scale, idle, memory,
-//! compare, observe, durability, origins; `all` (the default) runs every one. `--smoke` runs each
+//! Scenarios: propagation, partition, restart, join, join-holders, throughput, keyed,
+//! cost, scale, idle, memory, compare, observe, durability, origins; `all` (the default)
+//! runs every one. `--smoke` runs each
 //! at a tiny size.
 //! `crosscheck` compares the byte counts with the kernel's; run it in a network namespace
 //! of its own (scripts/kernel-crosscheck.sh).
@@ -38,6 +39,7 @@ const SCENARIOS: &[&str] = &[
     "partition",
     "restart",
     "join",
+    "join-holders",
     "throughput",
     "keyed",
     "cost",
@@ -114,7 +116,9 @@ fn main() -> ExitCode {
         );
         match scenario.as_str() {
             "propagation" => propagation::run(&mut report, smoke),
-            "partition" | "restart" | "join" => disruption::run(&mut report, smoke, scenario),
+            "partition" | "restart" | "join" | "join-holders" => {
+                disruption::run(&mut report, smoke, scenario)
+            }
             "throughput" => throughput::run(&mut report, smoke),
             "keyed" => keyed::run(&mut report, smoke),
             "cost" => cost::run(&mut report, smoke),

@@ -54,6 +54,8 @@ fn run_one(nodes: usize, restarts: usize) -> Outcome {
             let request = Message::SyncRequest(SyncRequest {
                 digest,
                 reply: true,
+                want: wire::Want::All,
+                number: 1,
             });
             wire::encode_message(&request).len() as f64
         })

@@ -22,8 +22,9 @@
 //! The engine is wiring. Each concern has its own module and the engine connects them:
 //! `wire` (datagram codec), `transport` (reliable delivery, one channel per peer
 //! session), `members` (who the peers are, liveness), `sync` (anti-entropy deltas),
-//! `push` (pacing of local writes), `tombstones` (when deletes may be forgotten),
-//! `retire` (when an origin leaves the digests),
+//! `feed` (which peer streams this node what it lacks), `push` (pacing of local
+//! writes), `tombstones` (when deletes may be forgotten), `retire` (when an origin
+//! leaves the digests),
 //! `replica` (the LWW map), `hlc` (the clock) and `timers` (every deadline, in one
 //! table).
 
@@ -34,6 +35,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
 use crate::event::{ChangeOrigin, Event};
+use crate::feed::{self, Ended, Feed};
 use crate::frontier::Frontiers;
 use crate::hlc::{HlcClock, LOGICAL_BITS};
 use crate::link::{channel_limits, Link, SessionCheck};
@@ -44,7 +46,7 @@ use crate::replica::Replica;
 use crate::retire::RetireRules;
 use crate::seal::{NoncePrefix, Seal};
 use crate::status::Counters;
-use crate::sync::{self, PeerDigest, MIN_TRIGGERED_SYNC_GAP_US};
+use crate::sync::{self, Asked, PeerDigest, MIN_TRIGGERED_SYNC_GAP_US};
 use crate::time::{us, Now};
 use crate::timers::{Timer, TimerTable};
 use crate::tombstones::TombstoneRules;
@@ -93,6 +95,8 @@ pub struct Engine {
     replica: Replica,
     /// How far each origin heard from directly vouched its writes go.
     frontiers: Frontiers,
+    /// The one peer asked to stream everything this node lacks (see `feed`).
+    feed: Feed,
     members: Members,
     /// One per member, same keys.
     links: BTreeMap<SocketAddr, Link>,
@@ -143,6 +147,7 @@ impl Engine {
             clock: HlcClock::new(config.max_clock_drift.as_millis() as u64),
             replica: Replica::new(incarnation.max(1)),
             frontiers: Frontiers::default(),
+            feed: Feed::default(),
             incarnation: incarnation.max(1),
             rng,
             members: Members::new(&config.node_id, Timing::new(&config)),
@@ -456,6 +461,7 @@ impl Engine {
                 link.reset_session(limits, session);
                 link.sync.want_now(now.mono_us);
                 self.join_round(from);
+                self.feed_lost(now.mono_us, from);
                 if let Some(node_id) = restarted {
                     self.peer_back(node_id, from, "restarted");
                 }
@@ -477,7 +483,10 @@ impl Engine {
                     // Acks and data of a channel this node has since started afresh.
                     frames.retain(|f| !matches!(f, Frame::Ack(_) | Frame::Data(_)));
                 }
-                SessionCheck::PeerRestarted => link.sync.want_now(now.mono_us),
+                SessionCheck::PeerRestarted => {
+                    link.sync.want_now(now.mono_us);
+                    self.feed_lost(now.mono_us, from);
+                }
                 SessionCheck::Unproven => {
                     // What a spoofer blind to the channel's sessions can send: its acks and
                     // data would reset, squat or forge the channel (see `link`).
@@ -563,6 +572,10 @@ impl Engine {
                 }
             }
             self.message_timeout(t, addr);
+            if self.feed.check_stalled(&addr, t) == Some(Ended::Broken) {
+                log::debug!("{}: the stream from {addr} stalled", self.config.node_id);
+                self.ask_again(t, false);
+            }
             let (transition, heartbeat) = self.members.on_timeout(addr, t, self.started);
             if transition == Transition::Forgotten {
                 self.remove_peer(addr);
@@ -712,6 +725,7 @@ impl Engine {
         self.frontiers.forget(&addr);
         self.links.remove(&addr);
         self.touched.insert(addr);
+        self.feed_lost(0, addr);
     }
 
     fn on_heartbeat(&mut self, now: Now, from: SocketAddr, hb: Heartbeat) {
@@ -775,6 +789,9 @@ impl Engine {
                 if let Some((origin, top)) = own_writes {
                     self.vouch(origin, from, top);
                 }
+                let ranges = delta.groups.iter().map(|g| (g.origin, g.lo, g.hi));
+                self.feed
+                    .on_delta(from, ranges, self.replica.version_vector(), now.mono_us);
                 let members = &self.members;
                 let is_member = |origin| members.iter().any(|m| m.incarnation == origin);
                 let rules = sync::MergeRules {
@@ -791,7 +808,15 @@ impl Engine {
                     &mut self.counters,
                     &mut self.propagation,
                     self.emit_events.then_some(&mut self.events),
-                )
+                );
+                let feed = self.feed.peer();
+                if self
+                    .feed
+                    .check_done(self.replica.version_vector())
+                    .is_some()
+                {
+                    self.touched.extend(feed);
+                }
             }
             Message::User(message) => self.on_user_message(now, from, message),
             Message::SyncRequest(request) => {
@@ -846,15 +871,103 @@ impl Engine {
             self.counters.dropped.rate_limited += 1;
             return;
         }
+        if !link.sync.take_if_latest(request.number) {
+            // Overtaken by a later request: its digest is older and its want outdated.
+            return;
+        }
         let theirs: PeerDigest = request.digest.into_iter().collect();
-        link.sync.on_request(theirs, self.replica.version_vector());
+        let ours = self.replica.version_vector();
+        let feed_before = self.feed.peer();
+        let feed_answered = self.feed.on_digest(from, &theirs, ours);
+        if link.sync.asked == Asked::Above {
+            // It streams what lies beyond the feed and was asked of nobody else.
+            self.feed.claim(from, &theirs, ours);
+        }
+        let idle = link.channel.is_idle();
+        link.sync.on_request(theirs, request.want, ours, idle);
         if request.reply {
-            let digest = self.replica.version_vector().digest();
+            let stall_us = stall_us(&self.config, link);
+            let theirs = link.sync.digest.as_ref();
+            let want = self
+                .feed
+                .want_for(from, theirs, theirs, ours, now.mono_us, stall_us);
+            link.sync.asked = Asked::of(&want);
             let message = wire::encode_message(&Message::SyncRequest(SyncRequest {
-                digest,
+                digest: ours.digest(),
                 reply: false,
+                want,
+                number: link.sync.next_request_number(),
             }));
             link.channel.send_message(&message);
+        } else if self.owes_more(&from) {
+            // It answered a request that asked it for less than it holds beyond what
+            // anyone streams now.
+            if let Some(link) = self.links.get_mut(&from) {
+                link.sync.want_now(now.mono_us);
+            }
+        }
+        self.feed.check_done(self.replica.version_vector());
+        self.touched.extend(feed_before);
+        self.touched.extend(self.feed.peer());
+        if feed_answered {
+            // The feed's digest is in: ask those told to wait for what it does not hold.
+            self.ask_again(now.mono_us, true);
+        }
+    }
+
+    /// Whether the peer at `addr`, last asked for nothing, or for what lies above a feed
+    /// that has ended since, holds more than this node and the current feed's stream.
+    fn owes_more(&self, addr: &SocketAddr) -> bool {
+        let Some(sync) = self.links.get(addr).map(|l| &l.sync) else {
+            return false;
+        };
+        let restricted = match sync.asked {
+            Asked::All => false,
+            Asked::Nothing => !self.feed.is_pending(),
+            Asked::Above => self.feed.peer().is_none(),
+        };
+        let covered = self.feed.covered();
+        restricted
+            && sync.digest.as_ref().is_some_and(|theirs| {
+                feed::holds_more(theirs, self.replica.version_vector(), covered.as_ref())
+            })
+    }
+
+    /// Asks again, from `due_us` on (0: at once), the peers that were asked for less
+    /// than they hold beyond this node and the current feed's stream: those asked for
+    /// nothing, and with `only_waiting` unset those asked for what lay above a feed that
+    /// is gone.
+    fn ask_again(&mut self, due_us: u64, only_waiting: bool) {
+        let ours = self.replica.version_vector();
+        let covered = self.feed.covered();
+        let feed = self.feed.peer();
+        for (addr, link) in &mut self.links {
+            let asked = link.sync.asked;
+            if asked == Asked::All || (only_waiting && asked == Asked::Above) {
+                continue;
+            }
+            if Some(*addr) == feed {
+                continue;
+            }
+            let more = link
+                .sync
+                .digest
+                .as_ref()
+                .is_some_and(|theirs| feed::holds_more(theirs, ours, covered.as_ref()));
+            if more {
+                link.sync.want_now(due_us);
+                self.touched.insert(*addr);
+            }
+        }
+    }
+
+    /// The session of the peer at `addr` ended (it restarted, failed, left or was
+    /// forgotten): if it was the feed, or was given origins beyond it, its stream is
+    /// gone and the peers asked for less are asked again.
+    pub(super) fn feed_lost(&mut self, due_us: u64, addr: SocketAddr) {
+        if self.feed.lose(&addr).is_some() {
+            self.touched.insert(addr);
+            self.ask_again(due_us, false);
         }
     }
 
@@ -865,10 +978,22 @@ impl Engine {
         let Some(link) = self.links.get_mut(&addr) else {
             return;
         };
+        let stall_us = stall_us(&self.config, link);
+        let ours = self.replica.version_vector();
+        let feed_before = self.feed.peer();
+        let last = link.sync.digest.as_ref();
+        let want = self
+            .feed
+            .want_for(addr, None, last, ours, now.mono_us, stall_us);
+        link.sync.asked = Asked::of(&want);
         let message = wire::encode_message(&Message::SyncRequest(SyncRequest {
-            digest: self.replica.version_vector().digest(),
+            digest: ours.digest(),
             reply: true,
+            want,
+            number: link.sync.next_request_number(),
         }));
+        self.touched.extend(feed_before);
+        self.touched.extend(self.feed.peer());
         if link.channel.send_message(&message) {
             link.sync.last_us = Some(now.mono_us);
             self.counters.sync_rounds += 1;
@@ -923,7 +1048,8 @@ impl Engine {
         let sync = link.sync.due_us.filter(|_| self.started);
         let member = self.members.next_deadline(addr, self.started);
         let messages = link.messages.next_timeout(self.message_gap_us());
-        [link.channel.next_timeout(), member, sync, messages]
+        let feed = self.feed.deadline(addr).filter(|_| self.started);
+        [link.channel.next_timeout(), member, sync, messages, feed]
             .into_iter()
             .flatten()
             .min()
@@ -971,6 +1097,14 @@ fn believable_advertised(from: SocketAddr, advertised: SocketAddr) -> Option<Soc
         return None;
     }
     Some(advertised)
+}
+
+/// How long the feed at `link` may go without progress: a few retransmission timeouts,
+/// at least `feed::MIN_STALL_US`, at most a sync interval.
+fn stall_us(config: &Config, link: &Link) -> u64 {
+    let rto_us = link.channel.rtt().rto_us();
+    let ceiling = us(config.sync_interval).max(feed::MIN_STALL_US);
+    (feed::STALL_RTOS * rto_us).clamp(feed::MIN_STALL_US, ceiling)
 }
 
 /// `base` with ±10% random jitter, so nodes started together do not stay in lockstep.

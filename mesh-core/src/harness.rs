@@ -408,6 +408,8 @@ impl MessageSpec {
             MessageSpec::SyncRequest { digest, reply } => Message::SyncRequest(SyncRequest {
                 digest: digest.iter().map(|(o, n)| (o.get(cx), n.get())).collect(),
                 reply: *reply,
+                want: wire::Want::All,
+                number: 0, // numbered when framed
             }),
         }
     }
@@ -983,7 +985,12 @@ fn build_frame(spec: &FrameSpec, cx: &Context, source: &mut SourceState) -> Fram
             bytes: bytes.clone(),
         }),
         FrameSpec::Message(m) => {
-            let bytes = wire::encode_message(&m.build(cx));
+            let mut message = m.build(cx);
+            if let Message::SyncRequest(request) = &mut message {
+                // Numbered in the order sent, as a real peer's are.
+                request.number = source.next_msg_id + 1;
+            }
+            let bytes = wire::encode_message(&message);
             let seq = next_seq();
             source.next_msg_id += 1;
             Frame::Data(Data {

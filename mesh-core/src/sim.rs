@@ -460,6 +460,17 @@ impl Sim {
         }
     }
 
+    /// Gives node `i` node `j`'s address as a bootstrap peer, as a node started with a
+    /// list of the mesh's nodes has.
+    pub fn introduce(&mut self, i: usize, j: usize) {
+        let now = self.now_for(i);
+        let addr = self.nodes[j].addr;
+        if let Some(engine) = self.nodes[i].engine.as_mut() {
+            engine.add_bootstrap_peer(now, addr);
+        }
+        self.flush(i);
+    }
+
     /// Splits the mesh: `groups[i]` is node i's side; only nodes on the same side talk.
     pub fn partition(&mut self, groups: Vec<u8>) {
         self.groups = Some(groups);

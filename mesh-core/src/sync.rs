@@ -22,7 +22,7 @@ use crate::replica::{Entry, MergeOutcome, Replica};
 use crate::status::Counters;
 use crate::transport::Channel;
 use crate::version::{fingerprint_of, OriginId, VersionVector};
-use crate::wire::{self, Delta, Group, Message, WireEntry};
+use crate::wire::{self, Delta, Group, Message, Want, WireEntry};
 
 /// `(origin, lo, hi)`: the writes of one origin with sequence numbers in `lo..=hi`.
 pub(crate) type SeqRange = (OriginId, u64, u64);
@@ -92,12 +92,45 @@ pub(crate) struct PeerSync {
     departed: PeerDigest,
     /// Ranges still to stream to it.
     pub stream: VecDeque<SeqRange>,
+    /// Per origin, a range streamed to it since its channel was last idle: on its way,
+    /// so a new request does not stream it again. (One range per origin: forgetting one
+    /// only costs sending it twice.)
+    sent: HashMap<OriginId, (u64, u64)>,
     /// A sync with it is wanted at this time.
     pub due_us: Option<u64>,
     /// Last sync round started with it.
     pub last_us: Option<u64>,
+    /// What this node last asked the peer to stream to it.
+    pub asked: Asked,
+    /// The number of the last request sent to the peer in this session.
+    requests_sent: u64,
+    /// The number of the latest request taken from the peer in this session.
+    latest_taken: u64,
     /// Start of the current request window and the requests taken in it.
     requests: (u64, u32),
+}
+
+/// What a sync request asked the peer to stream (see [`Want`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Asked {
+    /// Everything this node lacks.
+    #[default]
+    All,
+    /// What lies above another peer's stream.
+    Above,
+    /// Nothing until another peer's answer was in.
+    Nothing,
+}
+
+impl Asked {
+    /// What `want` asks for.
+    pub fn of(want: &Want) -> Asked {
+        match want {
+            Want::All => Asked::All,
+            Want::Above(_) => Asked::Above,
+            Want::Nothing => Asked::Nothing,
+        }
+    }
 }
 
 impl PeerSync {
@@ -108,6 +141,26 @@ impl PeerSync {
         self.digest = None;
         self.departed.clear();
         self.stream.clear();
+        self.sent.clear();
+        self.asked = Asked::All;
+        self.requests_sent = 0;
+        self.latest_taken = 0;
+    }
+
+    /// The number of the next request to the peer.
+    pub fn next_request_number(&mut self) -> u64 {
+        self.requests_sent += 1;
+        self.requests_sent
+    }
+
+    /// Whether a request numbered `number` is later than every one taken so far; if so
+    /// it is the latest.
+    pub fn take_if_latest(&mut self, number: u64) -> bool {
+        let latest = number > self.latest_taken;
+        if latest {
+            self.latest_taken = number;
+        }
+        latest
     }
 
     /// A sync is wanted at once (a new session, a recovery, a new identity).
@@ -118,6 +171,8 @@ impl PeerSync {
     /// A sync is wanted, as soon as the pacing allows, because data to the peer was
     /// given up by the transport.
     pub fn on_lost_data(&mut self, now_us: u64) {
+        // What was streamed may be what was lost.
+        self.sent.clear();
         let earliest = self
             .last_us
             .map_or(now_us, |s| s + MIN_TRIGGERED_SYNC_GAP_US);
@@ -173,9 +228,42 @@ impl PeerSync {
         *count <= MAX_REQUESTS_PER_WINDOW
     }
 
-    /// Takes a sync request: remembers the peer's digest and streams it what it lacks.
-    pub fn on_request(&mut self, digest: PeerDigest, ours: &VersionVector) {
-        self.stream = missing_ranges(ours, &digest);
+    /// Takes a sync request: remembers the peer's digest and streams it what it lacks,
+    /// as much of it as it wants. A new request replaces the stream of the last one,
+    /// less what that one streamed and the channel still delivers (`channel_idle`
+    /// unset): a peer asking again mid-stream is not sent the same writes twice.
+    pub fn on_request(
+        &mut self,
+        digest: PeerDigest,
+        want: Want,
+        ours: &VersionVector,
+        channel_idle: bool,
+    ) {
+        if channel_idle {
+            self.sent.clear();
+        }
+        self.stream = match want {
+            Want::Nothing => VecDeque::new(),
+            Want::All | Want::Above(_) => {
+                let mut above = digest.clone();
+                if let Want::Above(floors) = want {
+                    for (origin, floor) in floors {
+                        let upto = above.entry(origin).or_insert(0);
+                        *upto = (*upto).max(floor);
+                    }
+                }
+                missing_ranges(ours, &above)
+                    .into_iter()
+                    .flat_map(|range| without_sent(range, self.sent.get(&range.0).copied()))
+                    .collect()
+            }
+        };
+        // The digest stays the peer's own word: tombstones are collected on it.
+        self.remember_digest(digest, ours);
+    }
+
+    /// Keeps `digest` as the peer's latest word, with the origins it stopped naming.
+    fn remember_digest(&mut self, digest: PeerDigest, ours: &VersionVector) {
         // A digest is the freshest fingerprint there is.
         self.fingerprint = Some(fingerprint_of(digest.iter().map(|(&o, &upto)| (o, upto))));
         if let Some(previous) = self.digest.take() {
@@ -227,11 +315,36 @@ impl PeerSync {
     ) {
         while !self.stream.is_empty() && channel.queued_bytes() < refill_below {
             let delta = build_delta(replica, &mut self.stream, budget);
+            let ranges: Vec<SeqRange> = delta.groups.iter().map(|g| (g.origin, g.lo, g.hi)).collect();
             if !channel.send_message(&wire::encode_message(&Message::Delta(delta))) {
                 break;
             }
+            for (origin, lo, hi) in ranges {
+                let sent = self.sent.entry(origin).or_insert((lo, hi));
+                *sent = if lo <= sent.1.saturating_add(1) && hi.saturating_add(1) >= sent.0 {
+                    (sent.0.min(lo), sent.1.max(hi))
+                } else {
+                    (lo, hi)
+                };
+            }
         }
     }
+}
+
+/// `range` less the part of it in `sent`: up to two ranges.
+fn without_sent(range: SeqRange, sent: Option<(u64, u64)>) -> Vec<SeqRange> {
+    let (origin, lo, hi) = range;
+    let Some((slo, shi)) = sent.filter(|&(slo, shi)| slo <= hi && shi >= lo) else {
+        return vec![range];
+    };
+    let mut left = Vec::new();
+    if lo < slo {
+        left.push((origin, lo, slo - 1));
+    }
+    if shi < hi {
+        left.push((origin, shi + 1, hi));
+    }
+    left
 }
 
 /// Per origin, the ranges `ours` accounts for above the peer's contiguous prefix, in
@@ -764,15 +877,15 @@ mod tests {
         let mut vv = VersionVector::default();
         vv.insert_range(8, 1, 5);
         let mut sync = PeerSync::default();
-        sync.on_request([(8, 5), (9, 2)].into_iter().collect(), &vv);
-        sync.on_request([(9, 2)].into_iter().collect(), &vv);
+        sync.on_request([(8, 5), (9, 2)].into_iter().collect(), Want::All, &vv, true);
+        sync.on_request([(9, 2)].into_iter().collect(), Want::All, &vv, true);
         let view = sync.view().expect("a digest");
         assert_eq!(view.reported(8), None);
         assert_eq!(view.accounts(8), Some(5));
         assert_eq!(view.accounts(9), Some(2));
         // Once this node holds the origin no more, the peer's word is not kept.
         vv.retire(8);
-        sync.on_request([(9, 2)].into_iter().collect(), &vv);
+        sync.on_request([(9, 2)].into_iter().collect(), Want::All, &vv, true);
         assert_eq!(sync.view().unwrap().accounts(8), None);
         sync.reset_session();
         assert!(sync.view().is_none());
@@ -791,6 +904,71 @@ mod tests {
         );
         assert_eq!(counters.entries_applied, 0);
         assert_eq!(replica.get("a"), None, "a late retransmission brings nothing back");
+    }
+
+    #[test]
+    fn a_request_streams_what_it_wants_and_keeps_the_digest_as_sent() {
+        let mut vv = VersionVector::default();
+        vv.insert_range(7, 1, 10);
+        vv.insert_range(9, 1, 4);
+        let theirs: PeerDigest = [(7, 2)].into_iter().collect();
+        let mut sync = PeerSync::default();
+        sync.on_request(theirs.clone(), Want::All, &vv, true);
+        assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 3, 10), (9, 1, 4)]);
+        // Another peer streams 7 up to 6 and 9 up to 4: only the rest comes from here.
+        // A floor below the digest's prefix changes nothing.
+        let above = Want::Above(vec![(7, 6), (9, 4), (8, 1)]);
+        sync.on_request(theirs.clone(), above, &vv, true);
+        assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 7, 10)]);
+        sync.on_request(theirs.clone(), Want::Above(vec![(7, 1)]), &vv, true);
+        assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 3, 10), (9, 1, 4)]);
+        sync.on_request(theirs.clone(), Want::Nothing, &vv, true);
+        assert!(sync.stream.is_empty(), "a new request replaces the stream");
+        assert_eq!(sync.digest, Some(theirs), "tombstones are collected on its word");
+    }
+
+    #[test]
+    fn what_is_on_its_way_is_not_streamed_again_until_the_channel_is_idle_or_lost() {
+        let replica = replica_with(7, 400, 40);
+        let vv = replica.version_vector();
+        let mut channel = Channel::new(crate::link::channel_limits(&Config::new("n", 0)));
+        let mut sync = PeerSync::default();
+        // Asked for what lies above 100 (another peer streams the rest); part of it goes.
+        let floors = Want::Above(vec![(7, 100)]);
+        sync.on_request(PeerDigest::new(), floors, vv, true);
+        sync.refill(&replica, &mut channel, 1_000, 2_000);
+        let (lo, hi) = sync.sent[&7];
+        assert_eq!(lo, 101);
+        assert!(hi > lo && hi < 400, "{hi}");
+        // Asked again mid-stream, now for everything: the part on its way is skipped,
+        // and nothing below it is.
+        sync.on_request(PeerDigest::new(), Want::All, vv, false);
+        assert_eq!(
+            Vec::from(sync.stream.clone()),
+            vec![(7, 1, 100), (7, hi + 1, 400)]
+        );
+        // Once the transport gave data up, anything may be what was lost.
+        sync.on_lost_data(0);
+        sync.on_request(PeerDigest::new(), Want::All, vv, false);
+        assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 1, 400)]);
+        // And once the channel is idle, everything streamed has arrived or been given up.
+        sync.refill(&replica, &mut channel, 1_000, 2_000);
+        sync.on_request(PeerDigest::new(), Want::All, vv, true);
+        assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 1, 400)]);
+    }
+
+    #[test]
+    fn a_request_overtaken_by_a_later_one_is_stale() {
+        let mut sync = PeerSync::default();
+        assert_eq!(sync.next_request_number(), 1);
+        assert_eq!(sync.next_request_number(), 2);
+        assert!(sync.take_if_latest(2));
+        assert!(!sync.take_if_latest(1), "overtaken");
+        assert!(!sync.take_if_latest(2), "a duplicate");
+        assert!(sync.take_if_latest(3));
+        sync.reset_session();
+        assert!(sync.take_if_latest(1), "a new session numbers from 1");
+        assert_eq!(sync.next_request_number(), 1);
     }
 
     #[test]

@@ -192,6 +192,11 @@ impl RttEstimator {
         self.srtt_us
     }
 
+    /// The retransmission timeout before backoff.
+    pub fn rto_us(&self) -> u64 {
+        self.rto_us
+    }
+
     fn backed_off(&self, retries: u32) -> u64 {
         let mut rto = self.rto_us as f64;
         for _ in 0..retries {

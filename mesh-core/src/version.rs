@@ -106,7 +106,6 @@ impl VersionVector {
     }
 
     /// The contiguous prefix of one origin (0 when unknown).
-    #[cfg(any(test, feature = "test-util"))]
     pub fn upto(&self, origin: OriginId) -> u64 {
         self.origins.get(&origin).map_or(0, SeqSet::upto)
     }

@@ -29,8 +29,9 @@ pub const MAGIC: [u8; 2] = *b"MS";
 /// expiry of writes with a TTL ([`WireEntry::expires`]) and user messages. Version 4 made
 /// membership SWIM: heartbeats became probes and acks, with indirect probes
 /// ([`Frame::PingReq`], [`Frame::IndirectAck`]) and piggybacked membership changes
-/// ([`Frame::Rumors`]). Version 5 added compressed payloads ([`FLAG_COMPRESSED`],
-/// [`FLAG_ACCEPTS_COMPRESSED`]).
+/// ([`Frame::Rumors`]). Version 5 lets a sync request say what to stream back
+/// ([`SyncRequest::want`]), so a lagging node is sent the state by one peer, and added
+/// compressed payloads ([`FLAG_COMPRESSED`], [`FLAG_ACCEPTS_COMPRESSED`]).
 pub const VERSION: u8 = 5;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
@@ -271,6 +272,27 @@ pub struct SyncRequest {
     pub digest: Digest,
     /// Asks the receiver to send its own digest back, so the exchange goes both ways.
     pub reply: bool,
+    /// What the receiver is to stream back of what the digest lacks.
+    pub want: Want,
+    /// The sender's number for this request in the session, from 1: a request that
+    /// arrives after a later one (a retransmission, reordering) is stale, and its digest
+    /// and want are not taken.
+    pub number: u64,
+}
+
+/// What the sender of a [`SyncRequest`] asks to be streamed of what it lacks. The
+/// receiver does as asked and waits on nothing; the sender decides, so that a node
+/// lagging behind several peers is sent each write by one of them (see `feed`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Want {
+    /// Everything the receiver holds beyond the digest.
+    All,
+    /// Only what lies above these prefixes, origin by origin (or above the digest's,
+    /// where that is higher): another peer is streaming the rest.
+    Above(Digest),
+    /// Nothing for now: another peer was just asked, and its answer says what it will
+    /// stream.
+    Nothing,
 }
 
 /// Cluster id carried in every header: a CRC-32 of the cluster name.

@@ -387,6 +387,8 @@ fn a_spoofed_sync_request_draws_at_most_three_times_its_size() {
         &Message::SyncRequest(mesh_core::wire::SyncRequest {
             digest: Vec::new(),
             reply: false,
+            want: mesh_core::wire::Want::All,
+            number: 1,
         }),
     );
     engine.handle_datagram(now, victim, &request);

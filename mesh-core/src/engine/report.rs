@@ -194,9 +194,16 @@ impl Engine {
         lines
     }
 
-    /// Checks what the engine's bookkeeping promises: one link per member, and every
-    /// peer's timer equal to its deadline recomputed from scratch (a code path that
-    /// forgets to refresh a peer's timer shows up here). The simulator calls it.
+    /// The peer asked to stream everything this node lacks, if any (see `feed`).
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn sync_feed(&self) -> Option<std::net::SocketAddr> {
+        self.feed.peer()
+    }
+
+    /// Checks what the engine's bookkeeping promises: one link per member, a feed only
+    /// among them, and every peer's timer equal to its deadline recomputed from scratch
+    /// (a code path that forgets to refresh a peer's timer shows up here). The
+    /// simulator calls it.
     #[cfg(any(test, feature = "test-util"))]
     pub fn check_invariants(&self) -> Result<(), String> {
         if self.members.len() != self.links.len() {
@@ -205,6 +212,9 @@ impl Engine {
                 self.members.len(),
                 self.links.len()
             ));
+        }
+        if let Some(feed) = self.feed.peer().filter(|f| !self.links.contains_key(f)) {
+            return Err(format!("the feed {feed} has no link"));
         }
         for addr in self.links.keys() {
             let armed = self.timers.get(Timer::Peer(*addr));

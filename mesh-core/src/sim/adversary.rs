@@ -858,9 +858,18 @@ impl Adversary {
         for _ in 0..self.rng.usize(..200) {
             digest.push((self.rng.u64(..), self.rng.u64(..)));
         }
+        let reply = self.rng.bool();
+        let want = match self.rng.u8(..4) {
+            0 => wire::Want::Nothing,
+            1 => wire::Want::Above(digest.iter().map(|&(o, _)| (o, self.rng.u64(..))).collect()),
+            _ => wire::Want::All,
+        };
+        let number = self.rng.u64(..4);
         let message = wire::encode_message(&Message::SyncRequest(SyncRequest {
             digest,
-            reply: self.rng.bool(),
+            reply,
+            want,
+            number,
         }));
         self.stats.forged += 1;
         self.send_data(self.addr, dst, &message)
