@@ -136,8 +136,8 @@ fn throughput(report: &mut Report, smoke: bool) {
     }
     table.note(
         "One started node without peers, 100-byte values, keys `w/NNNNNNNN`; writes/s counts \
-         acknowledged writes (sync: on disk; batched: every earlier batch on disk, \
-         its own within the 10 ms flush interval). A commit is one fjall write batch (journal append) with its fsync; sync writers waiting \
+         acknowledged writes (sync: on disk; batched: the commit before its own on \
+         disk or still within the 10 ms flush interval). A commit is one fjall write batch (journal append) with its fsync; sync writers waiting \
          together share one (group commit).",
     );
     report.add(table);
