@@ -154,6 +154,8 @@ fi
 
 step "cargo fmt --all --check" cargo fmt --all --check
 step "cargo build --all-targets (default members)" cargo build --all-targets
+# The workspace build turns on mesh-core's test features; the bindings build it without.
+step "cargo check -p mesh-core --lib (without test features)" cargo check -p mesh-core --lib
 step "cargo clippy --workspace --all-targets -- -D warnings" \
     cargo clippy --workspace --all-targets -- -D warnings
 step "cargo doc -p mesh-core (warnings are errors)" \

@@ -30,7 +30,6 @@ pub struct SeqSet {
 
 impl SeqSet {
     /// The contiguous prefix: every sequence number `1..=upto` is accounted for.
-    #[cfg(any(test, feature = "test-util"))]
     pub fn upto(&self) -> u64 {
         self.upto
     }
