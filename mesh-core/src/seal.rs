@@ -330,7 +330,7 @@ impl Seal {
         let mut flags = 0;
         if let Some(codec) = self.codec.as_mut() {
             flags |= FLAG_ACCEPTS_COMPRESSED;
-            if let Some(compressed) = codec.compress(&plaintext).filter(|_| compress) {
+            if let Some(compressed) = compress.then(|| codec.compress(&plaintext)).flatten() {
                 plaintext = compressed;
                 flags |= FLAG_COMPRESSED;
             }
