@@ -70,39 +70,6 @@ fn deep_delta_bytes(origin: u64, seq: u64, depth: usize, wall_ms: u64) -> Vec<u8
     bytes
 }
 
-/// One datagram per fragment of `message`, as a peer's channel would send them from
-/// sequence number `first_seq` on. A single fragment is the whole message.
-fn datagrams(
-    cluster: u32,
-    src_inc: u64,
-    first_seq: u64,
-    msg_id: u64,
-    message: &[u8],
-    fragment: usize,
-) -> Vec<Vec<u8>> {
-    let pieces: Vec<&[u8]> = message.chunks(fragment).collect();
-    pieces
-        .iter()
-        .enumerate()
-        .map(|(i, piece)| {
-            let packet = Packet {
-                src_inc,
-                dst_inc: 0,
-                src_session: 0,
-                dst_session: 0,
-                frames: vec![Frame::Data(Data {
-                    seq: first_seq + i as u64,
-                    msg_id,
-                    frag: i as u32,
-                    frags: pieces.len() as u32,
-                    bytes: piece.to_vec(),
-                })],
-            };
-            wire::encode_packet(cluster, &packet)
-        })
-        .collect()
-}
-
 #[test]
 fn deeply_nested_value_in_one_datagram_is_a_counted_drop() {
     let cfg = config("target");
@@ -116,7 +83,7 @@ fn deeply_nested_value_in_one_datagram_is_a_counted_drop() {
     introduce(&mut engine, now, attacker, 77, cluster);
     let before = engine.counters().dropped;
     let message = deep_delta_bytes(77, 1, ATTACK_DEPTH, now.wall_ms);
-    let attack = datagrams(cluster, 77, 1, 1, &message, usize::MAX);
+    let attack = support::data_datagrams(cluster, 77, 1, 1, &message, usize::MAX);
     assert_eq!(attack.len(), 1);
     assert!(
         attack[0].len() > 2 * ATTACK_DEPTH,
@@ -135,7 +102,7 @@ fn deeply_nested_value_in_one_datagram_is_a_counted_drop() {
 
     // The same sender's next, sane write still goes through: the engine is intact.
     let sane = wire::encode_message(&delta(77, 2, "sane", Value::Int(1), now.wall_ms));
-    for datagram in datagrams(cluster, 77, 2, 2, &sane, usize::MAX) {
+    for datagram in support::data_datagrams(cluster, 77, 2, 2, &sane, usize::MAX) {
         engine.handle_datagram(now.after_us(1_000), attacker, &datagram);
     }
     assert_eq!(engine.get("sane"), Some(&Value::Int(1)));
@@ -163,11 +130,11 @@ fn deeply_nested_value_over_a_socket_whole_or_fragmented_is_a_counted_drop() {
     let start = malformed();
 
     let message = deep_delta_bytes(77, 1, ATTACK_DEPTH, wall_ms());
-    let whole = datagrams(cluster, 77, 1, 1, &message, usize::MAX);
+    let whole = support::data_datagrams(cluster, 77, 1, 1, &message, usize::MAX);
     attacker.send_to(&whole[0], target.local_addr()).unwrap();
     wait_until("the whole datagram to be dropped", || malformed() > start);
 
-    let fragments = datagrams(cluster, 77, 2, 2, &message, FRAGMENT);
+    let fragments = support::data_datagrams(cluster, 77, 2, 2, &message, FRAGMENT);
     assert!(fragments.len() > 30, "{} fragments", fragments.len());
     assert!(fragments.iter().all(|d| d.len() < 1_200));
     for fragment in &fragments {
@@ -279,12 +246,12 @@ fn slot_table_flood_of_empty_fragments_is_a_counted_drop() {
     // The same sender's next writes, whole and fragmented, still go through.
     let later = now.after_us(1_000);
     let sane = wire::encode_message(&delta(77, 1, "sane", Value::Int(1), now.wall_ms));
-    for datagram in datagrams(cluster, 77, FLOOD + 1, FLOOD + 1, &sane, usize::MAX) {
+    for datagram in support::data_datagrams(cluster, 77, FLOOD + 1, FLOOD + 1, &sane, usize::MAX) {
         engine.handle_datagram(later, attacker, &datagram);
     }
     let big = Value::String("x".repeat(5_000));
     let large = wire::encode_message(&delta(77, 2, "large", big.clone(), now.wall_ms));
-    let pieces = datagrams(cluster, 77, FLOOD + 2, FLOOD + 2, &large, FRAGMENT);
+    let pieces = support::data_datagrams(cluster, 77, FLOOD + 2, FLOOD + 2, &large, FRAGMENT);
     assert!(pieces.len() > 1);
     for datagram in pieces {
         engine.handle_datagram(later, attacker, &datagram);
@@ -353,7 +320,7 @@ fn many_sources_share_one_reassembly_budget() {
 /// A reliable message as the single fragment of a datagram from a peer that never
 /// proved its address: a spoofed source.
 fn spoofed_message(cluster: u32, src_inc: u64, message: &Message) -> Vec<u8> {
-    datagrams(
+    support::data_datagrams(
         cluster,
         src_inc,
         1,
@@ -588,7 +555,7 @@ fn a_forged_bare_range_silences_no_member() {
             entries: Vec::new(),
         }],
     });
-    for datagram in datagrams(
+    for datagram in support::data_datagrams(
         cluster,
         77,
         1,
@@ -698,7 +665,7 @@ fn plaintext_delta_to_a_keyed_node_is_dropped_as_unauthenticated() {
     let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
     let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let forged = wire::encode_message(&delta(77, 1, "door", Value::from("open"), now.wall_ms));
-    for datagram in datagrams(cluster, 77, 1, 1, &forged, usize::MAX) {
+    for datagram in support::data_datagrams(cluster, 77, 1, 1, &forged, usize::MAX) {
         engine.handle_datagram(now, attacker, &datagram);
     }
 

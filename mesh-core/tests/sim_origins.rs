@@ -12,7 +12,7 @@ mod support;
 
 use mesh_core::fault::FaultConfig;
 use mesh_core::sim::Sim;
-use mesh_core::wire::{self, Data, Delta, Frame, Group, Message, Packet, WireEntry};
+use mesh_core::wire::{self, Delta, Group, Message, WireEntry};
 use mesh_core::{Engine, Value};
 use support::introduce;
 
@@ -54,38 +54,6 @@ fn fifty_restarts_leave_bounded_digests_once_old_writes_are_superseded() {
         );
         assert!(digest <= 5, "node {i} sends {digest} origins in its digest");
     }
-}
-
-/// The datagrams of one reliable message from a verified peer, as its channel sends
-/// them from sequence number `first_seq` on.
-fn datagrams(
-    cluster: u32,
-    src_inc: u64,
-    first_seq: u64,
-    msg_id: u64,
-    message: &[u8],
-) -> Vec<Vec<u8>> {
-    let pieces: Vec<&[u8]> = message.chunks(1_100).collect();
-    pieces
-        .iter()
-        .enumerate()
-        .map(|(i, piece)| {
-            let packet = Packet {
-                src_inc,
-                dst_inc: 0,
-                src_session: 0,
-                dst_session: 0,
-                frames: vec![Frame::Data(Data {
-                    seq: first_seq + i as u64,
-                    msg_id,
-                    frag: i as u32,
-                    frags: pieces.len() as u32,
-                    bytes: piece.to_vec(),
-                })],
-            };
-            wire::encode_packet(cluster, &packet)
-        })
-        .collect()
 }
 
 #[test]
@@ -130,7 +98,7 @@ fn a_peer_naming_thousands_of_fresh_origins_fills_nothing_past_the_cap() {
             })
             .collect();
         let message = wire::encode_message(&Message::Delta(Delta { groups }));
-        for datagram in datagrams(cluster, 77, seq, batch + 1, &message) {
+        for datagram in support::data_datagrams(cluster, 77, seq, batch + 1, &message, 1_100) {
             seq += 1;
             sim.inject(0, attacker, &datagram);
         }

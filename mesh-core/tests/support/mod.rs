@@ -6,7 +6,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use mesh_core::wire::{self, Frame, GossipPeer, Heartbeat, Packet};
+use mesh_core::wire::{self, Data, Frame, GossipPeer, Heartbeat, Packet};
 use mesh_core::{Engine, Now};
 
 /// A heartbeat packet from `node_id`, with `extra` frames after it.
@@ -171,4 +171,37 @@ pub fn mild_faults(rng: &mut fastrand::Rng) -> mesh_core::FaultConfig {
         jitter: Duration::from_micros(rng.u64(0..2_000)),
         ..mesh_core::FaultConfig::default()
     }
+}
+
+/// One datagram per fragment of `message`, as a peer's channel would send them from
+/// sequence number `first_seq` on. A single fragment is the whole message.
+pub fn data_datagrams(
+    cluster: u32,
+    src_inc: u64,
+    first_seq: u64,
+    msg_id: u64,
+    message: &[u8],
+    fragment: usize,
+) -> Vec<Vec<u8>> {
+    let pieces: Vec<&[u8]> = message.chunks(fragment).collect();
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let packet = Packet {
+                src_inc,
+                dst_inc: 0,
+                src_session: 0,
+                dst_session: 0,
+                frames: vec![Frame::Data(Data {
+                    seq: first_seq + i as u64,
+                    msg_id,
+                    frag: i as u32,
+                    frags: pieces.len() as u32,
+                    bytes: piece.to_vec(),
+                })],
+            };
+            wire::encode_packet(cluster, &packet)
+        })
+        .collect()
 }
