@@ -40,6 +40,7 @@ use crate::frontier::Frontiers;
 use crate::hlc::{HlcClock, LOGICAL_BITS};
 use crate::link::{channel_limits, Link, SessionCheck};
 use crate::members::{Admission, Heard, Members, Timing, Transition};
+use crate::origin::origin_id;
 use crate::propagation::PropagationLag;
 use crate::push::Pushes;
 use crate::replica::Replica;
@@ -129,7 +130,8 @@ pub struct Engine {
 impl Engine {
     /// A new engine. `incarnation` must differ between runs of the same node id (the
     /// runtime derives it from the wall clock) and be non-zero; `seed` drives every random
-    /// choice. The replica's origin id is the incarnation. `nonce_prefix` starts every
+    /// choice. The replica writes under the origin id of this node id and incarnation
+    /// (see `origin`). `nonce_prefix` starts every
     /// nonce this engine seals with: it must never repeat between engines sharing a key
     /// (draw it with [`NoncePrefix::from_os`]).
     pub fn new(
@@ -145,7 +147,7 @@ impl Engine {
         Engine {
             cluster: wire::cluster_id(&config.cluster),
             clock: HlcClock::new(config.max_clock_drift.as_millis() as u64),
-            replica: Replica::new(incarnation.max(1)),
+            replica: Replica::new(origin_id(&config.node_id, incarnation.max(1))),
             frontiers: Frontiers::default(),
             feed: Feed::default(),
             incarnation: incarnation.max(1),
@@ -782,7 +784,7 @@ impl Engine {
     fn on_message(&mut self, now: Now, from: SocketAddr, message: Message) {
         match message {
             Message::Delta(delta) => {
-                let own_writes = self.members.incarnation(&from).and_then(|origin| {
+                let own_writes = self.members.origin(&from).and_then(|origin| {
                     let groups = delta.groups.iter().filter(|g| g.origin == origin);
                     groups.map(|g| g.hi).max().map(|top| (origin, top))
                 });
@@ -793,7 +795,7 @@ impl Engine {
                 self.feed
                     .on_delta(from, ranges, self.replica.version_vector(), now.mono_us);
                 let members = &self.members;
-                let is_member = |origin| members.iter().any(|m| m.incarnation == origin);
+                let is_member = |origin| members.iter().any(|m| m.origin == origin);
                 let rules = sync::MergeRules {
                     config: &self.config,
                     frontiers: &self.frontiers,
@@ -820,7 +822,7 @@ impl Engine {
             }
             Message::User(message) => self.on_user_message(now, from, message),
             Message::SyncRequest(request) => {
-                if let Some(origin) = self.members.incarnation(&from) {
+                if let Some(origin) = self.members.origin(&from) {
                     // Its own writes are all in its prefix; no entry means none yet.
                     let own = request.digest.iter().find(|(o, _)| *o == origin);
                     self.vouch(origin, from, own.map_or(0, |&(_, upto)| upto));
@@ -835,7 +837,8 @@ impl Engine {
         let in_use: std::collections::HashSet<u64> = self
             .members
             .iter()
-            .map(|m| m.incarnation)
+            .map(|m| m.origin)
+            .filter(|&origin| origin != 0)
             .chain(self.frontiers.origins())
             .collect();
         let own = self.in_step_view();
@@ -852,10 +855,10 @@ impl Engine {
         }
     }
 
-    /// Takes the word of the peer at `from`, whose incarnation is `origin`, that its
+    /// Takes the word of the peer at `from`, whose current run is `origin`, that its
     /// writes go up to `seq`, and withdraws any accounting beyond the origin's frontier.
     fn vouch(&mut self, origin: u64, from: SocketAddr, seq: u64) {
-        if origin == self.incarnation || origin == 0 {
+        if origin == self.replica.own_origin() || origin == 0 {
             return;
         }
         if let Some(cap) = self.frontiers.vouch(origin, from, seq) {

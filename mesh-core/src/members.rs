@@ -29,8 +29,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use crate::config::Config;
+use crate::origin::origin_id;
 use crate::status::PeerState;
 use crate::time::us;
+use crate::version::OriginId;
 use crate::wire::{GossipPeer, Rumor, RumorState};
 
 use self::suspicion::Suspicion;
@@ -105,6 +107,9 @@ pub(crate) struct Member {
     pub node_id: Option<String>,
     /// Its incarnation, once heard from (0 before).
     pub incarnation: u64,
+    /// The origin its current run writes under, once both its node id and incarnation
+    /// are known (0 before): see `origin`.
+    pub origin: OriginId,
     /// Failure detector state.
     pub state: PeerState,
     /// How many times its current run refuted a suspicion of itself.
@@ -139,6 +144,7 @@ impl Member {
             addr,
             node_id: None,
             incarnation: 0,
+            origin: 0,
             state: PeerState::Unknown,
             refutation: 0,
             suspicion: None,
@@ -152,6 +158,14 @@ impl Member {
             gossiped: false,
             verified_us: now_us,
         }
+    }
+
+    /// Recomputes `origin` after its node id or incarnation changed.
+    fn refresh_origin(&mut self) {
+        self.origin = match (&self.node_id, self.incarnation) {
+            (Some(node_id), incarnation) if incarnation != 0 => origin_id(node_id, incarnation),
+            _ => 0,
+        };
     }
 
     /// Not verified, and not given by the operator.
@@ -375,6 +389,7 @@ impl Members {
         }
         let mut member = Member::new(addr, false, now_us);
         member.node_id = Some(node_id.to_owned());
+        member.refresh_origin();
         member.heard_unverified = true;
         // Never probed: a spoofed introduction must not make this node send anything.
         member.next_heartbeat_us = u64::MAX;
@@ -384,6 +399,12 @@ impl Members {
     /// The incarnation of the member at `addr` (0: never heard from), if it is one.
     pub fn incarnation(&self, addr: &SocketAddr) -> Option<u64> {
         self.members.get(addr).map(|m| m.incarnation)
+    }
+
+    /// The origin the current run of the member at `addr` writes under, once its node id
+    /// and incarnation are known.
+    pub fn origin(&self, addr: &SocketAddr) -> Option<OriginId> {
+        self.members.get(addr).map(|m| m.origin).filter(|&o| o != 0)
     }
 
     /// The member at `addr`.
@@ -470,6 +491,7 @@ impl Members {
         }
         let restarted = member.incarnation != 0;
         member.incarnation = src_inc;
+        member.refresh_origin();
         member.verified_us = now_us;
         // A new run has refuted nothing yet, and is not what was suspected.
         member.refutation = 0;
@@ -524,6 +546,7 @@ impl Members {
             return Identified::default();
         }
         member.node_id = Some(node_id.to_owned());
+        member.refresh_origin();
         let removed: Vec<SocketAddr> = self
             .members
             .iter()

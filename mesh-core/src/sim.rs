@@ -182,6 +182,8 @@ pub struct Sim {
     honest_origins: BTreeSet<u64>,
     /// Each node's disk, when the config has a `data_dir`.
     disks: Option<Vec<disk::SimDisk>>,
+    /// Random low bits of each drawn incarnation (16, as the runtime draws).
+    incarnation_random_bits: u32,
     /// Every `(origin, seq)` written, with the write's index.
     written: HashMap<(u64, u64), usize>,
     /// Restarts whose disk was discarded for being older than the tombstone grace.
@@ -214,6 +216,7 @@ impl Sim {
             adversary_timer: None,
             honest_origins: BTreeSet::new(),
             disks: None,
+            incarnation_random_bits: 16,
             written: HashMap::new(),
             stale_discards: 0,
             inbox: vec![Vec::new(); n],
@@ -240,6 +243,13 @@ impl Sim {
         self.nodes[i].skew_ms = skew_ms;
     }
 
+    /// Draws the incarnations of later boots with only `bits` (at most 16) random low
+    /// bits: with 0, nodes started in the same virtual millisecond share one, as two real
+    /// nodes started at once now and then do.
+    pub fn set_incarnation_random_bits(&mut self, bits: u32) {
+        self.incarnation_random_bits = bits.min(16);
+    }
+
     /// Replaces the network's fault rules.
     pub fn set_faults(&mut self, faults: FaultConfig) {
         self.injector.set_config(faults);
@@ -260,7 +270,8 @@ impl Sim {
         config.port = self.nodes[i].addr.port();
         let now = self.now_for(i);
         // Incarnations grow with (virtual) time, as the runtime's do.
-        let mut incarnation = ((now.wall_ms << 16) | (self.rng.u64(..) & 0xffff)).max(1);
+        let random = self.rng.u64(..) & ((1 << self.incarnation_random_bits) - 1);
+        let mut incarnation = ((now.wall_ms << 16) | random).max(1);
         let grace_ms = self.config.tombstone_grace.as_millis() as u64;
         let loaded = match self.disks.as_mut() {
             Some(disks) => {
@@ -286,9 +297,9 @@ impl Sim {
                 self.mark_lost();
             }
         }
-        self.honest_origins.insert(engine.incarnation());
+        self.honest_origins.insert(engine.origin());
         if let Some(adversary) = self.adversary.as_mut() {
-            adversary.note_honest_origin(engine.incarnation());
+            adversary.note_honest_origin(engine.origin());
         }
         engine.set_emit_state_events(false);
         if i > 0 {

@@ -4,7 +4,7 @@
 //!  0      2     3     4      5      6            10         12          16
 //!  +------+-----+-----+------+------+------------+----------+-----------+-----------
 //!  |magic |ver  |kind |flags |rsvd  | cluster id | pay. len | CRC-32    | payload...
-//!  | "MS" | 5   | 1   | 0-7  | 0    | u32 BE     | u16 BE   | u32 BE    | postcard
+//!  | "MS" | 6   | 1   | 0-7  | 0    | u32 BE     | u16 BE   | u32 BE    | postcard
 //!  +------+-----+-----+------+------+------------+----------+-----------+-----------
 //! ```
 //!
@@ -31,8 +31,11 @@ pub const MAGIC: [u8; 2] = *b"MS";
 /// ([`Frame::PingReq`], [`Frame::IndirectAck`]) and piggybacked membership changes
 /// ([`Frame::Rumors`]). Version 5 lets a sync request say what to stream back
 /// ([`SyncRequest::want`]), so a lagging node is sent the state by one peer, and added
-/// compressed payloads ([`FLAG_COMPRESSED`], [`FLAG_ACCEPTS_COMPRESSED`]).
-pub const VERSION: u8 = 5;
+/// compressed payloads ([`FLAG_COMPRESSED`], [`FLAG_ACCEPTS_COMPRESSED`]). Version 6
+/// derives a run's origin id from its node id and incarnation (the `origin` module)
+/// instead of using the incarnation, which two nodes starting in the same millisecond
+/// could share; the frames are unchanged.
+pub const VERSION: u8 = 6;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// `kind` of a plain packet of frames.

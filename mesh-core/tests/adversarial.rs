@@ -534,7 +534,7 @@ fn a_forged_bare_range_silences_no_member() {
     sim.write(1, "before", Some(Value::Int(1)));
     sim.run_until_converged(Duration::from_secs(10), Duration::from_millis(100))
         .expect("the mesh settles");
-    let writer = sim.nodes[1].engine.as_ref().unwrap().incarnation();
+    let writer = sim.nodes[1].engine.as_ref().unwrap().origin();
 
     // A member (it owns its address) credits a range of the writer's origin that holds
     // no entry and reaches far beyond anything the writer wrote.

@@ -105,10 +105,10 @@ impl Engine {
         let mut names: HashMap<u64, &str> = self
             .members
             .iter()
-            .filter(|m| m.incarnation != 0)
-            .filter_map(|m| Some((m.incarnation, m.node_id.as_deref()?)))
+            .filter(|m| m.origin != 0)
+            .filter_map(|m| Some((m.origin, m.node_id.as_deref()?)))
             .collect();
-        names.insert(self.incarnation, &self.config.node_id);
+        names.insert(self.replica.own_origin(), &self.config.node_id);
         names
     }
 }
@@ -186,7 +186,7 @@ mod tests {
         });
         let entry = &page.entries[0];
         assert_eq!(entry.value, Value::Int(1));
-        assert_eq!(entry.origin, 7);
+        assert_eq!(entry.origin, engine.origin());
         assert_eq!(entry.origin_node.as_deref(), Some("n"));
         assert_eq!(entry.written_ms, 1_767_225_600_000);
     }

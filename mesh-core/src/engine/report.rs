@@ -36,9 +36,14 @@ impl Engine {
         &self.config.node_id
     }
 
-    /// This run's incarnation (also the origin id of its writes).
+    /// This run's incarnation: orders this node's runs, and is what its packets carry.
     pub fn incarnation(&self) -> u64 {
         self.incarnation
+    }
+
+    /// The origin id this run's writes carry (derived from the node id and incarnation).
+    pub fn origin(&self) -> u64 {
+        self.replica.own_origin()
     }
 
     /// The replica (read-only).

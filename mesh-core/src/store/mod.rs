@@ -214,7 +214,7 @@ pub struct Snapshot {
     pub(crate) vv: StoredVv,
     /// The clock's high-water mark: the restored clock starts at or above it.
     pub(crate) hlc: u64,
-    /// The last incarnation (origin) that ran on this store; the next must be above it.
+    /// The last incarnation that ran on this store; the next must be above it.
     pub(crate) incarnation: u64,
     /// When the store was last written (ms since the epoch; 0 if never).
     pub(crate) wall_ms: u64,
