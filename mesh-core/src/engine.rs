@@ -403,9 +403,6 @@ impl Engine {
             self.counters.dropped.malformed += 1;
             return;
         }
-        if let Some(link) = self.links.get_mut(&from) {
-            link.reads_compressed = reads_compressed;
-        }
         // A datagram meant for an earlier run of this node: its acks and data belong to a
         // session that no longer exists, but its heartbeat still introduces the sender
         // (who must learn our new incarnation, or it would never reach us again).
@@ -479,7 +476,16 @@ impl Engine {
             }
         }
         if let Some(link) = self.links.get_mut(&from) {
-            match link.check_sessions(packet.src_session, packet.dst_session, &self.limits) {
+            let check = link.check_sessions(packet.src_session, packet.dst_session, &self.limits);
+            // What the peer reads is taken only from a datagram naming this node's session:
+            // a spoofer blind to it could otherwise make this node compress to a peer that
+            // drops compressed payloads. Until then, nothing is compressed to it.
+            if matches!(check, SessionCheck::Current | SessionCheck::PeerRestarted)
+                && packet.dst_session == link.local_session
+            {
+                link.reads_compressed = reads_compressed;
+            }
+            match check {
                 SessionCheck::Current => {}
                 SessionCheck::Stale => {
                     // Acks and data of a channel this node has since started afresh.

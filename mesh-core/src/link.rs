@@ -65,7 +65,8 @@ pub(crate) struct Link {
     /// Whether the peer has named `local_session` under `remote_session` (see the module
     /// docs).
     confirmed: bool,
-    /// Whether the peer's latest datagram said it reads compressed payloads.
+    /// Whether the peer's latest datagram naming `local_session` said it reads
+    /// compressed payloads.
     pub reads_compressed: bool,
 }
 
@@ -106,6 +107,8 @@ impl Link {
         self.local_session = session.max(1);
         self.remote_session = 0;
         self.confirmed = false;
+        // The new run says again whether it reads compressed payloads.
+        self.reads_compressed = false;
     }
 
     /// Checks the sessions a packet from the peer names (see the module docs).

@@ -184,6 +184,8 @@ pub struct Sim {
     disks: Option<Vec<disk::SimDisk>>,
     /// Random low bits of each drawn incarnation (16, as the runtime draws).
     incarnation_random_bits: u32,
+    /// Per node, a change to the shared configuration applied at each boot.
+    config_edits: Vec<Option<fn(&mut Config)>>,
     /// Every `(origin, seq)` written, with the write's index.
     written: HashMap<(u64, u64), usize>,
     /// Restarts whose disk was discarded for being older than the tombstone grace.
@@ -217,6 +219,7 @@ impl Sim {
             honest_origins: BTreeSet::new(),
             disks: None,
             incarnation_random_bits: 16,
+            config_edits: vec![None; n],
             written: HashMap::new(),
             stale_discards: 0,
             inbox: vec![Vec::new(); n],
@@ -241,6 +244,12 @@ impl Sim {
     /// Skews node `i`'s wall clock by `skew_ms`.
     pub fn set_skew(&mut self, i: usize, skew_ms: i64) {
         self.nodes[i].skew_ms = skew_ms;
+    }
+
+    /// Changes node `i`'s configuration from its next boot on (crash and restart it to
+    /// apply the change now): for meshes whose nodes differ.
+    pub fn configure(&mut self, i: usize, edit: fn(&mut Config)) {
+        self.config_edits[i] = Some(edit);
     }
 
     /// Draws the incarnations of later boots with only `bits` (at most 16) random low
@@ -268,6 +277,9 @@ impl Sim {
         let mut config = self.config.clone();
         config.node_id = format!("n{i}");
         config.port = self.nodes[i].addr.port();
+        if let Some(edit) = self.config_edits[i] {
+            edit(&mut config);
+        }
         let now = self.now_for(i);
         // Incarnations grow with (virtual) time, as the runtime's do.
         let random = self.rng.u64(..) & ((1 << self.incarnation_random_bits) - 1);

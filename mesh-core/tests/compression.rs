@@ -1,5 +1,6 @@
-//! Compressed datagrams on real sockets (127.0.0.1): deltas shrink between nodes that
-//! both read compression, and a node with it off still syncs with one that has it on.
+//! Compressed datagrams: deltas shrink between nodes that both read compression, a node
+//! with it off still syncs with one that has it on (on real sockets, 127.0.0.1), and a
+//! spoofer cannot make a node compress to a peer that does not read it (simulated).
 
 // Tests drive real nodes against the wall clock (see clippy.toml).
 #![allow(clippy::disallowed_methods)]
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use mesh_core::fault::FaultConfig;
 use mesh_core::sim::Sim;
+use mesh_core::wire::{self, FLAG_ACCEPTS_COMPRESSED, HEADER_LEN};
 use mesh_core::{Config, Node, Value};
 
 mod support;
@@ -104,4 +106,54 @@ fn a_node_without_compression_syncs_with_one_that_has_it() {
             "{name}: a compressed datagram reached a node without it"
         );
     }
+}
+
+/// `datagram` (plaintext) with `flags` added to its header, its checksum made good again.
+fn with_flags(mut datagram: Vec<u8>, flags: u8) -> Vec<u8> {
+    datagram[4] |= flags;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&datagram[..12]);
+    crc.update(&datagram[HEADER_LEN..]);
+    let sum = crc.finalize().to_be_bytes();
+    datagram[12..HEADER_LEN].copy_from_slice(&sum);
+    datagram
+}
+
+#[test]
+fn a_spoofed_claim_to_read_compression_is_not_taken() {
+    let template = Config::new("template", 0);
+    let cluster = wire::cluster_id(&template.cluster);
+    let mut sim = Sim::new(2, template, FaultConfig::default(), 7);
+    // Node 1 does not read compression.
+    sim.configure(1, |c| c.compression = false);
+    sim.crash(1);
+    sim.restart(1);
+    sim.run_for(Duration::from_secs(5));
+    let reader = sim.nodes[1].addr;
+    let reader_inc = sim.nodes[1].engine.as_ref().unwrap().incarnation();
+    let mut rng = fastrand::Rng::with_seed(9);
+    for round in 0..20 {
+        // From the reader's address and run, blind to the channel's sessions, a spoofer
+        // claims the reader reads compressed payloads; then the writer writes at once.
+        let claim = support::packet(cluster, reader_inc, Vec::new());
+        sim.inject(0, reader, &with_flags(claim, FLAG_ACCEPTS_COMPRESSED));
+        for k in 0..20 {
+            let value: String = std::iter::repeat_n(rng.alphanumeric(), 400).collect();
+            sim.write(0, &format!("r{round}/k{k}"), Some(Value::from(value)));
+        }
+        sim.run_for(Duration::from_millis(50));
+    }
+    sim.run_until_converged(Duration::from_secs(20), Duration::from_millis(100))
+        .expect("the writes reach the reader");
+    let dropped = sim.nodes[1]
+        .engine
+        .as_ref()
+        .unwrap()
+        .counters()
+        .dropped
+        .malformed;
+    assert_eq!(
+        dropped, 0,
+        "the writer compressed to a node that does not read it"
+    );
 }
