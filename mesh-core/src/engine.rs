@@ -828,6 +828,18 @@ impl Engine {
             }
             Message::User(message) => self.on_user_message(now, from, message),
             Message::SyncRequest(request) => {
+                // A digest names the origins its sender holds: past the cap on origins
+                // (and the members' runs, taken beyond it), it is no honest node's, and
+                // would be kept whole for the peer until its next request.
+                let most = self.config.max_origins.saturating_mul(2) + self.members.len();
+                let above = match &request.want {
+                    wire::Want::Above(prefixes) => prefixes.len(),
+                    _ => 0,
+                };
+                if request.digest.len().max(above) > most {
+                    self.counters.dropped.origins += 1;
+                    return;
+                }
                 if let Some(origin) = self.members.origin(&from) {
                     // Its own writes are all in its prefix; no entry means none yet.
                     let own = request.digest.iter().find(|(o, _)| *o == origin);

@@ -13,7 +13,7 @@ mod support;
 
 use mesh_core::fault::FaultConfig;
 use mesh_core::sim::Sim;
-use mesh_core::wire::{self, Delta, Group, Message, WireEntry};
+use mesh_core::wire::{self, Delta, Group, Message, SyncRequest, Want, WireEntry};
 use mesh_core::{Engine, Value};
 use support::introduce;
 
@@ -158,6 +158,57 @@ fn a_peer_naming_thousands_of_fresh_origins_fills_nothing_past_the_cap() {
         assert_eq!(engine.get("after"), Some(&Value::Int(2)), "node {i}");
         assert_eq!(engine.get("back"), Some(&Value::Int(3)), "node {i}");
     }
+}
+
+#[test]
+fn a_peer_digest_naming_more_origins_than_any_node_holds_is_refused() {
+    let cfg = support::sim_config();
+    let cap = cfg.max_origins;
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let mut sim = Sim::new(2, cfg, FaultConfig::default(), 5);
+    sim.write(1, "before", Some(Value::Int(1)));
+    sim.run_until_converged(Duration::from_secs(10), Duration::from_millis(100))
+        .expect("the mesh settles");
+    let attacker: SocketAddr = "10.9.9.9:4000".parse().unwrap();
+    let now = sim.now_for(0);
+    introduce(
+        sim.nodes[0].engine.as_mut().unwrap(),
+        now,
+        attacker,
+        77,
+        cluster,
+    );
+    let before = sim.nodes[0]
+        .engine
+        .as_ref()
+        .unwrap()
+        .counters()
+        .dropped
+        .origins;
+    // A verified peer's digest of four times the cap: kept, it would stay in memory for
+    // that peer (and one such peer per address the attacker can prove).
+    let digest = (0..4 * cap as u64).map(|i| (1_000_000 + i, 1)).collect();
+    let request = Message::SyncRequest(SyncRequest {
+        digest,
+        reply: true,
+        want: Want::All,
+        number: 1,
+    });
+    let message = wire::encode_message(&request);
+    for datagram in support::data_datagrams(cluster, 77, 1, 1, &message, 1_100) {
+        sim.inject(0, attacker, &datagram);
+    }
+    sim.run_for(Duration::from_millis(100));
+    let engine = sim.nodes[0].engine.as_ref().unwrap();
+    assert_eq!(
+        engine.counters().dropped.origins,
+        before + 1,
+        "the digest is refused"
+    );
+    // The members still sync.
+    sim.write(1, "after", Some(Value::Int(2)));
+    sim.run_until_converged(Duration::from_secs(10), Duration::from_millis(100))
+        .expect("the members still converge");
 }
 
 /// One seed of the race: nodes restarted over and over while writing and deleting a
