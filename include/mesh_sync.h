@@ -625,6 +625,13 @@ mesh_result mesh_config_set_max_value_size(mesh_config_t *config, size_t max_val
 mesh_result mesh_config_set_max_datagram_size(mesh_config_t *config, size_t size);
 
 /**
+ * Turns compression of bulk payloads on or off. On (the default), the node tells its
+ * peers it reads compressed payloads and compresses to those that said so too, when it
+ * wins; off, it sends and accepts only uncompressed payloads.
+ */
+mesh_result mesh_config_set_compression(mesh_config_t *config, bool on);
+
+/**
  * Seeds the node's random choices (peer selection, jitter, fault injection), for
  * reproducible tests. By default a fresh seed is drawn.
  */

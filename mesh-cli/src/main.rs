@@ -125,6 +125,11 @@ struct Cli {
           value_parser = |s: &str| s.parse::<mesh_core::Durability>())]
     durability: mesh_core::Durability,
 
+    /// Send every payload uncompressed, and tell peers not to compress to this node
+    /// (compression of bulk data is on by default, and used only where it wins).
+    #[arg(long)]
+    no_compression: bool,
+
     /// Drop this fraction of outgoing datagrams on purpose (0.2 or 20%), to watch the
     /// mesh converge over a lossy network.
     #[arg(long, value_name = "P", default_value = "0", value_parser = parse_probability)]
@@ -185,6 +190,7 @@ impl Cli {
         config.peer_timeout = self.peer_timeout;
         config.data_dir = self.data_dir.clone();
         config.durability = self.durability;
+        config.compression = !self.no_compression;
         config
     }
 

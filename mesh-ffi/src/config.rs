@@ -384,6 +384,23 @@ pub unsafe extern "C" fn mesh_config_set_max_datagram_size(
     }
 }
 
+/// Turns compression of bulk payloads on or off. On (the default), the node tells its
+/// peers it reads compressed payloads and compresses to those that said so too, when it
+/// wins; off, it sends and accepts only uncompressed payloads.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_compression(
+    config: *mut mesh_config_t,
+    on: bool,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.compression = on;
+            Ok(())
+        }) }
+    }
+}
+
 /// Seeds the node's random choices (peer selection, jitter, fault injection), for
 /// reproducible tests. By default a fresh seed is drawn.
 #[no_mangle]
@@ -421,6 +438,7 @@ mod tests {
         assert_eq!(c.max_value_size, 16 * 1024 * 1024);
         assert_eq!(c.max_datagram_size, 1200);
         assert_eq!(c.seed, None);
+        assert!(c.compression);
     }
 
     #[test]
@@ -449,7 +467,9 @@ mod tests {
                 mesh_config_set_max_value_size(config, 100 << 20),
                 mesh_result::Ok
             );
+            assert_eq!(mesh_config_set_compression(config, false), mesh_result::Ok);
             let c = &(*config).config;
+            assert!(!c.compression);
             assert_eq!(c.node_id, "n1");
             assert_eq!(c.port, 65_535);
             assert_eq!(c.sync_interval, Duration::from_millis(250));

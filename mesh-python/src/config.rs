@@ -64,6 +64,7 @@ pub struct ConfigArgs {
     pub data_dir: Option<std::path::PathBuf>,
     pub durability: Option<String>,
     pub flush_interval: Option<f64>,
+    pub compression: Option<bool>,
 }
 
 impl ConfigArgs {
@@ -144,6 +145,9 @@ impl ConfigArgs {
         }
         if let Some(v) = self.flush_interval {
             config.flush_interval = seconds(py, "flush_interval", v)?;
+        }
+        if let Some(on) = self.compression {
+            config.compression = on;
         }
         Ok(config)
     }

@@ -227,7 +227,8 @@ fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
 /// [64 MiB, or enough for max_value_size], ``reassembly_timeout`` [30.0],
 /// ``max_clock_drift`` [60.0], ``tombstone_grace`` [86400.0], ``max_origins`` node runs
 /// accounted for at once [4096], ``max_probe_interval``
-/// [30.0], ``seed`` of the node's random choices [random].
+/// [30.0], ``seed`` of the node's random choices [random], ``compression`` of bulk
+/// payloads to peers that read it too, where it wins [True].
 ///
 /// Callbacks are attributes, called on the node's callback thread, in order:
 /// ``on_state_change(key, value, operation)`` with operation 'set' or 'delete' for local
@@ -330,6 +331,7 @@ impl MeshSyncNode {
         data_dir = None,
         durability = None,
         flush_interval = None,
+        compression = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -363,6 +365,7 @@ impl MeshSyncNode {
         data_dir: Option<std::path::PathBuf>,
         durability: Option<String>,
         flush_interval: Option<f64>,
+        compression: Option<bool>,
     ) -> PyResult<Self> {
         let config = ConfigArgs {
             node_id,
@@ -394,6 +397,7 @@ impl MeshSyncNode {
             data_dir,
             durability,
             flush_interval,
+            compression,
         }
         .into_config(py)?;
         let node_id = config.node_id.clone();

@@ -302,3 +302,17 @@ def test_node_created_in_a_finished_thread_keeps_working(make_node) -> None:
     node = holder[0]
     node.set("k", 1)
     assert node.get("k") == 1 and node.running
+
+
+def test_a_node_with_compression_off_syncs_with_one_that_has_it(make_node) -> None:
+    plain = make_node("plain", compression=False)
+    packed = make_node("packed", start=False)
+    packed.add_bootstrap_peer(HOST, plain.port)
+    packed.start()
+    # Repetitive values, which compression would shrink: none may reach "plain" packed.
+    for i in range(200):
+        packed.set(f"k{i}", "x" * 300 + str(i))
+    assert wait_until(lambda: plain.get("k199") == "x" * 300 + "199")
+    assert plain.get_status()["counters"]["dropped"]["malformed"] == 0
+    with pytest.raises(TypeError):
+        MeshSyncNode("n", 0, compression="no")  # type: ignore[arg-type]

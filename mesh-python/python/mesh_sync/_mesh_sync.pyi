@@ -258,6 +258,7 @@ class MeshSyncNode:
         data_dir: Optional[Union[str, os.PathLike[str]]] = None,
         durability: Optional[Literal["sync", "batched"]] = None,
         flush_interval: Optional[float] = None,
+        compression: Optional[bool] = None,
     ) -> Self: ...
     @property
     def node_id(self) -> str: ...
