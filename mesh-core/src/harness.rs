@@ -448,9 +448,14 @@ pub enum WireCase {
 
 /// A datagram with a valid header (correct length and checksum) around `payload`.
 pub fn with_header(cluster: u32, payload: &[u8]) -> Vec<u8> {
+    with_header_flags(cluster, 0, payload)
+}
+
+/// [`with_header`] with header `flags`.
+pub fn with_header_flags(cluster: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&[VERSION, KIND_PACKET, 0, 0]);
+    out.extend_from_slice(&[VERSION, KIND_PACKET, flags, 0]);
     out.extend_from_slice(&cluster.to_be_bytes());
     out.extend_from_slice(&(payload.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
     let mut hasher = crc32fast::Hasher::new();
@@ -908,6 +913,17 @@ pub enum EngineOp {
         /// Payload.
         payload: Vec<u8>,
     },
+    /// A payload marked compressed behind a valid header from a source: zstd-compressed
+    /// first if `encode` (a valid frame of any content), or as it is (a frame the
+    /// decompressor must refuse).
+    Compressed {
+        /// Source.
+        src: u8,
+        /// Payload, before compression.
+        payload: Vec<u8>,
+        /// Whether to compress it.
+        encode: bool,
+    },
     /// Time passes (milliseconds); every timer due meanwhile runs at its time.
     Advance(u16),
     /// A local write.
@@ -1217,6 +1233,19 @@ impl EngineRig {
             EngineOp::Raw { src, bytes } => self.receive(src % SOURCES, bytes),
             EngineOp::Payload { src, payload } => {
                 let datagram = with_header(self.cluster, payload);
+                self.receive(src % SOURCES, &datagram);
+            }
+            EngineOp::Compressed {
+                src,
+                payload,
+                encode,
+            } => {
+                let body = if *encode {
+                    zstd::bulk::compress(payload, 1).unwrap_or_default()
+                } else {
+                    payload.clone()
+                };
+                let datagram = with_header_flags(self.cluster, wire::FLAG_COMPRESSED, &body);
                 self.receive(src % SOURCES, &datagram);
             }
             EngineOp::Advance(ms) => {
