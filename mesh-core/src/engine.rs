@@ -131,9 +131,8 @@ impl Engine {
     /// A new engine. `incarnation` must differ between runs of the same node id (the
     /// runtime derives it from the wall clock) and be non-zero; `seed` drives every random
     /// choice. The replica writes under the origin id of this node id and incarnation
-    /// (see `origin`). `nonce_prefix` starts every
-    /// nonce this engine seals with: it must never repeat between engines sharing a key
-    /// (draw it with [`NoncePrefix::from_os`]).
+    /// (see `origin`). `nonce_prefix` starts every nonce this engine seals with: it must
+    /// never repeat between engines sharing a key (draw it with [`NoncePrefix::from_os`]).
     pub fn new(
         config: Config,
         incarnation: u64,
