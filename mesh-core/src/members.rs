@@ -21,6 +21,8 @@
 //! A member that restarts comes back with a higher incarnation.
 
 pub(crate) mod awareness;
+#[cfg(test)]
+mod properties;
 pub(crate) mod probe;
 pub(crate) mod rumors;
 pub(crate) mod suspicion;
