@@ -1044,15 +1044,14 @@ impl Engine {
             let Some(link) = self.links.get_mut(&member.addr) else {
                 continue;
             };
-            // On its way: a sync request meanwhile does not stream it again.
-            link.sync.note_sent(range);
-            for message in &messages {
-                if !link.channel.send_message(message) {
-                    // Queue full: the peer is slow or gone; anti-entropy will catch it up.
-                    link.sync.want_eventually();
-                    self.touched.insert(member.addr);
-                    break;
-                }
+            let queued = messages.iter().all(|m| link.channel.send_message(m));
+            if queued {
+                // On its way: a sync request meanwhile does not stream it again.
+                link.sync.note_sent(range);
+            } else {
+                // Queue full: the peer is slow or gone; anti-entropy will catch it up.
+                link.sync.want_eventually();
+                self.touched.insert(member.addr);
             }
         }
     }
