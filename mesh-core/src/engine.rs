@@ -904,7 +904,7 @@ impl Engine {
                     .reachable()
                     .any(|m| m.origin == origin && m.addr != from)
         };
-        let settled = |range| recent.settled_part(range, &pushes_itself);
+        let settled = |range| recent.settled_part(range, pushes_itself);
         link.sync
             .on_request(theirs, request.want, ours, idle, settled);
         if request.reply {
