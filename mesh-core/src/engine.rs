@@ -43,6 +43,7 @@ use crate::members::{Admission, Heard, Members, Timing, Transition};
 use crate::origin::origin_id;
 use crate::propagation::PropagationLag;
 use crate::push::Pushes;
+use crate::recent::RecentWrites;
 use crate::replica::Replica;
 use crate::retire::RetireRules;
 use crate::seal::{NoncePrefix, Seal};
@@ -106,6 +107,8 @@ pub struct Engine {
     /// Peers whose timer must be recomputed before the current call returns.
     touched: BTreeSet<SocketAddr>,
     pushes: Pushes,
+    /// Other origins' writes too recent for a stream (see `recent`).
+    recent: RecentWrites,
     verifier: Verifier,
     tombstones: TombstoneRules,
     retire: RetireRules,
@@ -157,6 +160,7 @@ impl Engine {
             timers: TimerTable::default(),
             touched: BTreeSet::new(),
             pushes: Pushes::new(us(config.push_delay)),
+            recent: RecentWrites::default(),
             // A challenge outlives any plausible round trip and a few lost answers.
             verifier: Verifier::new(2 * us(config.peer_timeout)),
             tombstones: TombstoneRules::new(&config),
@@ -612,6 +616,9 @@ impl Engine {
         if self.timers.is_due(Timer::AntiEntropy, t) {
             let next = t + jittered(&mut self.rng, us(self.config.sync_interval));
             self.timers.set(Timer::AntiEntropy, Some(next));
+            let members = self.members.iter().map(|m| m.origin).filter(|&o| o != 0);
+            self.recent
+                .checkpoint(self.replica.version_vector(), members);
             // Fingerprint first: a peer whose latest fingerprint (from probes, answers and
             // its requests) is ours already holds all this node holds; an idle,
             // converged mesh then sends no digests at all.
@@ -904,7 +911,19 @@ impl Engine {
             self.feed.claim(from, &theirs, ours);
         }
         let idle = link.channel.is_idle();
-        link.sync.on_request(theirs, request.want, ours, idle);
+        // Writes an origin still pushes itself, to a peer that has heard of it.
+        let (own, members, recent) = (self.replica.own_origin(), &self.members, &self.recent);
+        let named: std::collections::HashSet<u64> = theirs.keys().copied().collect();
+        let pushes_itself = |origin| {
+            origin != own
+                && named.contains(&origin)
+                && members
+                    .reachable()
+                    .any(|m| m.origin == origin && m.addr != from)
+        };
+        let settled = |range| recent.settled_part(range, pushes_itself);
+        link.sync
+            .on_request(theirs, request.want, ours, idle, settled);
         if request.reply {
             let stall_us = stall_us(&self.config, link);
             let theirs = link.sync.digest.as_ref();
@@ -1042,13 +1061,14 @@ impl Engine {
             let Some(link) = self.links.get_mut(&member.addr) else {
                 continue;
             };
-            for message in &messages {
-                if !link.channel.send_message(message) {
-                    // Queue full: the peer is slow or gone; anti-entropy will catch it up.
-                    link.sync.want_eventually();
-                    self.touched.insert(member.addr);
-                    break;
-                }
+            let queued = messages.iter().all(|m| link.channel.send_message(m));
+            if queued {
+                // On its way: a sync request meanwhile does not stream it again.
+                link.sync.note_sent(range);
+            } else {
+                // Queue full: the peer is slow or gone; anti-entropy will catch it up.
+                link.sync.want_eventually();
+                self.touched.insert(member.addr);
             }
         }
     }

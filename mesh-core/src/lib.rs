@@ -86,6 +86,7 @@ pub mod harness;
 pub mod metrics;
 mod node;
 pub mod propagation;
+mod recent;
 #[cfg(any(test, feature = "test-util"))]
 pub mod sim;
 pub mod status;

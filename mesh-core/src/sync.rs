@@ -229,15 +229,17 @@ impl PeerSync {
     }
 
     /// Takes a sync request: remembers the peer's digest and streams it what it lacks,
-    /// as much of it as it wants. A new request replaces the stream of the last one,
-    /// less what that one streamed and the channel still delivers (`channel_idle`
-    /// unset): a peer asking again mid-stream is not sent the same writes twice.
+    /// as much of it as it wants and `settled` lets through (see `recent`). A new
+    /// request replaces the stream of the last one, less what that one streamed or a
+    /// push carried and the channel still delivers (`channel_idle` unset): a peer
+    /// asking mid-stream or mid-push is not sent the same writes twice.
     pub fn on_request(
         &mut self,
         digest: PeerDigest,
         want: Want,
         ours: &VersionVector,
         channel_idle: bool,
+        settled: impl Fn(SeqRange) -> Option<SeqRange>,
     ) {
         if channel_idle {
             self.sent.clear();
@@ -254,6 +256,7 @@ impl PeerSync {
                 }
                 missing_ranges(ours, &above)
                     .into_iter()
+                    .filter_map(settled)
                     .flat_map(|range| without_sent(range, self.sent.get(&range.0).copied()))
                     .collect()
             }
@@ -319,15 +322,20 @@ impl PeerSync {
             if !channel.send_message(&wire::encode_message(&Message::Delta(delta))) {
                 break;
             }
-            for (origin, lo, hi) in ranges {
-                let sent = self.sent.entry(origin).or_insert((lo, hi));
-                *sent = if lo <= sent.1.saturating_add(1) && hi.saturating_add(1) >= sent.0 {
-                    (sent.0.min(lo), sent.1.max(hi))
-                } else {
-                    (lo, hi)
-                };
+            for range in ranges {
+                self.note_sent(range);
             }
         }
+    }
+
+    /// Notes that `range` is on its way to the peer (streamed or pushed).
+    pub fn note_sent(&mut self, (origin, lo, hi): SeqRange) {
+        let sent = self.sent.entry(origin).or_insert((lo, hi));
+        *sent = if lo <= sent.1.saturating_add(1) && hi.saturating_add(1) >= sent.0 {
+            (sent.0.min(lo), sent.1.max(hi))
+        } else {
+            (lo, hi)
+        };
     }
 }
 
@@ -877,15 +885,15 @@ mod tests {
         let mut vv = VersionVector::default();
         vv.insert_range(8, 1, 5);
         let mut sync = PeerSync::default();
-        sync.on_request([(8, 5), (9, 2)].into_iter().collect(), Want::All, &vv, true);
-        sync.on_request([(9, 2)].into_iter().collect(), Want::All, &vv, true);
+        sync.on_request([(8, 5), (9, 2)].into_iter().collect(), Want::All, &vv, true, Some);
+        sync.on_request([(9, 2)].into_iter().collect(), Want::All, &vv, true, Some);
         let view = sync.view().expect("a digest");
         assert_eq!(view.reported(8), None);
         assert_eq!(view.accounts(8), Some(5));
         assert_eq!(view.accounts(9), Some(2));
         // Once this node holds the origin no more, the peer's word is not kept.
         vv.retire(8);
-        sync.on_request([(9, 2)].into_iter().collect(), Want::All, &vv, true);
+        sync.on_request([(9, 2)].into_iter().collect(), Want::All, &vv, true, Some);
         assert_eq!(sync.view().unwrap().accounts(8), None);
         sync.reset_session();
         assert!(sync.view().is_none());
@@ -913,18 +921,33 @@ mod tests {
         vv.insert_range(9, 1, 4);
         let theirs: PeerDigest = [(7, 2)].into_iter().collect();
         let mut sync = PeerSync::default();
-        sync.on_request(theirs.clone(), Want::All, &vv, true);
+        sync.on_request(theirs.clone(), Want::All, &vv, true, Some);
         assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 3, 10), (9, 1, 4)]);
         // Another peer streams 7 up to 6 and 9 up to 4: only the rest comes from here.
         // A floor below the digest's prefix changes nothing.
         let above = Want::Above(vec![(7, 6), (9, 4), (8, 1)]);
-        sync.on_request(theirs.clone(), above, &vv, true);
+        sync.on_request(theirs.clone(), above, &vv, true, Some);
         assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 7, 10)]);
-        sync.on_request(theirs.clone(), Want::Above(vec![(7, 1)]), &vv, true);
+        sync.on_request(theirs.clone(), Want::Above(vec![(7, 1)]), &vv, true, Some);
         assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 3, 10), (9, 1, 4)]);
-        sync.on_request(theirs.clone(), Want::Nothing, &vv, true);
+        sync.on_request(theirs.clone(), Want::Nothing, &vv, true, Some);
         assert!(sync.stream.is_empty(), "a new request replaces the stream");
         assert_eq!(sync.digest, Some(theirs), "tombstones are collected on its word");
+    }
+
+    #[test]
+    fn pushed_writes_and_writes_held_back_are_not_streamed() {
+        let replica = replica_with(7, 400, 40);
+        let vv = replica.version_vector();
+        let mut sync = PeerSync::default();
+        // A push of 301..=400 is on its way to the peer, which asks mid-push.
+        sync.note_sent((7, 301, 400));
+        sync.on_request(PeerDigest::new(), Want::All, vv, false, Some);
+        assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 1, 300)]);
+        // What `settled` holds back is not streamed either.
+        let settled = |(o, lo, hi): SeqRange| (lo <= 200).then_some((o, lo, hi.min(200)));
+        sync.on_request(PeerDigest::new(), Want::All, vv, true, settled);
+        assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 1, 200)]);
     }
 
     #[test]
@@ -935,25 +958,25 @@ mod tests {
         let mut sync = PeerSync::default();
         // Asked for what lies above 100 (another peer streams the rest); part of it goes.
         let floors = Want::Above(vec![(7, 100)]);
-        sync.on_request(PeerDigest::new(), floors, vv, true);
+        sync.on_request(PeerDigest::new(), floors, vv, true, Some);
         sync.refill(&replica, &mut channel, 1_000, 2_000);
         let (lo, hi) = sync.sent[&7];
         assert_eq!(lo, 101);
         assert!(hi > lo && hi < 400, "{hi}");
         // Asked again mid-stream, now for everything: the part on its way is skipped,
         // and nothing below it is.
-        sync.on_request(PeerDigest::new(), Want::All, vv, false);
+        sync.on_request(PeerDigest::new(), Want::All, vv, false, Some);
         assert_eq!(
             Vec::from(sync.stream.clone()),
             vec![(7, 1, 100), (7, hi + 1, 400)]
         );
         // Once the transport gave data up, anything may be what was lost.
         sync.on_lost_data(0);
-        sync.on_request(PeerDigest::new(), Want::All, vv, false);
+        sync.on_request(PeerDigest::new(), Want::All, vv, false, Some);
         assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 1, 400)]);
         // And once the channel is idle, everything streamed has arrived or been given up.
         sync.refill(&replica, &mut channel, 1_000, 2_000);
-        sync.on_request(PeerDigest::new(), Want::All, vv, true);
+        sync.on_request(PeerDigest::new(), Want::All, vv, true, Some);
         assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 1, 400)]);
     }
 

@@ -212,7 +212,14 @@ struct InFlight {
     size: usize,
     first_sent_us: u64,
     last_sent_us: u64,
+    /// Timeouts taken: they set the backoff and when it is given up.
     retries: u32,
+    /// Whether it went on the wire more than once (its acks are then ambiguous: no RTT
+    /// sample).
+    resent: bool,
+    /// Timed out while an older datagram was being retransmitted, and not resent: it
+    /// waits for that one's answer (see [`Channel::on_timeout`]).
+    waiting: bool,
     deadline_us: u64,
 }
 
@@ -416,6 +423,8 @@ impl Channel {
             if let Some(entry) = self.in_flight.get_mut(&seq) {
                 self.deadlines.remove(&(entry.deadline_us, seq));
                 entry.retries += 1;
+                entry.resent = true;
+                entry.waiting = false;
                 entry.last_sent_us = now_us;
                 entry.deadline_us = now_us + backed_off(entry.retries);
                 self.deadlines.insert((entry.deadline_us, seq));
@@ -451,6 +460,8 @@ impl Channel {
                 first_sent_us: now_us,
                 last_sent_us: now_us,
                 retries: 0,
+                resent: false,
+                waiting: false,
                 deadline_us: now_us + self.rtt.rto_us,
             },
         );
@@ -460,6 +471,7 @@ impl Channel {
     /// Processes an acknowledgement from the peer.
     pub fn on_ack(&mut self, ack: &Ack, now_us: u64) {
         let mut newest_sample: Option<(u64, u64)> = None;
+        let mut resent_acked = false;
         let mut acked: Vec<u64> = self
             .in_flight
             .range(..=ack.cumulative)
@@ -481,8 +493,9 @@ impl Channel {
                     self.largest_acked = seq;
                     self.largest_acked_sent_us = entry.last_sent_us;
                 }
+                resent_acked |= entry.resent;
                 // Karn: only datagrams never retransmitted give unambiguous samples.
-                if entry.retries == 0 && newest_sample.is_none_or(|(s, _)| seq > s) {
+                if !entry.resent && newest_sample.is_none_or(|(s, _)| seq > s) {
                     newest_sample = Some((seq, now_us.saturating_sub(entry.last_sent_us)));
                 }
             }
@@ -491,15 +504,34 @@ impl Channel {
             self.rtt.sample(rtt);
             self.congestion.on_rtt_sample(rtt);
         }
-        // Fast retransmit: a datagram sent no later than one acknowledged three numbers
-        // above it was lost. Once resent it is newer than that one, so it is not resent
-        // again until a later datagram overtakes it too.
+        if resent_acked {
+            // The peer answers again. Those that waited behind the retransmission start
+            // their timeouts afresh: a slow peer acknowledges them meanwhile, and a lost
+            // one falls due then (or sooner, overtaken by later acknowledged datagrams).
+            // Waiting was no silence of the peer's, so it counts towards no give-up.
+            let rto = self.rtt.rto_us;
+            for (&seq, entry) in self.in_flight.iter_mut().filter(|(_, e)| e.waiting) {
+                self.deadlines.remove(&(entry.deadline_us, seq));
+                entry.waiting = false;
+                entry.retries = u32::from(entry.resent);
+                entry.deadline_us = now_us + rto;
+                self.deadlines.insert((entry.deadline_us, seq));
+            }
+        }
+        // Fast retransmit: a datagram sent before one acknowledged three numbers above
+        // it was lost. "Before" by more than a quarter round trip (RACK's reordering
+        // window): datagrams sent together may arrive in any order, and one overtaken
+        // by its neighbour is late, not lost. Once resent it is newer than that one, so
+        // it is not resent again until a later datagram overtakes it too.
         let threshold = self.largest_acked.saturating_sub(FAST_RETRANSMIT_THRESHOLD);
         let overtaken_at = self.largest_acked_sent_us;
+        let reordering_us = self.rtt.srtt_us().unwrap_or(0) / 4;
         let lost: Vec<(u64, u64)> = self
             .in_flight
             .range(..=threshold)
-            .filter(|(s, e)| e.last_sent_us <= overtaken_at && !self.retransmit_due.contains(s))
+            .filter(|(s, e)| {
+                e.last_sent_us + reordering_us < overtaken_at && !self.retransmit_due.contains(s)
+            })
             .map(|(s, e)| (*s, e.last_sent_us))
             .collect();
         for (seq, sent_us) in lost {
@@ -699,8 +731,18 @@ impl Channel {
 
     /// Marks timed-out datagrams for retransmission, gives up those past the retry cap,
     /// and drops stale partial messages.
+    ///
+    /// Only the oldest datagram in flight is retransmitted on a timeout; the later ones
+    /// that timed out with it wait for its answer, taking the timeout (backoff, retry
+    /// count) without going on the wire. A peer that pauses (a busy process, a long
+    /// merge) then costs one retransmission per timeout instead of its whole window
+    /// sent twice, and the datagrams that waited still give round-trip samples, so the
+    /// timeout learns the pause. Lost datagrams among them are found by the later
+    /// datagrams acknowledged past them (fast retransmit) or by their next timeout.
     pub fn on_timeout(&mut self, now_us: u64) {
         let mut given_up = Vec::new();
+        let mut waiting = Vec::new();
+        let oldest = self.in_flight.keys().next().copied();
         for &(deadline, seq) in &self.deadlines {
             if deadline > now_us {
                 break;
@@ -713,6 +755,7 @@ impl Channel {
                 {
                     given_up.push(seq)
                 }
+                Some(_) if Some(seq) != oldest => waiting.push(seq),
                 Some(entry) => {
                     // Once per timeout: a datagram already due was counted when it fell due.
                     let newly_due = self.retransmit_due.insert(seq);
@@ -722,6 +765,16 @@ impl Channel {
                     }
                 }
                 None => {}
+            }
+        }
+        for seq in waiting {
+            let backed_off = |retries| self.rtt.backed_off(retries);
+            if let Some(entry) = self.in_flight.get_mut(&seq) {
+                self.deadlines.remove(&(entry.deadline_us, seq));
+                entry.retries += 1;
+                entry.waiting = true;
+                entry.deadline_us = now_us + backed_off(entry.retries);
+                self.deadlines.insert((entry.deadline_us, seq));
             }
         }
         for seq in given_up {
@@ -919,11 +972,13 @@ mod tests {
     fn queueing_losses_shrink_the_window_and_random_ones_do_not() {
         let mut a = Channel::new(limits());
         assert!(a.send_message(&vec![7u8; 60_000]));
-        // Round trips of 100 µs: datagram 1 lost, 2..=10 acknowledged.
-        let flight = |a: &mut Channel, now| {
+        // Round trips of 100 µs, a datagram every 30 µs: datagram 1 lost, 2..=10
+        // acknowledged.
+        let flight = |a: &mut Channel, mut now| {
             let mut seqs = Vec::new();
             while let Some(d) = a.poll_data(now) {
                 seqs.push(d.seq);
+                now += 30;
             }
             seqs
         };
@@ -933,18 +988,18 @@ mod tests {
             cumulative: 0,
             ranges: vec![(2, 10)],
         };
-        a.on_ack(&ack, 100);
+        a.on_ack(&ack, 370);
         assert_eq!(a.stats().congestion_events, 0, "loss without queueing");
         // The retransmission and new data go out; then a loss with the round trip grown
         // from 100 µs to 5 ms.
-        let second = flight(&mut a, 200);
+        let second = flight(&mut a, 400);
         let lost = second[1];
         let acked: Vec<u64> = second.iter().copied().filter(|&s| s != lost).collect();
         let ack = Ack {
             cumulative: second[0],
             ranges: vec![(acked[1], *acked.last().unwrap())],
         };
-        a.on_ack(&ack, 5_200);
+        a.on_ack(&ack, 400 + 30 * second.len() as u64 + 5_000);
         assert_eq!(a.stats().congestion_events, 1, "loss with queueing");
     }
 
@@ -1180,13 +1235,83 @@ mod tests {
     #[test]
     fn fast_retransmit_on_three_later_acks() {
         let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
-        for i in 0..5u8 {
+        assert!(a.send_message(&[0]));
+        pump(&mut a, &mut b, 0, |seq| seq == 1);
+        for i in 1..5u8 {
             assert!(a.send_message(&[i]));
         }
-        pump(&mut a, &mut b, 0, |seq| seq == 1);
+        pump(&mut a, &mut b, 1_000, |_| false);
         // Datagram 1 is due again long before its 500 ms timeout.
         assert!(a.has_data_ready());
-        let got = pump(&mut a, &mut b, 1_000, |_| false);
+        let got = pump(&mut a, &mut b, 2_000, |_| false);
         assert_eq!(got, vec![vec![0u8]]);
+    }
+
+    #[test]
+    fn datagrams_sent_together_and_reordered_are_not_resent() {
+        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
+        let burst = send_burst(&mut a, 5);
+        // The first arrives last: overtaken by datagrams sent with it.
+        for d in burst.iter().skip(1) {
+            b.on_data(d.clone(), 500);
+        }
+        a.on_ack(&b.take_ack().unwrap(), 600);
+        assert!(!a.has_data_ready(), "a reordered datagram taken for lost");
+        b.on_data(burst[0].clone(), 700);
+        a.on_ack(&b.take_ack().unwrap(), 800);
+        assert!(a.is_idle());
+        assert_eq!(a.stats().retransmits, 0);
+    }
+
+    /// Sends `n` one-byte messages from `a` at time 0 and returns them, undelivered.
+    fn send_burst(a: &mut Channel, n: u8) -> Vec<Data> {
+        for i in 0..n {
+            assert!(a.send_message(&[i]));
+        }
+        std::iter::from_fn(|| a.poll_data(0)).collect()
+    }
+
+    #[test]
+    fn a_timeout_resends_only_the_oldest_datagram_of_a_slow_peer() {
+        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
+        let burst = send_burst(&mut a, 8);
+        assert_eq!(burst.len(), 8);
+        // The peer is busy past the timeout: everything times out at once.
+        let deadline = a.next_timeout().unwrap();
+        a.on_timeout(deadline);
+        let resent: Vec<Data> = std::iter::from_fn(|| a.poll_data(deadline)).collect();
+        assert_eq!(resent.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![1]);
+        // Then it reads its backlog and the retransmission, and answers.
+        for d in burst.into_iter().chain(resent) {
+            b.on_data(d, deadline + 1);
+        }
+        a.on_ack(&b.take_ack().unwrap(), deadline + 2);
+        assert!(a.is_idle());
+        assert_eq!(a.stats().retransmits, 1);
+    }
+
+    #[test]
+    fn datagrams_that_waited_behind_a_retransmission_are_resent_if_lost() {
+        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
+        let burst = send_burst(&mut a, 4);
+        // The last three are lost; the first is merely late.
+        let mut now = a.next_timeout().unwrap();
+        a.on_timeout(now);
+        let resent: Vec<Data> = std::iter::from_fn(|| a.poll_data(now)).collect();
+        assert_eq!(resent.len(), 1);
+        b.on_data(burst[0].clone(), now + 1);
+        a.on_ack(&b.take_ack().unwrap(), now + 2);
+        let mut delivered = 1;
+        for _ in 0..10 {
+            if a.is_idle() {
+                break;
+            }
+            now = a.next_timeout().unwrap();
+            a.on_timeout(now);
+            delivered += pump(&mut a, &mut b, now, |_| false).len();
+        }
+        assert!(a.is_idle(), "lost datagrams were never resent");
+        assert_eq!(delivered, 4);
+        assert_eq!(a.stats().given_up, 0);
     }
 }
