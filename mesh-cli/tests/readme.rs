@@ -68,6 +68,7 @@ fn configuration_table_defaults_are_the_cores() {
         ("`max_clock_drift`", duration(c.max_clock_drift)),
         ("`tombstone_grace`", duration(c.tombstone_grace)),
         ("`max_probe_interval`", duration(c.max_probe_interval)),
+        ("`max_peers`", c.max_peers.to_string()),
     ];
     for (setting, want) in rows {
         assert_eq!(readme_default(setting), want, "README default of {setting}");

@@ -84,9 +84,15 @@ pub struct Config {
     /// Default 24 h.
     pub tombstone_grace: Duration,
     /// Longest pause between probes of one peer that never answered (probes back off up
-    /// to this) or of one failed peer (failed peers are probed in turn, all together about
-    /// once per heartbeat interval). Default 30 s.
+    /// to this). Failed peers are not backed off: they are probed in turn, all together
+    /// about once per heartbeat interval however many there are. Default 30 s.
     pub max_probe_interval: Duration,
+    /// Most members (peers) the node remembers: datagrams from further addresses are
+    /// ignored and gossip naming more is not taken. Each member costs a few hundred
+    /// bytes of bookkeeping when idle (see `MemoryReport::member_bytes`), so the default
+    /// bounds that at a few megabytes. Members not verified yet (gossiped, or heard from
+    /// without proving their address) are bounded separately at 64. Default 16,384.
+    pub max_peers: usize,
     /// How long `stop` waits for local writes to be acknowledged by reachable peers before
     /// closing the socket. Default 500 ms.
     pub stop_flush_timeout: Duration,
@@ -225,6 +231,9 @@ impl Config {
                 "must be at least max_datagram_size",
             ));
         }
+        if self.max_peers == 0 {
+            return Err(ConfigError::new("max_peers", "must be greater than zero"));
+        }
         if let Some(addr) = self.advertise_addr {
             let with_port = std::net::SocketAddr::new(addr.ip(), addr.port().max(1));
             if !crate::addr::is_peer_addr(&with_port) {
@@ -275,6 +284,7 @@ impl Default for Config {
             max_clock_drift: Duration::from_secs(60),
             tombstone_grace: Duration::from_secs(24 * 3600),
             max_probe_interval: Duration::from_secs(30),
+            max_peers: 16_384,
             stop_flush_timeout: Duration::from_millis(500),
             seed: None,
             keyring: Vec::new(),

@@ -251,6 +251,7 @@ class MeshSyncNode:
         max_clock_drift: Optional[float] = None,
         tombstone_grace: Optional[float] = None,
         max_probe_interval: Optional[float] = None,
+        max_peers: Optional[int] = None,
         seed: Optional[int] = None,
         keyring: Optional[Sequence[_Key]] = None,
         data_dir: Optional[Union[str, os.PathLike[str]]] = None,
