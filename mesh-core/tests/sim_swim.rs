@@ -147,3 +147,92 @@ fn a_node_that_stops_is_reported_left_by_every_member_not_failed() {
         assert_eq!(view(&sim, i, "n4"), Some(PeerState::Left));
     }
 }
+
+/// Runs until every node sees `n - 1` others alive, for at most `limit`; returns the
+/// virtual time it took. Counts from status, not a walk per pair: a thousand nodes.
+fn form_large(sim: &mut Sim, limit: Duration) -> Duration {
+    let n = sim.nodes.len();
+    let step = Duration::from_secs(1);
+    let mut waited = Duration::ZERO;
+    while waited < limit {
+        let formed = sim.nodes.iter().all(|node| {
+            node.engine
+                .as_ref()
+                .is_some_and(|e| e.status().peers.alive_peers >= n - 1)
+        });
+        if formed {
+            return waited;
+        }
+        sim.run_for(step);
+        waited += step;
+    }
+    panic!("the mesh did not form within {limit:?}");
+}
+
+/// A thousand nodes, one seed, kept to a short virtual time for CI: the mesh forms from
+/// one bootstrap node, a crashed node is known dead by all 999 others within five probe
+/// periods plus the longest suspicion timeout, no live member is declared dead, and the
+/// writes made meanwhile pass the oracle. `MESH_SIM_LARGE_SEEDS` runs more seeds.
+#[test]
+fn a_thousand_node_mesh_forms_and_declares_a_crashed_node_dead_within_the_bound() {
+    let n = 1_000;
+    let seeds = std::env::var("MESH_SIM_LARGE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1u64);
+    for seed in 1..=seeds {
+        let mut sim = Sim::new(n, config(), FaultConfig::default(), seed);
+        let formed = form_large(&mut sim, Duration::from_secs(120));
+        eprintln!("seed {seed}: {n} nodes formed in {formed:?} (virtual)");
+        for w in 0..20usize {
+            sim.write(
+                w * 37 % n,
+                &format!("k{}", w % 7),
+                Some(mesh_core::Value::Int(w as i64)),
+            );
+            sim.run_for(Duration::from_millis(50));
+        }
+        sim.run_for(Duration::from_secs(5));
+        assert_eq!(failures(&sim), 0, "seed {seed}: nobody failed yet");
+        let victim = 500;
+        let victim_id = format!("n{victim}");
+        sim.crash(victim);
+        // Five probe periods for someone to probe it, then the longest suspicion
+        // timeout: peer_timeout x log10(n + 1) x 3.
+        let scale = ((n + 1) as f64).log10();
+        let bound = config().heartbeat_interval * 5 + config().peer_timeout.mul_f64(scale * 3.0);
+        let knows_dead = |sim: &Sim| {
+            (0..n).filter(|&i| i != victim).all(|i| {
+                let Some(engine) = sim.nodes[i].engine.as_ref() else {
+                    return true;
+                };
+                let now = sim.now_for(i);
+                engine.peers(now).iter().any(|p| {
+                    p.node_id.as_deref() == Some(victim_id.as_str()) && p.state == PeerState::Dead
+                })
+            })
+        };
+        let step = Duration::from_millis(500);
+        let mut waited = Duration::ZERO;
+        while waited < bound && !knows_dead(&sim) {
+            sim.run_for(step);
+            waited += step;
+        }
+        assert!(
+            knows_dead(&sim),
+            "seed {seed}: not all {} others know {victim_id} is dead after {waited:?}",
+            n - 1
+        );
+        eprintln!(
+            "seed {seed}: all knew {victim_id} dead {waited:?} after the crash (bound {bound:?})"
+        );
+        assert_eq!(
+            failures(&sim),
+            (n - 1) as u64,
+            "seed {seed}: each member reports one failure, the crashed node's"
+        );
+        sim.run_for(Duration::from_secs(10));
+        sim.check_converged()
+            .unwrap_or_else(|e| panic!("seed {seed}: {e:?}"));
+    }
+}
