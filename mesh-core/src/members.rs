@@ -362,6 +362,10 @@ pub(crate) struct Members {
     named_at: HashMap<SocketAddr, usize>,
     /// Bytes of the node ids indexed.
     id_bytes: usize,
+    /// When the next dead (or left) member may be probed: one per period.
+    dead_slot_us: u64,
+    /// Members neither verified nor given by the operator, counted as they change.
+    unverified: usize,
 }
 
 impl Members {
@@ -377,6 +381,8 @@ impl Members {
             named: Vec::new(),
             named_at: HashMap::new(),
             id_bytes: 0,
+            dead_slot_us: 0,
+            unverified: 0,
         }
     }
 
@@ -444,6 +450,9 @@ impl Members {
     /// member was added.
     pub fn add_bootstrap(&mut self, addr: SocketAddr, now_us: u64) -> bool {
         if let Some(member) = self.members.get_mut(&addr) {
+            if member.is_unverified_gossip() {
+                self.unverified -= 1;
+            }
             member.bootstrap = true;
             // The operator vouches for it: probe it, even if it was a stranger.
             member.next_heartbeat_us = member.next_heartbeat_us.min(now_us);
@@ -464,6 +473,9 @@ impl Members {
     pub fn unbootstrap(&mut self, addr: &SocketAddr) -> Option<bool> {
         let member = self.members.get_mut(addr).filter(|m| m.bootstrap)?;
         member.bootstrap = false;
+        if member.is_unverified_gossip() {
+            self.unverified += 1;
+        }
         Some(member.incarnation != 0)
     }
 
@@ -498,6 +510,9 @@ impl Members {
             return Admission::Stale;
         }
         let restarted = member.incarnation != 0;
+        if member.is_unverified_gossip() {
+            self.unverified -= 1;
+        }
         member.incarnation = src_inc;
         member.verified_us = now_us;
         // A new run has refuted nothing yet, and is not what was suspected.
@@ -684,8 +699,17 @@ impl Members {
         if !(started && member.next_heartbeat_us <= now_us) {
             return (transition, None);
         }
+        let dead = matches!(member.state, PeerState::Dead | PeerState::Left);
+        if dead && now_us < self.dead_slot_us {
+            // Another dead member was probed less than a period ago: this one waits
+            // for the next free slot, so members that died together are not probed
+            // together (and then not at all for as many periods).
+            member.next_heartbeat_us = self.dead_slot_us;
+            return (transition, None);
+        }
         // Counting the dead walks every member: only for a dead member's probe.
-        let dead_probe_us = if matches!(member.state, PeerState::Dead | PeerState::Left) {
+        let dead_probe_us = if dead {
+            self.dead_slot_us = now_us.saturating_add(timing.heartbeat_us);
             self.dead_probe_us()
         } else {
             0
@@ -770,7 +794,7 @@ impl Members {
 
     /// Members neither verified nor given by the operator.
     fn unverified(&self) -> usize {
-        self.members.values().filter(|m| m.is_unverified_gossip()).count()
+        self.unverified
     }
 
     /// Members ever verified: the mesh size as this node sees it, itself excluded.
@@ -960,6 +984,9 @@ impl Members {
         }
         let addr = member.addr;
         let node_id = member.node_id.clone();
+        if member.is_unverified_gossip() {
+            self.unverified += 1;
+        }
         self.members.insert(addr, member);
         if let Some(node_id) = node_id {
             self.index(addr, node_id);
@@ -1010,6 +1037,9 @@ impl Members {
     /// Forgets the member at `addr`, indexes included.
     fn take(&mut self, addr: &SocketAddr) -> Option<Member> {
         let member = self.members.remove(addr)?;
+        if member.is_unverified_gossip() {
+            self.unverified -= 1;
+        }
         if let Some(node_id) = &member.node_id {
             self.unindex(*addr, node_id);
         }
@@ -1018,6 +1048,10 @@ impl Members {
 
     /// Whether the indexes agree with the members (checked by the simulator).
     pub fn check_indexes(&self) -> Result<(), String> {
+        let unverified = self.members.values().filter(|m| m.is_unverified_gossip()).count();
+        if unverified != self.unverified {
+            return Err(format!("{unverified} unverified members, {} counted", self.unverified));
+        }
         let named = self.members.values().filter(|m| m.node_id.is_some()).count();
         if named != self.named.len() || named != self.named_at.len() {
             return Err(format!(
@@ -1285,6 +1319,53 @@ mod tests {
         assert!(
             gaps[1..].iter().all(|&g| g == 10 * timing.heartbeat_us),
             "gaps between probes: {gaps:?}"
+        );
+    }
+
+    #[test]
+    fn members_that_die_together_are_probed_one_per_interval() {
+        let mut m = Members::new("me", TIMING, MAX);
+        let ports: Vec<u16> = (1..=4).collect();
+        for &port in &ports {
+            m.add_bootstrap(addr(port), 0);
+            known(&mut m, port, 0);
+            m.suspect(addr(port), 0);
+        }
+        // All four fail at the same instant, as a partition makes them.
+        let failed_at = TIMING.timeout_us;
+        for &port in &ports {
+            assert_eq!(m.on_timeout(addr(port), failed_at, true).0, Transition::Failed);
+        }
+        // Drive every member's timer as the engine does; count probes per interval.
+        let mut probes_at = Vec::new();
+        let mut now = failed_at;
+        let end = failed_at + 40 * TIMING.heartbeat_us;
+        while now < end {
+            for &port in &ports {
+                if m.next_deadline(&addr(port), true).is_some_and(|at| at <= now)
+                    && m.on_timeout(addr(port), now, true).1.is_some()
+                {
+                    probes_at.push(now);
+                }
+            }
+            now += 1;
+        }
+        let periods: Vec<u64> = probes_at
+            .iter()
+            .map(|at| (at - failed_at) / TIMING.heartbeat_us)
+            .collect();
+        let mut per_period = std::collections::BTreeMap::new();
+        for p in &periods {
+            *per_period.entry(*p).or_insert(0) += 1;
+        }
+        assert!(
+            per_period.values().all(|&count| count == 1),
+            "probes per interval: {per_period:?}"
+        );
+        // And every interval after the first has its probe: a heal is noticed within one.
+        assert!(
+            (1..40).all(|p| per_period.contains_key(&p)),
+            "intervals without a probe: {per_period:?}"
         );
     }
 
