@@ -113,9 +113,13 @@ fn no_live_member_is_declared_dead_under_loss_with_slow_members() {
         ..FaultConfig::default()
     });
     let before = failures(&sim);
-    for _ in 0..minutes {
+    for minute in 1..=minutes {
         sim.run_for(Duration::from_secs(60));
-        assert_eq!(failures(&sim), before, "a live member was declared dead");
+        assert_eq!(
+            failures(&sim),
+            before,
+            "a live member was declared dead in minute {minute}"
+        );
     }
     let suspicions: u64 = sim
         .nodes
