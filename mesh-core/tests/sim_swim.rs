@@ -100,7 +100,11 @@ fn no_live_member_is_declared_dead_under_loss_with_slow_members() {
         .ok()
         .and_then(|m| m.parse().ok())
         .unwrap_or(30u64);
-    let mut sim = Sim::new(n, config(), FaultConfig::default(), 7);
+    let seed = std::env::var("MESH_SWIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7u64);
+    let mut sim = Sim::new(n, config(), FaultConfig::default(), seed);
     // 20 ms one way; the slow tenth of the mesh answers 5x slower (100 ms each way) and
     // runs its timers 80 ms late.
     sim.latency_us = 20_000;
@@ -118,7 +122,7 @@ fn no_live_member_is_declared_dead_under_loss_with_slow_members() {
         assert_eq!(
             failures(&sim),
             before,
-            "a live member was declared dead in minute {minute}"
+            "seed {seed}: a live member was declared dead in minute {minute}"
         );
     }
     let suspicions: u64 = sim
