@@ -100,7 +100,11 @@ fn no_live_member_is_declared_dead_under_loss_with_slow_members() {
         .ok()
         .and_then(|m| m.parse().ok())
         .unwrap_or(30u64);
-    let mut sim = Sim::new(n, config(), FaultConfig::default(), 7);
+    let seed = std::env::var("MESH_SWIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7u64);
+    let mut sim = Sim::new(n, config(), FaultConfig::default(), seed);
     // 20 ms one way; the slow tenth of the mesh answers 5x slower (100 ms each way) and
     // runs its timers 80 ms late.
     sim.latency_us = 20_000;
@@ -113,9 +117,13 @@ fn no_live_member_is_declared_dead_under_loss_with_slow_members() {
         ..FaultConfig::default()
     });
     let before = failures(&sim);
-    for _ in 0..minutes {
+    for minute in 1..=minutes {
         sim.run_for(Duration::from_secs(60));
-        assert_eq!(failures(&sim), before, "a live member was declared dead");
+        assert_eq!(
+            failures(&sim),
+            before,
+            "seed {seed}: a live member was declared dead in minute {minute}"
+        );
     }
     let suspicions: u64 = sim
         .nodes
@@ -145,5 +153,100 @@ fn a_node_that_stops_is_reported_left_by_every_member_not_failed() {
     assert_eq!(failures(&sim), 0, "a departed node is not a failed one");
     for i in (0..n).filter(|&i| i != 4) {
         assert_eq!(view(&sim, i, "n4"), Some(PeerState::Left));
+    }
+}
+
+/// Runs until every node sees `n - 1` others alive, for at most `limit`; returns the
+/// virtual time it took. Counts from status, not a walk per pair: a thousand nodes.
+fn form_large(sim: &mut Sim, limit: Duration) -> Duration {
+    let n = sim.nodes.len();
+    let step = Duration::from_secs(1);
+    let mut waited = Duration::ZERO;
+    while waited < limit {
+        let formed = sim.nodes.iter().all(|node| {
+            node.engine
+                .as_ref()
+                .is_some_and(|e| e.status().peers.alive_peers >= n - 1)
+        });
+        if formed {
+            return waited;
+        }
+        sim.run_for(step);
+        waited += step;
+    }
+    panic!("the mesh did not form within {limit:?}");
+}
+
+/// A large mesh, one seed, kept to a short virtual time for CI: the mesh forms from one
+/// bootstrap node, a crashed node is known dead by all others within five probe periods
+/// plus the longest suspicion timeout, no live member is declared dead, and the writes
+/// made meanwhile pass the oracle. 200 nodes by default, which take seconds;
+/// `MESH_SIM_LARGE_NODES=1000` runs a thousand (minutes of CPU: too long for CI), and
+/// `MESH_SIM_LARGE_SEEDS` more seeds.
+#[test]
+fn a_large_mesh_forms_and_declares_a_crashed_node_dead_within_the_bound() {
+    let n: usize = std::env::var("MESH_SIM_LARGE_NODES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n: &usize| n > 2)
+        .unwrap_or(200);
+    let seeds = std::env::var("MESH_SIM_LARGE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1u64);
+    for seed in 1..=seeds {
+        let mut sim = Sim::new(n, config(), FaultConfig::default(), seed);
+        let formed = form_large(&mut sim, Duration::from_secs(120));
+        eprintln!("seed {seed}: {n} nodes formed in {formed:?} (virtual)");
+        for w in 0..20usize {
+            sim.write(
+                w * 37 % n,
+                &format!("k{}", w % 7),
+                Some(mesh_core::Value::Int(w as i64)),
+            );
+            sim.run_for(Duration::from_millis(50));
+        }
+        sim.run_for(Duration::from_secs(5));
+        assert_eq!(failures(&sim), 0, "seed {seed}: nobody failed yet");
+        let victim = n / 2;
+        let victim_id = format!("n{victim}");
+        sim.crash(victim);
+        // Five probe periods for someone to probe it, then the longest suspicion
+        // timeout: peer_timeout x log10(n + 1) x 3.
+        let scale = ((n + 1) as f64).log10();
+        let bound = config().heartbeat_interval * 5 + config().peer_timeout.mul_f64(scale * 3.0);
+        let knows_dead = |sim: &Sim| {
+            (0..n).filter(|&i| i != victim).all(|i| {
+                let Some(engine) = sim.nodes[i].engine.as_ref() else {
+                    return true;
+                };
+                let now = sim.now_for(i);
+                engine.peers(now).iter().any(|p| {
+                    p.node_id.as_deref() == Some(victim_id.as_str()) && p.state == PeerState::Dead
+                })
+            })
+        };
+        let step = Duration::from_millis(500);
+        let mut waited = Duration::ZERO;
+        while waited < bound && !knows_dead(&sim) {
+            sim.run_for(step);
+            waited += step;
+        }
+        assert!(
+            knows_dead(&sim),
+            "seed {seed}: not all {} others know {victim_id} is dead after {waited:?}",
+            n - 1
+        );
+        eprintln!(
+            "seed {seed}: all knew {victim_id} dead {waited:?} after the crash (bound {bound:?})"
+        );
+        assert_eq!(
+            failures(&sim),
+            (n - 1) as u64,
+            "seed {seed}: each member reports one failure, the crashed node's"
+        );
+        sim.run_for(Duration::from_secs(10));
+        sim.check_converged()
+            .unwrap_or_else(|e| panic!("seed {seed}: {e:?}"));
     }
 }
