@@ -54,8 +54,10 @@ pub(crate) const NEWCOMER_PERIODS: u64 = 30;
 /// without proof), at most: neither gossip nor spoofed datagrams can make this node
 /// remember or probe more addresses than this.
 pub(crate) const MAX_UNVERIFIED: usize = 64;
-/// Longest suspicion timeout, in minimum suspicion timeouts (Lifeguard's α).
-const SUSPICION_MAX_FACTOR: u64 = 3;
+/// Longest suspicion timeout, in minimum suspicion timeouts (Lifeguard's α; memberlist's
+/// `SuspicionMaxTimeoutMult`): how long a suspicion no other member confirms waits for
+/// its refutation.
+const SUSPICION_MAX_FACTOR: u64 = 6;
 /// Furthest a rumor's refutation count may lead the one known: a member raises it by one
 /// per refutation, so a far larger one is forged (and would shut the member's real
 /// refutations out).
@@ -188,7 +190,11 @@ impl Member {
         }
         let heard = self.last_heard_us?;
         match self.state {
-            PeerState::Suspect => self.suspicion.as_ref().map(Suspicion::deadline_us),
+            PeerState::Suspect => self.suspicion.as_ref().map(|s| {
+                let deadline = s.deadline_us();
+                s.next_check_us(timing.heartbeat_us)
+                    .map_or(deadline, |check| check.min(deadline))
+            }),
             PeerState::Dead | PeerState::Left if !self.bootstrap => {
                 Some(heard.saturating_add(timing.forget_dead_us))
             }
@@ -717,6 +723,14 @@ impl Members {
         if transition == Transition::Forgotten {
             self.take(&addr);
             return (transition, None);
+        }
+        if started && member.state == PeerState::Suspect {
+            // Probed by the round, and directly just before the suspicion ends.
+            let check = member
+                .suspicion
+                .as_mut()
+                .is_some_and(|s| s.take_check(now_us, timing.heartbeat_us));
+            return (transition, check.then_some(true));
         }
         if !(started && member.next_heartbeat_us <= now_us) {
             return (transition, None);
