@@ -1155,8 +1155,15 @@ mod tests {
         assert_eq!((rumor.state, rumor.by.as_str()), (RumorState::Suspect, "me"));
         assert_eq!(m.get(&addr(1)).unwrap().state, PeerState::Suspect);
         assert!(m.is_reachable(&addr(1)), "a suspect is still written to");
-        // A small mesh gives no confirmations: the shortest timeout at once.
-        assert_eq!(m.next_deadline(&addr(1), true), Some(10_000 + TIMING.timeout_us));
+        // A small mesh gives no confirmations: the shortest timeout at once; the suspect
+        // is probed directly in each of the last three periods before it.
+        let deadline = 10_000 + TIMING.timeout_us;
+        for k in (1..=3).rev() {
+            let check = deadline - k * TIMING.heartbeat_us;
+            assert_eq!(m.next_deadline(&addr(1), true), Some(check));
+            assert_eq!(m.on_timeout(addr(1), check, true), (Transition::None, Some(true)));
+        }
+        assert_eq!(m.next_deadline(&addr(1), true), Some(deadline));
         assert_eq!(m.on_timeout(addr(1), 10_050, true).0, Transition::None);
         assert_eq!(m.on_timeout(addr(1), 10_100, true).0, Transition::Failed);
         assert_eq!(m.get(&addr(1)).unwrap().state, PeerState::Dead);
@@ -1293,6 +1300,11 @@ mod tests {
         m.add_bootstrap(addr(port), now);
         known(m, port, now);
         m.suspect(addr(port), now);
+        // Three direct probes of the suspect, then the deadline.
+        for _ in 0..3 {
+            let check = m.next_deadline(&addr(port), true).unwrap();
+            assert_eq!(m.on_timeout(addr(port), check, true), (Transition::None, Some(true)));
+        }
         let deadline = m.next_deadline(&addr(port), true).unwrap();
         assert_eq!(m.on_timeout(addr(port), deadline, true).0, Transition::Failed);
     }

@@ -94,11 +94,13 @@ impl Suspicion {
         })
     }
 
-    /// Whether a direct probe of the suspect is due at `now_us`; if so, it counts as sent.
+    /// Whether a direct probe of the suspect is due at `now_us`; if so, it counts as sent,
+    /// with those that would fall within a period of it (a short timeout gets one).
     pub fn take_check(&mut self, now_us: u64, period_us: u64) -> bool {
         let due = self.next_check_us(period_us).is_some_and(|at| at <= now_us);
         if due {
-            self.checks -= 1;
+            let periods_left = self.deadline_us().saturating_sub(now_us) / period_us.max(1);
+            self.checks = (self.checks - 1).min(u32::try_from(periods_left).unwrap_or(u32::MAX));
         }
         due
     }
@@ -156,6 +158,7 @@ mod tests {
         let mut s = Suspicion::new(1_000, "a", 4, 100, 400);
         assert_eq!(s.next_check_us(1_000), Some(1_000));
         assert!(s.take_check(1_000, 1_000));
+        assert_eq!(s.next_check_us(1_000), None, "one probe, not three at once");
     }
 
     #[test]
