@@ -1084,6 +1084,7 @@ impl Members {
     }
 
     /// Whether the indexes agree with the members (checked by the simulator).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn check_indexes(&self) -> Result<(), String> {
         let unverified = self.members.values().filter(|m| m.is_unverified_gossip()).count();
         if unverified != self.unverified {
