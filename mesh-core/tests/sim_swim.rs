@@ -101,7 +101,7 @@ fn a_crashed_node_is_declared_dead_by_every_member_within_the_bound() {
 /// rumor that reaches every member only with high probability: a member it missed
 /// declared the suspect dead on 14 of 40 seeds until the suspect was probed directly in
 /// the last periods before the deadline. `MESH_SWIM_SEEDS=N` runs seeds 1 to N (default
-/// 3, seconds each in a debug build), `MESH_SWIM_SEED=S` one.
+/// 3: 2.5 s together in the test profile), `MESH_SWIM_SEED=S` one.
 #[test]
 fn no_live_member_is_declared_dead_under_loss_with_slow_members() {
     let minutes = std::env::var("MESH_SWIM_MINUTES")
