@@ -632,6 +632,12 @@ mesh_result mesh_config_set_max_datagram_size(mesh_config_t *config, size_t size
 mesh_result mesh_config_set_compression(mesh_config_t *config, bool on);
 
 /**
+ * Sets the most members (peers) the node remembers: datagrams from further addresses
+ * are ignored. At least 1. Default 16384.
+ */
+mesh_result mesh_config_set_max_peers(mesh_config_t *config, size_t max_peers);
+
+/**
  * Seeds the node's random choices (peer selection, jitter, fault injection), for
  * reproducible tests. By default a fresh seed is drawn.
  */

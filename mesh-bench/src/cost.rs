@@ -192,6 +192,7 @@ pub fn run(report: &mut Report, smoke: bool) {
 /// each node sent per virtual minute once the mesh formed and settled, and the virtual
 /// seconds formation took (`NaN`: not within the limit).
 pub fn sim_idle(n: usize, config: Config, seed: u64) -> (f64, f64, f64) {
+    let period = config.heartbeat_interval;
     let mut sim = Sim::new(n, config, FaultConfig::default(), seed);
     let mut formed_s = f64::NAN;
     for step in 1..=900 {
@@ -201,7 +202,9 @@ pub fn sim_idle(n: usize, config: Config, seed: u64) -> (f64, f64, f64) {
             break;
         }
     }
-    sim.run_for(Duration::from_secs(30));
+    // Members met in the last 30 periods are still told a dozen names per heartbeat
+    // (newcomers): idle traffic is what follows.
+    sim.run_for(Duration::from_secs(30).max(30 * period));
     let before = sim_counters(&sim);
     sim.run_for(Duration::from_secs(60));
     let idle = mesh::diff(&sim_counters(&sim), &before);
@@ -213,11 +216,11 @@ pub fn sim_idle(n: usize, config: Config, seed: u64) -> (f64, f64, f64) {
 }
 
 /// Idle traffic per node against mesh size, at a 1 s probe period and at the defaults.
-pub fn run_scale(report: &mut Report, smoke: bool) {
-    let sizes: &[usize] = if smoke {
-        &[5, 20]
-    } else {
-        &[5, 20, 50, 100, 500, 1000]
+pub fn run_scale(report: &mut Report, smoke: bool, chosen: Option<&[usize]>) {
+    let sizes: &[usize] = match chosen {
+        Some(sizes) => sizes,
+        None if smoke => &[5, 20],
+        None => &[5, 20, 50, 100, 500, 1000],
     };
     let mut t = Table::new(
         "Idle traffic per node against mesh size (deterministic simulator, no loss)",
@@ -248,14 +251,82 @@ pub fn run_scale(report: &mut Report, smoke: bool) {
                 fmt(datagrams),
                 fmt(start.elapsed().as_secs_f64()),
             ]);
-            eprintln!("scale: {n} nodes, {name}: {bytes:.0} bytes/node/min");
+            eprintln!(
+                "scale: {n} nodes, {name}: formed {formed:.0} s, {bytes:.0} bytes/node/min, {:.1} s real",
+                start.elapsed().as_secs_f64()
+            );
         }
     }
     t.note(
         "Every node bootstraps from node 0 only and discovers the rest by gossip. Bytes are UDP payload \
          bytes each node sent, per virtual minute, measured over one minute after the mesh formed \
-         (every node sees all others alive) and settled 30 s. `1 s`: heartbeat_interval (the probe \
+         (every node sees all others alive) and settled 30 probe periods (30 s at 1 s, 150 s at the defaults: a \
+         member met in the last 30 periods is still told 16 member names per heartbeat). `1 s`: heartbeat_interval (the probe \
          period) 1 s, peer_timeout 3 s; `default`: 5 s and 15 s.",
     );
+    report.add(t);
+}
+
+/// Members one node holds and what each costs: `nodes` simulated nodes all bootstrap
+/// from node 0, which so learns every one of them; membership only, no data, a short
+/// virtual time.
+pub fn run_members(report: &mut Report, smoke: bool) {
+    let (nodes, seconds) = if smoke { (500, 5) } else { (10_000, 20) };
+    let mut config = Config::new("sim", 0);
+    config.heartbeat_interval = Duration::from_secs(1);
+    config.peer_timeout = Config::peer_timeout_for(config.heartbeat_interval);
+    let pid = std::process::id().to_string();
+    let rss_before = crate::procfs::rss_bytes(&pid);
+    let start = Instant::now();
+    let mut sim = Sim::new(nodes, config, FaultConfig::default(), 42);
+    let booted_rss = crate::procfs::rss_bytes(&pid);
+    sim.run_for(Duration::from_secs(seconds));
+    let real = start.elapsed().as_secs_f64();
+    let rss_after = crate::procfs::rss_bytes(&pid);
+    let mut held = 0usize;
+    let mut most = (0usize, 0usize, 0usize);
+    for node in sim.nodes.iter().filter_map(|n| n.engine.as_ref()) {
+        let m = node.memory();
+        held += m.peers;
+        if m.peers > most.0 {
+            most = (m.peers, m.member_bytes, node.status().peers.alive_peers);
+        }
+    }
+    eprintln!(
+        "members: {nodes} nodes, {held} members held, node with most: {most:?}, {real:.1} s real"
+    );
+    let mut t = Table::new(
+        "Members held and their memory (deterministic simulator, 1 s probe period, membership only)",
+        &[
+            "nodes",
+            "virtual s",
+            "members on the fullest node",
+            "alive there",
+            "accounted bytes/member",
+            "members, all nodes",
+            "RSS growth/member (process)",
+            "real s",
+        ],
+    );
+    t.row(vec![
+        nodes.to_string(),
+        seconds.to_string(),
+        most.0.to_string(),
+        most.2.to_string(),
+        fmt(most.1 as f64 / most.0.max(1) as f64),
+        held.to_string(),
+        fmt(rss_after.saturating_sub(booted_rss) as f64 / held.max(1) as f64),
+        fmt(real),
+    ]);
+    t.note(format!(
+        "Every node bootstraps from node 0, so node 0 learns all of them; the others learn a part of the \
+         mesh in the time given. Accounted bytes: `MemoryReport::member_bytes` (the member entries, \
+         node ids, indexes and each session's fixed part; what grows with traffic is reported apart). RSS \
+         growth: the process's resident memory after the run less after booting the {nodes} engines \
+         ({} MB before booting, {} MB booted), over every member held by every node, so it includes the \
+         channels' buffers and the simulator's datagrams in flight.",
+        rss_before / 1_000_000,
+        booted_rss / 1_000_000
+    ));
     report.add(t);
 }

@@ -3,12 +3,12 @@
 //! `--json FILE` also writes them as JSON.
 //!
 //! ```text
-//! mesh-bench [--smoke] [--json FILE] [SCENARIO ...]
+//! mesh-bench [--smoke] [--json FILE] [--sizes N,N,...] [SCENARIO ...]
 //! ```
 //!
 //! Scenarios: propagation, partition, restart, join, join-holders, throughput, keyed,
-//! cost, scale, idle, memory, compare, observe, durability, origins; `all` (the default)
-//! runs every one. `--smoke` runs each
+//! cost, scale, members, idle, memory, compare, observe, durability, origins; `all` (the
+//! default) runs every one. `--smoke` runs each
 //! at a tiny size.
 //! `crosscheck` compares the byte counts with the kernel's; run it in a network namespace
 //! of its own (scripts/kernel-crosscheck.sh).
@@ -44,6 +44,7 @@ const SCENARIOS: &[&str] = &[
     "keyed",
     "cost",
     "scale",
+    "members",
     "idle",
     "memory",
     "compare",
@@ -54,9 +55,16 @@ const SCENARIOS: &[&str] = &[
 
 fn usage() -> String {
     format!(
-        "usage: mesh-bench [--smoke] [--json FILE] [SCENARIO ...]\nscenarios: {} (default: all), crosscheck",
+        "usage: mesh-bench [--smoke] [--json FILE] [--sizes N,N,...] [SCENARIO ...]\n--sizes: the mesh sizes `scale` runs\nscenarios: {} (default: all), crosscheck",
         SCENARIOS.join(" ")
     )
+}
+
+/// `5,20,1000` as node counts; `None` if any is not a number above 1.
+fn parse_sizes(list: &str) -> Option<Vec<usize>> {
+    list.split(',')
+        .map(|n| n.trim().parse::<usize>().ok().filter(|&n| n > 1))
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -70,6 +78,7 @@ fn main() -> ExitCode {
     }
     let mut smoke = false;
     let mut json = None;
+    let mut sizes: Option<Vec<usize>> = None;
     let mut chosen = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -79,6 +88,13 @@ fn main() -> ExitCode {
                 Some(path) => json = Some(path.clone()),
                 None => {
                     eprintln!("--json needs a file\n{}", usage());
+                    return ExitCode::from(2);
+                }
+            },
+            "--sizes" => match it.next().map(|list| parse_sizes(list)) {
+                Some(Some(list)) => sizes = Some(list),
+                _ => {
+                    eprintln!("--sizes needs node counts, comma separated\n{}", usage());
                     return ExitCode::from(2);
                 }
             },
@@ -122,7 +138,8 @@ fn main() -> ExitCode {
             "throughput" => throughput::run(&mut report, smoke),
             "keyed" => keyed::run(&mut report, smoke),
             "cost" => cost::run(&mut report, smoke),
-            "scale" => cost::run_scale(&mut report, smoke),
+            "scale" => cost::run_scale(&mut report, smoke, sizes.as_deref()),
+            "members" => cost::run_members(&mut report, smoke),
             "idle" | "memory" => resources::run(&mut report, smoke, scenario),
             "compare" => compare::run(&mut report, smoke),
             "observe" => observe::run(&mut report, smoke),

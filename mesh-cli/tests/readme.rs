@@ -73,6 +73,7 @@ fn configuration_table_defaults_are_the_cores() {
         ("`tombstone_grace`", duration(c.tombstone_grace)),
         ("`max_origins`", c.max_origins.to_string()),
         ("`max_probe_interval`", duration(c.max_probe_interval)),
+        ("`max_peers`", c.max_peers.to_string()),
     ];
     for (setting, want) in rows {
         assert_eq!(readme_default(setting), want, "README default of {setting}");

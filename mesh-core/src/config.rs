@@ -93,9 +93,15 @@ pub struct Config {
     /// 4,096.
     pub max_origins: usize,
     /// Longest pause between probes of one peer that never answered (probes back off up
-    /// to this) or of one failed peer (failed peers are probed in turn, all together about
-    /// once per heartbeat interval). Default 30 s.
+    /// to this). Failed peers are not backed off: they are probed in turn, all together
+    /// about once per heartbeat interval however many there are. Default 30 s.
     pub max_probe_interval: Duration,
+    /// Most members (peers) the node remembers: datagrams from further addresses are
+    /// ignored and gossip naming more is not taken. Each member costs a few hundred
+    /// bytes of bookkeeping when idle (see `MemoryReport::member_bytes`), so the default
+    /// bounds that at a few megabytes. Members not verified yet (gossiped, or heard from
+    /// without proving their address) are bounded separately at 64. Default 16,384.
+    pub max_peers: usize,
     /// How long `stop` waits for local writes to be acknowledged by reachable peers before
     /// closing the socket. Default 500 ms.
     pub stop_flush_timeout: Duration,
@@ -238,6 +244,9 @@ impl Config {
             // This node's own origin and at least one other.
             return Err(ConfigError::new("max_origins", "must be at least 2"));
         }
+        if self.max_peers == 0 {
+            return Err(ConfigError::new("max_peers", "must be greater than zero"));
+        }
         if let Some(addr) = self.advertise_addr {
             let with_port = std::net::SocketAddr::new(addr.ip(), addr.port().max(1));
             if !crate::addr::is_peer_addr(&with_port) {
@@ -290,6 +299,7 @@ impl Default for Config {
             tombstone_grace: Duration::from_secs(24 * 3600),
             max_origins: 4_096,
             max_probe_interval: Duration::from_secs(30),
+            max_peers: 16_384,
             stop_flush_timeout: Duration::from_millis(500),
             seed: None,
             keyring: Vec::new(),

@@ -106,6 +106,10 @@ pub struct Engine {
     timers: TimerTable,
     /// Peers whose timer must be recomputed before the current call returns.
     touched: BTreeSet<SocketAddr>,
+    /// Links that may have something to send: touched since they were last drained, or
+    /// still busy. Producing datagrams visits these, not every link, so an idle member
+    /// costs nothing per datagram in a mesh of thousands.
+    sending: BTreeSet<SocketAddr>,
     pushes: Pushes,
     /// Other origins' writes too recent for a stream (see `recent`).
     recent: RecentWrites,
@@ -154,11 +158,12 @@ impl Engine {
             feed: Feed::default(),
             incarnation: incarnation.max(1),
             rng,
-            members: Members::new(&config.node_id, Timing::new(&config)),
+            members: Members::new(&config.node_id, Timing::new(&config), config.max_peers),
             links: BTreeMap::new(),
             limits: channel_limits(&config),
             timers: TimerTable::default(),
             touched: BTreeSet::new(),
+            sending: BTreeSet::new(),
             pushes: Pushes::new(us(config.push_delay)),
             recent: RecentWrites::default(),
             // A challenge outlives any plausible round trip and a few lost answers.
@@ -1037,6 +1042,7 @@ impl Engine {
             link.sync.last_us = Some(now.mono_us);
             self.counters.sync_rounds += 1;
         }
+        self.sending.insert(addr);
     }
 
     /// This node's fingerprint and digest: what a peer in step with it accounts for
@@ -1061,6 +1067,7 @@ impl Engine {
             let Some(link) = self.links.get_mut(&member.addr) else {
                 continue;
             };
+            self.sending.insert(member.addr);
             let queued = messages.iter().all(|m| link.channel.send_message(m));
             if queued {
                 // On its way: a sync request meanwhile does not stream it again.
@@ -1076,6 +1083,7 @@ impl Engine {
     /// Recomputes the timer of every peer touched since the last call.
     fn refresh_timers(&mut self) {
         for addr in std::mem::take(&mut self.touched) {
+            self.sending.insert(addr);
             let deadline = self.peer_deadline(&addr);
             self.timers.set(Timer::Peer(addr), deadline);
         }

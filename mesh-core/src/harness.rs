@@ -22,7 +22,6 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::link::channel_limits;
-use crate::members::MAX_PEERS;
 use crate::time::Now;
 use crate::transport::{Channel, ChannelLimits, Received, MAX_IN_FLIGHT_DATAGRAMS};
 use crate::value::Value;
@@ -1033,7 +1032,7 @@ fn memory_bounds(engine: &Engine, config: &Config) -> Result<(), Failure> {
     let limits = channel_limits(config);
     let peers = m.peers;
     let checks = [
-        ("peers", m.peers, MAX_PEERS),
+        ("peers", m.peers, config.max_peers),
         (
             "reassembly bytes",
             m.reassembly_bytes,

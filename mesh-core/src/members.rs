@@ -15,9 +15,9 @@
 //! Members learn each other's changes from rumors piggybacked on probes and acks, so a
 //! member declared dead by one is dead for all. A member that stops announces `Left`.
 //! Unknown members are probed with a backoff that doubles up to `max_probe_interval`.
-//! Dead (and left) ones are probed in turn, all together about once per probe period
-//! (each at most `max_probe_interval` apart), so a healed partition is noticed within
-//! about one period however long it lasted, and many dead members cost what one does.
+//! Dead (and left) ones are probed in turn, all together about once per probe period,
+//! so a healed partition is noticed within about one period however long it lasted, and
+//! many dead members cost what one does.
 //! A member that restarts comes back with a higher incarnation.
 
 pub(crate) mod awareness;
@@ -27,7 +27,7 @@ pub(crate) mod probe;
 pub(crate) mod rumors;
 pub(crate) mod suspicion;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use crate::config::Config;
@@ -41,11 +41,14 @@ use self::suspicion::Suspicion;
 
 /// First probe interval for members never heard from.
 pub(crate) const FIRST_PROBE_US: u64 = 500_000;
-/// Most members remembered; datagrams from further addresses are ignored.
-pub const MAX_PEERS: usize = 1024;
-/// Members named in one heartbeat's gossip, and the most taken from one heartbeat: a
-/// heartbeat naming a thousand addresses fills nothing.
-const GOSSIP_FANOUT: usize = 3;
+/// Members named in one heartbeat to a newcomer (see [`Members::gossip_for`]), and the
+/// most taken from one heartbeat: a heartbeat naming a thousand addresses fills nothing.
+/// A joiner that hears a dozen names per answer instead of three learns a mesh of a
+/// thousand in a few periods instead of minutes.
+pub(crate) const NEWCOMER_GOSSIP: usize = 16;
+/// Most bytes of node ids one heartbeat's gossip carries, so that long node ids never
+/// push a heartbeat with its rumors past the datagram size.
+const GOSSIP_ID_BYTES: usize = 256;
 /// Periods after a member proved its address during which every answer to it names a
 /// few members (see [`Members::gossip_for`]).
 pub(crate) const NEWCOMER_PERIODS: u64 = 30;
@@ -53,8 +56,10 @@ pub(crate) const NEWCOMER_PERIODS: u64 = 30;
 /// without proof), at most: neither gossip nor spoofed datagrams can make this node
 /// remember or probe more addresses than this.
 pub(crate) const MAX_UNVERIFIED: usize = 64;
-/// Longest suspicion timeout, in minimum suspicion timeouts (Lifeguard's α).
-const SUSPICION_MAX_FACTOR: u64 = 3;
+/// Longest suspicion timeout, in minimum suspicion timeouts (Lifeguard's α; memberlist's
+/// `SuspicionMaxTimeoutMult`): how long a suspicion no other member confirms waits for
+/// its refutation.
+const SUSPICION_MAX_FACTOR: u64 = 6;
 /// Furthest a rumor's refutation count may lead the one known: a member raises it by one
 /// per refutation, so a far larger one is forged (and would shut the member's real
 /// refutations out).
@@ -187,7 +192,11 @@ impl Member {
         }
         let heard = self.last_heard_us?;
         match self.state {
-            PeerState::Suspect => self.suspicion.as_ref().map(Suspicion::deadline_us),
+            PeerState::Suspect => self.suspicion.as_ref().map(|s| {
+                let deadline = s.deadline_us();
+                s.next_check_us(timing.heartbeat_us)
+                    .map_or(deadline, |check| check.min(deadline))
+            }),
             PeerState::Dead | PeerState::Left if !self.bootstrap => {
                 Some(heard.saturating_add(timing.forget_dead_us))
             }
@@ -362,19 +371,52 @@ pub(crate) struct Members {
     /// How many times this node refuted a suspicion of itself in this run.
     own_refutation: u32,
     timing: Timing,
+    /// Most members remembered (`Config::max_peers`).
+    max_peers: usize,
     // Ordered, so iteration (and with it every seeded random choice) is deterministic.
     members: BTreeMap<SocketAddr, Member>,
+    /// Members with a node id, by node id (in address order): rumors and relayed probes
+    /// name members by id, and a mesh of thousands cannot afford a walk per lookup.
+    by_id: HashMap<String, Vec<SocketAddr>>,
+    /// Members with a node id, in no particular order, to draw gossip from at random
+    /// without walking them all; `named_at` is each one's place in it.
+    named: Vec<SocketAddr>,
+    named_at: HashMap<SocketAddr, usize>,
+    /// Bytes of the node ids indexed.
+    id_bytes: usize,
+    /// When the next dead (or left) member may be probed: one per period.
+    dead_slot_us: u64,
+    /// Members neither verified nor given by the operator, counted as they change.
+    unverified: usize,
 }
 
 impl Members {
     /// An empty member list for the node `own_id`.
-    pub fn new(own_id: &str, timing: Timing) -> Members {
+    pub fn new(own_id: &str, timing: Timing, max_peers: usize) -> Members {
         Members {
             own_id: own_id.to_owned(),
             own_refutation: 0,
             timing,
+            max_peers,
             members: BTreeMap::new(),
+            by_id: HashMap::new(),
+            named: Vec::new(),
+            named_at: HashMap::new(),
+            id_bytes: 0,
+            dead_slot_us: 0,
+            unverified: 0,
         }
+    }
+
+    /// Bytes of bookkeeping the member list holds, its indexes included: what each
+    /// member costs whatever its traffic (its channel's buffers are counted apart).
+    pub fn bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(SocketAddr, Member)>();
+        let index_entry = std::mem::size_of::<(String, Vec<SocketAddr>)>()
+            + std::mem::size_of::<SocketAddr>() * 2
+            + std::mem::size_of::<(SocketAddr, usize)>();
+        // Twice the ids: the index keeps its own copy of each.
+        self.members.len() * entry + 2 * self.id_bytes + self.named.len() * index_entry
     }
 
     /// Remembers `addr`, which introduced itself as `node_id` without proving its
@@ -385,8 +427,7 @@ impl Members {
         if self.members.contains_key(&addr) || node_id == self.own_id {
             return false;
         }
-        let unverified = self.members.values().filter(|m| m.is_unverified_gossip()).count();
-        if unverified >= MAX_UNVERIFIED {
+        if self.unverified() >= MAX_UNVERIFIED {
             return false;
         }
         let mut member = Member::new(addr, false, now_us);
@@ -438,6 +479,9 @@ impl Members {
     /// member was added.
     pub fn add_bootstrap(&mut self, addr: SocketAddr, now_us: u64) -> bool {
         if let Some(member) = self.members.get_mut(&addr) {
+            if member.is_unverified_gossip() {
+                self.unverified -= 1;
+            }
             member.bootstrap = true;
             // The operator vouches for it: probe it, even if it was a stranger.
             member.next_heartbeat_us = member.next_heartbeat_us.min(now_us);
@@ -458,12 +502,15 @@ impl Members {
     pub fn unbootstrap(&mut self, addr: &SocketAddr) -> Option<bool> {
         let member = self.members.get_mut(addr).filter(|m| m.bootstrap)?;
         member.bootstrap = false;
+        if member.is_unverified_gossip() {
+            self.unverified += 1;
+        }
         Some(member.incarnation != 0)
     }
 
     /// Forgets the member at `addr`; returns whether there was one.
     pub fn remove(&mut self, addr: &SocketAddr) -> bool {
-        self.members.remove(addr).is_some()
+        self.take(addr).is_some()
     }
 
     /// Once the node starts, every member outside the probe round is contacted at once.
@@ -492,6 +539,9 @@ impl Members {
             return Admission::Stale;
         }
         let restarted = member.incarnation != 0;
+        if member.is_unverified_gossip() {
+            self.unverified -= 1;
+        }
         member.incarnation = src_inc;
         member.refresh_origin();
         member.verified_us = now_us;
@@ -547,16 +597,17 @@ impl Members {
         if member.node_id.as_deref() == Some(node_id) {
             return Identified::default();
         }
-        member.node_id = Some(node_id.to_owned());
-        member.refresh_origin();
         let removed: Vec<SocketAddr> = self
-            .members
-            .iter()
-            .filter(|(addr, m)| **addr != from && m.node_id.as_deref() == Some(node_id))
-            .map(|(addr, _)| *addr)
+            .by_id
+            .get(node_id)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|addr| *addr != from)
             .collect();
+        self.name(from, node_id);
         for addr in &removed {
-            self.members.remove(addr);
+            self.take(addr);
         }
         Identified {
             newly: true,
@@ -569,40 +620,40 @@ impl Members {
     /// addresses added.
     pub fn merge_gossip(&mut self, gossip: Vec<GossipPeer>, now_us: u64) -> Vec<SocketAddr> {
         let mut added = Vec::new();
-        let mut unverified = self.members.values().filter(|m| m.is_unverified_gossip()).count();
-        for mut gossiped in gossip.into_iter().take(GOSSIP_FANOUT) {
-            if unverified >= MAX_UNVERIFIED {
-                break;
-            }
+        // Counted only when something is new: in a formed mesh gossip names known members.
+        let mut unverified = None;
+        for mut gossiped in gossip.into_iter().take(NEWCOMER_GOSSIP) {
             gossiped.addr = crate::addr::canonical(gossiped.addr);
             if !crate::addr::is_peer_addr(&gossiped.addr) {
                 continue;
             }
             if gossiped.node_id == self.own_id
                 || self.members.contains_key(&gossiped.addr)
-                || self
-                    .members
-                    .values()
-                    .any(|m| m.node_id.as_deref() == Some(gossiped.node_id.as_str()))
+                || self.by_id.contains_key(&gossiped.node_id)
             {
                 continue;
+            }
+            let count = *unverified.get_or_insert_with(|| self.unverified());
+            if count >= MAX_UNVERIFIED {
+                break;
             }
             let mut member = Member::new(gossiped.addr, false, now_us);
             member.gossiped = true;
             if self.insert(member) {
                 added.push(gossiped.addr);
-                unverified += 1;
+                unverified = Some(count + 1);
             }
         }
         added
     }
 
-    /// Up to [`GOSSIP_FANOUT`] random identified members other than `to`, dead ones
-    /// included: a node that joins during a partition must still learn the whole
-    /// membership, or it could collect tombstones others never saw. Members that proved
-    /// their address within the last [`NEWCOMER_PERIODS`] periods are still learning
-    /// the mesh: every heartbeat to them names that many. Others get one name per probe
-    /// and none per answer, which keeps repairing views at a small, flat idle cost.
+    /// Random identified members other than `to`, dead ones included: a node that joins
+    /// during a partition must still learn the whole membership, or it could collect
+    /// tombstones others never saw. Members that proved their address within the last
+    /// [`NEWCOMER_PERIODS`] periods are still learning the mesh: every heartbeat to them
+    /// names [`NEWCOMER_GOSSIP`] (within [`GOSSIP_ID_BYTES`] of ids). Others get one name
+    /// per probe and none per answer, which keeps repairing views at a small, flat idle
+    /// cost.
     pub fn gossip_for(
         &self,
         to: SocketAddr,
@@ -616,28 +667,45 @@ impl Members {
         };
         let newcomer_us = self.timing.heartbeat_us.saturating_mul(NEWCOMER_PERIODS);
         let fanout = if now_us.saturating_sub(receiver.verified_us) < newcomer_us {
-            GOSSIP_FANOUT
+            NEWCOMER_GOSSIP
         } else if probe {
             1
         } else {
             return Vec::new();
         };
-        let mut known: Vec<GossipPeer> = self
-            .members
-            .values()
-            .filter(|m| m.addr != to)
+        // Distinct random places in `named`, `to` skipped: a partial Fisher-Yates over
+        // the places drawn so far, so the cost is the fanout's, not the mesh's.
+        let mut drawn: Vec<usize> = Vec::new();
+        let mut swapped: HashMap<usize, usize> = HashMap::new();
+        let len = self.named.len();
+        let mut i = 0;
+        while drawn.len() < fanout && i < len {
+            let j = rng.usize(i..len);
+            let at_j = *swapped.get(&j).unwrap_or(&j);
+            let at_i = *swapped.get(&i).unwrap_or(&i);
+            swapped.insert(j, at_i);
+            i += 1;
+            if self.named[at_j] != to {
+                drawn.push(at_j);
+            }
+        }
+        let mut id_bytes = 0;
+        drawn
+            .into_iter()
+            .filter_map(|at| self.members.get(&self.named[at]))
             .filter_map(|m| {
                 m.node_id.as_ref().map(|id| GossipPeer {
                     node_id: id.clone(),
                     addr: m.advertised.unwrap_or(m.addr),
                 })
             })
-            .collect();
-        let mut gossip = Vec::new();
-        while gossip.len() < fanout && !known.is_empty() {
-            gossip.push(known.swap_remove(rng.usize(..known.len())));
-        }
-        gossip
+            .enumerate()
+            .take_while(|(n, peer)| {
+                id_bytes += peer.node_id.len();
+                *n == 0 || id_bytes <= GOSSIP_ID_BYTES
+            })
+            .map(|(_, peer)| peer)
+            .collect()
     }
 
     /// Runs the failure detector on `addr` at `now_us` and, once the node is started,
@@ -655,14 +723,31 @@ impl Members {
         };
         let transition = member.check_liveness(now_us, timing);
         if transition == Transition::Forgotten {
-            self.members.remove(&addr);
+            self.take(&addr);
             return (transition, None);
+        }
+        if started && member.state == PeerState::Suspect {
+            // Probed by the round, and directly just before the suspicion ends.
+            let check = member
+                .suspicion
+                .as_mut()
+                .is_some_and(|s| s.take_check(now_us, timing.heartbeat_us));
+            return (transition, check.then_some(true));
         }
         if !(started && member.next_heartbeat_us <= now_us) {
             return (transition, None);
         }
+        let dead = matches!(member.state, PeerState::Dead | PeerState::Left);
+        if dead && now_us < self.dead_slot_us {
+            // Another dead member was probed less than a period ago: this one waits
+            // for the next free slot, so members that died together are not probed
+            // together (and then not at all for as many periods).
+            member.next_heartbeat_us = self.dead_slot_us;
+            return (transition, None);
+        }
         // Counting the dead walks every member: only for a dead member's probe.
-        let dead_probe_us = if matches!(member.state, PeerState::Dead | PeerState::Left) {
+        let dead_probe_us = if dead {
+            self.dead_slot_us = now_us.saturating_add(timing.heartbeat_us);
             self.dead_probe_us()
         } else {
             0
@@ -681,20 +766,17 @@ impl Members {
 
     /// How often each dead member is probed: all of them together about once per
     /// heartbeat interval, so a healed partition is noticed within about one interval
-    /// while probing many dead members costs no more than probing one (up to
-    /// `max_probe_us` each).
+    /// while probing many dead members costs no more than probing one. No cap per
+    /// member: with a thousand dead (a tenth of a large mesh cut off) a cap would make
+    /// the rate grow with their number, as memberlist's reconnect (one dead member per
+    /// interval) does not.
     fn dead_probe_us(&self) -> u64 {
         let dead = self
             .members
             .values()
             .filter(|m| matches!(m.state, PeerState::Dead | PeerState::Left))
             .count() as u64;
-        let Timing {
-            heartbeat_us,
-            max_probe_us,
-            ..
-        } = self.timing;
-        (heartbeat_us * dead.max(1)).clamp(heartbeat_us, max_probe_us.max(heartbeat_us))
+        self.timing.heartbeat_us.saturating_mul(dead.max(1))
     }
 
     /// The member's next deadline: its failure detector's next transition and, once the
@@ -736,9 +818,21 @@ impl Members {
 
     /// The verified member named `node_id`, if any.
     pub fn by_node_id(&self, node_id: &str) -> Option<&Member> {
-        self.members
-            .values()
-            .find(|m| m.incarnation != 0 && m.node_id.as_deref() == Some(node_id))
+        self.by_id
+            .get(node_id)?
+            .iter()
+            .filter_map(|addr| self.members.get(addr))
+            .find(|m| m.incarnation != 0)
+    }
+
+    /// The first member (in address order) named `node_id`, verified or not.
+    fn named_addr(&self, node_id: &str) -> Option<SocketAddr> {
+        self.by_id.get(node_id)?.first().copied()
+    }
+
+    /// Members neither verified nor given by the operator.
+    fn unverified(&self) -> usize {
+        self.unverified
     }
 
     /// Members ever verified: the mesh size as this node sees it, itself excluded.
@@ -821,12 +915,12 @@ impl Members {
         if rumor.node_id == self.own_id {
             return self.about_self(&rumor, own_incarnation);
         }
-        let fresh = self.new_suspicion(&rumor.by, now_us);
+        // A suspicion counts the verified members: a walk, so only for suspect rumors.
+        let fresh = (rumor.state == RumorState::Suspect).then(|| self.new_suspicion(&rumor.by, now_us));
         let timing = self.timing;
         let Some(member) = self
-            .members
-            .values_mut()
-            .find(|m| m.node_id.as_deref() == Some(rumor.node_id.as_str()))
+            .named_addr(&rumor.node_id)
+            .and_then(|addr| self.members.get_mut(&addr))
         else {
             return match rumor.state {
                 RumorState::Alive => RumorOutcome::Unknown(GossipPeer {
@@ -867,6 +961,9 @@ impl Members {
             }
             RumorState::Suspect if gone => return RumorOutcome::Ignored,
             RumorState::Suspect if previous == PeerState::Suspect && !newer => {
+                let Some(fresh) = fresh else {
+                    return RumorOutcome::Ignored;
+                };
                 let confirmed = member
                     .suspicion
                     .get_or_insert(fresh)
@@ -878,7 +975,7 @@ impl Members {
             }
             RumorState::Suspect if previous != PeerState::Unknown => {
                 member.state = PeerState::Suspect;
-                member.suspicion = Some(fresh);
+                member.suspicion = fresh;
                 member.next_heartbeat_us = u64::MAX;
                 RumorChange::Suspected
             }
@@ -920,17 +1017,106 @@ impl Members {
     }
 
     fn insert(&mut self, member: Member) -> bool {
-        if self.members.len() >= MAX_PEERS {
+        if self.members.len() >= self.max_peers {
             return false;
         }
-        self.members.insert(member.addr, member);
+        let addr = member.addr;
+        let node_id = member.node_id.clone();
+        if member.is_unverified_gossip() {
+            self.unverified += 1;
+        }
+        self.members.insert(addr, member);
+        if let Some(node_id) = node_id {
+            self.index(addr, node_id);
+        }
         true
+    }
+
+    /// Names the member at `addr` `node_id`, in the member and in the indexes.
+    fn name(&mut self, addr: SocketAddr, node_id: &str) {
+        let Some(member) = self.members.get_mut(&addr) else {
+            return;
+        };
+        let previous = member.node_id.replace(node_id.to_owned());
+        member.refresh_origin();
+        if let Some(previous) = previous {
+            self.unindex(addr, &previous);
+        }
+        self.index(addr, node_id.to_owned());
+    }
+
+    fn index(&mut self, addr: SocketAddr, node_id: String) {
+        self.id_bytes += node_id.len();
+        let addrs = self.by_id.entry(node_id).or_default();
+        if let Err(at) = addrs.binary_search(&addr) {
+            addrs.insert(at, addr);
+        }
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.named_at.entry(addr) {
+            slot.insert(self.named.len());
+            self.named.push(addr);
+        }
+    }
+
+    fn unindex(&mut self, addr: SocketAddr, node_id: &str) {
+        self.id_bytes = self.id_bytes.saturating_sub(node_id.len());
+        if let Some(addrs) = self.by_id.get_mut(node_id) {
+            addrs.retain(|a| *a != addr);
+            if addrs.is_empty() {
+                self.by_id.remove(node_id);
+            }
+        }
+        if let Some(at) = self.named_at.remove(&addr) {
+            self.named.swap_remove(at);
+            if let Some(moved) = self.named.get(at) {
+                self.named_at.insert(*moved, at);
+            }
+        }
+    }
+
+    /// Forgets the member at `addr`, indexes included.
+    fn take(&mut self, addr: &SocketAddr) -> Option<Member> {
+        let member = self.members.remove(addr)?;
+        if member.is_unverified_gossip() {
+            self.unverified -= 1;
+        }
+        if let Some(node_id) = &member.node_id {
+            self.unindex(*addr, node_id);
+        }
+        Some(member)
+    }
+
+    /// Whether the indexes agree with the members (checked by the simulator).
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn check_indexes(&self) -> Result<(), String> {
+        let unverified = self.members.values().filter(|m| m.is_unverified_gossip()).count();
+        if unverified != self.unverified {
+            return Err(format!("{unverified} unverified members, {} counted", self.unverified));
+        }
+        let named = self.members.values().filter(|m| m.node_id.is_some()).count();
+        if named != self.named.len() || named != self.named_at.len() {
+            return Err(format!(
+                "{named} named members, {} in the gossip index",
+                self.named.len()
+            ));
+        }
+        for (node_id, addrs) in &self.by_id {
+            for addr in addrs {
+                let holds = self.members.get(addr).and_then(|m| m.node_id.as_deref());
+                if holds != Some(node_id.as_str()) {
+                    return Err(format!("index names {addr} {node_id}, it is {holds:?}"));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A member list bound small enough to fill in a test.
+    const MAX: usize = 300;
 
     const TIMING: Timing = Timing {
         heartbeat_us: 10,
@@ -959,7 +1145,7 @@ mod tests {
 
     #[test]
     fn a_missed_probe_leads_to_suspicion_then_failure_not_silence() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         assert_eq!(
             m.admit(addr(1), 7, 0),
             Admission::NewSession { restarted: None }
@@ -972,8 +1158,15 @@ mod tests {
         assert_eq!((rumor.state, rumor.by.as_str()), (RumorState::Suspect, "me"));
         assert_eq!(m.get(&addr(1)).unwrap().state, PeerState::Suspect);
         assert!(m.is_reachable(&addr(1)), "a suspect is still written to");
-        // A small mesh gives no confirmations: the shortest timeout at once.
-        assert_eq!(m.next_deadline(&addr(1), true), Some(10_000 + TIMING.timeout_us));
+        // A small mesh gives no confirmations: the shortest timeout at once; the suspect
+        // is probed directly in each of the last three periods before it.
+        let deadline = 10_000 + TIMING.timeout_us;
+        for k in (1..=3).rev() {
+            let check = deadline - k * TIMING.heartbeat_us;
+            assert_eq!(m.next_deadline(&addr(1), true), Some(check));
+            assert_eq!(m.on_timeout(addr(1), check, true), (Transition::None, Some(true)));
+        }
+        assert_eq!(m.next_deadline(&addr(1), true), Some(deadline));
         assert_eq!(m.on_timeout(addr(1), 10_050, true).0, Transition::None);
         assert_eq!(m.on_timeout(addr(1), 10_100, true).0, Transition::Failed);
         assert_eq!(m.get(&addr(1)).unwrap().state, PeerState::Dead);
@@ -995,7 +1188,7 @@ mod tests {
 
     #[test]
     fn a_suspected_node_refutes_with_a_higher_refutation_count() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         let outcome = m.apply_rumor(rumor("me", 5, 0, RumorState::Suspect, "x"), 5, 0);
         assert_eq!(outcome, RumorOutcome::Refute);
         let own = m.own_rumor(5, None, RumorState::Alive);
@@ -1018,7 +1211,7 @@ mod tests {
 
     #[test]
     fn rumors_follow_refutation_counts_then_state_precedence() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         known(&mut m, 1, 0);
         let changed = |o: RumorOutcome| match o {
             RumorOutcome::Changed { change, .. } => Some(change),
@@ -1055,7 +1248,7 @@ mod tests {
 
     #[test]
     fn independent_suspicions_shorten_the_timeout_and_repeats_do_not() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         for port in 1..=10 {
             known(&mut m, port, 0);
         }
@@ -1075,7 +1268,7 @@ mod tests {
 
     #[test]
     fn rumors_about_unknown_nodes_are_only_gossip_and_never_about_strangers() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         let alive = m.apply_rumor(rumor("new", 3, 0, RumorState::Alive, ""), 1, 0);
         assert!(matches!(alive, RumorOutcome::Unknown(GossipPeer { .. })));
         assert_eq!(m.len(), 0, "nothing remembered before merge_gossip's bounds");
@@ -1089,7 +1282,7 @@ mod tests {
 
     #[test]
     fn unknown_members_are_probed_with_backoff_up_to_a_cap() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         m.add_bootstrap(addr(1), 0);
         let mut now = 0;
         let mut gaps = Vec::new();
@@ -1110,6 +1303,11 @@ mod tests {
         m.add_bootstrap(addr(port), now);
         known(m, port, now);
         m.suspect(addr(port), now);
+        // Three direct probes of the suspect, then the deadline.
+        for _ in 0..3 {
+            let check = m.next_deadline(&addr(port), true).unwrap();
+            assert_eq!(m.on_timeout(addr(port), check, true), (Transition::None, Some(true)));
+        }
         let deadline = m.next_deadline(&addr(port), true).unwrap();
         assert_eq!(m.on_timeout(addr(port), deadline, true).0, Transition::Failed);
     }
@@ -1129,7 +1327,7 @@ mod tests {
 
     #[test]
     fn a_dead_member_is_probed_every_interval_without_backing_off() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         failed_member(&mut m, 1, 0);
         let gaps = probe_gaps(&mut m, 1, TIMING.timeout_us, 20);
         // The first probe follows the failure by one interval, as does every later one:
@@ -1142,7 +1340,7 @@ mod tests {
 
     #[test]
     fn many_dead_members_share_one_probe_per_interval() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         for port in 1..=5 {
             failed_member(&mut m, port, 0);
         }
@@ -1157,8 +1355,75 @@ mod tests {
     }
 
     #[test]
+    fn many_dead_members_are_probed_at_one_per_interval_past_the_backoff_cap() {
+        // A cap of 3 intervals per member would probe 10 dead members 10 / 3 times per
+        // interval: the rate would grow with the number of dead.
+        let timing = Timing {
+            max_probe_us: 3 * TIMING.heartbeat_us,
+            ..TIMING
+        };
+        let mut m = Members::new("me", timing, MAX);
+        for port in 1..=10 {
+            failed_member(&mut m, port, 0);
+        }
+        let start = timing.timeout_us;
+        let gaps = probe_gaps(&mut m, 4, start, 5);
+        assert!(
+            gaps[1..].iter().all(|&g| g == 10 * timing.heartbeat_us),
+            "gaps between probes: {gaps:?}"
+        );
+    }
+
+    #[test]
+    fn members_that_die_together_are_probed_one_per_interval() {
+        let mut m = Members::new("me", TIMING, MAX);
+        let ports: Vec<u16> = (1..=4).collect();
+        for &port in &ports {
+            m.add_bootstrap(addr(port), 0);
+            known(&mut m, port, 0);
+            m.suspect(addr(port), 0);
+        }
+        // All four fail at the same instant, as a partition makes them.
+        let failed_at = TIMING.timeout_us;
+        for &port in &ports {
+            assert_eq!(m.on_timeout(addr(port), failed_at, true).0, Transition::Failed);
+        }
+        // Drive every member's timer as the engine does; count probes per interval.
+        let mut probes_at = Vec::new();
+        let mut now = failed_at;
+        let end = failed_at + 40 * TIMING.heartbeat_us;
+        while now < end {
+            for &port in &ports {
+                if m.next_deadline(&addr(port), true).is_some_and(|at| at <= now)
+                    && m.on_timeout(addr(port), now, true).1.is_some()
+                {
+                    probes_at.push(now);
+                }
+            }
+            now += 1;
+        }
+        let periods: Vec<u64> = probes_at
+            .iter()
+            .map(|at| (at - failed_at) / TIMING.heartbeat_us)
+            .collect();
+        let mut per_period = std::collections::BTreeMap::new();
+        for p in &periods {
+            *per_period.entry(*p).or_insert(0) += 1;
+        }
+        assert!(
+            per_period.values().all(|&count| count == 1),
+            "probes per interval: {per_period:?}"
+        );
+        // And every interval after the first has its probe: a heal is noticed within one.
+        assert!(
+            (1..40).all(|p| per_period.contains_key(&p)),
+            "intervals without a probe: {per_period:?}"
+        );
+    }
+
+    #[test]
     fn heartbeats_wait_for_start() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         m.add_bootstrap(addr(1), 5);
         assert_eq!(m.next_deadline(&addr(1), false), None);
         assert_eq!(m.on_timeout(addr(1), 5, false), (Transition::None, None));
@@ -1168,7 +1433,7 @@ mod tests {
 
     #[test]
     fn incarnations_only_move_forward() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         assert!(matches!(
             m.admit(addr(1), 5, 0),
             Admission::NewSession { restarted: None }
@@ -1193,7 +1458,7 @@ mod tests {
 
     #[test]
     fn a_node_id_at_a_new_address_replaces_the_old_one() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         m.admit(addr(1), 1, 0);
         m.identify(addr(1), "peer");
         m.admit(addr(2), 2, 0);
@@ -1206,7 +1471,7 @@ mod tests {
 
     #[test]
     fn gossip_adds_only_unknown_members_and_never_ourselves() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         m.admit(addr(1), 1, 0);
         m.identify(addr(1), "a");
         let added = m.merge_gossip(
@@ -1224,9 +1489,9 @@ mod tests {
 
     #[test]
     fn one_heartbeat_adds_a_few_addresses_and_gossip_adds_a_bounded_number() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         let flood: Vec<GossipPeer> = (0..1_100).map(|i| gossip(&format!("f{i}"), 10_000 + i)).collect();
-        assert_eq!(m.merge_gossip(flood, 0).len(), GOSSIP_FANOUT);
+        assert_eq!(m.merge_gossip(flood, 0).len(), NEWCOMER_GOSSIP);
         for round in 0..100u16 {
             let batch = (0..3).map(|i| gossip(&format!("g{round}-{i}"), 20_000 + round * 3 + i));
             m.merge_gossip(batch.collect(), 0);
@@ -1236,7 +1501,7 @@ mod tests {
 
     #[test]
     fn unverified_members_are_remembered_as_long_as_tombstones_then_forgotten() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         m.merge_gossip(vec![gossip("ghost", 9)], 0);
         m.add_bootstrap(addr(1), 0);
         assert!(m.note_unverified(addr(7), "stranger", 0));
@@ -1252,7 +1517,7 @@ mod tests {
 
     #[test]
     fn a_stranger_that_proves_its_address_becomes_a_member() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         assert!(m.note_unverified(addr(7), "stranger", 0));
         assert!(!m.note_unverified(addr(7), "stranger", 0), "once");
         assert!(!m.note_unverified(addr(8), "me", 0), "never ourselves");
@@ -1265,7 +1530,7 @@ mod tests {
 
     #[test]
     fn dead_members_are_forgotten_after_the_tombstone_grace_unless_bootstrap() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         for port in [1, 2] {
             known(&mut m, port, 0);
         }
@@ -1285,7 +1550,7 @@ mod tests {
 
     #[test]
     fn steady_answers_name_no_members_but_probes_and_answers_to_newcomers_do() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         for port in 1..=4 {
             known(&mut m, port, 0);
         }
@@ -1294,12 +1559,12 @@ mod tests {
         assert!(!m.gossip_for(addr(1), false, 0, &mut rng).is_empty(), "a newcomer");
         assert!(m.gossip_for(addr(1), false, later, &mut rng).is_empty());
         assert_eq!(m.gossip_for(addr(1), true, later, &mut rng).len(), 1, "a probe");
-        assert_eq!(m.gossip_for(addr(1), true, 0, &mut rng).len(), GOSSIP_FANOUT);
+        assert_eq!(m.gossip_for(addr(1), true, 0, &mut rng).len(), 3, "all there are");
     }
 
     #[test]
     fn membership_is_gossiped_only_to_verified_members() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         m.admit(addr(1), 1, 0);
         m.identify(addr(1), "a");
         m.admit(addr(2), 1, 0);
@@ -1313,7 +1578,7 @@ mod tests {
 
     #[test]
     fn members_are_gossiped_at_their_advertised_address() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         m.admit(addr(1), 1, 0);
         m.identify(addr(1), "a");
         m.admit(addr(2), 1, 0);
@@ -1330,7 +1595,7 @@ mod tests {
 
     #[test]
     fn gossiped_addresses_are_canonical_and_unicast() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:4".parse().unwrap();
         let gossip = vec![
             GossipPeer { node_id: "x".into(), addr: mapped },
@@ -1345,7 +1610,7 @@ mod tests {
 
     #[test]
     fn a_bootstrap_mark_can_be_taken_back() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         m.add_bootstrap(addr(1), 0);
         assert_eq!(m.unbootstrap(&addr(1)), Some(false), "never heard from");
         assert_eq!(m.unbootstrap(&addr(1)), None, "no longer bootstrap");
@@ -1356,20 +1621,20 @@ mod tests {
 
     #[test]
     fn the_member_list_is_bounded() {
-        let mut m = Members::new("me", TIMING);
-        for port in 0..MAX_PEERS as u16 {
+        let mut m = Members::new("me", TIMING, MAX);
+        for port in 0..MAX as u16 {
             m.add_bootstrap(addr(port + 1), 0);
         }
         assert_eq!(m.admit(addr(60_000), 1, 0), Admission::Full);
         assert!(m
             .merge_gossip(vec![gossip("x", 60_001)], 0)
             .is_empty());
-        assert_eq!(m.len(), MAX_PEERS);
+        assert_eq!(m.len(), MAX);
     }
 
     #[test]
     fn gossip_names_identified_members_other_than_the_receiver() {
-        let mut m = Members::new("me", TIMING);
+        let mut m = Members::new("me", TIMING, MAX);
         for port in 1..=5 {
             m.admit(addr(port), 1, 0);
             if port != 5 {
@@ -1379,7 +1644,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(1);
         for _ in 0..20 {
             let g = m.gossip_for(addr(1), true, 0, &mut rng);
-            assert_eq!(g.len(), GOSSIP_FANOUT);
+            assert_eq!(g.len(), 3, "every named member but the receiver");
             assert!(g.iter().all(|p| p.addr != addr(1) && p.addr != addr(5)));
         }
     }

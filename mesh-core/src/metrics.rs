@@ -240,6 +240,7 @@ impl MetricsSnapshot {
         for (part, value) in [
             ("send_queue", m.queued_bytes),
             ("reassembly", m.reassembly_bytes),
+            ("members", m.member_bytes),
         ] {
             bytes.get_or_create(&vec![("part", part)]).set(value as i64);
         }

@@ -52,6 +52,22 @@ const ADVERSARY_ADDR: SocketAddr = SocketAddr::new(
     6_666,
 );
 
+/// Members up to which a node's invariants are checked after every timeout, and its
+/// memory measured after every step.
+const FULL_CHECK_MEMBERS: usize = 256;
+
+/// Virtual time between two walks over a node's members (an invariant check, a memory
+/// measure): none below [`FULL_CHECK_MEMBERS`]; above it, 50 ms per member, so that the
+/// checks of a thousand nodes of a thousand members each cost what the protocol does.
+fn check_gap_us(engine: &Engine) -> u64 {
+    let members = engine.member_count();
+    if members <= FULL_CHECK_MEMBERS {
+        0
+    } else {
+        members as u64 * 50_000
+    }
+}
+
 /// Index standing for the adversary in a [`Flight`]'s `from` or `to`.
 const ADVERSARY: usize = usize::MAX;
 
@@ -172,6 +188,15 @@ pub struct Sim {
     pub peak_memory: MemoryReport,
     /// Each node's next timer, refreshed whenever the node is touched.
     timers: Vec<Option<u64>>,
+    /// The same timers with each node's slowness added, by time, and the key each is
+    /// filed under: the next one is found without a walk over a thousand nodes.
+    due: BTreeSet<(u64, usize)>,
+    due_keys: Vec<Option<u64>>,
+    /// Node index by address.
+    by_addr: HashMap<SocketAddr, usize>,
+    /// When each node's invariants were last checked, and its memory last measured.
+    checked_us: Vec<u64>,
+    measured_us: Vec<u64>,
     /// The first invariant an engine broke, reported by [`Sim::check_converged`].
     violation: Option<Divergence>,
     /// The attacker, if any.
@@ -214,6 +239,11 @@ impl Sim {
             peak_memory: MemoryReport::default(),
             violation: None,
             timers: vec![None; n],
+            due: BTreeSet::new(),
+            due_keys: vec![None; n],
+            by_addr: HashMap::with_capacity(n),
+            checked_us: vec![0; n],
+            measured_us: vec![0; n],
             adversary: None,
             adversary_timer: None,
             honest_origins: BTreeSet::new(),
@@ -229,6 +259,7 @@ impl Sim {
         }
         for i in 0..n {
             let addr = sim_addr(i);
+            sim.by_addr.insert(addr, i);
             sim.nodes.push(SimNode {
                 engine: None,
                 addr,
@@ -430,7 +461,7 @@ impl Sim {
         if self.nodes[i].engine.take().is_none() {
             return;
         }
-        self.timers[i] = None;
+        self.set_timer(i, None);
         // Its datagrams still in the network die with it: otherwise a write judged lost
         // below could still arrive somewhere, and the oracle would be wrong.
         let flights = std::mem::take(&mut self.flights);
@@ -583,16 +614,40 @@ impl Sim {
                 sent_bytes += t.payload.len() as u64;
             }
             engine.record_sent(out.len() as u64, sent_bytes);
-            self.timers[i] = engine.poll_timeout();
-            let m = engine.memory();
-            let p = &mut self.peak_memory;
-            p.in_flight = p.in_flight.max(m.in_flight);
-            p.queued_bytes = p.queued_bytes.max(m.queued_bytes);
-            p.reassembly_bytes = p.reassembly_bytes.max(m.reassembly_bytes);
-            p.peers = p.peers.max(m.peers);
-            p.stream_ranges = p.stream_ranges.max(m.stream_ranges);
+            let next = engine.poll_timeout();
+            // A walk over every link: for a node with hundreds of members, spaced out.
+            let measured = &mut self.measured_us[i];
+            let measure = self.now_us >= measured.saturating_add(check_gap_us(engine));
+            if measure {
+                *measured = self.now_us;
+                let m = engine.memory();
+                let p = &mut self.peak_memory;
+                p.in_flight = p.in_flight.max(m.in_flight);
+                p.queued_bytes = p.queued_bytes.max(m.queued_bytes);
+                p.reassembly_bytes = p.reassembly_bytes.max(m.reassembly_bytes);
+                p.peers = p.peers.max(m.peers);
+                p.stream_ranges = p.stream_ranges.max(m.stream_ranges);
+                p.member_bytes = p.member_bytes.max(m.member_bytes);
+            }
+            self.set_timer(i, next);
         }
         self.route(i, out);
+    }
+
+    /// Records node `i`'s next timer.
+    fn set_timer(&mut self, i: usize, at: Option<u64>) {
+        self.timers[i] = at;
+        let key = at.map(|t| t.saturating_add(self.nodes[i].slow_us));
+        if self.due_keys[i] == key {
+            return;
+        }
+        if let Some(old) = self.due_keys[i] {
+            self.due.remove(&(old, i));
+        }
+        if let Some(key) = key {
+            self.due.insert((key, i));
+        }
+        self.due_keys[i] = key;
     }
 
     /// Puts datagrams node `i` sent on the network.
@@ -602,7 +657,7 @@ impl Sim {
             let to = if self.adversary.as_ref().is_some_and(|a| a.addr == t.dst) {
                 ADVERSARY
             } else {
-                let Some(to) = self.nodes.iter().position(|n| n.addr == t.dst) else {
+                let Some(&to) = self.by_addr.get(&t.dst) else {
                     continue;
                 };
                 to
@@ -638,14 +693,13 @@ impl Sim {
     /// Runs the network and every timer for `duration` of virtual time.
     pub fn run_for(&mut self, duration: Duration) {
         let end = self.now_us + crate::time::us(duration);
+        // A node made slow since its timer was filed is filed again.
+        for i in 0..self.nodes.len() {
+            self.set_timer(i, self.timers[i]);
+        }
         loop {
             let next_flight = self.flights.peek().map(|f| f.0.at_us);
-            let next_timer = self
-                .timers
-                .iter()
-                .enumerate()
-                .filter_map(|(i, t)| t.map(|t| t.saturating_add(self.nodes[i].slow_us)))
-                .min();
+            let next_timer = self.due.first().map(|&(at, _)| at);
             let next = [next_flight, next_timer, self.adversary_timer]
                 .into_iter()
                 .flatten()
@@ -699,16 +753,34 @@ impl Sim {
                 };
                 self.send_adversary(out);
             }
-            for i in 0..self.nodes.len() {
+            // In node order, as a walk over every node would take them.
+            let mut due: Vec<usize> = self
+                .due
+                .iter()
+                .take_while(|&&(at, _)| at <= self.now_us)
+                .map(|&(_, i)| i)
+                .collect();
+            due.sort_unstable();
+            for i in due {
                 let now = self.now_for(i);
-                let slow = self.nodes[i].slow_us;
-                let due = self.timers[i].is_some_and(|t| t.saturating_add(slow) <= self.now_us);
-                if due {
+                {
                     if let Some(engine) = self.nodes[i].engine.as_mut() {
                         engine.handle_timeout(now);
                         // After a timeout rather than after every datagram: often
-                        // enough to catch a stale timer, cheap enough for 50 nodes.
-                        if let Err(why) = engine.check_invariants() {
+                        // enough to catch a stale timer, cheap enough for 50 nodes. A
+                        // check walks every member, so a node with hundreds is checked
+                        // less often.
+                        let checked = &mut self.checked_us[i];
+                        let due = self.now_us >= checked.saturating_add(check_gap_us(engine));
+                        if due {
+                            *checked = self.now_us;
+                        }
+                        let checks = if due {
+                            engine.check_invariants()
+                        } else {
+                            Ok(())
+                        };
+                        if let Err(why) = checks {
                             self.violation.get_or_insert(Divergence::Invariant {
                                 node: i,
                                 at_us: self.now_us,

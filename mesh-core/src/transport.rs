@@ -391,6 +391,12 @@ impl Channel {
         self.in_flight.len()
     }
 
+    /// Whether fragments or retransmissions wait to be sent (in flight alone is not:
+    /// only an ack or a timeout changes what can be sent then).
+    pub fn has_unsent(&self) -> bool {
+        !self.queue.is_empty() || !self.retransmit_due.is_empty()
+    }
+
     /// Whether nothing is queued or in flight.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.in_flight.is_empty()

@@ -189,15 +189,21 @@ fn nodes_each_holding_part_converge_without_waiting_on_each_other() {
         sim.run_for(Duration::from_secs(2));
         // Requests queued while partitioned come out at the heal beside the new ones,
         // with older digests, and peers catch up from each other while they stream, so
-        // some writes arrive twice (1.2 to 2.5 times here); not once per peer holding
-        // them (3.5 times on five nodes when every peer is asked for everything).
+        // some writes arrive twice or more; not once per peer holding them (3.5 times on
+        // five nodes when every peer is asked for everything). Dead members are probed
+        // one per period across them (so a thousand that failed together are not probed
+        // together), so a node finds its four peers back one by one over a second here
+        // rather than in one burst: 14 of the 20 recoveries come after entries started
+        // to flow (4 of 20 when all dead members were probed together), the later peers
+        // stream what they got from the earlier ones, and the worst node receives about
+        // 2.9 to 3.0 entries per write missing (2.66 before), hence 3.25.
         let needed = (per_node * (n - 1)) as u64;
         for (i, before) in before.iter().enumerate() {
             let received = counters(&sim, i).entries_received - before;
             let ratio = received as f64 / needed as f64;
             eprintln!("seed {seed}: node {i} of {n} received {ratio:.2} entries per write missing");
             assert!(
-                ratio <= 3.0,
+                ratio <= 3.25,
                 "seed {seed}: node {i} of {n} received {received} entries for {needed} missing"
             );
         }

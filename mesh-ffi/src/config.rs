@@ -401,6 +401,25 @@ pub unsafe extern "C" fn mesh_config_set_compression(
     }
 }
 
+/// Sets the most members (peers) the node remembers: datagrams from further addresses
+/// are ignored. At least 1. Default 16384.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_max_peers(
+    config: *mut mesh_config_t,
+    max_peers: usize,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            if max_peers == 0 {
+                return Err(FfiError::invalid("`max_peers` must be greater than zero"));
+            }
+            c.max_peers = max_peers;
+            Ok(())
+        }) }
+    }
+}
+
 /// Seeds the node's random choices (peer selection, jitter, fault injection), for
 /// reproducible tests. By default a fresh seed is drawn.
 #[no_mangle]

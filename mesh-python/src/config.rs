@@ -59,6 +59,7 @@ pub struct ConfigArgs {
     pub tombstone_grace: Option<f64>,
     pub max_origins: Option<i64>,
     pub max_probe_interval: Option<f64>,
+    pub max_peers: Option<i64>,
     pub seed: Option<u64>,
     pub keyring: Option<Vec<KeyArg>>,
     pub data_dir: Option<std::path::PathBuf>,
@@ -132,6 +133,9 @@ impl ConfigArgs {
         }
         if let Some(v) = self.max_probe_interval {
             config.max_probe_interval = seconds(py, "max_probe_interval", v)?;
+        }
+        if let Some(v) = self.max_peers {
+            config.max_peers = count(py, "max_peers", v)?;
         }
         config.seed = self.seed;
         for key in self.keyring.into_iter().flatten() {

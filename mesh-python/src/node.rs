@@ -226,9 +226,9 @@ fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
 /// [16 MiB], ``max_in_flight`` bytes unacknowledged per peer [128 KiB], ``max_reassembly``
 /// [64 MiB, or enough for max_value_size], ``reassembly_timeout`` [30.0],
 /// ``max_clock_drift`` [60.0], ``tombstone_grace`` [86400.0], ``max_origins`` node runs
-/// accounted for at once [4096], ``max_probe_interval``
-/// [30.0], ``seed`` of the node's random choices [random], ``compression`` of bulk
-/// payloads to peers that read it too, where it wins [True].
+/// accounted for at once [4096], ``max_probe_interval`` [30.0], ``max_peers`` most
+/// members remembered [16384], ``seed`` of the node's random choices [random],
+/// ``compression`` of bulk payloads to peers that read it too, where it wins [True].
 ///
 /// Callbacks are attributes, called on the node's callback thread, in order:
 /// ``on_state_change(key, value, operation)`` with operation 'set' or 'delete' for local
@@ -326,6 +326,7 @@ impl MeshSyncNode {
         tombstone_grace = None,
         max_origins = None,
         max_probe_interval = None,
+        max_peers = None,
         seed = None,
         keyring = None,
         data_dir = None,
@@ -360,6 +361,7 @@ impl MeshSyncNode {
         tombstone_grace: Option<f64>,
         max_origins: Option<i64>,
         max_probe_interval: Option<f64>,
+        max_peers: Option<i64>,
         seed: Option<u64>,
         keyring: Option<Vec<KeyArg>>,
         data_dir: Option<std::path::PathBuf>,
@@ -392,6 +394,7 @@ impl MeshSyncNode {
             tombstone_grace,
             max_origins,
             max_probe_interval,
+            max_peers,
             seed,
             keyring,
             data_dir,

@@ -13,6 +13,11 @@ use crate::value::Value;
 
 use super::Engine;
 
+/// Fixed bytes of one member's session: its link and its entries in the link table and
+/// the timer table (kept by deadline and by time).
+const LINK_BYTES: usize = std::mem::size_of::<(std::net::SocketAddr, crate::link::Link)>()
+    + 2 * std::mem::size_of::<(crate::timers::Timer, u64)>();
+
 /// Memory the engine holds for protocol state, for bounds checks in tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryReport {
@@ -28,6 +33,10 @@ pub struct MemoryReport {
     pub stream_ranges: usize,
     /// Transmits and events not yet polled.
     pub pending_outputs: usize,
+    /// Bytes of bookkeeping held for the members, whatever their traffic: each member's
+    /// entry, node id and index places, and its session's fixed part (buffers that
+    /// grow with traffic are counted above).
+    pub member_bytes: usize,
 }
 
 impl Engine {
@@ -87,6 +96,7 @@ impl Engine {
         let mut report = MemoryReport {
             peers: self.members.len(),
             pending_outputs: self.transmits.len() + self.events.len(),
+            member_bytes: self.members.bytes() + self.links.len() * LINK_BYTES,
             ..MemoryReport::default()
         };
         for link in self.links.values() {
@@ -97,6 +107,11 @@ impl Engine {
             report.stream_ranges += link.sync.stream.len();
         }
         report
+    }
+
+    /// Members known, whatever their state.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
     }
 
     /// Status snapshot (`port` and `running` are the runtime's to fill).
@@ -221,6 +236,7 @@ impl Engine {
         if let Some(feed) = self.feed.peer().filter(|f| !self.links.contains_key(f)) {
             return Err(format!("the feed {feed} has no link"));
         }
+        self.members.check_indexes()?;
         for addr in self.links.keys() {
             let armed = self.timers.get(Timer::Peer(*addr));
             let due = self.peer_deadline(addr);

@@ -41,13 +41,20 @@ impl Engine {
         })
     }
 
-    /// Fills the transmit queue: sync chunks into channels with room, then every
-    /// channel's ready data (with acks piggybacked) and standalone acks.
+    /// Fills the transmit queue: for every link that may have something to send, sync
+    /// chunks into its channel if it has room, then its ready data (with acks
+    /// piggybacked) and a standalone ack.
     pub(super) fn produce(&mut self, now: Now) {
         let budget = self.limits.max_fragment;
         let refill_below = self.limits.max_in_flight;
         let mut packets = Vec::new();
-        for (&addr, link) in &mut self.links {
+        self.sending.extend(self.touched.iter().copied());
+        let sending: Vec<SocketAddr> = self.sending.iter().copied().collect();
+        for addr in sending {
+            let Some(link) = self.links.get_mut(&addr) else {
+                self.sending.remove(&addr);
+                continue;
+            };
             link.sync
                 .refill(&self.replica, &mut link.channel, budget, refill_below);
             let dst_inc = self.members.get(&addr).map_or(0, |m| m.incarnation);
@@ -59,6 +66,12 @@ impl Engine {
             }
             if let Some(ack) = link.channel.take_ack() {
                 packets.push((addr, dst_inc, vec![Frame::Ack(ack)]));
+            }
+            // Anything still waiting to go out keeps it here; anything that could let
+            // more out (an ack or other datagram from the peer, a timeout, a write)
+            // touches it again.
+            if !link.channel.has_unsent() && link.sync.stream.is_empty() {
+                self.sending.remove(&addr);
             }
         }
         for (addr, dst_inc, frames) in packets {

@@ -20,7 +20,7 @@ const TIMING: Timing = Timing {
 };
 
 fn members() -> Members {
-    Members::new("me", TIMING)
+    Members::new("me", TIMING, 1_024)
 }
 
 fn addr(i: u8) -> SocketAddr {

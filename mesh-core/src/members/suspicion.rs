@@ -8,6 +8,13 @@
 /// floor.
 pub(crate) const CONFIRMATIONS: usize = 3;
 
+/// Direct probes of the suspect in the last periods before its deadline, one period
+/// apart, while the suspicion holds. Each carries the suspicion (the buddy system), so a
+/// live suspect answers with its refutation straight to the node about to declare it
+/// dead: piggybacked rumors reach every member only with high probability, and a member
+/// the refutation missed would otherwise declare a live one dead.
+pub(crate) const CHECKS: u32 = 3;
+
 /// One suspicion of one member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Suspicion {
@@ -20,6 +27,8 @@ pub(crate) struct Suspicion {
     /// Node ids of the members that suspect, the first one included; bounded by
     /// `expected + 1`.
     by: Vec<String>,
+    /// Direct probes before the deadline not sent yet (see [`CHECKS`]).
+    checks: u32,
 }
 
 impl Suspicion {
@@ -38,6 +47,7 @@ impl Suspicion {
             max_us: max_us.max(min_us),
             expected,
             by: vec![by.to_owned()],
+            checks: CHECKS,
         }
     }
 
@@ -72,6 +82,28 @@ impl Suspicion {
     pub fn deadline_us(&self) -> u64 {
         self.start_us.saturating_add(self.timeout_us())
     }
+
+    /// When the next direct probe of the suspect is due, with probe periods of
+    /// `period_us`: `checks` periods before the deadline (at once if the timeout is
+    /// shorter), `None` once all are sent.
+    pub fn next_check_us(&self, period_us: u64) -> Option<u64> {
+        (self.checks > 0).then(|| {
+            self.deadline_us()
+                .saturating_sub(period_us.saturating_mul(u64::from(self.checks)))
+                .max(self.start_us)
+        })
+    }
+
+    /// Whether a direct probe of the suspect is due at `now_us`; if so, it counts as sent,
+    /// with those that would fall within a period of it (a short timeout gets one).
+    pub fn take_check(&mut self, now_us: u64, period_us: u64) -> bool {
+        let due = self.next_check_us(period_us).is_some_and(|at| at <= now_us);
+        if due {
+            let periods_left = self.deadline_us().saturating_sub(now_us) / period_us.max(1);
+            self.checks = (self.checks - 1).min(u32::try_from(periods_left).unwrap_or(u32::MAX));
+        }
+        due
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +133,32 @@ mod tests {
         assert!(!s.confirm("b"));
         assert!(!s.confirm(""), "an anonymous suspicion is no confirmation");
         assert_eq!(s.confirmations(), 1);
+    }
+
+    #[test]
+    fn the_suspect_is_probed_in_each_of_the_last_periods_before_the_deadline() {
+        let mut s = Suspicion::new(1_000, "a", 10, 100, 400);
+        let deadline = s.deadline_us();
+        let period = 50;
+        let mut sent = Vec::new();
+        for now in 1_000..deadline {
+            if s.take_check(now, period) {
+                sent.push(now);
+            }
+        }
+        assert_eq!(
+            sent,
+            vec![deadline - 3 * period, deadline - 2 * period, deadline - period]
+        );
+        assert_eq!(s.next_check_us(period), None);
+    }
+
+    #[test]
+    fn a_short_suspicion_probes_the_suspect_at_once() {
+        let mut s = Suspicion::new(1_000, "a", 4, 100, 400);
+        assert_eq!(s.next_check_us(1_000), Some(1_000));
+        assert!(s.take_check(1_000, 1_000));
+        assert_eq!(s.next_check_us(1_000), None, "one probe, not three at once");
     }
 
     #[test]

@@ -253,6 +253,7 @@ class MeshSyncNode:
         tombstone_grace: Optional[float] = None,
         max_origins: Optional[int] = None,
         max_probe_interval: Optional[float] = None,
+        max_peers: Optional[int] = None,
         seed: Optional[int] = None,
         keyring: Optional[Sequence[_Key]] = None,
         data_dir: Optional[Union[str, os.PathLike[str]]] = None,
