@@ -727,7 +727,9 @@ impl Members {
             return (transition, None);
         }
         if started && member.state == PeerState::Suspect {
-            // Probed by the round, and directly just before the suspicion ends.
+            // Probed by the round, and directly just before the suspicion ends: a
+            // heartbeat due from before it was suspected is not (it would stay due).
+            member.next_heartbeat_us = u64::MAX;
             let check = member
                 .suspicion
                 .as_mut()
