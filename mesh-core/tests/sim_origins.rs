@@ -89,16 +89,15 @@ fn fifty_restarts_leave_bounded_digests_once_old_writes_are_superseded() {
     }
 }
 
-#[test]
-fn a_peer_naming_thousands_of_fresh_origins_fills_nothing_past_the_cap() {
+/// A settled two-node mesh (node 1 wrote one key) and an attacker address that passed
+/// node 0's address check with incarnation 77, as a verified peer would.
+fn settled_pair_with_verified_attacker() -> (Sim, SocketAddr) {
     let cfg = support::sim_config();
-    let cap = cfg.max_origins;
     let cluster = wire::cluster_id(&cfg.cluster);
     let mut sim = Sim::new(2, cfg, FaultConfig::default(), 5);
     sim.write(1, "before", Some(Value::Int(1)));
     sim.run_until_converged(Duration::from_secs(10), Duration::from_millis(100))
         .expect("the mesh settles");
-
     let attacker: SocketAddr = "10.9.9.9:4000".parse().unwrap();
     let now = sim.now_for(0);
     introduce(
@@ -108,7 +107,15 @@ fn a_peer_naming_thousands_of_fresh_origins_fills_nothing_past_the_cap() {
         77,
         cluster,
     );
-    let wall_ms = now.wall_ms;
+    (sim, attacker)
+}
+
+#[test]
+fn a_peer_naming_thousands_of_fresh_origins_fills_nothing_past_the_cap() {
+    let (mut sim, attacker) = settled_pair_with_verified_attacker();
+    let cfg = support::sim_config();
+    let (cap, cluster) = (cfg.max_origins, wire::cluster_id(&cfg.cluster));
+    let wall_ms = sim.now_for(0).wall_ms;
     // 5,000 fresh origins, 250 per message, each with one write of its own key.
     assert!(cap < 5_000);
     let mut seq = 1;
@@ -162,22 +169,9 @@ fn a_peer_naming_thousands_of_fresh_origins_fills_nothing_past_the_cap() {
 
 #[test]
 fn a_peer_digest_naming_more_origins_than_any_node_holds_is_refused() {
+    let (mut sim, attacker) = settled_pair_with_verified_attacker();
     let cfg = support::sim_config();
-    let cap = cfg.max_origins;
-    let cluster = wire::cluster_id(&cfg.cluster);
-    let mut sim = Sim::new(2, cfg, FaultConfig::default(), 5);
-    sim.write(1, "before", Some(Value::Int(1)));
-    sim.run_until_converged(Duration::from_secs(10), Duration::from_millis(100))
-        .expect("the mesh settles");
-    let attacker: SocketAddr = "10.9.9.9:4000".parse().unwrap();
-    let now = sim.now_for(0);
-    introduce(
-        sim.nodes[0].engine.as_mut().unwrap(),
-        now,
-        attacker,
-        77,
-        cluster,
-    );
+    let (cap, cluster) = (cfg.max_origins, wire::cluster_id(&cfg.cluster));
     let before = sim.nodes[0]
         .engine
         .as_ref()
