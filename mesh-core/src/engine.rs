@@ -435,7 +435,9 @@ impl Engine {
                 }
             }
         }
-        if packet.src_inc == self.incarnation && self.is_own_datagram(from, packet.src_session, &frames) {
+        if packet.src_inc == self.incarnation
+            && self.is_own_datagram(from, packet.src_session, &frames)
+        {
             // Our own datagram looped back (a peer list naming ourselves).
             self.counters.dropped.stale += 1;
             return;
@@ -578,9 +580,9 @@ impl Engine {
             .get(&from)
             .is_some_and(|l| src_session != 0 && src_session == l.local_session);
         own_session
-            || frames.iter().any(|f| {
-                matches!(f, Frame::Heartbeat(hb) if hb.node_id == self.config.node_id)
-            })
+            || frames
+                .iter()
+                .any(|f| matches!(f, Frame::Heartbeat(hb) if hb.node_id == self.config.node_id))
     }
 
     /// Handles timers due at `now`: retransmissions, heartbeats, failure detection,

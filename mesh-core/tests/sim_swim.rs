@@ -203,7 +203,11 @@ fn nodes_sharing_an_incarnation_still_meet() {
         sim.restart(2);
         sim.restart(3);
         let incarnation = |sim: &Sim, i: usize| sim.nodes[i].engine.as_ref().unwrap().incarnation();
-        assert_eq!(incarnation(&sim, 2), incarnation(&sim, 3), "the clash is set up");
+        assert_eq!(
+            incarnation(&sim, 2),
+            incarnation(&sim, 3),
+            "the clash is set up"
+        );
         form(&mut sim, Duration::from_secs(30));
         assert_eq!(view(&sim, 2, "n3"), Some(PeerState::Alive), "seed {seed}");
         assert_eq!(view(&sim, 3, "n2"), Some(PeerState::Alive), "seed {seed}");
