@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "netns"))
@@ -50,6 +50,35 @@ def start(rig: Rig, i: int) -> NodeProcess:
     node = NodeProcess(args, f"n{i}")
     rig.nodes[i] = node
     return node
+
+
+# The kernel's neighbour (ARP) table is one for all network namespaces, and its
+# hard limit counts every namespace's entries: N nodes that all talk to each other hold
+# about N^2 of them, past the default 1,024 from 33 nodes on, after which sends fail
+# (counted as SndbufErrors) and the mesh cannot form. Raised for the run, then restored.
+NEIGH_THRESHOLDS = ["net.ipv4.neigh.default.gc_thresh1", "net.ipv4.neigh.default.gc_thresh2",
+                    "net.ipv4.neigh.default.gc_thresh3"]
+
+
+def sysctl(name: str, value: Optional[str] = None) -> str:
+    import subprocess
+
+    if value is None:
+        return subprocess.run(["sysctl", "-n", name], check=True, capture_output=True,
+                              text=True).stdout.strip()
+    subprocess.run(["sysctl", "-q", "-w", f"{name}={value}"], check=True)
+    return value
+
+
+def raise_neighbour_limits(n: int) -> Dict[str, str]:
+    """Raises the neighbour table's limits to fit ``n`` namespaces of ``n`` neighbours
+    each; returns the values to restore."""
+    saved = {name: sysctl(name) for name in NEIGH_THRESHOLDS}
+    need = 2 * n * n + 1024
+    for name, scale in zip(NEIGH_THRESHOLDS, (4, 2, 1)):
+        if int(saved[name]) < need // scale:
+            sysctl(name, str(need // scale))
+    return saved
 
 
 def kernel_tx(rig: Rig, i: int) -> Tuple[int, int]:
@@ -89,6 +118,15 @@ def main() -> int:
         return 2
 
     n = options.nodes
+    saved = raise_neighbour_limits(n)
+    try:
+        return run(options, n)
+    finally:
+        for name, value in saved.items():
+            sysctl(name, value)
+
+
+def run(options: argparse.Namespace, n: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         began = time.monotonic()
         rig = Rig(n, Path(tmp))

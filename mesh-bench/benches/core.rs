@@ -152,6 +152,7 @@ fn codec(c: &mut Criterion) {
             node_id: "node-17".into(),
             fingerprint: 0xdead_beef,
             reply: false,
+            members: 0,
             gossip: vec![],
         })],
     };

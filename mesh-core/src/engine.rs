@@ -435,7 +435,9 @@ impl Engine {
                 }
             }
         }
-        if packet.src_inc == self.incarnation {
+        if packet.src_inc == self.incarnation
+            && self.is_own_datagram(from, packet.src_session, &frames)
+        {
             // Our own datagram looped back (a peer list naming ourselves).
             self.counters.dropped.stale += 1;
             return;
@@ -565,6 +567,22 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Whether `packet`, which carries this node's incarnation, is one of this node's own
+    /// datagrams come back: it names the session this node opened with `from`, or this
+    /// node's id. The incarnation alone does not tell: two nodes started in the same
+    /// millisecond draw the same one about once in 65,536 pairs, and took each other's
+    /// datagrams for their own, so they never met.
+    fn is_own_datagram(&self, from: SocketAddr, src_session: u32, frames: &[Frame]) -> bool {
+        let own_session = self
+            .links
+            .get(&from)
+            .is_some_and(|l| src_session != 0 && src_session == l.local_session);
+        own_session
+            || frames
+                .iter()
+                .any(|f| matches!(f, Frame::Heartbeat(hb) if hb.node_id == self.config.node_id))
     }
 
     /// Handles timers due at `now`: retransmissions, heartbeats, failure detection,
@@ -758,6 +776,7 @@ impl Engine {
         }
         let own_fingerprint = self.replica.version_vector().fingerprint();
         let identified = self.members.identify(from, &hb.node_id);
+        self.members.note_nameable(&from, hb.members);
         let min_gap_us = MIN_TRIGGERED_SYNC_GAP_US.max(us(self.config.heartbeat_interval) / 2);
         if let Some(link) = self.links.get_mut(&from) {
             if identified.newly {

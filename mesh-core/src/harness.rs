@@ -216,6 +216,8 @@ pub enum FrameSpec {
         fingerprint: Num,
         /// Asks for a reply.
         reply: bool,
+        /// Members the source claims to name.
+        members: Num,
         /// Gossip.
         gossip: Vec<GossipSpec>,
     },
@@ -967,6 +969,7 @@ fn build_frame(spec: &FrameSpec, cx: &Context, source: &mut SourceState) -> Fram
             node_id,
             fingerprint,
             reply,
+            members,
             gossip,
         } => Frame::Heartbeat(Heartbeat {
             node_id: match node_id {
@@ -975,6 +978,7 @@ fn build_frame(spec: &FrameSpec, cx: &Context, source: &mut SourceState) -> Fram
             },
             fingerprint: fingerprint.get(),
             reply: *reply,
+            members: members.get() as u32,
             gossip: gossip
                 .iter()
                 .map(|g| GossipPeer {
@@ -1163,6 +1167,7 @@ impl EngineRig {
                     node_id: format!("peer-{src}"),
                     fingerprint: 0,
                     reply: false,
+                    members: 0,
                     gossip: Vec::new(),
                 });
                 self.packet(src, inc, 0, vec![hello]);

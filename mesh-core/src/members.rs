@@ -143,6 +143,9 @@ pub(crate) struct Member {
     pub gossiped: bool,
     /// When its current run proved its address.
     pub verified_us: u64,
+    /// How many members it said it can name, in its last heartbeat (`u32::MAX` until
+    /// then: nothing to make up for).
+    pub nameable: u32,
 }
 
 impl Member {
@@ -164,6 +167,7 @@ impl Member {
             advertised: None,
             gossiped: false,
             verified_us: now_us,
+            nameable: u32::MAX,
         }
     }
 
@@ -647,13 +651,30 @@ impl Members {
         added
     }
 
+    /// How many members this node can name (and gossip): equal on two nodes that know
+    /// the same members, each counting the other and not itself.
+    pub fn nameable(&self) -> u32 {
+        u32::try_from(self.named.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Notes how many members the member at `addr` said it can name.
+    pub fn note_nameable(&mut self, addr: &SocketAddr, nameable: u32) {
+        if let Some(member) = self.members.get_mut(addr) {
+            member.nameable = nameable;
+        }
+    }
+
     /// Random identified members other than `to`, dead ones included: a node that joins
     /// during a partition must still learn the whole membership, or it could collect
     /// tombstones others never saw. Members that proved their address within the last
     /// [`NEWCOMER_PERIODS`] periods are still learning the mesh: every heartbeat to them
     /// names [`NEWCOMER_GOSSIP`] (within [`GOSSIP_ID_BYTES`] of ids). Others get one name
     /// per probe and none per answer, which keeps repairing views at a small, flat idle
-    /// cost.
+    /// cost, unless they said they can name fewer members than this node: then they lack
+    /// some, and every heartbeat to them names [`NEWCOMER_GOSSIP`] too. Without that,
+    /// two members that missed each other while the mesh formed would wait for one of
+    /// the others' single names to be the right one: about as many periods as there
+    /// are members.
     pub fn gossip_for(
         &self,
         to: SocketAddr,
@@ -666,7 +687,8 @@ impl Members {
             return Vec::new();
         };
         let newcomer_us = self.timing.heartbeat_us.saturating_mul(NEWCOMER_PERIODS);
-        let fanout = if now_us.saturating_sub(receiver.verified_us) < newcomer_us {
+        let lacks_some = receiver.nameable < self.nameable();
+        let fanout = if lacks_some || now_us.saturating_sub(receiver.verified_us) < newcomer_us {
             NEWCOMER_GOSSIP
         } else if probe {
             1
@@ -1562,6 +1584,24 @@ mod tests {
         assert!(m.gossip_for(addr(1), false, later, &mut rng).is_empty());
         assert_eq!(m.gossip_for(addr(1), true, later, &mut rng).len(), 1, "a probe");
         assert_eq!(m.gossip_for(addr(1), true, 0, &mut rng).len(), 3, "all there are");
+    }
+
+    #[test]
+    fn a_member_that_names_fewer_members_is_told_many_names_until_it_catches_up() {
+        let mut m = Members::new("me", TIMING, MAX);
+        for port in 1..=40 {
+            known(&mut m, port, 0);
+        }
+        let mut rng = fastrand::Rng::with_seed(1);
+        let later = NEWCOMER_PERIODS * TIMING.heartbeat_us;
+        assert_eq!(m.nameable(), 40);
+        m.note_nameable(&addr(1), 39);
+        assert_eq!(m.gossip_for(addr(1), false, later, &mut rng).len(), NEWCOMER_GOSSIP, "an answer");
+        assert_eq!(m.gossip_for(addr(1), true, later, &mut rng).len(), NEWCOMER_GOSSIP, "a probe");
+        m.note_nameable(&addr(1), 40);
+        assert!(m.gossip_for(addr(1), false, later, &mut rng).is_empty(), "caught up");
+        m.note_nameable(&addr(1), 41);
+        assert_eq!(m.gossip_for(addr(1), true, later, &mut rng).len(), 1, "knows more");
     }
 
     #[test]

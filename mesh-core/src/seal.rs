@@ -511,6 +511,7 @@ mod tests {
                 node_id: "a".into(),
                 fingerprint: 1,
                 reply: true,
+                members: 0,
                 gossip: Vec::new(),
             })],
         }

@@ -34,8 +34,9 @@ pub const MAGIC: [u8; 2] = *b"MS";
 /// compressed payloads ([`FLAG_COMPRESSED`], [`FLAG_ACCEPTS_COMPRESSED`]). Version 6
 /// derives a run's origin id from its node id and incarnation (the `origin` module)
 /// instead of using the incarnation, which two nodes starting in the same millisecond
-/// could share; the frames are unchanged.
-pub const VERSION: u8 = 6;
+/// could share; the frames are unchanged. Version 7 has a heartbeat say how many members
+/// its sender can name ([`Heartbeat::members`]), so a node that knows fewer is told more.
+pub const VERSION: u8 = 7;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// `kind` of a plain packet of frames.
@@ -171,6 +172,9 @@ pub struct Heartbeat {
     pub fingerprint: u64,
     /// Asks the receiver to answer with a heartbeat at once (used to introduce oneself).
     pub reply: bool,
+    /// How many members the sender can name: a receiver that can name more sends it
+    /// more names, so two nodes that never met still hear of each other.
+    pub members: u32,
     /// A few peers the sender knows alive, so the mesh discovers itself.
     pub gossip: Vec<GossipPeer>,
 }
@@ -443,6 +447,7 @@ mod tests {
                     node_id: "n1".into(),
                     fingerprint: 42,
                     reply: true,
+                    members: 300,
                     gossip: vec![GossipPeer {
                         node_id: "n2".into(),
                         addr: "127.0.0.1:5000".parse().unwrap(),

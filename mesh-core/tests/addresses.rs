@@ -387,3 +387,61 @@ fn gossip_names_the_advertised_address_and_only_a_believable_one() {
     let found = gossiped(&mut engine);
     assert!(found.iter().all(|g| g.addr == source), "{found:?}");
 }
+
+/// A node given its own address as a seed hears its own datagrams come back: it drops
+/// them and never lists itself as a peer. (A datagram is taken for its own by the
+/// session it names or its node id, not by its incarnation alone, which another node
+/// started in the same millisecond may share.)
+#[test]
+fn a_node_given_its_own_address_never_takes_itself_for_a_peer() {
+    let own: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+    let mut now = Now {
+        mono_us: 1_000_000,
+        wall_ms: 1_700_000_000_000,
+    };
+    let mut engine = Engine::new(
+        config("n1", "127.0.0.1"),
+        now.wall_ms << 16,
+        1,
+        NoncePrefix([1; 16]),
+        now,
+    );
+    engine.add_bootstrap_peer(now, own);
+    engine.start(now);
+    let mut looped = 0;
+    for _ in 0..2_000 {
+        // Bounded: a node that answered itself would talk to itself for ever.
+        while let Some(t) = (looped < 10_000)
+            .then(|| engine.poll_transmit(now))
+            .flatten()
+        {
+            assert_eq!(t.dst, own, "only its own address is known");
+            looped += 1;
+            engine.handle_datagram(now, own, &t.payload);
+        }
+        let Some(next) = engine.poll_timeout() else {
+            break;
+        };
+        let step = next.saturating_sub(now.mono_us).max(1);
+        now.mono_us += step;
+        now.wall_ms += step / 1000;
+        engine.handle_timeout(now);
+    }
+    assert!(
+        looped > 3,
+        "it kept contacting its seed: {looped} datagrams"
+    );
+    assert_eq!(
+        engine.counters().dropped.stale,
+        looped as u64,
+        "each came back and was dropped"
+    );
+    assert!(
+        engine
+            .peers(now)
+            .iter()
+            .all(|p| p.node_id.is_none() && p.state != PeerState::Alive),
+        "{:?}",
+        engine.peers(now)
+    );
+}

@@ -37,6 +37,7 @@ impl Engine {
             node_id: self.config.node_id.clone(),
             fingerprint: self.replica.version_vector().fingerprint(),
             reply,
+            members: self.members.nameable(),
             gossip: self.members.gossip_for(to, reply, now_us, &mut self.rng),
         })
     }

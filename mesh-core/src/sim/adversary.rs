@@ -382,6 +382,7 @@ impl Adversary {
             node_id: "mallory".to_owned(),
             fingerprint: self.rng.u64(..),
             reply: self.rng.bool(),
+            members: self.rng.u32(..),
             gossip: Vec::new(),
         })
     }
@@ -468,6 +469,7 @@ impl Adversary {
             node_id: self.some_node_id(),
             fingerprint: self.rng.u64(..),
             reply: self.rng.bool(),
+            members: self.rng.u32(..),
             gossip,
         });
         self.stats.forged += 1;
@@ -508,6 +510,7 @@ impl Adversary {
             node_id,
             fingerprint: self.rng.u64(..),
             reply: true,
+            members: 0,
             gossip: Vec::new(),
         })];
         if self.rng.bool() {

@@ -21,6 +21,7 @@ pub fn hello(
         node_id: node_id.to_owned(),
         fingerprint: 0,
         reply: false,
+        members: 0,
         gossip,
     })];
     frames.extend(extra);
