@@ -254,7 +254,7 @@ fn a_large_mesh_forms_and_declares_a_crashed_node_dead_within_the_bound() {
         .unwrap_or(1u64);
     for seed in 1..=seeds {
         let mut sim = Sim::new(n, config(), FaultConfig::default(), seed);
-        let formed = form_large(&mut sim, Duration::from_secs(120));
+        let formed = form_large(&mut sim, Duration::from_secs(120.max(n as u64 / 4)));
         eprintln!("seed {seed}: {n} nodes formed in {formed:?} (virtual)");
         for w in 0..20usize {
             sim.write(
