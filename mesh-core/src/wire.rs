@@ -34,8 +34,10 @@ pub const MAGIC: [u8; 2] = *b"MS";
 /// compressed payloads ([`FLAG_COMPRESSED`], [`FLAG_ACCEPTS_COMPRESSED`]). Version 6
 /// derives a run's origin id from its node id and incarnation (the `origin` module)
 /// instead of using the incarnation, which two nodes starting in the same millisecond
-/// could share; the frames are unchanged.
-pub const VERSION: u8 = 6;
+/// could share; the frames are unchanged. Version 7 acks state how long the receiver held
+/// them ([`Ack::delay_us`]): an ack now waits a moment for company (the `transport`
+/// module), and the sender takes that wait off its round-trip sample.
+pub const VERSION: u8 = 7;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// `kind` of a plain packet of frames.
@@ -160,6 +162,9 @@ pub struct Ack {
     pub cumulative: u64,
     /// Inclusive ranges received above `cumulative`, lowest first.
     pub ranges: Vec<(u64, u64)>,
+    /// Microseconds between the arrival of the largest datagram acknowledged and this
+    /// ack's sending (0 if unknown).
+    pub delay_us: u64,
 }
 
 /// Liveness and identity announcement.
@@ -438,6 +443,7 @@ mod tests {
                 Frame::Ack(Ack {
                     cumulative: 3,
                     ranges: vec![(5, 6)],
+                    delay_us: 250,
                 }),
                 Frame::Heartbeat(Heartbeat {
                     node_id: "n1".into(),
