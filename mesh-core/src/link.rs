@@ -52,7 +52,7 @@ pub(crate) const DATAGRAM_OVERHEAD: usize = HEADER_LEN
     + ACK_DELAY_BYTES
     + DATA_FIELDS_BYTES;
 
-/// What a data frame of `bytes` bytes takes of a packet's room (see [`PACKET_DATA_ROOM`]).
+/// What a data frame of `bytes` bytes takes of a packet's room (see [`packet_data_room`]).
 pub(crate) fn data_frame_cost(bytes: usize) -> usize {
     bytes + DATA_FIELDS_BYTES
 }

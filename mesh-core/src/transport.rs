@@ -346,7 +346,7 @@ pub struct Channel {
     recv_above: BTreeSet<u64>,
     /// When the pending ack must go out even alone; `None` when nothing waits for one.
     ack_due_us: Option<u64>,
-    /// New datagrams received in order since the last ack went out.
+    /// New datagrams received (in order or not) since the last ack went out.
     unacked: u32,
     /// The largest sequence number received, and when: an ack's delay counts from it.
     largest_received: (u64, u64),
