@@ -122,6 +122,7 @@ fn codec(c: &mut Criterion) {
             Frame::Ack(Ack {
                 cumulative: 1000,
                 ranges: vec![(1002, 1004)],
+                delay_us: 0,
             }),
             Frame::Data(Data {
                 seq: 1001,

@@ -156,6 +156,8 @@ pub struct Side {
 
 pub struct Workload {
     pub label: String,
+    /// Short name for `--rows`: `5x100`, `5x1000-loss`, `join`.
+    pub name: String,
     pub nodes: usize,
     pub keys_per_node: usize,
     pub loss: f64,
@@ -371,8 +373,29 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-pub fn run(report: &mut Report, smoke: bool) {
+/// Short names of the full run's rows, as `--rows` takes them.
+pub const ROW_NAMES: &[&str] = &[
+    "5x100",
+    "5x1000",
+    "20x100",
+    "20x1000",
+    "5x1000-loss",
+    "join",
+    "50x100",
+    "100x100",
+];
+
+/// Runs the comparison: every row (or, with `--smoke`, two tiny ones), or only the rows
+/// named in `rows` (see [`ROW_NAMES`]).
+pub fn run(report: &mut Report, smoke: bool, rows: Option<&[String]>) {
     let w = |nodes, keys, loss: f64, join| Workload {
+        name: if join {
+            "join".to_owned()
+        } else if loss > 0.0 {
+            format!("{nodes}x{keys}-loss")
+        } else {
+            format!("{nodes}x{keys}")
+        },
         label: if join {
             format!("1 node holds {} keys, 1 joins", count(keys as u64))
         } else {
@@ -410,6 +433,13 @@ pub fn run(report: &mut Report, smoke: bool) {
             ],
             Duration::from_secs(15),
         )
+    };
+    let workloads: Vec<Workload> = match rows {
+        Some(rows) if !smoke => workloads
+            .into_iter()
+            .filter(|w| rows.contains(&w.name))
+            .collect(),
+        _ => workloads,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -512,6 +542,7 @@ pub fn chitchat_sent(n: usize, keys: usize) -> (u64, u64) {
         .expect("tokio runtime");
     let w = Workload {
         label: String::new(),
+        name: String::new(),
         nodes: n,
         keys_per_node: keys,
         loss: 0.0,

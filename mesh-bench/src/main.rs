@@ -3,7 +3,7 @@
 //! `--json FILE` also writes them as JSON.
 //!
 //! ```text
-//! mesh-bench [--smoke] [--json FILE] [--sizes N,N,...] [SCENARIO ...]
+//! mesh-bench [--smoke] [--json FILE] [--sizes N,N,...] [--rows NAME,...] [SCENARIO ...]
 //! ```
 //!
 //! Scenarios: propagation, partition, restart, join, join-holders, throughput, keyed,
@@ -55,7 +55,8 @@ const SCENARIOS: &[&str] = &[
 
 fn usage() -> String {
     format!(
-        "usage: mesh-bench [--smoke] [--json FILE] [--sizes N,N,...] [SCENARIO ...]\n--sizes: the mesh sizes `scale` runs\nscenarios: {} (default: all), crosscheck",
+        "usage: mesh-bench [--smoke] [--json FILE] [--sizes N,N,...] [--rows NAME,...] [SCENARIO ...]\n--sizes: the mesh sizes `scale` and `propagation` run\n--rows: the rows `compare` runs ({})\nscenarios: {} (default: all), crosscheck",
+        compare::ROW_NAMES.join(","),
         SCENARIOS.join(" ")
     )
 }
@@ -79,6 +80,7 @@ fn main() -> ExitCode {
     let mut smoke = false;
     let mut json = None;
     let mut sizes: Option<Vec<usize>> = None;
+    let mut rows: Option<Vec<String>> = None;
     let mut chosen = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -98,6 +100,24 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
+            "--rows" => {
+                let list: Option<Vec<String>> = it
+                    .next()
+                    .map(|list| list.split(',').map(|r| r.trim().to_owned()).collect());
+                match list {
+                    Some(list)
+                        if list
+                            .iter()
+                            .all(|r| compare::ROW_NAMES.contains(&r.as_str())) =>
+                    {
+                        rows = Some(list)
+                    }
+                    _ => {
+                        eprintln!("--rows needs row names, comma separated\n{}", usage());
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             "-h" | "--help" => {
                 println!("{}", usage());
                 return ExitCode::SUCCESS;
@@ -131,7 +151,7 @@ fn main() -> ExitCode {
             if smoke { " (smoke)" } else { "" }
         );
         match scenario.as_str() {
-            "propagation" => propagation::run(&mut report, smoke),
+            "propagation" => propagation::run(&mut report, smoke, sizes.as_deref()),
             "partition" | "restart" | "join" | "join-holders" => {
                 disruption::run(&mut report, smoke, scenario)
             }
@@ -141,7 +161,7 @@ fn main() -> ExitCode {
             "scale" => cost::run_scale(&mut report, smoke, sizes.as_deref()),
             "members" => cost::run_members(&mut report, smoke),
             "idle" | "memory" => resources::run(&mut report, smoke, scenario),
-            "compare" => compare::run(&mut report, smoke),
+            "compare" => compare::run(&mut report, smoke, rows.as_deref()),
             "observe" => observe::run(&mut report, smoke),
             "durability" => durability::run(&mut report, smoke),
             "origins" => origins::run(&mut report, smoke),

@@ -119,8 +119,13 @@ pub fn measure(n: usize, loss: f64, p: &Params, tweak: impl Fn(&mut mesh_core::C
     }
 }
 
-pub fn run(report: &mut Report, smoke: bool) {
-    let p = Params::new(smoke);
+/// Runs the propagation tables, over `sizes` (`--sizes`) instead of the default mesh
+/// sizes if given.
+pub fn run(report: &mut Report, smoke: bool, sizes: Option<&[usize]>) {
+    let mut p = Params::new(smoke);
+    if let Some(sizes) = sizes {
+        p.sizes = sizes.to_vec();
+    }
     let mut table = Table::new(
         "Propagation latency (set on one node until every other node has it)",
         &[

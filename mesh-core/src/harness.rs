@@ -960,10 +960,12 @@ fn build_frame(spec: &FrameSpec, cx: &Context, source: &mut SourceState) -> Fram
         FrameSpec::Ack { cumulative, ranges } => Frame::Ack(Ack {
             cumulative: cumulative.get(),
             ranges: ranges.iter().map(|(a, b)| (a.get(), b.get())).collect(),
+            delay_us: 0,
         }),
         FrameSpec::AckAll => Frame::Ack(Ack {
             cumulative: source.engine_seq,
             ranges: Vec::new(),
+            delay_us: 0,
         }),
         FrameSpec::Heartbeat {
             node_id,

@@ -36,6 +36,8 @@ use crate::wire::HEADER_LEN;
 const PACKET_ENVELOPE_BYTES: usize = 58;
 /// Upper bound of one selective-ack range: two sequence numbers as varints, with slack.
 const ACK_RANGE_BYTES: usize = 22;
+/// Upper bound of an ack's delay, a varint.
+const ACK_DELAY_BYTES: usize = 10;
 /// Upper bound of a data frame's fields besides its bytes: sequence number and message
 /// id (varints of up to 10 bytes), fragment index and count (up to 5), the length prefix.
 const DATA_FIELDS_BYTES: usize = 40;
@@ -47,7 +49,21 @@ pub(crate) const DATAGRAM_OVERHEAD: usize = HEADER_LEN
     + SEAL_OVERHEAD
     + PACKET_ENVELOPE_BYTES
     + MAX_ACK_RANGES * ACK_RANGE_BYTES
+    + ACK_DELAY_BYTES
     + DATA_FIELDS_BYTES;
+
+/// What a data frame of `bytes` bytes takes of a packet's room (see [`packet_data_room`]).
+pub(crate) fn data_frame_cost(bytes: usize) -> usize {
+    bytes + DATA_FIELDS_BYTES
+}
+
+/// Room for data frames in one datagram whose fragments are at most `max_fragment`
+/// bytes: what one full fragment takes. Small fragments to one peer share a datagram
+/// while their [`data_frame_cost`]s fit it; the rest of the datagram is kept for the
+/// header, the seal, the envelope and an ack of the most ranges, as for a full fragment.
+pub(crate) fn packet_data_room(max_fragment: usize) -> usize {
+    data_frame_cost(max_fragment)
+}
 
 /// Per-peer session state.
 #[derive(Debug)]
@@ -250,6 +266,7 @@ mod tests {
                 Frame::Ack(Ack {
                     cumulative: u64::MAX,
                     ranges: vec![(u64::MAX, u64::MAX); MAX_ACK_RANGES],
+                    delay_us: u64::MAX,
                 }),
                 Frame::Data(Data {
                     seq: u64::MAX,
@@ -259,6 +276,43 @@ mod tests {
                     bytes: vec![0xff; limits.max_fragment],
                 }),
             ],
+        }
+    }
+
+    /// The fullest packet of small data frames the engine builds, with the largest ack.
+    fn largest_coalesced_packet(limits: &ChannelLimits, frame_bytes: usize) -> Packet {
+        let mut packet = largest_packet(limits);
+        packet.frames.truncate(1);
+        let mut used = 0;
+        while used + data_frame_cost(frame_bytes) <= packet_data_room(limits.max_fragment) {
+            used += data_frame_cost(frame_bytes);
+            packet.frames.push(Frame::Data(Data {
+                seq: u64::MAX,
+                msg_id: u64::MAX,
+                frag: u32::MAX,
+                frags: u32::MAX,
+                bytes: vec![0xff; frame_bytes],
+            }));
+        }
+        packet
+    }
+
+    #[test]
+    fn small_fragments_sharing_a_datagram_fit_it() {
+        use crate::seal::{Key, NoncePrefix, Seal};
+        for size in [1200, 9000, crate::config::MAX_DATAGRAM_SIZE] {
+            let mut config = Config::new("n", 0);
+            config.max_datagram_size = size;
+            let limits = channel_limits(&config);
+            let key = Key::from_bytes(&[7; 32]).unwrap();
+            let mut seal = Seal::new("n", &[key], NoncePrefix([1; 16]));
+            for frame_bytes in [0, 1, 17, 100, limits.max_fragment / 2] {
+                let packet = largest_coalesced_packet(&limits, frame_bytes);
+                let plain = wire::encode_packet(u32::MAX, &packet);
+                let sealed = seal.seal_packet(u32::MAX, &packet);
+                assert!(plain.len() <= size, "{} > {size}", plain.len());
+                assert!(sealed.len() <= size, "{} > {size}", sealed.len());
+            }
         }
     }
 

@@ -8,6 +8,16 @@
 //! anti-entropy repairs whatever it carried. Bytes and datagrams in flight
 //! are bounded.
 //!
+//! Acknowledging: an ack waits a moment for more to acknowledge, or for a datagram to
+//! the peer to ride with, as TCP's delayed ack does (RFC 1122 §4.2.3.2, RFC 5681 §4.2):
+//! it is due once [`ACK_EVERY`] new datagrams arrived in order, or [`MAX_ACK_DELAY_US`]
+//! after the first of them, and at once for a datagram out of order (it opens or fills a
+//! gap) or a duplicate, whose ack tells the sender of a loss or stops a retransmission.
+//! Any datagram to the peer carries a pending ack, due or not. Each ack says how long
+//! the receiver held it since its largest datagram arrived, and the sender takes that
+//! (at most [`MAX_ACK_DELAY_US`]) off its round-trip sample, so waiting inflates neither
+//! the RTO nor the queueing the congestion controller looks for.
+//!
 //! Receiving: a bounded duplicate window (cumulative number plus the set received above
 //! it, never more than [`RECV_WINDOW`] ahead); fragments reassembled under an idle
 //! timeout and a lifetime ([`PARTIAL_LIFETIME_TIMEOUTS`]), at most [`MAX_PARTIALS_PER_PEER`] messages at a time, and within one
@@ -24,6 +34,13 @@ use std::sync::Arc;
 
 use crate::congestion::Congestion;
 use crate::wire::{Ack, Data};
+
+/// Longest an ack waits for more to acknowledge or a datagram to ride with, microseconds:
+/// far below the smallest RTO, so the sender never times out for it.
+pub const MAX_ACK_DELAY_US: u64 = 1_000;
+/// New datagrams received in order that make an ack due at once (TCP acks every second
+/// full segment).
+pub const ACK_EVERY: u32 = 2;
 
 /// Highest sequence number accepted above the cumulative one; later ones are dropped
 /// unacknowledged (the sender retransmits them).
@@ -152,6 +169,8 @@ pub struct ChannelLimits {
 #[derive(Clone, Debug)]
 pub struct RttEstimator {
     srtt_us: Option<u64>,
+    /// Smallest raw sample seen: an ack delay is taken off only down to it.
+    min_rtt_us: Option<u64>,
     rttvar_us: u64,
     rto_us: u64,
     min_rto_us: u64,
@@ -162,11 +181,31 @@ impl RttEstimator {
     fn new(limits: &ChannelLimits) -> RttEstimator {
         RttEstimator {
             srtt_us: None,
+            min_rtt_us: None,
             rttvar_us: 0,
             rto_us: limits.initial_rto_us,
             min_rto_us: limits.min_rto_us,
             max_rto_us: limits.max_rto_us,
         }
+    }
+
+    /// Feeds one round-trip sample that includes `ack_delay_us` the receiver held its ack
+    /// (capped at [`MAX_ACK_DELAY_US`]: a longer hold is the receiver's slowness, which
+    /// the timeout must allow for); returns the sample with the delay taken off. The
+    /// delay is taken off only while the rest is no shorter than the smallest round trip
+    /// seen (RFC 9002 §5.3), so a peer overstating it cannot shrink the timeout below
+    /// what the path takes.
+    pub fn sample_with_delay(&mut self, rtt_us: u64, ack_delay_us: u64) -> u64 {
+        let min_rtt = self.min_rtt_us.map_or(rtt_us, |m| m.min(rtt_us));
+        self.min_rtt_us = Some(min_rtt);
+        let delay = ack_delay_us.min(MAX_ACK_DELAY_US);
+        let adjusted = if rtt_us >= min_rtt.saturating_add(delay) {
+            rtt_us - delay
+        } else {
+            rtt_us
+        };
+        self.sample(adjusted);
+        adjusted
     }
 
     /// Feeds one round-trip sample.
@@ -305,7 +344,12 @@ pub struct Channel {
     // Receiving.
     recv_cumulative: u64,
     recv_above: BTreeSet<u64>,
-    ack_pending: bool,
+    /// When the pending ack must go out even alone; `None` when nothing waits for one.
+    ack_due_us: Option<u64>,
+    /// New datagrams received (in order or not) since the last ack went out.
+    unacked: u32,
+    /// The largest sequence number received, and when: an ack's delay counts from it.
+    largest_received: (u64, u64),
     partials: HashMap<u64, Partial>,
     /// Bytes charged to the reassembly budget for `partials`.
     partial_bytes: usize,
@@ -336,7 +380,9 @@ impl Channel {
             congestion,
             recv_cumulative: 0,
             recv_above: BTreeSet::new(),
-            ack_pending: false,
+            ack_due_us: None,
+            unacked: 0,
+            largest_received: (0, 0),
             partials: HashMap::new(),
             partial_bytes: 0,
             lost_data: false,
@@ -477,6 +523,12 @@ impl Channel {
     /// Processes an acknowledgement from the peer.
     pub fn on_ack(&mut self, ack: &Ack, now_us: u64) {
         let mut newest_sample: Option<(u64, u64)> = None;
+        let largest_in_ack = ack
+            .ranges
+            .iter()
+            .take(MAX_ACK_RANGES)
+            .map(|&(_, hi)| hi)
+            .fold(ack.cumulative, u64::max);
         let mut resent_acked = false;
         let mut acked: Vec<u64> = self
             .in_flight
@@ -506,8 +558,11 @@ impl Channel {
                 }
             }
         }
-        if let Some((_, rtt)) = newest_sample {
-            self.rtt.sample(rtt);
+        if let Some((seq, rtt)) = newest_sample {
+            // The ack's delay counts from the arrival of its largest datagram: only that
+            // one's sample waited for it.
+            let delay = if seq == largest_in_ack { ack.delay_us } else { 0 };
+            let rtt = self.rtt.sample_with_delay(rtt, delay);
             self.congestion.on_rtt_sample(rtt);
         }
         if resent_acked {
@@ -566,12 +621,14 @@ impl Channel {
             return Received::Refused;
         }
         if seq <= self.recv_cumulative || self.recv_above.contains(&seq) {
-            self.ack_pending = true;
+            // The sender retransmitted: its ack was lost or late; send one at once.
+            self.ack_at(now_us);
             return Received::Duplicate;
         }
         if seq > self.recv_cumulative + RECV_WINDOW {
             return Received::Refused;
         }
+        let in_order = seq == self.recv_cumulative + 1 && self.recv_above.is_empty();
         let outcome = self.reassemble(data, now_us);
         // Accept the sequence number even when reassembly refused the message: the
         // sender must stop retransmitting it, and anti-entropy repairs the content.
@@ -580,8 +637,23 @@ impl Channel {
             self.recv_above.pop_first();
             self.recv_cumulative += 1;
         }
-        self.ack_pending = true;
+        if seq > self.largest_received.0 {
+            self.largest_received = (seq, now_us);
+        }
+        self.unacked += 1;
+        if in_order && self.unacked < ACK_EVERY {
+            self.ack_at(now_us + MAX_ACK_DELAY_US);
+        } else {
+            // Out of order (a gap opened or filled: the sender must hear of it now) or
+            // enough to acknowledge.
+            self.ack_at(now_us);
+        }
         outcome
+    }
+
+    /// Makes an ack due by `due_us` (or earlier, if it already was).
+    fn ack_at(&mut self, due_us: u64) {
+        self.ack_due_us = Some(self.ack_due_us.map_or(due_us, |d| d.min(due_us)));
     }
 
     fn reassemble(&mut self, data: Data, now_us: u64) -> Received {
@@ -694,22 +766,29 @@ impl Channel {
         self.limits.reassembly.give_back(bytes);
     }
 
-    /// The acknowledgement to send, if anything was received since the last one.
-    pub fn take_ack(&mut self) -> Option<Ack> {
-        if !self.ack_pending {
+    /// The ack to send alone, if one is due at `now_us` (see the module docs).
+    pub fn take_ack(&mut self, now_us: u64) -> Option<Ack> {
+        if self.ack_due_us.is_none_or(|due| due > now_us) {
             return None;
         }
-        self.ack_pending = false;
-        Some(self.current_ack())
+        self.take_pending_ack(now_us)
+    }
+
+    /// The ack to carry in a datagram going to the peer anyway, if anything was received
+    /// since the last one, due or not.
+    pub fn take_pending_ack(&mut self, now_us: u64) -> Option<Ack> {
+        self.ack_due_us.take()?;
+        self.unacked = 0;
+        Some(self.current_ack(now_us))
     }
 
     /// Whether an acknowledgement is waiting to be sent.
     #[cfg(test)]
     pub fn ack_pending(&self) -> bool {
-        self.ack_pending
+        self.ack_due_us.is_some()
     }
 
-    fn current_ack(&self) -> Ack {
+    fn current_ack(&self, now_us: u64) -> Ack {
         let mut ranges: Vec<(u64, u64)> = Vec::new();
         for &seq in &self.recv_above {
             match ranges.last_mut() {
@@ -722,17 +801,31 @@ impl Channel {
                 }
             }
         }
+        let largest = ranges.last().map_or(self.recv_cumulative, |&(_, hi)| hi);
+        let (largest_received, received_us) = self.largest_received;
+        // The delay is stated for the largest datagram acknowledged; when the ranges ran
+        // out below the largest received, its arrival time is unknown: none is stated.
+        let delay_us = if largest == largest_received {
+            now_us.saturating_sub(received_us)
+        } else {
+            0
+        };
         Ack {
             cumulative: self.recv_cumulative,
             ranges,
+            delay_us,
         }
     }
 
-    /// Earliest time this channel needs [`Channel::on_timeout`].
+    /// Earliest time this channel needs [`Channel::on_timeout`], or a delayed ack falls
+    /// due ([`Channel::take_ack`]).
     pub fn next_timeout(&self) -> Option<u64> {
         let retransmit = self.deadlines.first().map(|&(deadline, _)| deadline);
         let reassembly = self.partials.values().map(|p| self.expiry_of(p)).min();
-        [retransmit, reassembly].into_iter().flatten().min()
+        [retransmit, reassembly, self.ack_due_us]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Marks timed-out datagrams for retransmission, gives up those past the retry cap,
@@ -876,7 +969,7 @@ mod tests {
                 delivered.push(m);
             }
         }
-        if let Some(ack) = b.take_ack() {
+        if let Some(ack) = b.take_pending_ack(now) {
             a.on_ack(&ack, now + 100);
         }
         delivered
@@ -921,15 +1014,105 @@ mod tests {
             bytes: vec![1],
         };
         assert_eq!(b.on_data(d.clone(), 0), Received::Message(vec![1]));
-        b.take_ack();
-        assert_eq!(b.on_data(d, 0), Received::Duplicate);
+        assert!(b.take_pending_ack(0).is_some());
+        // A duplicate is acknowledged at once: its sender is retransmitting.
+        assert_eq!(b.on_data(d, 10), Received::Duplicate);
         assert_eq!(
-            b.take_ack(),
+            b.take_ack(10),
             Some(Ack {
                 cumulative: 1,
-                ranges: vec![]
+                ranges: vec![],
+                delay_us: 10,
             })
         );
+    }
+
+    fn one(seq: u64) -> Data {
+        frag(seq, seq, 0, 1, 8)
+    }
+
+    #[test]
+    fn a_lone_datagram_is_acknowledged_after_the_delay_and_two_at_once() {
+        let mut b = Channel::new(limits());
+        b.on_data(one(1), 0);
+        assert_eq!(b.take_ack(0), None, "one datagram waits for company");
+        assert_eq!(b.next_timeout(), Some(MAX_ACK_DELAY_US));
+        assert_eq!(b.take_ack(MAX_ACK_DELAY_US - 1), None);
+        let ack = b.take_ack(MAX_ACK_DELAY_US).expect("due after the delay");
+        assert_eq!((ack.cumulative, ack.delay_us), (1, MAX_ACK_DELAY_US));
+        assert_eq!(b.next_timeout(), None, "nothing left to acknowledge");
+        // Two in order: due at once, and the delay stated is the second one's.
+        b.on_data(one(2), 5_000);
+        assert_eq!(b.take_ack(5_000), None);
+        b.on_data(one(3), 5_040);
+        let ack = b.take_ack(5_060).expect("two datagrams are acknowledged at once");
+        assert_eq!((ack.cumulative, ack.delay_us), (3, 20));
+    }
+
+    #[test]
+    fn a_pending_ack_rides_with_any_datagram_before_it_is_due() {
+        let mut b = Channel::new(limits());
+        b.on_data(one(1), 0);
+        assert_eq!(b.take_ack(100), None);
+        let ack = b.take_pending_ack(100).expect("pending");
+        assert_eq!((ack.cumulative, ack.delay_us), (1, 100));
+        assert_eq!(b.take_ack(MAX_ACK_DELAY_US), None, "sent once, not again alone");
+        assert_eq!(b.take_pending_ack(MAX_ACK_DELAY_US), None);
+    }
+
+    #[test]
+    fn out_of_order_data_is_acknowledged_at_once() {
+        let mut b = Channel::new(limits());
+        // A gap opens: the sender must hear of it now.
+        b.on_data(one(2), 0);
+        let ack = b.take_ack(0).expect("a gap is acknowledged at once");
+        assert_eq!((ack.cumulative, ack.ranges), (0, vec![(2, 2)]));
+        // And closes: so must it.
+        b.on_data(one(1), 30);
+        let ack = b.take_ack(30).expect("a filled gap is acknowledged at once");
+        assert_eq!((ack.cumulative, ack.ranges), (2, vec![]));
+        // After it, in order again: the delay applies.
+        b.on_data(one(3), 60);
+        assert_eq!(b.take_ack(60), None);
+    }
+
+    #[test]
+    fn the_ack_delay_is_taken_off_the_round_trip() {
+        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
+        // Two datagrams, acknowledged at once: 100 µs round trips.
+        let burst = send_burst(&mut a, 2);
+        for d in burst {
+            b.on_data(d, 50);
+        }
+        a.on_ack(&b.take_ack(50).unwrap(), 100);
+        assert_eq!(a.rtt().srtt_us(), Some(100));
+        // One datagram, its ack held the whole delay.
+        assert!(a.send_message(&[9]));
+        let d = a.poll_data(1_000).unwrap();
+        b.on_data(d, 1_050);
+        assert_eq!(b.take_ack(1_050), None);
+        let ack = b.take_ack(1_050 + MAX_ACK_DELAY_US).unwrap();
+        a.on_ack(&ack, 1_100 + MAX_ACK_DELAY_US);
+        assert_eq!(a.rtt().srtt_us(), Some(100), "the held ack counted as path delay");
+    }
+
+    #[test]
+    fn an_overstated_ack_delay_does_not_shrink_the_round_trip() {
+        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
+        let burst = send_burst(&mut a, 2);
+        for d in burst {
+            b.on_data(d, 50);
+        }
+        a.on_ack(&b.take_ack(50).unwrap(), 100);
+        // The next round trip takes 300 µs; the peer claims it held the ack 10 s.
+        assert!(a.send_message(&[9]));
+        let d = a.poll_data(1_000).unwrap();
+        b.on_data(d, 1_150);
+        let mut ack = b.take_pending_ack(1_150).unwrap();
+        ack.delay_us = 10_000_000;
+        a.on_ack(&ack, 1_300);
+        // Nothing taken off: 300 µs less any delay would fall below the 100 µs seen.
+        assert_eq!(a.rtt().srtt_us(), Some((7 * 100 + 300) / 8));
     }
 
     #[test]
@@ -967,6 +1150,7 @@ mod tests {
             let ack = Ack {
                 cumulative: last,
                 ranges: vec![],
+                delay_us: 0,
             };
             a.on_ack(&ack, now + 100);
         }
@@ -993,6 +1177,7 @@ mod tests {
         let ack = Ack {
             cumulative: 0,
             ranges: vec![(2, 10)],
+            delay_us: 0,
         };
         a.on_ack(&ack, 370);
         assert_eq!(a.stats().congestion_events, 0, "loss without queueing");
@@ -1004,6 +1189,7 @@ mod tests {
         let ack = Ack {
             cumulative: second[0],
             ranges: vec![(acked[1], *acked.last().unwrap())],
+            delay_us: 0,
         };
         a.on_ack(&ack, 400 + 30 * second.len() as u64 + 5_000);
         assert_eq!(a.stats().congestion_events, 1, "loss with queueing");
@@ -1062,7 +1248,7 @@ mod tests {
         assert!(got.iter().all(|r| *r == Received::Refused), "{got:?}");
         refused_and_nothing_held(&b, 4);
         // Refused, but acknowledged: the sender must not retransmit them forever.
-        assert_eq!(b.take_ack().unwrap().cumulative, 4);
+        assert_eq!(b.take_ack(0).unwrap().cumulative, 4);
     }
 
     #[test]
@@ -1209,6 +1395,7 @@ mod tests {
         assert_eq!((b.reassembly_bytes(), budget.used()), (0, 0));
         // Timeout.
         assert_eq!(b.on_data(frag(3, 2, 0, 3, 64), 0), Received::Fragment);
+        assert!(b.take_pending_ack(0).is_some(), "its deadline is the ack's till sent");
         assert_eq!(b.next_timeout(), Some(1_000_000));
         b.on_timeout(999_999);
         assert!(budget.used() > 0);
@@ -1261,10 +1448,10 @@ mod tests {
         for d in burst.iter().skip(1) {
             b.on_data(d.clone(), 500);
         }
-        a.on_ack(&b.take_ack().unwrap(), 600);
+        a.on_ack(&b.take_ack(500).unwrap(), 600);
         assert!(!a.has_data_ready(), "a reordered datagram taken for lost");
         b.on_data(burst[0].clone(), 700);
-        a.on_ack(&b.take_ack().unwrap(), 800);
+        a.on_ack(&b.take_ack(700).unwrap(), 800);
         assert!(a.is_idle());
         assert_eq!(a.stats().retransmits, 0);
     }
@@ -1291,7 +1478,7 @@ mod tests {
         for d in burst.into_iter().chain(resent) {
             b.on_data(d, deadline + 1);
         }
-        a.on_ack(&b.take_ack().unwrap(), deadline + 2);
+        a.on_ack(&b.take_ack(deadline + 1).unwrap(), deadline + 2);
         assert!(a.is_idle());
         assert_eq!(a.stats().retransmits, 1);
     }
@@ -1306,7 +1493,7 @@ mod tests {
         let resent: Vec<Data> = std::iter::from_fn(|| a.poll_data(now)).collect();
         assert_eq!(resent.len(), 1);
         b.on_data(burst[0].clone(), now + 1);
-        a.on_ack(&b.take_ack().unwrap(), now + 2);
+        a.on_ack(&b.take_pending_ack(now + 1).unwrap(), now + 2);
         let mut delivered = 1;
         for _ in 0..10 {
             if a.is_idle() {

@@ -35,7 +35,10 @@ pub const MAGIC: [u8; 2] = *b"MS";
 /// derives a run's origin id from its node id and incarnation (the `origin` module)
 /// instead of using the incarnation, which two nodes starting in the same millisecond
 /// could share; the frames are unchanged. Version 7 has a heartbeat say how many members
-/// its sender can name ([`Heartbeat::members`]), so a node that knows fewer is told more.
+/// its sender can name ([`Heartbeat::members`]), so a node that knows fewer is told more;
+/// its acks state how long the receiver held them ([`Ack::delay_us`]): an ack now waits
+/// a moment for company (the `transport` module), and the sender takes that wait off its
+/// round-trip sample.
 pub const VERSION: u8 = 7;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
@@ -161,6 +164,9 @@ pub struct Ack {
     pub cumulative: u64,
     /// Inclusive ranges received above `cumulative`, lowest first.
     pub ranges: Vec<(u64, u64)>,
+    /// Microseconds between the arrival of the largest datagram acknowledged and this
+    /// ack's sending (0 if unknown).
+    pub delay_us: u64,
 }
 
 /// Liveness and identity announcement.
@@ -442,6 +448,7 @@ mod tests {
                 Frame::Ack(Ack {
                     cumulative: 3,
                     ranges: vec![(5, 6)],
+                    delay_us: 250,
                 }),
                 Frame::Heartbeat(Heartbeat {
                     node_id: "n1".into(),

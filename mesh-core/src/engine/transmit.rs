@@ -1,7 +1,13 @@
 //! Outgoing datagrams: heartbeats, data fragments with piggybacked acks, standalone acks.
+//!
+//! Whatever goes to a peer carries the ack pending for it, due or not; an ack goes alone
+//! only once due (the `transport` module says when). Data fragments to one peer share a
+//! datagram while they fit it, so a burst of small messages (pushes, sync requests,
+//! user messages) costs one datagram, not one each.
 
 use std::net::SocketAddr;
 
+use crate::link::{data_frame_cost, packet_data_room};
 use crate::time::Now;
 use crate::wire::{Frame, Heartbeat, Packet};
 
@@ -14,7 +20,14 @@ impl Engine {
     pub(super) fn send_heartbeat(&mut self, now: Now, addr: SocketAddr, reply: bool) {
         let heartbeat = self.heartbeat_frame(addr, reply, now.mono_us);
         let dst_inc = self.members.get(&addr).map_or(0, |m| m.incarnation);
-        let ack = self.links.get_mut(&addr).and_then(|l| l.channel.take_ack());
+        let ack = self
+            .links
+            .get_mut(&addr)
+            .and_then(|l| l.channel.take_pending_ack(now.mono_us));
+        if ack.is_some() {
+            // The ack's deadline is gone with it.
+            self.touched.insert(addr);
+        }
         // Rumors before the heartbeat: a probed member that reads it is suspected
         // refutes before it answers, and its answer carries the refutation.
         let rumors = self.rumors_for(addr);
@@ -43,10 +56,12 @@ impl Engine {
     }
 
     /// Fills the transmit queue: for every link that may have something to send, sync
-    /// chunks into its channel if it has room, then its ready data (with acks
-    /// piggybacked) and a standalone ack.
+    /// chunks into its channel if it has room, then its ready data, as many fragments
+    /// to a datagram as fit, the first datagram carrying the pending ack; or the ack
+    /// alone, if due.
     pub(super) fn produce(&mut self, now: Now) {
         let budget = self.limits.max_fragment;
+        let room = packet_data_room(budget);
         let refill_below = self.limits.max_in_flight;
         let mut packets = Vec::new();
         self.sending.extend(self.touched.iter().copied());
@@ -59,14 +74,27 @@ impl Engine {
             link.sync
                 .refill(&self.replica, &mut link.channel, budget, refill_below);
             let dst_inc = self.members.get(&addr).map_or(0, |m| m.incarnation);
+            let mut frames: Vec<Frame> = Vec::new();
+            let mut used = 0;
             while let Some(data) = link.channel.poll_data(now.mono_us) {
-                self.touched.insert(addr);
-                let ack = link.channel.take_ack().map(Frame::Ack);
-                let frames = ack.into_iter().chain([Frame::Data(data)]).collect();
-                packets.push((addr, dst_inc, frames));
+                let cost = data_frame_cost(data.bytes.len());
+                if used > 0 && used + cost > room {
+                    packets.push((addr, dst_inc, std::mem::take(&mut frames)));
+                    used = 0;
+                }
+                if frames.is_empty() {
+                    frames.extend(link.channel.take_pending_ack(now.mono_us).map(Frame::Ack));
+                }
+                frames.push(Frame::Data(data));
+                used += cost;
             }
-            if let Some(ack) = link.channel.take_ack() {
-                packets.push((addr, dst_inc, vec![Frame::Ack(ack)]));
+            if frames.is_empty() {
+                frames.extend(link.channel.take_ack(now.mono_us).map(Frame::Ack));
+            }
+            if !frames.is_empty() {
+                // Data sent or an ack taken: the link's deadline moved.
+                self.touched.insert(addr);
+                packets.push((addr, dst_inc, frames));
             }
             // Anything still waiting to go out keeps it here; anything that could let
             // more out (an ack or other datagram from the peer, a timeout, a write)

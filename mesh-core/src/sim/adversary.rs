@@ -329,6 +329,7 @@ impl Adversary {
             frames.push(Frame::Ack(Ack {
                 cumulative: top,
                 ranges: Vec::new(),
+                delay_us: 0,
             }));
         }
         if frames.is_empty() {
