@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::broadcast::Broadcast;
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
 use crate::event::{ChangeOrigin, Event};
@@ -68,6 +69,7 @@ mod keys;
 mod report;
 mod swim;
 mod transmit;
+mod tree;
 mod user;
 
 pub use browse::{KeyEntry, KeyPage, KeyQuery};
@@ -111,6 +113,8 @@ pub struct Engine {
     /// costs nothing per datagram in a mesh of thousands.
     sending: BTreeSet<SocketAddr>,
     pushes: Pushes,
+    /// The broadcast tree writes travel in a mesh larger than the push fanout.
+    broadcast: Broadcast,
     /// Other origins' writes too recent for a stream (see `recent`).
     recent: RecentWrites,
     verifier: Verifier,
@@ -165,6 +169,7 @@ impl Engine {
             touched: BTreeSet::new(),
             sending: BTreeSet::new(),
             pushes: Pushes::new(us(config.push_delay)),
+            broadcast: Broadcast::default(),
             recent: RecentWrites::default(),
             // A challenge outlives any plausible round trip and a few lost answers.
             verifier: Verifier::new(2 * us(config.peer_timeout)),
@@ -467,6 +472,7 @@ impl Engine {
                     .or_insert_with(|| Link::new(limits, session));
                 link.reset_session(limits, session);
                 link.sync.want_now(now.mono_us);
+                self.broadcast.forget(&from);
                 self.join_round(from);
                 self.feed_lost(now.mono_us, from);
                 if let Some(node_id) = restarted {
@@ -618,9 +624,18 @@ impl Engine {
             self.timers.set(Timer::Push, None);
             self.push_local_writes(t);
         }
+        if self.timers.is_due(Timer::Broadcast, t) {
+            self.timers.set(Timer::Broadcast, None);
+            self.on_tree_timer(t);
+        }
         if self.timers.is_due(Timer::AntiEntropy, t) {
             let next = t + jittered(&mut self.rng, us(self.config.sync_interval));
             self.timers.set(Timer::AntiEntropy, Some(next));
+            if self.tree_active() {
+                // A node that never writes still grafts its picks, so that the nodes no
+                // one picked are on the tree too.
+                self.pick_tree_neighbors();
+            }
             let members = self.members.iter().map(|m| m.origin).filter(|&o| o != 0);
             self.recent
                 .checkpoint(self.replica.version_vector(), members);
@@ -741,6 +756,7 @@ impl Engine {
 
     fn remove_peer(&mut self, addr: SocketAddr) {
         self.members.remove(&addr);
+        self.broadcast.forget(&addr);
         self.frontiers.forget(&addr);
         self.links.remove(&addr);
         self.touched.insert(addr);
@@ -780,6 +796,7 @@ impl Engine {
             self.spread_about(&from);
         }
         if identified.newly {
+            self.broadcast.members_changed();
             log::info!(
                 "{}: discovered peer {} at {from}",
                 self.config.node_id,
@@ -800,43 +817,11 @@ impl Engine {
 
     fn on_message(&mut self, now: Now, from: SocketAddr, message: Message) {
         match message {
-            Message::Delta(delta) => {
-                let own_writes = self.members.origin(&from).and_then(|origin| {
-                    let groups = delta.groups.iter().filter(|g| g.origin == origin);
-                    groups.map(|g| g.hi).max().map(|top| (origin, top))
-                });
-                if let Some((origin, top)) = own_writes {
-                    self.vouch(origin, from, top);
-                }
-                let ranges = delta.groups.iter().map(|g| (g.origin, g.lo, g.hi));
-                self.feed
-                    .on_delta(from, ranges, self.replica.version_vector(), now.mono_us);
-                let members = &self.members;
-                let is_member = |origin| members.iter().any(|m| m.origin == origin);
-                let rules = sync::MergeRules {
-                    config: &self.config,
-                    frontiers: &self.frontiers,
-                    wall_ms: now.wall_ms,
-                    is_member: &is_member,
-                };
-                sync::merge_delta(
-                    delta,
-                    &mut self.replica,
-                    &mut self.clock,
-                    &rules,
-                    &mut self.counters,
-                    &mut self.propagation,
-                    self.emit_events.then_some(&mut self.events),
-                );
-                let feed = self.feed.peer();
-                if self
-                    .feed
-                    .check_done(self.replica.version_vector())
-                    .is_some()
-                {
-                    self.touched.extend(feed);
-                }
-            }
+            Message::Delta(delta) => self.on_delta(now, from, delta),
+            Message::Gossip(delta) => self.on_gossip(now, from, delta),
+            Message::IHave(items) => self.on_ihave(now, from, items),
+            Message::Graft(ranges) => self.on_graft(now, from, ranges),
+            Message::Prune => self.on_prune(from),
             Message::User(message) => self.on_user_message(now, from, message),
             Message::SyncRequest(request) => {
                 // A digest names the origins its sender holds: past the cap on origins
@@ -858,6 +843,45 @@ impl Engine {
                 }
                 self.on_sync_request(now, from, request)
             }
+        }
+    }
+
+    /// Merges writes received from `from`, pushed, streamed or forwarded.
+    pub(super) fn on_delta(&mut self, now: Now, from: SocketAddr, delta: wire::Delta) {
+        let own_writes = self.members.origin(&from).and_then(|origin| {
+            let groups = delta.groups.iter().filter(|g| g.origin == origin);
+            groups.map(|g| g.hi).max().map(|top| (origin, top))
+        });
+        if let Some((origin, top)) = own_writes {
+            self.vouch(origin, from, top);
+        }
+        let ranges = delta.groups.iter().map(|g| (g.origin, g.lo, g.hi));
+        self.feed
+            .on_delta(from, ranges, self.replica.version_vector(), now.mono_us);
+        let members = &self.members;
+        let is_member = |origin| members.iter().any(|m| m.origin == origin);
+        let rules = sync::MergeRules {
+            config: &self.config,
+            frontiers: &self.frontiers,
+            wall_ms: now.wall_ms,
+            is_member: &is_member,
+        };
+        sync::merge_delta(
+            delta,
+            &mut self.replica,
+            &mut self.clock,
+            &rules,
+            &mut self.counters,
+            &mut self.propagation,
+            self.emit_events.then_some(&mut self.events),
+        );
+        let feed = self.feed.peer();
+        if self
+            .feed
+            .check_done(self.replica.version_vector())
+            .is_some()
+        {
+            self.touched.extend(feed);
         }
     }
 
@@ -896,6 +920,7 @@ impl Engine {
     }
 
     fn on_sync_request(&mut self, now: Now, from: SocketAddr, request: SyncRequest) {
+        let direct = !self.tree_active();
         let Some(link) = self.links.get_mut(&from) else {
             return;
         };
@@ -916,11 +941,14 @@ impl Engine {
             self.feed.claim(from, &theirs, ours);
         }
         let idle = link.channel.is_idle();
-        // Writes an origin still pushes itself, to a peer that has heard of it.
+        // Writes an origin still pushes itself, to a peer that has heard of it. Through
+        // the tree, a peer lacking a write may well have missed it for good (a node on
+        // its way failed): the stream carries it.
         let (own, members, recent) = (self.replica.own_origin(), &self.members, &self.recent);
         let named: std::collections::HashSet<u64> = theirs.keys().copied().collect();
         let pushes_itself = |origin| {
-            origin != own
+            direct
+                && origin != own
                 && named.contains(&origin)
                 && members
                     .reachable()
@@ -1062,6 +1090,9 @@ impl Engine {
         if self.members.reachable().next().is_none() {
             return;
         }
+        if self.tree_active() {
+            return self.push_by_tree(now_us, range);
+        }
         let messages = sync::encoded_deltas(&self.replica, range, self.limits.max_fragment);
         for member in self.members.reachable() {
             let Some(link) = self.links.get_mut(&member.addr) else {
@@ -1069,6 +1100,7 @@ impl Engine {
             };
             self.sending.insert(member.addr);
             let queued = messages.iter().all(|m| link.channel.send_message(m));
+            self.counters.write_messages_sent += messages.len() as u64;
             if queued {
                 // On its way: a sync request meanwhile does not stream it again.
                 link.sync.note_sent(range);

@@ -270,6 +270,14 @@ pub enum MessageSpec {
         /// Asks for the digest back.
         reply: bool,
     },
+    /// Writes on the broadcast tree, grouped as given.
+    Gossip(Vec<GroupSpec>),
+    /// Announced writes: `(origin, hi)` pairs.
+    IHave(Vec<(OriginSpec, Num)>),
+    /// Grafted ranges: `(origin, lo, hi)`.
+    Graft(Vec<(OriginSpec, Num, Num)>),
+    /// A prune.
+    Prune,
 }
 
 /// An origin: the sender, the engine itself, or any.
@@ -355,26 +363,21 @@ impl MessageSpec {
     fn build(&self, cx: &Context) -> Message {
         match self {
             MessageSpec::Delta(groups) => Message::Delta(Delta {
-                groups: groups
-                    .iter()
-                    .map(|g| Group {
-                        origin: g.origin.get(cx),
-                        lo: g.lo.get(),
-                        hi: g.hi.get(),
-                        entries: g
-                            .entries
-                            .iter()
-                            .map(|e| WireEntry {
-                                seq: e.seq.get(),
-                                hlc: e.hlc.get(cx),
-                                key: e.key.get(),
-                                value: e.value.as_ref().map(ValueSpec::get),
-                                expires: None,
-                            })
-                            .collect(),
-                    })
-                    .collect(),
+                groups: build_groups(groups, cx),
             }),
+            MessageSpec::Gossip(groups) => Message::Gossip(Delta {
+                groups: build_groups(groups, cx),
+            }),
+            MessageSpec::IHave(items) => {
+                Message::IHave(items.iter().map(|(o, n)| (o.get(cx), n.get())).collect())
+            }
+            MessageSpec::Graft(ranges) => Message::Graft(
+                ranges
+                    .iter()
+                    .map(|(o, lo, hi)| (o.get(cx), lo.get(), hi.get()))
+                    .collect(),
+            ),
+            MessageSpec::Prune => Message::Prune,
             MessageSpec::Writes {
                 origin,
                 first,
@@ -412,6 +415,29 @@ impl MessageSpec {
             }),
         }
     }
+}
+
+/// The groups of a delta as given.
+fn build_groups(groups: &[GroupSpec], cx: &Context) -> Vec<Group> {
+    groups
+        .iter()
+        .map(|g| Group {
+            origin: g.origin.get(cx),
+            lo: g.lo.get(),
+            hi: g.hi.get(),
+            entries: g
+                .entries
+                .iter()
+                .map(|e| WireEntry {
+                    seq: e.seq.get(),
+                    hlc: e.hlc.get(cx),
+                    key: e.key.get(),
+                    value: e.value.as_ref().map(ValueSpec::get),
+                    expires: None,
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 // ----- wire --------------------------------------------------------------------------
@@ -548,12 +574,16 @@ pub fn wire_case(case: &WireCase) -> Result<(), Failure> {
             let message = spec.build(&cx);
             let bytes = wire::encode_message(&message);
             let depth_ok = match &message {
-                Message::Delta(d) => d.groups.iter().all(|g| {
+                Message::Delta(d) | Message::Gossip(d) => d.groups.iter().all(|g| {
                     g.entries
                         .iter()
                         .all(|e| e.value.as_ref().is_none_or(|v| v.check_depth().is_ok()))
                 }),
-                Message::SyncRequest(_) | Message::User(_) => true,
+                Message::SyncRequest(_)
+                | Message::User(_)
+                | Message::IHave(_)
+                | Message::Graft(_)
+                | Message::Prune => true,
             };
             match wire::decode_message(&bytes) {
                 Ok(m) if wire::encode_message(&m) == bytes => Ok(()),

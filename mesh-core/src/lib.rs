@@ -97,7 +97,7 @@ mod wake;
 pub mod watch;
 
 internal_modules!(
-    compress, congestion, feed, frontier, hlc, link, members, messages, origin, push, replica,
+    broadcast, compress, congestion, feed, frontier, hlc, link, members, messages, origin, push, replica,
     retire, seal, sync, timers, tombstones, transport, verify, version, wire,
 );
 

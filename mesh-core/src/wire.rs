@@ -34,8 +34,10 @@ pub const MAGIC: [u8; 2] = *b"MS";
 /// compressed payloads ([`FLAG_COMPRESSED`], [`FLAG_ACCEPTS_COMPRESSED`]). Version 6
 /// derives a run's origin id from its node id and incarnation (the `origin` module)
 /// instead of using the incarnation, which two nodes starting in the same millisecond
-/// could share; the frames are unchanged.
-pub const VERSION: u8 = 6;
+/// could share; the frames are unchanged. Version 7 added the broadcast tree's messages
+/// ([`Message::Gossip`], [`Message::IHave`], [`Message::Graft`], [`Message::Prune`]; see
+/// the `broadcast` module).
+pub const VERSION: u8 = 7;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// `kind` of a plain packet of frames.
@@ -211,6 +213,18 @@ pub enum Message {
     SyncRequest(SyncRequest),
     /// Application bytes for the receiver's `on_message` callbacks, not stored.
     User(UserMessage),
+    /// Writes travelling the broadcast tree: merged like a [`Message::Delta`], and what
+    /// was new forwarded on (see `broadcast`).
+    Gossip(Delta),
+    /// "I hold the writes of these origins up to these sequence numbers": sent instead
+    /// of the writes to neighbors off the tree.
+    IHave(Vec<(u64, u64)>),
+    /// "Send me these writes eagerly from now on": puts the sender back on the tree and
+    /// asks for the ranges `(origin, lo, hi)` it missed (none: only the first part).
+    Graft(Vec<(u64, u64, u64)>),
+    /// "You sent me writes I held already": takes the sender off the tree, announcing
+    /// only from then on.
+    Prune,
 }
 
 /// An application message (see `messages`).
