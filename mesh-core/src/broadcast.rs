@@ -41,6 +41,9 @@ const MAX_ANNOUNCERS: usize = 4;
 /// Shortest wait between an announcement and the graft it may lead to: about the time a
 /// write takes down a few levels of the tree, so a copy on its way is not asked twice.
 pub(crate) const MIN_GRAFT_WAIT_US: u64 = 30_000;
+/// How long after members change the neighbors are drawn again when no write needs them
+/// sooner: a mesh forming learns of members one by one, and each draw walks them all.
+pub(crate) const PICK_DELAY_US: u64 = 1_000_000;
 
 /// Writes announced to this node that it does not hold yet.
 #[derive(Debug)]
@@ -78,6 +81,8 @@ pub(crate) struct Broadcast {
     picked: Vec<SocketAddr>,
     /// Whether `picked` must be drawn again (members changed).
     stale: bool,
+    /// When to draw them again at the latest.
+    pick_due_us: Option<u64>,
     /// Peers that took this node as a neighbor (grafted it, or sent it writes).
     adopted: BTreeSet<SocketAddr>,
     /// Neighbors off the tree: announced to, not sent writes.
@@ -91,9 +96,16 @@ pub(crate) struct Broadcast {
 }
 
 impl Broadcast {
-    /// Members changed: the picked neighbors are drawn again at the next use.
-    pub fn members_changed(&mut self) {
+    /// Members changed at `now_us`: the picked neighbors are drawn again at the next
+    /// use, or [`PICK_DELAY_US`] later.
+    pub fn members_changed(&mut self, now_us: u64) {
         self.stale = true;
+        self.pick_due_us.get_or_insert(now_us + PICK_DELAY_US);
+    }
+
+    /// When the neighbors must be drawn again at the latest.
+    pub fn pick_at(&self) -> Option<u64> {
+        self.pick_due_us
     }
 
     /// Whether the picked neighbors must be drawn again.
@@ -110,6 +122,7 @@ impl Broadcast {
             .collect();
         self.picked = picked;
         self.stale = false;
+        self.pick_due_us = None;
         new
     }
 
@@ -374,8 +387,12 @@ mod tests {
     fn writes_go_eagerly_on_the_tree_and_are_announced_off_it() {
         let mut b = Broadcast::default();
         assert!(b.needs_pick());
+        b.members_changed(10);
+        assert_eq!(b.pick_at(), Some(10 + PICK_DELAY_US));
         assert_eq!(b.set_picked(vec![addr(1), addr(2)]), vec![addr(1), addr(2)]);
         assert_eq!(b.set_picked(vec![addr(2), addr(3)]), vec![addr(3)]);
+        assert!(!b.needs_pick());
+        assert_eq!(b.pick_at(), None);
         b.on_graft(addr(9));
         b.on_prune(addr(3));
         b.spread((7, 1, 4), Some(addr(2)), &all);

@@ -219,6 +219,7 @@ impl Engine {
         let (first_sync, first_gc) = self.first_rounds_us;
         self.timers.set(Timer::AntiEntropy, Some(first_sync));
         self.timers.set(Timer::CollectTombstones, Some(first_gc));
+        self.arm_tree_timer(now.mono_us);
         self.timers.set(
             Timer::ReportDrops,
             Some(now.mono_us + DROP_REPORT_INTERVAL_US),
@@ -631,11 +632,6 @@ impl Engine {
         if self.timers.is_due(Timer::AntiEntropy, t) {
             let next = t + jittered(&mut self.rng, us(self.config.sync_interval));
             self.timers.set(Timer::AntiEntropy, Some(next));
-            if self.tree_active() {
-                // A node that never writes still grafts its picks, so that the nodes no
-                // one picked are on the tree too.
-                self.pick_tree_neighbors();
-            }
             let members = self.members.iter().map(|m| m.origin).filter(|&o| o != 0);
             self.recent
                 .checkpoint(self.replica.version_vector(), members);
@@ -796,7 +792,8 @@ impl Engine {
             self.spread_about(&from);
         }
         if identified.newly {
-            self.broadcast.members_changed();
+            self.broadcast.members_changed(now.mono_us);
+            self.arm_tree_timer(now.mono_us);
             log::info!(
                 "{}: discovered peer {} at {from}",
                 self.config.node_id,

@@ -139,6 +139,15 @@ impl Engine {
     /// The tree's timer: sends what is queued once its slot has come, and grafts the
     /// announced writes still missing.
     pub(super) fn on_tree_timer(&mut self, now_us: u64) {
+        if self.broadcast.pick_at().is_some_and(|at| at <= now_us) {
+            if self.tree_active() {
+                // A node that never writes still grafts its picks, so that the nodes
+                // no one else picked are on the tree too.
+                self.pick_tree_neighbors();
+            } else {
+                self.broadcast.set_picked(Vec::new());
+            }
+        }
         let slot_us = us(self.config.push_delay);
         if self
             .broadcast
@@ -167,10 +176,16 @@ impl Engine {
 
     /// Arms the tree's timer for its next flush or graft.
     pub(super) fn arm_tree_timer(&mut self, now_us: u64) {
+        if !self.started {
+            return;
+        }
         let flush = self
             .broadcast
             .flush_at(us(self.config.push_delay), now_us);
-        let at = [flush, self.broadcast.graft_at()].into_iter().flatten().min();
+        let at = [flush, self.broadcast.graft_at(), self.broadcast.pick_at()]
+            .into_iter()
+            .flatten()
+            .min();
         self.timers.set(Timer::Broadcast, at);
     }
 
