@@ -917,7 +917,6 @@ impl Engine {
     }
 
     fn on_sync_request(&mut self, now: Now, from: SocketAddr, request: SyncRequest) {
-        let direct = !self.tree_active();
         let Some(link) = self.links.get_mut(&from) else {
             return;
         };
@@ -938,14 +937,13 @@ impl Engine {
             self.feed.claim(from, &theirs, ours);
         }
         let idle = link.channel.is_idle();
-        // Writes an origin still pushes itself, to a peer that has heard of it. Through
-        // the tree, a peer lacking a write may well have missed it for good (a node on
-        // its way failed): the stream carries it.
+        // Writes an origin still pushes itself, to a peer that has heard of it: directly,
+        // or down the broadcast tree, whose grafts repair what a failed node on the way
+        // dropped (see `broadcast`).
         let (own, members, recent) = (self.replica.own_origin(), &self.members, &self.recent);
         let named: std::collections::HashSet<u64> = theirs.keys().copied().collect();
         let pushes_itself = |origin| {
-            direct
-                && origin != own
+            origin != own
                 && named.contains(&origin)
                 && members
                     .reachable()

@@ -255,6 +255,8 @@ pub enum MessageSpec {
         first: u8,
         /// `(key, value or delete, timestamp)` of each write.
         writes: Vec<(KeySpec, Option<ValueSpec>, HlcSpec)>,
+        /// Sent on the broadcast tree (a `Gossip`) rather than as a delta.
+        gossip: bool,
     },
     /// A user message.
     User {
@@ -270,8 +272,15 @@ pub enum MessageSpec {
         /// Asks for the digest back.
         reply: bool,
     },
-    /// Writes on the broadcast tree, grouped as given.
-    Gossip(Vec<GroupSpec>),
+    /// A message of the broadcast tree without writes.
+    Tree(TreeSpec),
+}
+
+/// A message of the broadcast tree without writes (writes on the tree are
+/// [`MessageSpec::Writes`] with `gossip` set).
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum TreeSpec {
     /// Announced writes: `(origin, hi)` pairs.
     IHave(Vec<(OriginSpec, Num)>),
     /// Grafted ranges: `(origin, lo, hi)`.
@@ -365,26 +374,24 @@ impl MessageSpec {
             MessageSpec::Delta(groups) => Message::Delta(Delta {
                 groups: build_groups(groups, cx),
             }),
-            MessageSpec::Gossip(groups) => Message::Gossip(Delta {
-                groups: build_groups(groups, cx),
-            }),
-            MessageSpec::IHave(items) => {
+            MessageSpec::Tree(TreeSpec::IHave(items)) => {
                 Message::IHave(items.iter().map(|(o, n)| (o.get(cx), n.get())).collect())
             }
-            MessageSpec::Graft(ranges) => Message::Graft(
+            MessageSpec::Tree(TreeSpec::Graft(ranges)) => Message::Graft(
                 ranges
                     .iter()
                     .map(|(o, lo, hi)| (o.get(cx), lo.get(), hi.get()))
                     .collect(),
             ),
-            MessageSpec::Prune => Message::Prune,
+            MessageSpec::Tree(TreeSpec::Prune) => Message::Prune,
             MessageSpec::Writes {
                 origin,
                 first,
                 writes,
+                gossip,
             } => {
                 let lo = u64::from(*first).max(1);
-                Message::Delta(Delta {
+                let delta = Delta {
                     groups: vec![Group {
                         origin: origin.get(cx),
                         lo,
@@ -401,7 +408,12 @@ impl MessageSpec {
                             })
                             .collect(),
                     }],
-                })
+                };
+                if *gossip {
+                    Message::Gossip(delta)
+                } else {
+                    Message::Delta(delta)
+                }
             }
             MessageSpec::User { seq, data } => Message::User(wire::UserMessage {
                 seq: seq.get(),

@@ -49,6 +49,12 @@ fn burst(slow_us: u64, seed: u64) -> Burst {
     let mut sim = Sim::new(NODES, config(), FaultConfig::default(), seed);
     // Formed, with round trips measured on every channel.
     sim.run_for(Duration::from_secs(10));
+    // Twenty nodes are past the push fanout: writes travel the broadcast tree, whose
+    // first writes flood the overlay until its redundant edges are pruned.
+    for i in 0..NODES {
+        sim.write(i, &format!("warm/{i}"), Some(Value::Int(0)));
+        sim.run_for(Duration::from_millis(200));
+    }
     for node in &mut sim.nodes {
         node.slow_us = slow_us;
     }
@@ -63,6 +69,8 @@ fn burst(slow_us: u64, seed: u64) -> Burst {
     sim.run_until_converged(Duration::from_secs(60), Duration::from_millis(20))
         .unwrap_or_else(|d| panic!("seed {seed}: no convergence: {d:?}"));
     let after = totals(&sim);
+    let g: (u64, u64, u64, u64) = sim.nodes.iter().filter_map(|n| n.engine.as_ref()).map(|e| e.counters()).fold((0,0,0,0), |a, c| (a.0 + c.grafts_sent, a.1 + c.prunes_sent, a.2 + c.write_messages_sent, a.3 + c.sync_rounds));
+    eprintln!("DEBUG grafts {} prunes {} writemsgs {} syncs {}", g.0, g.1, g.2, g.3);
     let needed = (NODES * KEYS * (NODES - 1)) as f64;
     let datagrams = (after.datagrams_received - before.datagrams_received) as f64;
     Burst {

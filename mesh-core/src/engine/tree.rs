@@ -55,9 +55,26 @@ impl Engine {
     }
 
     /// Writes received on the tree: merged like any delta, then what was new is
-    /// forwarded on and a sender that brought nothing new is pruned.
+    /// forwarded on, and a sender that brought mostly writes already held is pruned.
+    ///
+    /// Plumtree prunes on a message that brought nothing new. Here a message gathers
+    /// the writes of a slot, of several origins: in a burst nearly every one carries
+    /// something new, and a rule of "nothing new" never pruned (20 nodes writing at
+    /// once received each write about three times). A sender whose writes were mostly
+    /// duplicates is on a redundant edge.
     pub(super) fn on_gossip(&mut self, now: Now, from: SocketAddr, delta: Delta) {
         let own = self.replica.own_origin();
+        let vv = self.replica.version_vector();
+        let (mut fresh, mut stale) = (0usize, 0usize);
+        for group in &delta.groups {
+            for entry in &group.entries {
+                if group.origin != own && !vv.contains(group.origin, entry.seq) {
+                    fresh += 1;
+                } else {
+                    stale += 1;
+                }
+            }
+        }
         let spans: Vec<SeqRange> = delta
             .groups
             .iter()
@@ -69,7 +86,8 @@ impl Engine {
             .collect();
         self.on_delta(now, from, delta);
         let forward = newly_held(self.replica.version_vector(), &spans);
-        if self.broadcast.on_gossip(from, !forward.is_empty()) {
+        let useful = !forward.is_empty() && fresh >= stale;
+        if self.broadcast.on_gossip(from, useful) {
             self.counters.prunes_sent += 1;
             self.send_tree_message(from, &Message::Prune);
         }
@@ -99,9 +117,10 @@ impl Engine {
             let held = self.replica.version_vector().upto(origin);
             let vv = self.replica.version_vector();
             let held = if vv.contains(origin, hi) { hi } else { held };
+            let progress = self.counters.entries_received;
             if !self
                 .broadcast
-                .on_announce(from, (origin, hi), held, now.mono_us, wait_us)
+                .on_announce(from, (origin, hi), held, progress, now.mono_us, wait_us)
             {
                 self.counters.dropped.rate_limited += 1;
             }
@@ -163,6 +182,7 @@ impl Engine {
             now_us,
             wait_us,
             |origin| vv.upto(origin),
+            self.counters.entries_received,
             &|a| members.is_reachable(a),
         );
         for graft in due {
@@ -235,14 +255,14 @@ impl Engine {
     }
 
     /// How long an announcement from `from` is given before its writes are grafted:
-    /// two round trips to it, at least [`MIN_GRAFT_WAIT_US`].
+    /// two retransmission timeouts to it (round trip and its variation: a loaded path
+    /// waits longer), at least [`MIN_GRAFT_WAIT_US`].
     fn graft_wait_us(&self, from: &SocketAddr) -> u64 {
-        let srtt = self
+        let rto = self
             .links
             .get(from)
-            .and_then(|l| l.channel.rtt().srtt_us())
-            .unwrap_or(0);
-        MIN_GRAFT_WAIT_US.max(2 * srtt)
+            .map_or(0, |l| l.channel.rtt().rto_us());
+        MIN_GRAFT_WAIT_US.max(2 * rto)
     }
 }
 
