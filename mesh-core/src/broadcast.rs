@@ -38,7 +38,7 @@ pub(crate) const MAX_ITEMS: usize = 64;
 pub(crate) const MAX_MISSING: usize = 1_024;
 /// Times a graft is put off because writes were still arriving: a burst down the tree
 /// is waited for, a hole under constant traffic is not waited on for ever.
-const MAX_DEFERRALS: u8 = 4;
+const MAX_DEFERRALS: u8 = 8;
 /// Announcers remembered per awaited origin: the graft goes to the first, then the next.
 const MAX_ANNOUNCERS: usize = 4;
 /// Shortest wait between an announcement and the graft it may lead to: about the time a
