@@ -31,6 +31,8 @@ pub(crate) const NEIGHBORS: usize = 4;
 /// Most writes of one origin a graft is answered with: a node further behind is left to
 /// anti-entropy, so a graft (honest or forged) never costs more than this.
 pub(crate) const MAX_GRAFT_SPAN: u64 = 1_024;
+/// Most bytes of writes one graft is answered with, all origins together.
+pub(crate) const MAX_GRAFT_BYTES: usize = 256 * 1024;
 /// Most ranges taken from one graft, and announcements from one `IHave`.
 pub(crate) const MAX_ITEMS: usize = 64;
 /// Most origins awaited at once from announcements; more are dropped (and counted):

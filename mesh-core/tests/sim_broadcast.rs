@@ -2,12 +2,17 @@
 //! the push fanout every write reaches every node, its writer sends a few messages
 //! rather than one per member, and each node receives it about once; the tree heals
 //! around a crashed node long before anti-entropy could; and a mesh within the fanout
-//! is pushed to directly, as before.
+//! is pushed to directly, as before. A verified member's forged grafts and announcements
+//! draw bounded answers and fill nothing.
 
+use std::net::SocketAddr;
 use std::time::Duration;
+
+mod support;
 
 use mesh_core::fault::FaultConfig;
 use mesh_core::sim::Sim;
+use mesh_core::wire::{self, Message};
 use mesh_core::{Config, Counters, Value};
 
 /// A long sync interval, so what anti-entropy would repair provably comes from the tree.
@@ -163,4 +168,75 @@ fn a_mesh_within_the_fanout_is_pushed_to_directly() {
         .sum();
     assert_eq!(tree, 0, "no node forwards, grafts or prunes");
     assert!(sim.nodes[0].engine.as_ref().unwrap().tree_eager_peers().is_empty());
+}
+
+/// A settled pair (node 1 wrote 3,000 keys) and an attacker that passed node 0's address
+/// check with incarnation 77, as a verified member would; node 1's origin.
+fn pair_with_verified_attacker() -> (Sim, SocketAddr, u64) {
+    let cfg = support::sim_config();
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let mut sim = Sim::new(2, cfg, FaultConfig::default(), 5);
+    for k in 0..3_000 {
+        sim.write(1, &format!("k{k:04}"), Some(Value::Int(k)));
+    }
+    sim.run_until_converged(Duration::from_secs(30), Duration::from_millis(100))
+        .expect("the pair settles");
+    let attacker: SocketAddr = "10.9.9.9:4000".parse().unwrap();
+    let now = sim.now_for(0);
+    support::introduce(sim.nodes[0].engine.as_mut().unwrap(), now, attacker, 77, cluster);
+    let origin = sim.nodes[1].engine.as_ref().unwrap().replica().own_origin();
+    (sim, attacker, origin)
+}
+
+/// Sends `message` to node 0 from the attacker, as reliable message `msg_id`.
+fn inject(sim: &mut Sim, attacker: SocketAddr, seq: &mut u64, msg_id: u64, message: &Message) {
+    let cluster = wire::cluster_id(&support::sim_config().cluster);
+    let bytes = wire::encode_message(message);
+    for datagram in support::data_datagrams(cluster, 77, *seq, msg_id, &bytes, 1_100) {
+        *seq += 1;
+        sim.inject(0, attacker, &datagram);
+    }
+}
+
+#[test]
+fn a_forged_graft_draws_one_bounded_answer() {
+    let (mut sim, attacker, origin) = pair_with_verified_attacker();
+    let before = counters(&sim, 0).write_messages_sent;
+    // A thousand times the whole range of an origin holding 3,000 writes: answered
+    // whole, each range separately, that is 3 million writes queued for the attacker.
+    let graft = Message::Graft(vec![(origin, 1, u64::MAX); 1_000]);
+    inject(&mut sim, attacker, &mut 1, 1, &graft);
+    sim.run_for(Duration::from_millis(10));
+    let answered = counters(&sim, 0).write_messages_sent - before;
+    // One range of at most 1,024 writes, about 18 to a ~1,100-byte message: 57 messages.
+    // Each range answered apart, 64 ranges read, it was 64 times that.
+    assert!(answered > 0, "the graft was not answered at all");
+    assert!(answered <= 64, "{answered} messages of writes for one graft");
+    assert!(counters(&sim, 0).dropped.rate_limited > 0, "the excess is counted");
+}
+
+#[test]
+fn forged_announcements_await_a_bounded_number_of_origins() {
+    let (mut sim, attacker, _) = pair_with_verified_attacker();
+    let before = counters(&sim, 0);
+    let mut seq = 1;
+    // 40 announcements of 100 fresh origins each: 4,000 origins, far past the 1,024 a
+    // node awaits, and each past the 64 announcements read from one message.
+    for m in 0..40u64 {
+        let items = (0..100u64).map(|i| (1_000_000 + m * 100 + i, 5)).collect();
+        inject(&mut sim, attacker, &mut seq, m + 1, &Message::IHave(items));
+    }
+    sim.run_for(Duration::from_secs(2));
+    let after = counters(&sim, 0);
+    let grafts = after.grafts_sent - before.grafts_sent;
+    assert!(grafts > 0, "the announcements were not read");
+    assert!(grafts <= 1_024, "{grafts} grafts: more origins awaited than the bound");
+    assert!(
+        after.dropped.rate_limited - before.dropped.rate_limited >= 40,
+        "the announcements past the bounds are counted"
+    );
+    // The mesh itself is unharmed.
+    sim.write(1, "after", Some(Value::Int(1)));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.nodes[0].engine.as_ref().unwrap().get("after"), Some(&Value::Int(1)));
 }

@@ -2,10 +2,10 @@
 //! `broadcast`): eager sends and announcements, forwarding what was new, prunes and
 //! grafts.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
-use crate::broadcast::{self, MAX_GRAFT_SPAN, MAX_ITEMS, MIN_GRAFT_WAIT_US};
+use crate::broadcast::{self, MAX_GRAFT_BYTES, MAX_GRAFT_SPAN, MAX_ITEMS, MIN_GRAFT_WAIT_US};
 use crate::sync::{self, SeqRange};
 use crate::time::{us, Now};
 use crate::timers::Timer;
@@ -128,15 +128,21 @@ impl Engine {
         self.arm_tree_timer(now.mono_us);
     }
 
-    /// `from` grafts this node: it is on the tree again, and is sent what it asked for,
-    /// at most [`MAX_GRAFT_SPAN`] writes of an origin, of what this node holds.
+    /// `from` grafts this node: it is on the tree again, and is sent what it asked for
+    /// of what this node holds: one range per origin (a range named twice is sent once),
+    /// at most [`MAX_GRAFT_SPAN`] writes of it and [`MAX_GRAFT_BYTES`] in all.
     pub(super) fn on_graft(&mut self, now: Now, from: SocketAddr, asked: Vec<(u64, u64, u64)>) {
         self.broadcast.on_graft(from);
         if asked.len() > MAX_ITEMS {
             self.counters.dropped.rate_limited += 1;
         }
-        let mut ranges = VecDeque::new();
+        let mut wanted: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
         for (origin, lo, hi) in asked.into_iter().take(MAX_ITEMS) {
+            let range = wanted.entry(origin).or_insert((lo, hi));
+            *range = (range.0.min(lo), range.1.max(hi));
+        }
+        let mut ranges = VecDeque::new();
+        for (origin, (lo, hi)) in wanted {
             let held = self.replica.version_vector().upto(origin);
             let hi = hi.min(held);
             let lo = lo.max(1).max(hi.saturating_sub(MAX_GRAFT_SPAN - 1));
@@ -145,7 +151,7 @@ impl Engine {
             }
         }
         if !ranges.is_empty() {
-            self.send_writes(from, ranges);
+            self.send_writes(from, ranges, MAX_GRAFT_BYTES);
         }
         self.arm_tree_timer(now.mono_us);
     }
@@ -214,7 +220,7 @@ impl Engine {
     fn flush_tree(&mut self, now_us: u64) {
         for (peer, out) in self.broadcast.take_queued(now_us) {
             if !out.eager.is_empty() {
-                self.send_writes(peer, out.eager.into());
+                self.send_writes(peer, out.eager.into(), usize::MAX);
             }
             if !out.announce.is_empty() {
                 self.send_tree_message(peer, &Message::IHave(out.announce));
@@ -223,32 +229,41 @@ impl Engine {
         self.arm_tree_timer(now_us);
     }
 
-    /// Sends the writes of `ranges` to `peer` on the tree.
-    fn send_writes(&mut self, peer: SocketAddr, mut ranges: VecDeque<SeqRange>) {
-        let sent: Vec<SeqRange> = ranges.iter().copied().collect();
-        let mut all_queued = true;
-        while !ranges.is_empty() {
+    /// Sends the writes of `ranges` to `peer` on the tree, up to about `budget` bytes
+    /// (what is left out is anti-entropy's).
+    fn send_writes(&mut self, peer: SocketAddr, mut ranges: VecDeque<SeqRange>, budget: usize) {
+        let mut spent = 0usize;
+        while !ranges.is_empty() && spent < budget {
             let delta = sync::build_delta(&self.replica, &mut ranges, self.limits.max_fragment);
-            all_queued &= self.send_tree_message(peer, &Message::Gossip(delta));
+            let covered: Vec<SeqRange> = delta.groups.iter().map(|g| (g.origin, g.lo, g.hi)).collect();
+            let message = wire::encode_message(&Message::Gossip(delta));
+            spent += message.len();
+            let queued = self.send_encoded(peer, &message);
             self.counters.write_messages_sent += 1;
-        }
-        if let Some(link) = self.links.get_mut(&peer) {
-            if all_queued {
-                for range in sent {
-                    link.sync.note_sent(range);
+            if let Some(link) = self.links.get_mut(&peer) {
+                if queued {
+                    // On its way: a sync request meanwhile does not stream it again.
+                    covered.into_iter().for_each(|range| link.sync.note_sent(range));
+                } else {
+                    // Queue full: the peer is slow or gone; anti-entropy catches it up.
+                    link.sync.want_eventually();
+                    break;
                 }
-            } else {
-                link.sync.want_eventually();
             }
         }
     }
 
     /// Queues `message` on the reliable channel to `peer`; whether it was queued.
     fn send_tree_message(&mut self, peer: SocketAddr, message: &Message) -> bool {
+        self.send_encoded(peer, &wire::encode_message(message))
+    }
+
+    /// Queues an encoded message on the reliable channel to `peer`; whether it was.
+    fn send_encoded(&mut self, peer: SocketAddr, message: &[u8]) -> bool {
         let Some(link) = self.links.get_mut(&peer) else {
             return false;
         };
-        let queued = link.channel.send_message(&wire::encode_message(message));
+        let queued = link.channel.send_message(message);
         self.sending.insert(peer);
         self.touched.insert(peer);
         queued
