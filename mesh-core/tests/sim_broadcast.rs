@@ -38,11 +38,7 @@ fn formed(n: usize, seed: u64) -> Sim {
     for _ in 0..60 {
         sim.run_for(Duration::from_secs(1));
         let all = sim.nodes.iter().filter_map(|n| n.engine.as_ref());
-        if all.clone().count() == n
-            && all
-                .clone()
-                .all(|e| e.status().peers.alive_peers == n - 1)
-        {
+        if all.clone().count() == n && all.clone().all(|e| e.status().peers.alive_peers == n - 1) {
             return sim;
         }
     }
@@ -50,7 +46,11 @@ fn formed(n: usize, seed: u64) -> Sim {
 }
 
 fn counters(sim: &Sim, i: usize) -> Counters {
-    sim.nodes[i].engine.as_ref().map(|e| e.counters()).unwrap_or_default()
+    sim.nodes[i]
+        .engine
+        .as_ref()
+        .map(|e| e.counters())
+        .unwrap_or_default()
 }
 
 /// Writes `key` at node `w` and runs until every live node holds it; the virtual time it
@@ -86,8 +86,13 @@ fn writes_reach_every_node_for_a_few_messages_each_received_about_once() {
     let mut sim = formed(NODES, 7);
     // Warm-up: the first writes prune the overlay's redundant edges.
     for w in 0..20 {
-        propagate(&mut sim, w % NODES, &format!("warm/{w}"), Duration::from_secs(2))
-            .unwrap_or_else(|| panic!("warm-up write {w} did not reach every node"));
+        propagate(
+            &mut sim,
+            w % NODES,
+            &format!("warm/{w}"),
+            Duration::from_secs(2),
+        )
+        .unwrap_or_else(|| panic!("warm-up write {w} did not reach every node"));
     }
     sim.run_for(Duration::from_secs(1));
     let writes = 30;
@@ -98,19 +103,27 @@ fn writes_reach_every_node_for_a_few_messages_each_received_about_once() {
         let sent_before = counters(&sim, writer).write_messages_sent;
         let took = propagate(&mut sim, writer, &format!("k/{w}"), Duration::from_secs(1))
             .unwrap_or_else(|| panic!("write {w} did not reach every node within 1 s"));
-        assert!(took <= Duration::from_millis(200), "write {w} took {took:?}");
+        assert!(
+            took <= Duration::from_millis(200),
+            "write {w} took {took:?}"
+        );
         sent_by_writers += counters(&sim, writer).write_messages_sent - sent_before;
     }
     // Let retransmissions and late forwards land before counting.
     sim.run_for(Duration::from_secs(1));
     let copies = (entries_received(&sim) - before) as f64 / (writes * (NODES - 1)) as f64;
     let per_write = sent_by_writers as f64 / writes as f64;
-    eprintln!("copies received per node per write {copies:.2}, writer messages per write {per_write:.1}");
+    eprintln!(
+        "copies received per node per write {copies:.2}, writer messages per write {per_write:.1}"
+    );
     assert!(
         per_write <= 12.0,
         "a writer sent {per_write:.1} messages per write in a mesh of {NODES}"
     );
-    assert!(copies <= 2.0, "{copies:.2} copies received per node per write");
+    assert!(
+        copies <= 2.0,
+        "{copies:.2} copies received per node per write"
+    );
     sim.check_converged().unwrap();
 }
 
@@ -142,7 +155,10 @@ fn the_tree_heals_around_a_crashed_node_before_anti_entropy_could() {
     for w in 0..5 {
         let took = propagate(&mut sim, 0, &format!("after/{w}"), Duration::from_secs(2))
             .unwrap_or_else(|| panic!("write {w} after the crash did not reach every node"));
-        assert!(took <= Duration::from_millis(500), "write {w} took {took:?}");
+        assert!(
+            took <= Duration::from_millis(500),
+            "write {w} took {took:?}"
+        );
     }
     let grafts: u64 = (0..NODES).map(|i| counters(&sim, i).grafts_sent).sum();
     assert!(grafts > 0, "the writes came some other way than by grafts");
@@ -158,7 +174,11 @@ fn a_mesh_within_the_fanout_is_pushed_to_directly() {
         let took = propagate(&mut sim, 0, &format!("k/{w}"), Duration::from_secs(1)).unwrap();
         assert!(took <= Duration::from_millis(5), "write {w} took {took:?}");
         let sent = counters(&sim, 0).write_messages_sent - sent_before;
-        assert_eq!(sent, (NODES - 1) as u64, "the writer pushes to every peer itself");
+        assert_eq!(
+            sent,
+            (NODES - 1) as u64,
+            "the writer pushes to every peer itself"
+        );
     }
     let tree: u64 = (0..NODES)
         .map(|i| {
@@ -167,7 +187,12 @@ fn a_mesh_within_the_fanout_is_pushed_to_directly() {
         })
         .sum();
     assert_eq!(tree, 0, "no node forwards, grafts or prunes");
-    assert!(sim.nodes[0].engine.as_ref().unwrap().tree_eager_peers().is_empty());
+    assert!(sim.nodes[0]
+        .engine
+        .as_ref()
+        .unwrap()
+        .tree_eager_peers()
+        .is_empty());
 }
 
 /// A settled pair (node 1 wrote 3,000 keys) and an attacker that passed node 0's address
@@ -183,7 +208,13 @@ fn pair_with_verified_attacker() -> (Sim, SocketAddr, u64) {
         .expect("the pair settles");
     let attacker: SocketAddr = "10.9.9.9:4000".parse().unwrap();
     let now = sim.now_for(0);
-    support::introduce(sim.nodes[0].engine.as_mut().unwrap(), now, attacker, 77, cluster);
+    support::introduce(
+        sim.nodes[0].engine.as_mut().unwrap(),
+        now,
+        attacker,
+        77,
+        cluster,
+    );
     let origin = sim.nodes[1].engine.as_ref().unwrap().replica().own_origin();
     (sim, attacker, origin)
 }
@@ -211,8 +242,14 @@ fn a_forged_graft_draws_one_bounded_answer() {
     // One range of at most 1,024 writes, about 18 to a ~1,100-byte message: 57 messages.
     // Each range answered apart, 64 ranges read, it was 64 times that.
     assert!(answered > 0, "the graft was not answered at all");
-    assert!(answered <= 64, "{answered} messages of writes for one graft");
-    assert!(counters(&sim, 0).dropped.rate_limited > 0, "the excess is counted");
+    assert!(
+        answered <= 64,
+        "{answered} messages of writes for one graft"
+    );
+    assert!(
+        counters(&sim, 0).dropped.rate_limited > 0,
+        "the excess is counted"
+    );
 }
 
 #[test]
@@ -230,7 +267,10 @@ fn forged_announcements_await_a_bounded_number_of_origins() {
     let after = counters(&sim, 0);
     let grafts = after.grafts_sent - before.grafts_sent;
     assert!(grafts > 0, "the announcements were not read");
-    assert!(grafts <= 1_024, "{grafts} grafts: more origins awaited than the bound");
+    assert!(
+        grafts <= 1_024,
+        "{grafts} grafts: more origins awaited than the bound"
+    );
     assert!(
         after.dropped.rate_limited - before.dropped.rate_limited >= 40,
         "the announcements past the bounds are counted"
@@ -238,5 +278,8 @@ fn forged_announcements_await_a_bounded_number_of_origins() {
     // The mesh itself is unharmed.
     sim.write(1, "after", Some(Value::Int(1)));
     sim.run_for(Duration::from_secs(1));
-    assert_eq!(sim.nodes[0].engine.as_ref().unwrap().get("after"), Some(&Value::Int(1)));
+    assert_eq!(
+        sim.nodes[0].engine.as_ref().unwrap().get("after"),
+        Some(&Value::Int(1))
+    );
 }

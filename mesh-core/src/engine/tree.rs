@@ -205,9 +205,7 @@ impl Engine {
         if !self.started {
             return;
         }
-        let flush = self
-            .broadcast
-            .flush_at(us(self.config.push_delay), now_us);
+        let flush = self.broadcast.flush_at(us(self.config.push_delay), now_us);
         let at = [flush, self.broadcast.graft_at(), self.broadcast.pick_at()]
             .into_iter()
             .flatten()
@@ -235,7 +233,11 @@ impl Engine {
         let mut spent = 0usize;
         while !ranges.is_empty() && spent < budget {
             let delta = sync::build_delta(&self.replica, &mut ranges, self.limits.max_fragment);
-            let covered: Vec<SeqRange> = delta.groups.iter().map(|g| (g.origin, g.lo, g.hi)).collect();
+            let covered: Vec<SeqRange> = delta
+                .groups
+                .iter()
+                .map(|g| (g.origin, g.lo, g.hi))
+                .collect();
             let message = wire::encode_message(&Message::Gossip(delta));
             spent += message.len();
             let queued = self.send_encoded(peer, &message);
@@ -243,7 +245,9 @@ impl Engine {
             if let Some(link) = self.links.get_mut(&peer) {
                 if queued {
                     // On its way: a sync request meanwhile does not stream it again.
-                    covered.into_iter().for_each(|range| link.sync.note_sent(range));
+                    covered
+                        .into_iter()
+                        .for_each(|range| link.sync.note_sent(range));
                 } else {
                     // Queue full: the peer is slow or gone; anti-entropy catches it up.
                     link.sync.want_eventually();
@@ -273,10 +277,7 @@ impl Engine {
     /// two retransmission timeouts to it (round trip and its variation: a loaded path
     /// waits longer), at least [`MIN_GRAFT_WAIT_US`].
     fn graft_wait_us(&self, from: &SocketAddr) -> u64 {
-        let rto = self
-            .links
-            .get(from)
-            .map_or(0, |l| l.channel.rtt().rto_us());
+        let rto = self.links.get(from).map_or(0, |l| l.channel.rtt().rto_us());
         MIN_GRAFT_WAIT_US.max(2 * rto)
     }
 }
