@@ -165,8 +165,9 @@ pub fn run(report: &mut Report, smoke: bool) {
     );
     for loss in [0.0, 0.1] {
         let o = measure(nodes, loss, writes, 42);
-        let p99 = percentile(&o.sorted_ms, 0.99);
+        let p99 = percentile(&o.sorted_ms, 99.0);
         let target_ms = if loss == 0.0 { 200.0 } else { 1000.0 };
+        eprintln!("broadcast: times to all (ms), sorted: {:?}", o.sorted_ms);
         eprintln!(
             "broadcast: {nodes} nodes, loss {loss}: p99 {p99:.1} ms, copies {:.2}, {} virtual s to form, fewest alive {}",
             o.copies, o.formed_s, o.fewest_alive
@@ -176,7 +177,7 @@ pub fn run(report: &mut Report, smoke: bool) {
             fmt(o.formed_s),
             o.fewest_alive.to_string(),
             writes.to_string(),
-            fmt(percentile(&o.sorted_ms, 0.5)),
+            fmt(percentile(&o.sorted_ms, 50.0)),
             fmt(p99),
             fmt(o.sorted_ms.last().copied().unwrap_or(f64::NAN)),
             o.incomplete.to_string(),
