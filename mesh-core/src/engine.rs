@@ -23,7 +23,7 @@
 //! `wire` (datagram codec), `transport` (reliable delivery, one channel per peer
 //! session), `members` (who the peers are, liveness), `sync` (anti-entropy deltas),
 //! `feed` (which peer streams this node what it lacks), `push` (pacing of local
-//! writes), `tombstones` (when deletes may be forgotten), `retire` (when an origin
+//! writes), `broadcast` (the tree writes travel beyond the push fanout), `tombstones` (when deletes may be forgotten), `retire` (when an origin
 //! leaves the digests),
 //! `replica` (the LWW map), `hlc` (the clock) and `timers` (every deadline, in one
 //! table).
