@@ -7,12 +7,14 @@
 //! ```
 //!
 //! Scenarios: propagation, partition, restart, join, join-holders, throughput, keyed,
-//! cost, scale, members, idle, memory, compare, observe, durability, origins; `all` (the
+//! cost, scale, members, idle, memory, compare, observe, durability, origins, broadcast;
+//! `all` (the
 //! default) runs every one. `--smoke` runs each
 //! at a tiny size.
 //! `crosscheck` compares the byte counts with the kernel's; run it in a network namespace
 //! of its own (scripts/kernel-crosscheck.sh).
 
+mod broadcast;
 mod child;
 mod compare;
 mod cost;
@@ -51,6 +53,7 @@ const SCENARIOS: &[&str] = &[
     "observe",
     "durability",
     "origins",
+    "broadcast",
 ];
 
 fn usage() -> String {
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
             "observe" => observe::run(&mut report, smoke),
             "durability" => durability::run(&mut report, smoke),
             "origins" => origins::run(&mut report, smoke),
+            "broadcast" => broadcast::run(&mut report, smoke),
             "crosscheck" => crosscheck::run(&mut report),
             _ => unreachable!("scenario names are checked above"),
         }

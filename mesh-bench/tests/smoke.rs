@@ -34,6 +34,7 @@ fn every_scenario_runs_in_smoke_mode_and_prints_its_tables() {
         "### Durable writes on one node",
         "### Reload of a stored state",
         "### Restarted node catches up by delta",
+        "### Writes through the broadcast tree",
     ] {
         assert!(stdout.contains(title), "no table {title:?} in:\n{stdout}");
     }

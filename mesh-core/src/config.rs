@@ -55,6 +55,11 @@ pub struct Config {
     /// pushed at once; writes arriving faster are gathered into one push per interval,
     /// so a burst costs a few full datagrams instead of one per write. Default 1 ms.
     pub push_delay: Duration,
+    /// Most reachable peers a writer pushes each write to itself. In a larger mesh,
+    /// writes travel an epidemic broadcast tree instead (see the `broadcast` module): a
+    /// write then costs its writer a few datagrams and every node about one copy,
+    /// whatever the mesh size, at the price of a few hops. Default 8.
+    pub push_fanout: usize,
     /// Largest UDP payload sent. Default 1200 bytes: safe on any path MTU, IPv6's
     /// included (1,200 bytes plus 40 of IPv6 header and 8 of UDP header fit the 1,280-byte
     /// minimum MTU every IPv6 link carries).
@@ -288,6 +293,7 @@ impl Default for Config {
             min_rto: Duration::from_millis(10),
             max_rto: Duration::from_secs(8),
             push_delay: Duration::from_millis(1),
+            push_fanout: 8,
             max_datagram_size: 1200,
             max_key_len: 1024,
             max_value_size: 16 * 1024 * 1024,

@@ -23,7 +23,7 @@
 //! `wire` (datagram codec), `transport` (reliable delivery, one channel per peer
 //! session), `members` (who the peers are, liveness), `sync` (anti-entropy deltas),
 //! `feed` (which peer streams this node what it lacks), `push` (pacing of local
-//! writes), `tombstones` (when deletes may be forgotten), `retire` (when an origin
+//! writes), `broadcast` (the tree writes travel beyond the push fanout), `tombstones` (when deletes may be forgotten), `retire` (when an origin
 //! leaves the digests),
 //! `replica` (the LWW map), `hlc` (the clock) and `timers` (every deadline, in one
 //! table).
@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::broadcast::Broadcast;
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
 use crate::event::{ChangeOrigin, Event};
@@ -68,6 +69,7 @@ mod keys;
 mod report;
 mod swim;
 mod transmit;
+mod tree;
 mod user;
 
 pub use browse::{KeyEntry, KeyPage, KeyQuery};
@@ -111,6 +113,8 @@ pub struct Engine {
     /// costs nothing per datagram in a mesh of thousands.
     sending: BTreeSet<SocketAddr>,
     pushes: Pushes,
+    /// The broadcast tree writes travel in a mesh larger than the push fanout.
+    broadcast: Broadcast,
     /// Other origins' writes too recent for a stream (see `recent`).
     recent: RecentWrites,
     verifier: Verifier,
@@ -165,6 +169,7 @@ impl Engine {
             touched: BTreeSet::new(),
             sending: BTreeSet::new(),
             pushes: Pushes::new(us(config.push_delay)),
+            broadcast: Broadcast::default(),
             recent: RecentWrites::default(),
             // A challenge outlives any plausible round trip and a few lost answers.
             verifier: Verifier::new(2 * us(config.peer_timeout)),
@@ -214,6 +219,7 @@ impl Engine {
         let (first_sync, first_gc) = self.first_rounds_us;
         self.timers.set(Timer::AntiEntropy, Some(first_sync));
         self.timers.set(Timer::CollectTombstones, Some(first_gc));
+        self.arm_tree_timer(now.mono_us);
         self.timers.set(
             Timer::ReportDrops,
             Some(now.mono_us + DROP_REPORT_INTERVAL_US),
@@ -469,6 +475,7 @@ impl Engine {
                     .or_insert_with(|| Link::new(limits, session));
                 link.reset_session(limits, session);
                 link.sync.want_now(now.mono_us);
+                self.broadcast.forget(&from);
                 self.join_round(from);
                 self.feed_lost(now.mono_us, from);
                 if let Some(node_id) = restarted {
@@ -636,6 +643,10 @@ impl Engine {
             self.timers.set(Timer::Push, None);
             self.push_local_writes(t);
         }
+        if self.timers.is_due(Timer::Broadcast, t) {
+            self.timers.set(Timer::Broadcast, None);
+            self.on_tree_timer(t);
+        }
         if self.timers.is_due(Timer::AntiEntropy, t) {
             let next = t + jittered(&mut self.rng, us(self.config.sync_interval));
             self.timers.set(Timer::AntiEntropy, Some(next));
@@ -759,6 +770,7 @@ impl Engine {
 
     fn remove_peer(&mut self, addr: SocketAddr) {
         self.members.remove(&addr);
+        self.broadcast.forget(&addr);
         self.frontiers.forget(&addr);
         self.links.remove(&addr);
         self.touched.insert(addr);
@@ -799,6 +811,8 @@ impl Engine {
             self.spread_about(&from);
         }
         if identified.newly {
+            self.broadcast.members_changed(now.mono_us);
+            self.arm_tree_timer(now.mono_us);
             log::info!(
                 "{}: discovered peer {} at {from}",
                 self.config.node_id,
@@ -819,43 +833,11 @@ impl Engine {
 
     fn on_message(&mut self, now: Now, from: SocketAddr, message: Message) {
         match message {
-            Message::Delta(delta) => {
-                let own_writes = self.members.origin(&from).and_then(|origin| {
-                    let groups = delta.groups.iter().filter(|g| g.origin == origin);
-                    groups.map(|g| g.hi).max().map(|top| (origin, top))
-                });
-                if let Some((origin, top)) = own_writes {
-                    self.vouch(origin, from, top);
-                }
-                let ranges = delta.groups.iter().map(|g| (g.origin, g.lo, g.hi));
-                self.feed
-                    .on_delta(from, ranges, self.replica.version_vector(), now.mono_us);
-                let members = &self.members;
-                let is_member = |origin| members.iter().any(|m| m.origin == origin);
-                let rules = sync::MergeRules {
-                    config: &self.config,
-                    frontiers: &self.frontiers,
-                    wall_ms: now.wall_ms,
-                    is_member: &is_member,
-                };
-                sync::merge_delta(
-                    delta,
-                    &mut self.replica,
-                    &mut self.clock,
-                    &rules,
-                    &mut self.counters,
-                    &mut self.propagation,
-                    self.emit_events.then_some(&mut self.events),
-                );
-                let feed = self.feed.peer();
-                if self
-                    .feed
-                    .check_done(self.replica.version_vector())
-                    .is_some()
-                {
-                    self.touched.extend(feed);
-                }
-            }
+            Message::Delta(delta) => self.on_delta(now, from, delta),
+            Message::Gossip(delta) => self.on_gossip(now, from, delta),
+            Message::IHave(items) => self.on_ihave(now, from, items),
+            Message::Graft(ranges) => self.on_graft(now, from, ranges),
+            Message::Prune => self.on_prune(from),
             Message::User(message) => self.on_user_message(now, from, message),
             Message::SyncRequest(request) => {
                 // A digest names the origins its sender holds: past the cap on origins
@@ -877,6 +859,45 @@ impl Engine {
                 }
                 self.on_sync_request(now, from, request)
             }
+        }
+    }
+
+    /// Merges writes received from `from`, pushed, streamed or forwarded.
+    pub(super) fn on_delta(&mut self, now: Now, from: SocketAddr, delta: wire::Delta) {
+        let own_writes = self.members.origin(&from).and_then(|origin| {
+            let groups = delta.groups.iter().filter(|g| g.origin == origin);
+            groups.map(|g| g.hi).max().map(|top| (origin, top))
+        });
+        if let Some((origin, top)) = own_writes {
+            self.vouch(origin, from, top);
+        }
+        let ranges = delta.groups.iter().map(|g| (g.origin, g.lo, g.hi));
+        self.feed
+            .on_delta(from, ranges, self.replica.version_vector(), now.mono_us);
+        let members = &self.members;
+        let is_member = |origin| members.iter().any(|m| m.origin == origin);
+        let rules = sync::MergeRules {
+            config: &self.config,
+            frontiers: &self.frontiers,
+            wall_ms: now.wall_ms,
+            is_member: &is_member,
+        };
+        sync::merge_delta(
+            delta,
+            &mut self.replica,
+            &mut self.clock,
+            &rules,
+            &mut self.counters,
+            &mut self.propagation,
+            self.emit_events.then_some(&mut self.events),
+        );
+        let feed = self.feed.peer();
+        if self
+            .feed
+            .check_done(self.replica.version_vector())
+            .is_some()
+        {
+            self.touched.extend(feed);
         }
     }
 
@@ -935,7 +956,9 @@ impl Engine {
             self.feed.claim(from, &theirs, ours);
         }
         let idle = link.channel.is_idle();
-        // Writes an origin still pushes itself, to a peer that has heard of it.
+        // Writes an origin still pushes itself, to a peer that has heard of it: directly,
+        // or down the broadcast tree, whose grafts repair what a failed node on the way
+        // dropped (see `broadcast`).
         let (own, members, recent) = (self.replica.own_origin(), &self.members, &self.recent);
         let named: std::collections::HashSet<u64> = theirs.keys().copied().collect();
         let pushes_itself = |origin| {
@@ -1081,6 +1104,9 @@ impl Engine {
         if self.members.reachable().next().is_none() {
             return;
         }
+        if self.tree_active() {
+            return self.push_by_tree(now_us, range);
+        }
         let messages = sync::encoded_deltas(&self.replica, range, self.limits.max_fragment);
         for member in self.members.reachable() {
             let Some(link) = self.links.get_mut(&member.addr) else {
@@ -1088,6 +1114,7 @@ impl Engine {
             };
             self.sending.insert(member.addr);
             let queued = messages.iter().all(|m| link.channel.send_message(m));
+            self.counters.write_messages_sent += messages.len() as u64;
             if queued {
                 // On its way: a sync request meanwhile does not stream it again.
                 link.sync.note_sent(range);

@@ -257,6 +257,8 @@ pub enum MessageSpec {
         first: u8,
         /// `(key, value or delete, timestamp)` of each write.
         writes: Vec<(KeySpec, Option<ValueSpec>, HlcSpec)>,
+        /// Sent on the broadcast tree (a `Gossip`) rather than as a delta.
+        gossip: bool,
     },
     /// A user message.
     User {
@@ -272,6 +274,21 @@ pub enum MessageSpec {
         /// Asks for the digest back.
         reply: bool,
     },
+    /// A message of the broadcast tree without writes.
+    Tree(TreeSpec),
+}
+
+/// A message of the broadcast tree without writes (writes on the tree are
+/// [`MessageSpec::Writes`] with `gossip` set).
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum TreeSpec {
+    /// Announced writes: `(origin, hi)` pairs.
+    IHave(Vec<(OriginSpec, Num)>),
+    /// Grafted ranges: `(origin, lo, hi)`.
+    Graft(Vec<(OriginSpec, Num, Num)>),
+    /// A prune.
+    Prune,
 }
 
 /// An origin: the sender, the engine itself, or any.
@@ -357,33 +374,26 @@ impl MessageSpec {
     fn build(&self, cx: &Context) -> Message {
         match self {
             MessageSpec::Delta(groups) => Message::Delta(Delta {
-                groups: groups
-                    .iter()
-                    .map(|g| Group {
-                        origin: g.origin.get(cx),
-                        lo: g.lo.get(),
-                        hi: g.hi.get(),
-                        entries: g
-                            .entries
-                            .iter()
-                            .map(|e| WireEntry {
-                                seq: e.seq.get(),
-                                hlc: e.hlc.get(cx),
-                                key: e.key.get(),
-                                value: e.value.as_ref().map(ValueSpec::get),
-                                expires: None,
-                            })
-                            .collect(),
-                    })
-                    .collect(),
+                groups: build_groups(groups, cx),
             }),
+            MessageSpec::Tree(TreeSpec::IHave(items)) => {
+                Message::IHave(items.iter().map(|(o, n)| (o.get(cx), n.get())).collect())
+            }
+            MessageSpec::Tree(TreeSpec::Graft(ranges)) => Message::Graft(
+                ranges
+                    .iter()
+                    .map(|(o, lo, hi)| (o.get(cx), lo.get(), hi.get()))
+                    .collect(),
+            ),
+            MessageSpec::Tree(TreeSpec::Prune) => Message::Prune,
             MessageSpec::Writes {
                 origin,
                 first,
                 writes,
+                gossip,
             } => {
                 let lo = u64::from(*first).max(1);
-                Message::Delta(Delta {
+                let delta = Delta {
                     groups: vec![Group {
                         origin: origin.get(cx),
                         lo,
@@ -400,7 +410,12 @@ impl MessageSpec {
                             })
                             .collect(),
                     }],
-                })
+                };
+                if *gossip {
+                    Message::Gossip(delta)
+                } else {
+                    Message::Delta(delta)
+                }
             }
             MessageSpec::User { seq, data } => Message::User(wire::UserMessage {
                 seq: seq.get(),
@@ -414,6 +429,29 @@ impl MessageSpec {
             }),
         }
     }
+}
+
+/// The groups of a delta as given.
+fn build_groups(groups: &[GroupSpec], cx: &Context) -> Vec<Group> {
+    groups
+        .iter()
+        .map(|g| Group {
+            origin: g.origin.get(cx),
+            lo: g.lo.get(),
+            hi: g.hi.get(),
+            entries: g
+                .entries
+                .iter()
+                .map(|e| WireEntry {
+                    seq: e.seq.get(),
+                    hlc: e.hlc.get(cx),
+                    key: e.key.get(),
+                    value: e.value.as_ref().map(ValueSpec::get),
+                    expires: None,
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 // ----- wire --------------------------------------------------------------------------
@@ -550,12 +588,16 @@ pub fn wire_case(case: &WireCase) -> Result<(), Failure> {
             let message = spec.build(&cx);
             let bytes = wire::encode_message(&message);
             let depth_ok = match &message {
-                Message::Delta(d) => d.groups.iter().all(|g| {
+                Message::Delta(d) | Message::Gossip(d) => d.groups.iter().all(|g| {
                     g.entries
                         .iter()
                         .all(|e| e.value.as_ref().is_none_or(|v| v.check_depth().is_ok()))
                 }),
-                Message::SyncRequest(_) | Message::User(_) => true,
+                Message::SyncRequest(_)
+                | Message::User(_)
+                | Message::IHave(_)
+                | Message::Graft(_)
+                | Message::Prune => true,
             };
             match wire::decode_message(&bytes) {
                 Ok(m) if wire::encode_message(&m) == bytes => Ok(()),

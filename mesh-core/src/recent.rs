@@ -7,7 +7,9 @@
 //! third node streaming it too sends it twice (under load, most of a burst). So a
 //! stream carries another reachable origin's writes only once this node has held them
 //! since the checkpoint before last, one to two sync intervals; a peer still lacking
-//! them then missed the push, and gets them in that round.
+//! them then missed the push, and gets them in that round. Beyond the push fanout the
+//! origin's writes travel the broadcast tree instead, which repairs its own losses with
+//! grafts (see `broadcast`): the same holds.
 
 use std::collections::HashMap;
 

@@ -210,6 +210,16 @@ pub struct Counters {
     /// Peers this node reported left.
     #[serde(default)]
     pub peers_left: u64,
+    /// Messages of writes queued for peers by pushes and by the broadcast tree (one per
+    /// peer; a message may span datagrams). Anti-entropy streams are not counted.
+    #[serde(default)]
+    pub write_messages_sent: u64,
+    /// Grafts sent: announced writes still missing asked of their announcer.
+    #[serde(default)]
+    pub grafts_sent: u64,
+    /// Prunes sent: neighbors that sent writes already held taken off the tree.
+    #[serde(default)]
+    pub prunes_sent: u64,
     /// User messages queued for peers (a broadcast counts once per peer).
     pub messages_sent: u64,
     /// User messages from peers handed to the application.

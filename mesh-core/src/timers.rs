@@ -15,6 +15,8 @@ use std::net::SocketAddr;
 pub(crate) enum Timer {
     /// Push local writes to peers.
     Push,
+    /// Flush the broadcast tree's queue, or graft writes announced and still missing.
+    Broadcast,
     /// Start a periodic anti-entropy round with a random peer.
     AntiEntropy,
     /// Collect tombstones every peer has confirmed.

@@ -38,7 +38,8 @@ pub const MAGIC: [u8; 2] = *b"MS";
 /// its sender can name ([`Heartbeat::members`]), so a node that knows fewer is told more;
 /// its acks state how long the receiver held them ([`Ack::delay_us`]): an ack now waits
 /// a moment for company (the `transport` module), and the sender takes that wait off its
-/// round-trip sample.
+/// round-trip sample; and it added the broadcast tree's messages ([`Message::Gossip`],
+/// [`Message::IHave`], [`Message::Graft`], [`Message::Prune`]; see the `broadcast` module).
 pub const VERSION: u8 = 7;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
@@ -221,6 +222,18 @@ pub enum Message {
     SyncRequest(SyncRequest),
     /// Application bytes for the receiver's `on_message` callbacks, not stored.
     User(UserMessage),
+    /// Writes travelling the broadcast tree: merged like a [`Message::Delta`], and what
+    /// was new forwarded on (see `broadcast`).
+    Gossip(Delta),
+    /// "I hold the writes of these origins up to these sequence numbers": sent instead
+    /// of the writes to neighbors off the tree.
+    IHave(Vec<(u64, u64)>),
+    /// "Send me these writes eagerly from now on": puts the sender back on the tree and
+    /// asks for the ranges `(origin, lo, hi)` it missed (none: only the first part).
+    Graft(Vec<(u64, u64, u64)>),
+    /// "You sent me writes I held already": takes the sender off the tree, announcing
+    /// only from then on.
+    Prune,
 }
 
 /// An application message (see `messages`).

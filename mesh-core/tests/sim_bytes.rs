@@ -13,6 +13,10 @@ const NODES: usize = 20;
 const KEYS: usize = 100;
 /// Key (`n19/00042`) and value (100 characters) of each write.
 const WRITE_BYTES: f64 = 109.0;
+/// A push fanout covering the mesh: every writer pushes to every peer itself.
+const DIRECT: usize = NODES;
+/// The default push fanout: writes travel the broadcast tree.
+const TREE: usize = 8;
 
 fn config() -> Config {
     let mut c = Config::new("template", 0);
@@ -45,10 +49,19 @@ struct Burst {
     retransmits_per_datagram: f64,
 }
 
-fn burst(slow_us: u64, seed: u64) -> Burst {
-    let mut sim = Sim::new(NODES, config(), FaultConfig::default(), seed);
+/// `fanout`: the push fanout; below [`NODES`] - 1, writes travel the broadcast tree.
+fn burst(slow_us: u64, seed: u64, fanout: usize) -> Burst {
+    let mut c = config();
+    c.push_fanout = fanout;
+    let mut sim = Sim::new(NODES, c, FaultConfig::default(), seed);
     // Formed, with round trips measured on every channel.
     sim.run_for(Duration::from_secs(10));
+    // Past the push fanout, writes travel the broadcast tree, whose first writes flood
+    // the overlay until its redundant edges are pruned.
+    for i in 0..NODES {
+        sim.write(i, &format!("warm/{i}"), Some(Value::Int(0)));
+        sim.run_for(Duration::from_millis(200));
+    }
     for node in &mut sim.nodes {
         node.slow_us = slow_us;
     }
@@ -73,15 +86,16 @@ fn burst(slow_us: u64, seed: u64) -> Burst {
 }
 
 /// Checks a burst's cost: at most `max_retransmits` retransmissions per datagram, each
-/// write received about once, at about its encoded size per receiving peer.
-fn assert_burst_cost(b: &Burst, seed: u64, max_retransmits: f64) {
+/// write received at most `max_copies` times, at about its encoded size per receiving
+/// peer.
+fn assert_burst_cost(b: &Burst, seed: u64, max_retransmits: f64, max_copies: f64) {
     assert!(
         b.retransmits_per_datagram < max_retransmits,
         "seed {seed}: {:.3} retransmissions per datagram",
         b.retransmits_per_datagram
     );
     assert!(
-        b.received_per_needed < 1.05,
+        b.received_per_needed < max_copies,
         "seed {seed}: {:.3} entries received per entry needed",
         b.received_per_needed
     );
@@ -97,7 +111,8 @@ fn a_burst_costs_about_its_encoded_size_per_receiving_peer() {
     for seed in 1..=3 {
         // Datagrams of a burst sent together and reordered in flight were taken for lost:
         // about one datagram in seven was sent twice.
-        assert_burst_cost(&burst(0, seed), seed, 0.01);
+        assert_burst_cost(&burst(0, seed, DIRECT), seed, 0.01, 1.05);
+        assert_burst_cost(&burst(0, seed, TREE), seed, 0.01, 1.05);
     }
 }
 
@@ -106,7 +121,11 @@ fn receivers_answering_late_are_not_sent_the_burst_twice() {
     for seed in 1..=3 {
         // Every receiver 5 ms behind the 1 ms round trip its senders measured: each of
         // their datagrams times out at least once.
-        assert_burst_cost(&burst(5_000, seed), seed, 0.05);
+        assert_burst_cost(&burst(5_000, seed, DIRECT), seed, 0.05, 1.05);
+        // Through the tree, an announcement outruns a burst held up by the slow hops
+        // below it now and then, and the graft that follows brings part of the burst
+        // a second time.
+        assert_burst_cost(&burst(5_000, seed, TREE), seed, 0.05, 1.10);
     }
 }
 

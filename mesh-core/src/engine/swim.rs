@@ -232,6 +232,7 @@ impl Engine {
         // A failed origin can no longer raise its frontier: its last writes, still
         // travelling between other nodes, must not be refused as ahead of it.
         self.frontiers.forget(&addr);
+        self.broadcast.forget(&addr);
         self.feed_lost(0, addr);
         let Some(node_id) = self.members.get(&addr).and_then(|m| m.node_id.clone()) else {
             return;

@@ -123,6 +123,9 @@ class Counters(TypedDict):
     refutations: int
     peers_failed: int
     peers_left: int
+    write_messages_sent: int
+    grafts_sent: int
+    prunes_sent: int
     messages_sent: int
     messages_received: int
     dropped: DropCounters

@@ -1,0 +1,508 @@
+//! The epidemic broadcast tree (Plumtree: Leitão, Pereira, Rodrigues, 2007) that carries
+//! writes through a mesh larger than the push fanout.
+//!
+//! In a mesh of up to `push_fanout` peers a writer pushes each write to every peer
+//! itself. Beyond that, pushing to all would cost the writer one datagram per member for
+//! every write, so writes travel a spanning tree instead: each node sends what it
+//! learnt to its *eager* neighbors (the tree) and only announces it (`IHave`) to its
+//! *lazy* ones. A node receiving writes it already held from an eager neighbor prunes
+//! that edge (`Prune`): the redundant edges of the overlay fall off the tree. A node
+//! announced writes it still lacks after a short wait asks the announcer for them and
+//! puts that edge back on the tree (`Graft`): the tree heals around a failed node
+//! within a few round trips. Anti-entropy stays the repair path for the rest.
+//!
+//! Neighbors: membership is full (every node knows every member), so the overlay needs
+//! no membership protocol of its own. Each node ranks its members by a hash of the
+//! unordered pair of their origins and takes the [`NEIGHBORS`] lowest; it grafts them
+//! (an empty graft), and a node grafted or sent writes by a peer takes that peer as a
+//! neighbor too. Edges are thus symmetric and the overlay is a random k-out graph,
+//! connected with high probability, which every node draws the same way.
+//!
+//! This module is sans-IO: it decides, the engine sends. Times come in as arguments.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+
+use crate::sync::SeqRange;
+use crate::version::{mix, OriginId};
+
+/// Neighbors each node picks itself; those that picked it come on top.
+pub(crate) const NEIGHBORS: usize = 4;
+/// Most writes of one origin a graft is answered with: a node further behind is left to
+/// anti-entropy, so a graft (honest or forged) never costs more than this.
+pub(crate) const MAX_GRAFT_SPAN: u64 = 1_024;
+/// Most bytes of writes one graft is answered with, all origins together.
+pub(crate) const MAX_GRAFT_BYTES: usize = 256 * 1024;
+/// Most ranges taken from one graft, and announcements from one `IHave`.
+pub(crate) const MAX_ITEMS: usize = 64;
+/// Most origins awaited at once from announcements; more are dropped (and counted):
+/// anti-entropy brings them.
+pub(crate) const MAX_MISSING: usize = 1_024;
+/// Times a graft is put off because writes were still arriving: a burst down the tree
+/// is waited for, a hole under constant traffic is not waited on for ever.
+const MAX_DEFERRALS: u8 = 8;
+/// Announcers remembered per awaited origin: the graft goes to the first, then the next.
+const MAX_ANNOUNCERS: usize = 4;
+/// Shortest wait between an announcement and the graft it may lead to: about the time a
+/// write takes down a few levels of the tree, so a copy on its way is not asked twice.
+pub(crate) const MIN_GRAFT_WAIT_US: u64 = 30_000;
+/// How long after members change the neighbors are drawn again when no write needs them
+/// sooner: a mesh forming learns of members one by one, and each draw walks them all.
+pub(crate) const PICK_DELAY_US: u64 = 1_000_000;
+
+/// Writes announced to this node that it does not hold yet.
+#[derive(Debug)]
+struct Missing {
+    /// Highest sequence number announced.
+    hi: u64,
+    /// The writes taken in (any origin's) when last checked: while they still arrive
+    /// (a large burst down the tree), the graft is put off, up to [`MAX_DEFERRALS`] times.
+    progress: u64,
+    deferrals: u8,
+    /// Who announced them, earliest first.
+    announcers: VecDeque<SocketAddr>,
+    /// When to graft the next announcer.
+    due_us: u64,
+}
+
+/// A graft to send: to `peer`, for the writes of `origin` above `held` up to `hi`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct GraftDue {
+    pub peer: SocketAddr,
+    pub origin: OriginId,
+    pub hi: u64,
+}
+
+/// What to send to one peer at a flush.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Outgoing {
+    /// Writes to send eagerly.
+    pub eager: Vec<SeqRange>,
+    /// Writes to announce: `(origin, hi)`.
+    pub announce: Vec<(OriginId, u64)>,
+}
+
+/// One node's view of the tree: neighbors, which of them are lazy, what is queued for
+/// them and which announced writes it awaits.
+#[derive(Debug, Default)]
+pub(crate) struct Broadcast {
+    /// The neighbors this node picked, by rank (see [`pick_neighbors`]).
+    picked: Vec<SocketAddr>,
+    /// Whether `picked` must be drawn again (members changed).
+    stale: bool,
+    /// When to draw them again at the latest.
+    pick_due_us: Option<u64>,
+    /// Peers that took this node as a neighbor (grafted it, or sent it writes).
+    adopted: BTreeSet<SocketAddr>,
+    /// Neighbors off the tree: announced to, not sent writes.
+    lazy: BTreeSet<SocketAddr>,
+    /// Queued for the next flush, by peer.
+    queued: BTreeMap<SocketAddr, Outgoing>,
+    /// Announced writes awaited, by origin.
+    missing: BTreeMap<OriginId, Missing>,
+    /// When the last flush went out.
+    last_flush_us: Option<u64>,
+}
+
+impl Broadcast {
+    /// Members changed at `now_us`: the picked neighbors are drawn again at the next
+    /// use, or [`PICK_DELAY_US`] later.
+    pub fn members_changed(&mut self, now_us: u64) {
+        self.stale = true;
+        self.pick_due_us.get_or_insert(now_us + PICK_DELAY_US);
+    }
+
+    /// When the neighbors must be drawn again at the latest.
+    pub fn pick_at(&self) -> Option<u64> {
+        self.pick_due_us
+    }
+
+    /// Whether the picked neighbors must be drawn again.
+    pub fn needs_pick(&self) -> bool {
+        self.stale || self.picked.is_empty()
+    }
+
+    /// Takes a new draw of picked neighbors; returns those newly picked, to graft.
+    pub fn set_picked(&mut self, picked: Vec<SocketAddr>) -> Vec<SocketAddr> {
+        let new = picked
+            .iter()
+            .filter(|a| !self.picked.contains(a))
+            .copied()
+            .collect();
+        self.picked = picked;
+        self.stale = false;
+        self.pick_due_us = None;
+        new
+    }
+
+    /// Forgets a peer that left the mesh (failed, restarted, forgotten).
+    pub fn forget(&mut self, addr: &SocketAddr) {
+        self.adopted.remove(addr);
+        self.lazy.remove(addr);
+        self.queued.remove(addr);
+        for missing in self.missing.values_mut() {
+            missing.announcers.retain(|a| a != addr);
+        }
+        self.stale = true;
+    }
+
+    /// Every neighbor, eager or lazy, that `reachable` allows.
+    fn neighbors<'a>(
+        &'a self,
+        reachable: &'a dyn Fn(&SocketAddr) -> bool,
+    ) -> impl Iterator<Item = SocketAddr> + 'a {
+        let adopted = self.adopted.iter().filter(|a| !self.picked.contains(a));
+        self.picked
+            .iter()
+            .chain(adopted)
+            .copied()
+            .filter(move |a| reachable(a))
+    }
+
+    /// The neighbors on the tree, reachable.
+    pub fn eager(&self, reachable: &dyn Fn(&SocketAddr) -> bool) -> Vec<SocketAddr> {
+        self.neighbors(reachable)
+            .filter(|a| !self.lazy.contains(a))
+            .collect()
+    }
+
+    /// Queues `range` (writes this node holds, new to it) for every neighbor but
+    /// `except`: eagerly to those on the tree, as an announcement to the others.
+    pub fn spread(
+        &mut self,
+        range: SeqRange,
+        except: Option<SocketAddr>,
+        reachable: &dyn Fn(&SocketAddr) -> bool,
+    ) {
+        let targets: Vec<SocketAddr> = self
+            .neighbors(reachable)
+            .filter(|a| Some(*a) != except)
+            .collect();
+        for peer in targets {
+            let out = self.queued.entry(peer).or_default();
+            if self.lazy.contains(&peer) {
+                let (origin, _, hi) = range;
+                match out.announce.iter_mut().find(|(o, _)| *o == origin) {
+                    Some(entry) => entry.1 = entry.1.max(hi),
+                    None => out.announce.push((origin, hi)),
+                }
+            } else {
+                out.eager.push(range);
+            }
+        }
+    }
+
+    /// When the queue may be flushed: at once after a quiet spell, else one slot of
+    /// `slot_us` after the last flush, so a burst of received writes costs one message
+    /// per neighbor per slot.
+    pub fn flush_at(&self, slot_us: u64, now_us: u64) -> Option<u64> {
+        if self.queued.is_empty() {
+            return None;
+        }
+        Some(now_us.max(self.last_flush_us.map_or(0, |t| t + slot_us)))
+    }
+
+    /// Everything queued, by peer.
+    pub fn take_queued(&mut self, now_us: u64) -> BTreeMap<SocketAddr, Outgoing> {
+        self.last_flush_us = Some(now_us);
+        std::mem::take(&mut self.queued)
+    }
+
+    /// Writes arrived from `from` on the tree: `useful` if they were mostly new to this
+    /// node. Returns whether `from` must be pruned: it sent writes already held, and is
+    /// not pruned yet. Only a graft puts a pruned neighbor back on the tree: what a
+    /// neighbor had queued before the prune reached it still arrives, and taking that
+    /// for a reason to go eager again made edges flap under load.
+    pub fn on_gossip(&mut self, from: SocketAddr, useful: bool) -> bool {
+        self.adopted.insert(from);
+        !useful && self.lazy.insert(from)
+    }
+
+    /// `from` asked to be pruned: it stays a neighbor, announced to.
+    pub fn on_prune(&mut self, from: SocketAddr) {
+        self.adopted.insert(from);
+        self.lazy.insert(from);
+    }
+
+    /// `from` grafted this node: it is a neighbor on the tree.
+    pub fn on_graft(&mut self, from: SocketAddr) {
+        self.adopted.insert(from);
+        self.lazy.remove(&from);
+    }
+
+    /// `from` announced the writes of `origin` up to `hi`, of which this node holds the
+    /// prefix up to `held`: awaited, grafted for at `now_us + wait_us` if still missing.
+    /// Returns false if refused (too many origins awaited already).
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_announce(
+        &mut self,
+        from: SocketAddr,
+        (origin, hi): (OriginId, u64),
+        held: u64,
+        progress: u64,
+        now_us: u64,
+        wait_us: u64,
+    ) -> bool {
+        self.adopted.insert(from);
+        if hi <= held {
+            return true;
+        }
+        if !self.missing.contains_key(&origin) && self.missing.len() >= MAX_MISSING {
+            return false;
+        }
+        let missing = self.missing.entry(origin).or_insert_with(|| Missing {
+            hi,
+            progress,
+            deferrals: 0,
+            announcers: VecDeque::new(),
+            due_us: now_us + wait_us,
+        });
+        missing.hi = missing.hi.max(hi);
+        if missing.announcers.len() < MAX_ANNOUNCERS && !missing.announcers.contains(&from) {
+            missing.announcers.push_back(from);
+        }
+        true
+    }
+
+    /// When the next awaited write is due for a graft.
+    pub fn graft_at(&self) -> Option<u64> {
+        self.missing.values().map(|m| m.due_us).min()
+    }
+
+    /// The grafts due at `now_us`, given what this node holds of each origin (`held`)
+    /// and the writes it took in so far (`progress`): writes that came meanwhile are
+    /// forgotten; while writes still arrive the graft is put off by `wait_us` (a few
+    /// times at most); otherwise the first announcer left is grafted (and put on the
+    /// tree), and the next one is tried `wait_us` later.
+    pub fn grafts_due(
+        &mut self,
+        now_us: u64,
+        wait_us: u64,
+        held: impl Fn(OriginId) -> u64,
+        progress: u64,
+        reachable: &dyn Fn(&SocketAddr) -> bool,
+    ) -> Vec<GraftDue> {
+        let mut due = Vec::new();
+        self.missing.retain(|&origin, missing| {
+            let now_held = held(origin);
+            if missing.hi <= now_held {
+                return false;
+            }
+            if missing.due_us > now_us {
+                return true;
+            }
+            if progress > missing.progress && missing.deferrals < MAX_DEFERRALS {
+                missing.progress = progress;
+                missing.deferrals += 1;
+                missing.due_us = now_us + wait_us;
+                return true;
+            }
+            missing.progress = progress;
+            while let Some(peer) = missing.announcers.pop_front() {
+                if reachable(&peer) {
+                    due.push(GraftDue {
+                        peer,
+                        origin,
+                        hi: missing.hi,
+                    });
+                    break;
+                }
+            }
+            missing.due_us = now_us + wait_us;
+            !missing.announcers.is_empty()
+        });
+        for graft in &due {
+            self.adopted.insert(graft.peer);
+            self.lazy.remove(&graft.peer);
+        }
+        due
+    }
+
+}
+
+/// The [`NEIGHBORS`] members (given as `(address, origin)`) with the lowest hash of
+/// their unordered pair of origins with `own`, lowest first. Both ends of a pair hash it
+/// alike, so whether `a` ranks `b` low is no secret from `b`, and a node cannot pick a
+/// favorable place in the overlay without changing its origin.
+pub(crate) fn pick_neighbors(
+    own: OriginId,
+    members: impl Iterator<Item = (SocketAddr, OriginId)>,
+) -> Vec<SocketAddr> {
+    let mut ranked: Vec<(u64, SocketAddr)> = members
+        .filter(|&(_, origin)| origin != 0 && origin != own)
+        .map(|(addr, origin)| (pair_hash(own, origin), addr))
+        .collect();
+    let k = NEIGHBORS.min(ranked.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    ranked.select_nth_unstable(k - 1);
+    ranked.truncate(k);
+    ranked.sort_unstable();
+    ranked.into_iter().map(|(_, addr)| addr).collect()
+}
+
+/// A hash of the unordered pair `{a, b}`.
+fn pair_hash(a: OriginId, b: OriginId) -> u64 {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    mix(mix(lo) ^ hi.rotate_left(17))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(i: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], i))
+    }
+
+    fn all(_: &SocketAddr) -> bool {
+        true
+    }
+
+    #[test]
+    fn pair_hash_is_symmetric_and_picks_are_the_lowest() {
+        assert_eq!(pair_hash(3, 99), pair_hash(99, 3));
+        let members: Vec<(SocketAddr, OriginId)> = (1..50).map(|i| (addr(i), i as u64)).collect();
+        let picked = pick_neighbors(1000, members.iter().copied());
+        assert_eq!(picked.len(), NEIGHBORS);
+        let mut hashes: Vec<u64> = members.iter().map(|&(_, o)| pair_hash(1000, o)).collect();
+        hashes.sort_unstable();
+        let got: Vec<u64> = picked
+            .iter()
+            .map(|a| pair_hash(1000, a.port() as u64))
+            .collect();
+        assert_eq!(got, hashes[..NEIGHBORS]);
+        assert!(pick_neighbors(5, [(addr(1), 0), (addr(2), 5)].into_iter()).is_empty());
+    }
+
+    #[test]
+    fn the_overlay_of_a_thousand_nodes_is_connected() {
+        // Edges picked by either end: what the grafts of the picks make symmetric.
+        let n = 1000u64;
+        let mut edges: Vec<Vec<usize>> = vec![Vec::new(); n as usize];
+        for i in 1..=n {
+            let others = (1..=n).filter(|&j| j != i).map(|j| (addr(j as u16), j));
+            for a in pick_neighbors(i, others) {
+                let j = a.port() as usize;
+                edges[i as usize - 1].push(j - 1);
+                edges[j - 1].push(i as usize - 1);
+            }
+        }
+        let mut seen = vec![false; n as usize];
+        let mut stack = vec![0];
+        seen[0] = true;
+        while let Some(v) = stack.pop() {
+            for &w in &edges[v] {
+                if !std::mem::replace(&mut seen[w], true) {
+                    stack.push(w);
+                }
+            }
+        }
+        assert!(seen.iter().all(|&s| s));
+        // A node's degree is its picks plus a binomial number of pickers: a tail, but a
+        // short one, and the mean stays under twice the picks.
+        let most = edges.iter().map(Vec::len).max().unwrap();
+        assert!(most <= 5 * NEIGHBORS, "a node with {most} neighbors");
+        let mean = edges.iter().map(Vec::len).sum::<usize>() as f64 / n as f64;
+        assert!(mean <= 2.0 * NEIGHBORS as f64, "{mean} neighbors on average");
+    }
+
+    #[test]
+    fn writes_go_eagerly_on_the_tree_and_are_announced_off_it() {
+        let mut b = Broadcast::default();
+        assert!(b.needs_pick());
+        b.members_changed(10);
+        assert_eq!(b.pick_at(), Some(10 + PICK_DELAY_US));
+        assert_eq!(b.set_picked(vec![addr(1), addr(2)]), vec![addr(1), addr(2)]);
+        assert_eq!(b.set_picked(vec![addr(2), addr(3)]), vec![addr(3)]);
+        assert!(!b.needs_pick());
+        assert_eq!(b.pick_at(), None);
+        b.on_graft(addr(9));
+        b.on_prune(addr(3));
+        b.spread((7, 1, 4), Some(addr(2)), &all);
+        b.spread((7, 5, 6), Some(addr(2)), &all);
+        assert_eq!(b.flush_at(1000, 50), Some(50));
+        let out = b.take_queued(50);
+        assert_eq!(out.keys().copied().collect::<Vec<_>>(), vec![addr(3), addr(9)]);
+        assert_eq!(out[&addr(9)].eager, vec![(7, 1, 4), (7, 5, 6)]);
+        assert_eq!(out[&addr(3)].announce, vec![(7, 6)], "announcements merge");
+        assert!(out[&addr(3)].eager.is_empty());
+        b.spread((7, 7, 7), None, &all);
+        assert_eq!(b.flush_at(1000, 60), Some(1050), "a burst waits for the slot");
+        let unreachable = |a: &SocketAddr| *a != addr(9);
+        assert_eq!(b.eager(&unreachable), vec![addr(2)]);
+    }
+
+    #[test]
+    fn a_duplicate_prunes_once_and_only_a_graft_puts_the_sender_back_on_the_tree() {
+        let mut b = Broadcast::default();
+        b.set_picked(vec![addr(1)]);
+        assert!(!b.on_gossip(addr(5), true));
+        assert_eq!(b.eager(&all), vec![addr(1), addr(5)]);
+        assert!(b.on_gossip(addr(1), false), "nothing new: prune it");
+        assert_eq!(b.eager(&all), vec![addr(5)]);
+        assert!(!b.on_gossip(addr(1), false), "pruned already");
+        assert!(!b.on_gossip(addr(1), true));
+        assert_eq!(b.eager(&all), vec![addr(5)], "sent before it was pruned");
+        b.on_graft(addr(1));
+        assert_eq!(b.eager(&all), vec![addr(1), addr(5)]);
+    }
+
+    #[test]
+    fn an_announced_write_still_missing_is_grafted_from_each_announcer_in_turn() {
+        let mut b = Broadcast::default();
+        b.on_prune(addr(1));
+        b.on_prune(addr(2));
+        assert!(b.on_announce(addr(1), (7, 10), 4, 0, 100, 50));
+        assert!(b.on_announce(addr(2), (7, 12), 4, 0, 110, 50));
+        assert!(b.on_announce(addr(2), (8, 3), 3, 0, 110, 50), "held: not awaited");
+        assert_eq!(b.graft_at(), Some(150));
+        assert!(b.grafts_due(149, 50, |_| 4, 0, &all).is_empty());
+        let due = b.grafts_due(150, 50, |_| 4, 0, &all);
+        assert_eq!(
+            due,
+            vec![GraftDue {
+                peer: addr(1),
+                origin: 7,
+                hi: 12
+            }]
+        );
+        assert_eq!(b.eager(&all), vec![addr(1)], "grafted: on the tree again");
+        assert_eq!(b.graft_at(), Some(200));
+        let due = b.grafts_due(200, 50, |_| 4, 0, &all);
+        assert_eq!(due[0].peer, addr(2));
+        assert_eq!(b.graft_at(), None, "no announcer left: anti-entropy's turn");
+        // Writes still arriving: put off; then stalled: grafted.
+        b.on_announce(addr(1), (8, 100), 10, 0, 300, 50);
+        assert!(b.grafts_due(350, 50, |_| 60, 7, &all).is_empty());
+        assert_eq!(b.graft_at(), Some(400));
+        assert_eq!(b.grafts_due(400, 50, |_| 60, 7, &all).len(), 1);
+        b.grafts_due(10_000, 50, |_| 100, 7, &all);
+        // Put off a few times at most under constant traffic.
+        b.on_announce(addr(1), (8, 200), 100, 7, 20_000, 50);
+        let mut at = 20_050;
+        for progress in 8..8 + u64::from(MAX_DEFERRALS) {
+            assert!(b.grafts_due(at, 50, |_| 100, progress, &all).is_empty());
+            at += 50;
+        }
+        assert_eq!(b.grafts_due(at, 50, |_| 100, 99, &all).len(), 1);
+        b.grafts_due(100_000, 50, |_| 200, 99, &all);
+        // Arrived meanwhile: nothing to graft.
+        b.on_announce(addr(1), (9, 5), 0, 0, 300, 50);
+        assert!(b.grafts_due(400, 50, |_| 5, 0, &all).is_empty());
+        assert_eq!(b.graft_at(), None);
+    }
+
+    #[test]
+    fn awaited_origins_are_bounded() {
+        let mut b = Broadcast::default();
+        for origin in 0..MAX_MISSING as u64 {
+            assert!(b.on_announce(addr(1), (origin + 1, 5), 0, 0, 0, 10));
+        }
+        assert!(!b.on_announce(addr(1), (u64::MAX, 5), 0, 0, 0, 10));
+        assert!(b.on_announce(addr(2), (1, 9), 0, 0, 0, 10), "a known origin still");
+        b.forget(&addr(1));
+        assert_eq!(b.grafts_due(10, 10, |_| 0, 0, &all).len(), 1);
+    }
+}

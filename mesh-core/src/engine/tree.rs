@@ -1,0 +1,358 @@
+//! Writes through the broadcast tree, in a mesh larger than the push fanout (see
+//! `broadcast`): eager sends and announcements, forwarding what was new, prunes and
+//! grafts.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+use crate::broadcast::{self, MAX_GRAFT_BYTES, MAX_GRAFT_SPAN, MAX_ITEMS, MIN_GRAFT_WAIT_US};
+use crate::sync::{self, SeqRange};
+use crate::time::{us, Now};
+use crate::timers::Timer;
+use crate::version::{SeqSet, VersionVector};
+use crate::wire::{self, Delta, Message};
+
+use super::Engine;
+
+impl Engine {
+    /// The peers this node sends writes to eagerly on the broadcast tree (empty while
+    /// the mesh is within the push fanout, or before the first write went by).
+    pub fn tree_eager_peers(&self) -> Vec<SocketAddr> {
+        let members = &self.members;
+        self.broadcast.eager(&|a| members.is_reachable(a))
+    }
+
+    /// Whether writes travel the tree: more reachable peers than the push fanout.
+    pub(super) fn tree_active(&self) -> bool {
+        self.members
+            .reachable()
+            .nth(self.config.push_fanout)
+            .is_some()
+    }
+
+    /// Draws this node's own neighbors again if members changed, and grafts those newly
+    /// picked, so they take this node as a neighbor too.
+    pub(super) fn pick_tree_neighbors(&mut self) {
+        if !self.broadcast.needs_pick() {
+            return;
+        }
+        let own = self.replica.own_origin();
+        let members = self.members.reachable().map(|m| (m.addr, m.origin));
+        let picked = broadcast::pick_neighbors(own, members);
+        for addr in self.broadcast.set_picked(picked) {
+            self.send_tree_message(addr, &Message::Graft(Vec::new()));
+        }
+    }
+
+    /// Pushes this node's new writes `range` down the tree.
+    pub(super) fn push_by_tree(&mut self, now_us: u64, range: SeqRange) {
+        self.pick_tree_neighbors();
+        let members = &self.members;
+        self.broadcast
+            .spread(range, None, &|a| members.is_reachable(a));
+        // Local writes are already paced by `push`: no second wait.
+        self.flush_tree(now_us);
+    }
+
+    /// Writes received on the tree: merged like any delta, then what was new is
+    /// forwarded on, and a sender that brought mostly writes already held is pruned.
+    ///
+    /// Plumtree prunes on a message that brought nothing new. Here a message gathers
+    /// the writes of a slot, of several origins: in a burst nearly every one carries
+    /// something new, and a rule of "nothing new" never pruned (20 nodes writing at
+    /// once received each write about three times). A sender whose writes were mostly
+    /// duplicates is on a redundant edge.
+    pub(super) fn on_gossip(&mut self, now: Now, from: SocketAddr, delta: Delta) {
+        let own = self.replica.own_origin();
+        let vv = self.replica.version_vector();
+        let (mut fresh, mut stale) = (0usize, 0usize);
+        for group in &delta.groups {
+            for entry in &group.entries {
+                if group.origin != own && !vv.contains(group.origin, entry.seq) {
+                    fresh += 1;
+                } else {
+                    stale += 1;
+                }
+            }
+        }
+        let spans: Vec<SeqRange> = delta
+            .groups
+            .iter()
+            .filter(|g| g.origin != own && g.lo <= g.hi)
+            .filter_map(|g| {
+                let set = self.replica.version_vector().get(g.origin);
+                uncovered_span(set, g.lo, g.hi).map(|(lo, hi)| (g.origin, lo, hi))
+            })
+            .collect();
+        self.on_delta(now, from, delta);
+        let forward = newly_held(self.replica.version_vector(), &spans);
+        let useful = !forward.is_empty() && fresh >= stale;
+        if self.broadcast.on_gossip(from, useful) {
+            self.counters.prunes_sent += 1;
+            self.send_tree_message(from, &Message::Prune);
+        }
+        if forward.is_empty() || !self.tree_active() {
+            return;
+        }
+        self.pick_tree_neighbors();
+        let members = &self.members;
+        for range in forward {
+            self.broadcast
+                .spread(range, Some(from), &|a| members.is_reachable(a));
+        }
+        self.arm_tree_timer(now.mono_us);
+    }
+
+    /// `from` announces writes: those still missing after a short wait are grafted.
+    pub(super) fn on_ihave(&mut self, now: Now, from: SocketAddr, items: Vec<(u64, u64)>) {
+        if items.len() > MAX_ITEMS {
+            self.counters.dropped.rate_limited += 1;
+        }
+        let wait_us = self.graft_wait_us(&from);
+        let own = self.replica.own_origin();
+        for (origin, hi) in items.into_iter().take(MAX_ITEMS) {
+            if origin == own || origin == 0 {
+                continue;
+            }
+            let held = self.replica.version_vector().upto(origin);
+            let vv = self.replica.version_vector();
+            let held = if vv.contains(origin, hi) { hi } else { held };
+            let progress = self.counters.entries_received;
+            if !self
+                .broadcast
+                .on_announce(from, (origin, hi), held, progress, now.mono_us, wait_us)
+            {
+                self.counters.dropped.rate_limited += 1;
+            }
+        }
+        self.arm_tree_timer(now.mono_us);
+    }
+
+    /// `from` grafts this node: it is on the tree again, and is sent what it asked for
+    /// of what this node holds: one range per origin (a range named twice is sent once),
+    /// at most [`MAX_GRAFT_SPAN`] writes of it and [`MAX_GRAFT_BYTES`] in all.
+    pub(super) fn on_graft(&mut self, now: Now, from: SocketAddr, asked: Vec<(u64, u64, u64)>) {
+        self.broadcast.on_graft(from);
+        if asked.len() > MAX_ITEMS {
+            self.counters.dropped.rate_limited += 1;
+        }
+        let mut wanted: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        for (origin, lo, hi) in asked.into_iter().take(MAX_ITEMS) {
+            let range = wanted.entry(origin).or_insert((lo, hi));
+            *range = (range.0.min(lo), range.1.max(hi));
+        }
+        let mut ranges = VecDeque::new();
+        for (origin, (lo, hi)) in wanted {
+            let held = self.replica.version_vector().upto(origin);
+            let hi = hi.min(held);
+            let lo = lo.max(1).max(hi.saturating_sub(MAX_GRAFT_SPAN - 1));
+            if lo <= hi {
+                ranges.push_back((origin, lo, hi));
+            }
+        }
+        if !ranges.is_empty() {
+            self.send_writes(from, ranges, MAX_GRAFT_BYTES);
+        }
+        self.arm_tree_timer(now.mono_us);
+    }
+
+    /// `from` prunes this node: it is announced to from now on.
+    pub(super) fn on_prune(&mut self, from: SocketAddr) {
+        self.broadcast.on_prune(from);
+    }
+
+    /// The tree's timer: sends what is queued once its slot has come, and grafts the
+    /// announced writes still missing.
+    pub(super) fn on_tree_timer(&mut self, now_us: u64) {
+        if self.broadcast.pick_at().is_some_and(|at| at <= now_us) {
+            if self.tree_active() {
+                // A node that never writes still grafts its picks, so that the nodes
+                // no one else picked are on the tree too.
+                self.pick_tree_neighbors();
+            } else {
+                self.broadcast.set_picked(Vec::new());
+            }
+        }
+        let slot_us = us(self.config.push_delay);
+        if self
+            .broadcast
+            .flush_at(slot_us, now_us)
+            .is_some_and(|at| at <= now_us)
+        {
+            self.flush_tree(now_us);
+        }
+        let wait_us = MIN_GRAFT_WAIT_US;
+        let vv = self.replica.version_vector();
+        let members = &self.members;
+        let due = self.broadcast.grafts_due(
+            now_us,
+            wait_us,
+            |origin| vv.upto(origin),
+            self.counters.entries_received,
+            &|a| members.is_reachable(a),
+        );
+        for graft in due {
+            let lo = self.replica.version_vector().upto(graft.origin) + 1;
+            self.counters.grafts_sent += 1;
+            let message = Message::Graft(vec![(graft.origin, lo, graft.hi)]);
+            self.send_tree_message(graft.peer, &message);
+        }
+        self.arm_tree_timer(now_us);
+    }
+
+    /// Arms the tree's timer for its next flush or graft.
+    pub(super) fn arm_tree_timer(&mut self, now_us: u64) {
+        if !self.started {
+            return;
+        }
+        let flush = self.broadcast.flush_at(us(self.config.push_delay), now_us);
+        let at = [flush, self.broadcast.graft_at(), self.broadcast.pick_at()]
+            .into_iter()
+            .flatten()
+            .min();
+        self.timers.set(Timer::Broadcast, at);
+    }
+
+    /// Sends everything queued on the tree: writes to eager neighbors, announcements to
+    /// lazy ones, one message of each per peer.
+    fn flush_tree(&mut self, now_us: u64) {
+        for (peer, out) in self.broadcast.take_queued(now_us) {
+            if !out.eager.is_empty() {
+                self.send_writes(peer, out.eager.into(), usize::MAX);
+            }
+            if !out.announce.is_empty() {
+                self.send_tree_message(peer, &Message::IHave(out.announce));
+            }
+        }
+        self.arm_tree_timer(now_us);
+    }
+
+    /// Sends the writes of `ranges` to `peer` on the tree, up to about `budget` bytes
+    /// (what is left out is anti-entropy's).
+    fn send_writes(&mut self, peer: SocketAddr, mut ranges: VecDeque<SeqRange>, budget: usize) {
+        let mut spent = 0usize;
+        while !ranges.is_empty() && spent < budget {
+            let delta = sync::build_delta(&self.replica, &mut ranges, self.limits.max_fragment);
+            let covered: Vec<SeqRange> = delta
+                .groups
+                .iter()
+                .map(|g| (g.origin, g.lo, g.hi))
+                .collect();
+            let message = wire::encode_message(&Message::Gossip(delta));
+            spent += message.len();
+            let queued = self.send_encoded(peer, &message);
+            self.counters.write_messages_sent += 1;
+            if let Some(link) = self.links.get_mut(&peer) {
+                if queued {
+                    // On its way: a sync request meanwhile does not stream it again.
+                    covered
+                        .into_iter()
+                        .for_each(|range| link.sync.note_sent(range));
+                } else {
+                    // Queue full: the peer is slow or gone; anti-entropy catches it up.
+                    link.sync.want_eventually();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Queues `message` on the reliable channel to `peer`; whether it was queued.
+    fn send_tree_message(&mut self, peer: SocketAddr, message: &Message) -> bool {
+        self.send_encoded(peer, &wire::encode_message(message))
+    }
+
+    /// Queues an encoded message on the reliable channel to `peer`; whether it was.
+    fn send_encoded(&mut self, peer: SocketAddr, message: &[u8]) -> bool {
+        let Some(link) = self.links.get_mut(&peer) else {
+            return false;
+        };
+        let queued = link.channel.send_message(message);
+        self.sending.insert(peer);
+        self.touched.insert(peer);
+        queued
+    }
+
+    /// How long an announcement from `from` is given before its writes are grafted:
+    /// two retransmission timeouts to it (round trip and its variation: a loaded path
+    /// waits longer), at least [`MIN_GRAFT_WAIT_US`].
+    fn graft_wait_us(&self, from: &SocketAddr) -> u64 {
+        let rto = self.links.get(from).map_or(0, |l| l.channel.rtt().rto_us());
+        MIN_GRAFT_WAIT_US.max(2 * rto)
+    }
+}
+
+/// The lowest and highest sequence numbers of `lo..=hi` that `set` does not account
+/// for, if any.
+fn uncovered_span(set: Option<&SeqSet>, lo: u64, hi: u64) -> Option<(u64, u64)> {
+    let ranges: Vec<(u64, u64)> = set.map(|s| s.ranges().collect()).unwrap_or_default();
+    let mut first = lo;
+    for &(a, b) in &ranges {
+        if a <= first && first <= b {
+            if b >= hi {
+                return None;
+            }
+            first = b + 1;
+        }
+    }
+    if first > hi {
+        return None;
+    }
+    let mut last = hi;
+    for &(a, b) in ranges.iter().rev() {
+        if a <= last && last <= b {
+            if a <= first {
+                return None;
+            }
+            last = a - 1;
+        }
+    }
+    (first <= last).then_some((first, last))
+}
+
+/// The parts of `spans` that `vv` accounts for now: the writes a delta brought that this
+/// node took, to forward on.
+fn newly_held(vv: &VersionVector, spans: &[SeqRange]) -> Vec<SeqRange> {
+    let mut held = Vec::new();
+    for &(origin, lo, hi) in spans {
+        let Some(set) = vv.get(origin) else {
+            continue;
+        };
+        for (a, b) in set.ranges() {
+            if a <= hi && b >= lo {
+                held.push((origin, a.max(lo), b.min(hi)));
+            }
+        }
+    }
+    held
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_uncovered_span_skips_what_is_held_at_both_ends() {
+        let mut set = SeqSet::default();
+        assert_eq!(uncovered_span(None, 3, 9), Some((3, 9)));
+        set.insert_range(1, 4);
+        set.insert_range(8, 10);
+        assert_eq!(uncovered_span(Some(&set), 1, 10), Some((5, 7)));
+        assert_eq!(uncovered_span(Some(&set), 2, 12), Some((5, 12)));
+        assert_eq!(uncovered_span(Some(&set), 8, 10), None);
+        assert_eq!(uncovered_span(Some(&set), 1, 4), None);
+        set.insert_range(5, u64::MAX);
+        assert_eq!(uncovered_span(Some(&set), 1, u64::MAX), None);
+    }
+
+    #[test]
+    fn only_what_was_taken_is_forwarded() {
+        let mut vv = VersionVector::default();
+        vv.insert_range(7, 1, 5);
+        vv.insert_range(7, 8, 9);
+        assert_eq!(
+            newly_held(&vv, &[(7, 4, 10), (9, 1, 3)]),
+            vec![(7, 4, 5), (7, 8, 9)]
+        );
+    }
+}
