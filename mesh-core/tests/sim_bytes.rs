@@ -124,8 +124,9 @@ fn receivers_answering_late_are_not_sent_the_burst_twice() {
         assert_burst_cost(&burst(5_000, seed, DIRECT), seed, 0.05, 1.05);
         // Through the tree, an announcement outruns a burst held up by the slow hops
         // below it now and then, and the graft that follows brings part of the burst
-        // a second time.
-        assert_burst_cost(&burst(5_000, seed, TREE), seed, 0.05, 1.10);
+        // a second time: 1.02 to 1.16 copies over seeds 1 to 12 since acks wait up to
+        // 1 ms for company (1.02 to 1.06 over seeds 1 to 3 before).
+        assert_burst_cost(&burst(5_000, seed, TREE), seed, 0.05, 1.20);
     }
 }
 
