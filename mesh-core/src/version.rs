@@ -99,7 +99,6 @@ pub type Digest = Vec<(OriginId, u64)>;
 
 impl VersionVector {
     /// The set of one origin, if any of its writes are accounted for.
-    #[cfg(any(test, feature = "test-util"))]
     pub fn get(&self, origin: OriginId) -> Option<&SeqSet> {
         self.origins.get(&origin)
     }
