@@ -49,7 +49,7 @@ use crate::replica::Replica;
 use crate::retire::RetireRules;
 use crate::seal::{NoncePrefix, Seal};
 use crate::status::Counters;
-use crate::sync::{self, Asked, PeerDigest, MIN_TRIGGERED_SYNC_GAP_US};
+use crate::sync::{self, Asked, PeerDigest, SeqRange, MIN_TRIGGERED_SYNC_GAP_US};
 use crate::time::{us, Now};
 use crate::timers::{Timer, TimerTable};
 use crate::tombstones::TombstoneRules;
@@ -936,6 +936,10 @@ impl Engine {
     }
 
     fn on_sync_request(&mut self, now: Now, from: SocketAddr, request: SyncRequest) {
+        // This node's writes that its next direct push carries to every reachable member,
+        // this peer among them: a stream leaves them out.
+        let unpushed_from = (!self.tree_active() && self.members.is_reachable(&from))
+            .then(|| self.pushes.pushed_upto() + 1);
         let Some(link) = self.links.get_mut(&from) else {
             return;
         };
@@ -968,7 +972,12 @@ impl Engine {
                     .reachable()
                     .any(|m| m.origin == origin && m.addr != from)
         };
-        let settled = |range| recent.settled_part(range, pushes_itself);
+        let settled = |range: SeqRange| match unpushed_from {
+            Some(unpushed) if range.0 == own => {
+                (range.1 < unpushed).then_some((own, range.1, range.2.min(unpushed - 1)))
+            }
+            _ => recent.settled_part(range, pushes_itself),
+        };
         link.sync
             .on_request(theirs, request.want, ours, idle, settled);
         if request.reply {

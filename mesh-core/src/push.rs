@@ -34,6 +34,11 @@ impl Pushes {
         own_seq > self.pushed_upto
     }
 
+    /// The last local write pushed (0: none yet).
+    pub fn pushed_upto(&self) -> u64 {
+        self.pushed_upto
+    }
+
     /// The writes to push now, up to `own_seq`, marked pushed.
     pub fn take(&mut self, now_us: u64, own_origin: OriginId, own_seq: u64) -> Option<SeqRange> {
         self.last_push_us = Some(now_us);
