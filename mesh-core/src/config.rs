@@ -58,7 +58,11 @@ pub struct Config {
     /// Most reachable peers a writer pushes each write to itself. In a larger mesh,
     /// writes travel an epidemic broadcast tree instead (see the `broadcast` module): a
     /// write then costs its writer a few datagrams and every node about one copy,
-    /// whatever the mesh size, at the price of a few hops. Default 8.
+    /// whatever the mesh size, at the price of a few hops. Default 32: a direct push
+    /// also brings every node one copy, in one hop, and sends nothing else, so below a
+    /// few dozen peers the writer's n − 1 datagrams are the cheaper price: a burst of
+    /// 1,000 writes from every node of a 20-node mesh took half the bytes and half the
+    /// time it took through the tree, whose first writes flood its overlay.
     pub push_fanout: usize,
     /// Largest UDP payload sent. Default 1200 bytes: safe on any path MTU, IPv6's
     /// included (1,200 bytes plus 40 of IPv6 header and 8 of UDP header fit the 1,280-byte
@@ -293,7 +297,7 @@ impl Default for Config {
             min_rto: Duration::from_millis(10),
             max_rto: Duration::from_secs(8),
             push_delay: Duration::from_millis(1),
-            push_fanout: 8,
+            push_fanout: 32,
             max_datagram_size: 1200,
             max_key_len: 1024,
             max_value_size: 16 * 1024 * 1024,

@@ -167,7 +167,7 @@ fn the_tree_heals_around_a_crashed_node_before_anti_entropy_could() {
 
 #[test]
 fn a_mesh_within_the_fanout_is_pushed_to_directly() {
-    const NODES: usize = 8; // the writer has 7 peers: within the default fanout of 8
+    const NODES: usize = 8; // the writer has 7 peers: within the default fanout
     let mut sim = formed(NODES, 3);
     for w in 0..10 {
         let sent_before = counters(&sim, 0).write_messages_sent;
