@@ -131,6 +131,42 @@ fn no_live_member_is_declared_dead_under_loss_with_slow_members() {
     );
 }
 
+/// Who holds whom dead, and which members are slow: "n3 (slow) by n17, n40; …".
+fn declared_dead(sim: &Sim) -> String {
+    let mut by: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for (i, node) in sim.nodes.iter().enumerate() {
+        let Some(engine) = node.engine.as_ref() else {
+            continue;
+        };
+        for peer in engine.peers(sim.now_for(i)) {
+            if peer.state == PeerState::Dead {
+                by.entry(peer.node_id.unwrap_or_default())
+                    .or_default()
+                    .push(i);
+            }
+        }
+    }
+    let slow = |id: &str| {
+        id.strip_prefix('n')
+            .and_then(|k| k.parse::<usize>().ok())
+            .is_some_and(|k| sim.nodes[k].slow_us > 0)
+    };
+    by.iter()
+        .map(|(id, observers)| {
+            let shown: Vec<String> = observers.iter().take(5).map(|i| format!("n{i}")).collect();
+            format!(
+                "{id}{} by {} of {} ({}{})",
+                if slow(id) { " (slow)" } else { "" },
+                observers.len(),
+                sim.nodes.len() - 1,
+                shown.join(", "),
+                if observers.len() > 5 { ", …" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// One seed of the lossy run: the minute a live member was declared dead, if one was.
 fn lossy_run(seed: u64, minutes: u64) -> Result<(), String> {
     let n = std::env::var("MESH_SWIM_NODES")
@@ -156,7 +192,8 @@ fn lossy_run(seed: u64, minutes: u64) -> Result<(), String> {
         sim.run_for(Duration::from_secs(60));
         if failures(&sim) != before {
             return Err(format!(
-                "seed {seed}: a live member was declared dead in minute {minute}"
+                "seed {seed}: a live member was declared dead in minute {minute}: {}",
+                declared_dead(&sim)
             ));
         }
     }
