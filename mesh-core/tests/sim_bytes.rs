@@ -62,21 +62,28 @@ fn burst(slow_us: u64, seed: u64, fanout: usize) -> Burst {
         sim.write(i, &format!("warm/{i}"), Some(Value::Int(0)));
         sim.run_for(Duration::from_millis(200));
     }
+    write_burst(&mut sim, slow_us, seed, Duration::from_millis(20))
+}
+
+/// Every node of `sim` writes [`KEYS`] keys at once, answering `slow_us` late, and the
+/// mesh runs until converged (checked every `check_every`): what that cost.
+fn write_burst(sim: &mut Sim, slow_us: u64, seed: u64, check_every: Duration) -> Burst {
+    let nodes = sim.nodes.len();
     for node in &mut sim.nodes {
         node.slow_us = slow_us;
     }
-    let before = totals(&sim);
+    let before = totals(sim);
     let mut rng = fastrand::Rng::with_seed(seed);
-    for i in 0..NODES {
+    for i in 0..nodes {
         for k in 0..KEYS {
             let value: String = (0..100).map(|_| rng.alphanumeric()).collect();
             sim.write(i, &format!("n{i:02}/{k:05}"), Some(Value::String(value)));
         }
     }
-    sim.run_until_converged(Duration::from_secs(60), Duration::from_millis(20))
+    sim.run_until_converged(Duration::from_secs(60), check_every)
         .unwrap_or_else(|d| panic!("seed {seed}: no convergence: {d:?}"));
-    let after = totals(&sim);
-    let needed = (NODES * KEYS * (NODES - 1)) as f64;
+    let after = totals(sim);
+    let needed = (nodes * KEYS * (nodes - 1)) as f64;
     let datagrams = (after.datagrams_received - before.datagrams_received) as f64;
     Burst {
         received_per_needed: (after.entries_received - before.entries_received) as f64 / needed,
@@ -191,22 +198,8 @@ fn a_writer_does_not_stream_the_burst_its_push_is_about_to_carry() {
     for seed in 1..=20 {
         let mut sim = Sim::new(NODES, config(), FaultConfig::default(), seed);
         let formed = form(&mut sim, seed);
-        for node in &mut sim.nodes {
-            node.slow_us = 2_000;
-        }
-        let before = totals(&sim);
-        let mut rng = fastrand::Rng::with_seed(seed);
-        for i in 0..NODES {
-            for k in 0..KEYS {
-                let value: String = (0..100).map(|_| rng.alphanumeric()).collect();
-                sim.write(i, &format!("n{i:02}/{k:05}"), Some(Value::String(value)));
-            }
-        }
-        sim.run_until_converged(Duration::from_secs(60), Duration::from_millis(5))
-            .unwrap_or_else(|d| panic!("seed {seed}: no convergence: {d:?}"));
-        let after = totals(&sim);
-        let needed = (NODES * KEYS * (NODES - 1)) as f64;
-        let received = (after.entries_received - before.entries_received) as f64 / needed;
+        let received =
+            write_burst(&mut sim, 2_000, seed, Duration::from_millis(5)).received_per_needed;
         assert!(
             received < 1.01,
             "seed {seed}, formed in {formed:?}: {received:.3} entries received per entry needed"
