@@ -86,6 +86,7 @@ pub fn add(total: &mut Counters, c: &Counters) {
     total.entries_applied += c.entries_applied;
     total.sync_rounds += c.sync_rounds;
     total.indirect_probes += c.indirect_probes;
+    total.probe_retries += c.probe_retries;
     total.refutations += c.refutations;
     total.peers_failed += c.peers_failed;
     total.peers_left += c.peers_left;
@@ -112,6 +113,7 @@ pub fn diff(after: &Counters, before: &Counters) -> Counters {
         messages_sent: after.messages_sent - before.messages_sent,
         messages_received: after.messages_received - before.messages_received,
         indirect_probes: after.indirect_probes - before.indirect_probes,
+        probe_retries: after.probe_retries - before.probe_retries,
         refutations: after.refutations - before.refutations,
         peers_failed: after.peers_failed - before.peers_failed,
         peers_left: after.peers_left - before.peers_left,

@@ -49,6 +49,12 @@ pub(crate) const MIN_GRAFT_WAIT_US: u64 = 30_000;
 /// How long after members change the neighbors are drawn again when no write needs them
 /// sooner: a mesh forming learns of members one by one, and each draw walks them all.
 pub(crate) const PICK_DELAY_US: u64 = 1_000_000;
+/// How long after its neighbors are drawn the root sends its beacon: time for the grafts
+/// of the new picks, all over the mesh, to land first.
+pub(crate) const BEACON_DELAY_US: u64 = 100_000;
+/// Shortest time between two beacons this node forwards: a member forging beacons
+/// (with new rounds or roots) floods the tree at most this often.
+pub(crate) const BEACON_GAP_US: u64 = 500_000;
 
 /// Writes announced to this node that it does not hold yet.
 #[derive(Debug)]
@@ -102,6 +108,26 @@ pub(crate) struct Broadcast {
     missing: BTreeMap<OriginId, Missing>,
     /// When the last flush went out.
     last_flush_us: Option<u64>,
+    /// The last beacon taken: `(root, round)`.
+    beacon: Option<(OriginId, u64)>,
+    /// When this node last sent or forwarded a beacon.
+    beacon_sent_us: Option<u64>,
+    /// This node's last round as the root.
+    own_round: u64,
+    /// When this node, as the root, sends its next beacon.
+    beacon_due_us: Option<u64>,
+}
+
+/// What to do with a beacon received.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BeaconOutcome {
+    /// New: forward it to the other eager neighbors.
+    Forward,
+    /// Taken already, from another neighbor: the sender is on a redundant edge, to be
+    /// pruned (`true` if not pruned yet).
+    Duplicate(bool),
+    /// An older round, or too soon after the last beacon forwarded.
+    Ignore,
 }
 
 impl Broadcast {
@@ -133,6 +159,57 @@ impl Broadcast {
         self.stale = false;
         self.pick_due_us = None;
         new
+    }
+
+    /// This node, the root, drew its neighbors at `now_us`: its beacon goes out
+    /// [`BEACON_DELAY_US`] later.
+    pub fn schedule_beacon(&mut self, now_us: u64) {
+        self.beacon_due_us = Some(now_us + BEACON_DELAY_US);
+    }
+
+    /// When this node's beacon is due.
+    pub fn beacon_at(&self) -> Option<u64> {
+        self.beacon_due_us
+    }
+
+    /// This node's beacon, `own` its origin, if due at `now_us`.
+    pub fn take_own_beacon(&mut self, own: OriginId, now_us: u64) -> Option<(OriginId, u64)> {
+        if self.beacon_due_us.is_none_or(|at| at > now_us) {
+            return None;
+        }
+        self.beacon_due_us = None;
+        self.own_round += 1;
+        let beacon = (own, self.own_round);
+        self.beacon = Some(beacon);
+        self.beacon_sent_us = Some(now_us);
+        Some(beacon)
+    }
+
+    /// `from` sent the beacon `(root, round)` at `now_us`. A round is new if it is a
+    /// later one of the root last heard, or of another root (the lowest origin changes
+    /// when members come and go, and views of it differ for a while).
+    pub fn on_beacon(
+        &mut self,
+        from: SocketAddr,
+        beacon: (OriginId, u64),
+        now_us: u64,
+    ) -> BeaconOutcome {
+        self.adopted.insert(from);
+        if self.beacon == Some(beacon) {
+            return BeaconOutcome::Duplicate(self.lazy.insert(from));
+        }
+        let older = self
+            .beacon
+            .is_some_and(|(root, round)| root == beacon.0 && round > beacon.1);
+        let too_soon = self
+            .beacon_sent_us
+            .is_some_and(|at| now_us < at.saturating_add(BEACON_GAP_US));
+        if older || too_soon {
+            return BeaconOutcome::Ignore;
+        }
+        self.beacon = Some(beacon);
+        self.beacon_sent_us = Some(now_us);
+        BeaconOutcome::Forward
     }
 
     /// Forgets a peer that left the mesh (failed, restarted, forgotten).
@@ -492,6 +569,42 @@ mod tests {
         b.on_announce(addr(1), (9, 5), 0, 0, 300, 50);
         assert!(b.grafts_due(400, 50, |_| 5, 0, &all).is_empty());
         assert_eq!(b.graft_at(), None);
+    }
+
+    #[test]
+    fn a_duplicate_beacon_prunes_its_sender_and_beacons_are_rate_limited() {
+        let mut b = Broadcast::default();
+        b.set_picked(vec![addr(1), addr(2), addr(3)]);
+        assert_eq!(b.on_beacon(addr(1), (5, 1), 0), BeaconOutcome::Forward);
+        assert_eq!(b.on_beacon(addr(2), (5, 1), 10), BeaconOutcome::Duplicate(true));
+        assert_eq!(b.on_beacon(addr(2), (5, 1), 20), BeaconOutcome::Duplicate(false));
+        assert_eq!(b.eager(&all), vec![addr(1), addr(3)]);
+        assert_eq!(
+            b.on_beacon(addr(3), (5, 2), 30),
+            BeaconOutcome::Ignore,
+            "a new round within the gap"
+        );
+        let later = BEACON_GAP_US;
+        assert_eq!(b.on_beacon(addr(3), (5, 0), later), BeaconOutcome::Ignore, "older");
+        assert_eq!(b.on_beacon(addr(3), (5, 2), later), BeaconOutcome::Forward);
+        assert_eq!(
+            b.on_beacon(addr(1), (4, 1), 2 * later),
+            BeaconOutcome::Forward,
+            "another root"
+        );
+        // The root's own beacon.
+        let mut root = Broadcast::default();
+        assert_eq!(root.take_own_beacon(4, 0), None, "not scheduled");
+        root.schedule_beacon(100);
+        assert_eq!(root.beacon_at(), Some(100 + BEACON_DELAY_US));
+        assert_eq!(root.take_own_beacon(4, 100), None, "not due");
+        assert_eq!(root.take_own_beacon(4, 100 + BEACON_DELAY_US), Some((4, 1)));
+        assert_eq!(root.beacon_at(), None);
+        assert_eq!(
+            root.on_beacon(addr(1), (4, 1), 100 + BEACON_DELAY_US + 5),
+            BeaconOutcome::Duplicate(true),
+            "its own beacon coming back around a cycle"
+        );
     }
 
     #[test]

@@ -475,7 +475,12 @@ impl Engine {
                     .or_insert_with(|| Link::new(limits, session));
                 link.reset_session(limits, session);
                 link.sync.want_now(now.mono_us);
+                // Reachable from now on (a member named by rumors first, as most are to
+                // a bootstrap node, is not newly identified later): neighbors are drawn
+                // again.
                 self.broadcast.forget(&from);
+                self.broadcast.members_changed(now.mono_us);
+                self.arm_tree_timer(now.mono_us);
                 self.join_round(from);
                 self.feed_lost(now.mono_us, from);
                 if let Some(node_id) = restarted {
@@ -838,6 +843,7 @@ impl Engine {
             Message::IHave(items) => self.on_ihave(now, from, items),
             Message::Graft(ranges) => self.on_graft(now, from, ranges),
             Message::Prune => self.on_prune(from),
+            Message::Beacon(root, round) => self.on_beacon(now, from, (root, round)),
             Message::User(message) => self.on_user_message(now, from, message),
             Message::SyncRequest(request) => {
                 // A digest names the origins its sender holds: past the cap on origins

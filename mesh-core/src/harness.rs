@@ -289,6 +289,8 @@ pub enum TreeSpec {
     Graft(Vec<(OriginSpec, Num, Num)>),
     /// A prune.
     Prune,
+    /// A beacon: `(root, round)`.
+    Beacon(OriginSpec, Num),
 }
 
 /// An origin: the sender, the engine itself, or any.
@@ -386,6 +388,9 @@ impl MessageSpec {
                     .collect(),
             ),
             MessageSpec::Tree(TreeSpec::Prune) => Message::Prune,
+            MessageSpec::Tree(TreeSpec::Beacon(root, round)) => {
+                Message::Beacon(root.get(cx), round.get())
+            }
             MessageSpec::Writes {
                 origin,
                 first,
@@ -597,7 +602,8 @@ pub fn wire_case(case: &WireCase) -> Result<(), Failure> {
                 | Message::User(_)
                 | Message::IHave(_)
                 | Message::Graft(_)
-                | Message::Prune => true,
+                | Message::Prune
+                | Message::Beacon(..) => true,
             };
             match wire::decode_message(&bytes) {
                 Ok(m) if wire::encode_message(&m) == bytes => Ok(()),

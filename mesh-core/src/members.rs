@@ -879,6 +879,7 @@ impl Members {
     pub fn suspect(&mut self, addr: SocketAddr, now_us: u64) -> Option<Rumor> {
         let own_id = self.own_id.clone();
         let fresh = self.new_suspicion(&own_id, now_us);
+        let period_us = self.timing.heartbeat_us;
         let member = self.members.get_mut(&addr)?;
         match member.state {
             PeerState::Alive => {
@@ -889,7 +890,7 @@ impl Members {
                 let confirmed = member
                     .suspicion
                     .get_or_insert(fresh)
-                    .confirm(&own_id);
+                    .confirm(&own_id, now_us, period_us);
                 if !confirmed {
                     return None;
                 }
@@ -991,7 +992,7 @@ impl Members {
                 let confirmed = member
                     .suspicion
                     .get_or_insert(fresh)
-                    .confirm(&rumor.by);
+                    .confirm(&rumor.by, now_us, timing.heartbeat_us);
                 if !confirmed {
                     return RumorOutcome::Ignored;
                 }

@@ -201,6 +201,9 @@ pub struct Counters {
     /// Ping-reqs sent: members asked to probe a member that missed a direct probe.
     #[serde(default)]
     pub indirect_probes: u64,
+    /// Direct probes sent again because the first went unanswered.
+    #[serde(default)]
+    pub probe_retries: u64,
     /// Suspicions of this node it refuted (Lifeguard counts them against its health).
     #[serde(default)]
     pub refutations: u64,

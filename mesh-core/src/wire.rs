@@ -40,7 +40,8 @@ pub const MAGIC: [u8; 2] = *b"MS";
 /// a moment for company (the `transport` module), and the sender takes that wait off its
 /// round-trip sample; and it added the broadcast tree's messages ([`Message::Gossip`],
 /// [`Message::IHave`], [`Message::Graft`], [`Message::Prune`]; see the `broadcast` module).
-pub const VERSION: u8 = 7;
+/// Version 8 adds the tree's [`Message::Beacon`].
+pub const VERSION: u8 = 8;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// `kind` of a plain packet of frames.
@@ -234,6 +235,10 @@ pub enum Message {
     /// "You sent me writes I held already": takes the sender off the tree, announcing
     /// only from then on.
     Prune,
+    /// The tree's beacon `(root, round)`: flooded down the tree by its root (the member
+    /// with the lowest origin) after the neighbors were drawn, so that its redundant
+    /// edges are pruned by a duplicate beacon rather than by the first burst of writes.
+    Beacon(u64, u64),
 }
 
 /// An application message (see `messages`).

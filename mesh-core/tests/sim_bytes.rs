@@ -206,3 +206,19 @@ fn a_writer_does_not_stream_the_burst_its_push_is_about_to_carry() {
         );
     }
 }
+
+#[test]
+fn a_burst_right_after_the_tree_is_drawn_reaches_each_node_about_once() {
+    // Past the push fanout, writes travel the broadcast tree. Drawn with every edge of
+    // its overlay on it, the tree learnt which edges are redundant only from duplicate
+    // writes: a burst from every node right after the mesh formed went out before any
+    // prune came back, and flooded the overlay (1.2 to 1.7 copies of each write).
+    for seed in 1..=3 {
+        let mut c = config();
+        c.push_fanout = TREE;
+        let mut sim = Sim::new(NODES, c, FaultConfig::default(), seed);
+        sim.run_for(Duration::from_secs(10));
+        let b = write_burst(&mut sim, 0, seed, Duration::from_millis(20));
+        assert_burst_cost(&b, seed, 0.01, 1.05);
+    }
+}

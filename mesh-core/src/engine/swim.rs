@@ -48,8 +48,14 @@ impl Engine {
         let t = now.mono_us;
         if let Some(probe) = self.swim.probe.as_mut() {
             if t < probe.end_us {
+                let target = probe.target;
+                if probe.retry_due(t) {
+                    probe.retries += 1;
+                    self.counters.probe_retries += 1;
+                    self.send_heartbeat(now, target, true);
+                }
+                let probe = self.swim.probe.as_ref().expect("probed above");
                 if !probe.acked && probe.relays.is_empty() && t >= probe.timeout_us {
-                    let target = probe.target;
                     self.send_indirect_probes(target);
                 }
                 let at = self.swim.probe.as_ref().map(Probe::deadline_us);
@@ -81,6 +87,8 @@ impl Engine {
                 let probe = Probe {
                     target,
                     sent_us: t,
+                    retry_us: t + timeout / 2,
+                    retries: 0,
                     timeout_us: t + timeout,
                     end_us: t + period,
                     acked: false,
@@ -217,6 +225,8 @@ impl Engine {
                     link.sync.want_now(now.mono_us);
                 }
                 self.swim.round.insert(addr, &mut self.rng);
+                self.broadcast.members_changed(now.mono_us);
+                self.arm_tree_timer(now.mono_us);
                 if let Some(node_id) = node_id {
                     self.peer_back(node_id, addr, "recovered");
                 }

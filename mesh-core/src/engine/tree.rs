@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
-use crate::broadcast::{self, MAX_GRAFT_BYTES, MAX_GRAFT_SPAN, MAX_ITEMS, MIN_GRAFT_WAIT_US};
+use crate::broadcast::{
+    self, BeaconOutcome, MAX_GRAFT_BYTES, MAX_GRAFT_SPAN, MAX_ITEMS, MIN_GRAFT_WAIT_US,
+};
 use crate::sync::{self, SeqRange};
 use crate::time::{us, Now};
 use crate::timers::Timer;
@@ -31,8 +33,9 @@ impl Engine {
     }
 
     /// Draws this node's own neighbors again if members changed, and grafts those newly
-    /// picked, so they take this node as a neighbor too.
-    pub(super) fn pick_tree_neighbors(&mut self) {
+    /// picked, so they take this node as a neighbor too. The root (the member with the
+    /// lowest origin) then sends a beacon down the tree.
+    pub(super) fn pick_tree_neighbors(&mut self, now_us: u64) {
         if !self.broadcast.needs_pick() {
             return;
         }
@@ -42,11 +45,49 @@ impl Engine {
         for addr in self.broadcast.set_picked(picked) {
             self.send_tree_message(addr, &Message::Graft(Vec::new()));
         }
+        let root = self
+            .members
+            .reachable()
+            .all(|m| m.origin == 0 || m.origin > own);
+        if root {
+            self.broadcast.schedule_beacon(now_us);
+        }
+    }
+
+    /// The beacon `(root, round)` from `from`: forwarded down the tree if new, and its
+    /// sender pruned if it came by another edge already. A tree drawn afresh has every
+    /// edge of the overlay on it; pruned only by duplicate writes, the first burst from
+    /// every node flooded the overlay before any prune came back.
+    pub(super) fn on_beacon(&mut self, now: Now, from: SocketAddr, beacon: (u64, u64)) {
+        match self.broadcast.on_beacon(from, beacon, now.mono_us) {
+            BeaconOutcome::Duplicate(true) => {
+                self.counters.prunes_sent += 1;
+                self.send_tree_message(from, &Message::Prune);
+            }
+            BeaconOutcome::Duplicate(false) | BeaconOutcome::Ignore => {}
+            BeaconOutcome::Forward => {
+                if self.tree_active() {
+                    self.pick_tree_neighbors(now.mono_us);
+                    self.send_beacon(beacon, Some(from));
+                }
+            }
+        }
+        self.arm_tree_timer(now.mono_us);
+    }
+
+    /// Sends `beacon` to every eager neighbor but `except`.
+    fn send_beacon(&mut self, (root, round): (u64, u64), except: Option<SocketAddr>) {
+        let message = wire::encode_message(&Message::Beacon(root, round));
+        for peer in self.tree_eager_peers() {
+            if Some(peer) != except {
+                self.send_encoded(peer, &message);
+            }
+        }
     }
 
     /// Pushes this node's new writes `range` down the tree.
     pub(super) fn push_by_tree(&mut self, now_us: u64, range: SeqRange) {
-        self.pick_tree_neighbors();
+        self.pick_tree_neighbors(now_us);
         let members = &self.members;
         self.broadcast
             .spread(range, None, &|a| members.is_reachable(a));
@@ -94,7 +135,7 @@ impl Engine {
         if forward.is_empty() || !self.tree_active() {
             return;
         }
-        self.pick_tree_neighbors();
+        self.pick_tree_neighbors(now.mono_us);
         let members = &self.members;
         for range in forward {
             self.broadcast
@@ -168,9 +209,15 @@ impl Engine {
             if self.tree_active() {
                 // A node that never writes still grafts its picks, so that the nodes
                 // no one else picked are on the tree too.
-                self.pick_tree_neighbors();
+                self.pick_tree_neighbors(now_us);
             } else {
                 self.broadcast.set_picked(Vec::new());
+            }
+        }
+        let own = self.replica.own_origin();
+        if let Some(beacon) = self.broadcast.take_own_beacon(own, now_us) {
+            if self.tree_active() {
+                self.send_beacon(beacon, None);
             }
         }
         let slot_us = us(self.config.push_delay);
@@ -206,10 +253,15 @@ impl Engine {
             return;
         }
         let flush = self.broadcast.flush_at(us(self.config.push_delay), now_us);
-        let at = [flush, self.broadcast.graft_at(), self.broadcast.pick_at()]
-            .into_iter()
-            .flatten()
-            .min();
+        let at = [
+            flush,
+            self.broadcast.graft_at(),
+            self.broadcast.pick_at(),
+            self.broadcast.beacon_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         self.timers.set(Timer::Broadcast, at);
     }
 

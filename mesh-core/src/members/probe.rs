@@ -7,6 +7,13 @@ use std::net::SocketAddr;
 
 /// Members asked to probe a target indirectly when it missed a direct probe (SWIM's k).
 pub(crate) const INDIRECT_PROBES: usize = 3;
+/// Times an unanswered direct probe is sent again within its period: halfway to the
+/// timeout, and with the indirect probes (memberlist sends its TCP fallback then). A
+/// suspicion must reach the whole mesh and so must its refutation; at 10% loss a probe
+/// with only its indirect probes fails 0.75% of the time, which in 1,000 nodes is 7.5
+/// suspicions a second, more rumors than piggybacking can carry. With two retries it
+/// fails 0.03% of the time. A lossless mesh never sends them.
+pub(crate) const DIRECT_RETRIES: u8 = 2;
 /// Indirect probes this node relays at once, at most.
 pub(crate) const MAX_PENDING_RELAYS: usize = 8;
 /// Indirect probes this node relays per protocol period, at most.
@@ -19,6 +26,10 @@ pub(crate) struct Probe {
     pub target: SocketAddr,
     /// When the probe was sent.
     pub sent_us: u64,
+    /// When the probe is sent again if no ack came (see [`DIRECT_RETRIES`]).
+    pub retry_us: u64,
+    /// Direct probes sent again so far.
+    pub retries: u8,
     /// When indirect probes go out if no ack came.
     pub timeout_us: u64,
     /// When the period ends (the probe failed if no ack came).
@@ -34,9 +45,22 @@ impl Probe {
     pub fn deadline_us(&self) -> u64 {
         if self.acked || !self.relays.is_empty() {
             self.end_us
+        } else if self.retries == 0 && DIRECT_RETRIES > 0 {
+            self.retry_us
         } else {
             self.timeout_us
         }
+    }
+
+    /// Whether the direct probe is due again at `now_us`: once halfway to the timeout,
+    /// once more with the indirect probes.
+    pub fn retry_due(&self, now_us: u64) -> bool {
+        let at = if self.retries == 0 {
+            self.retry_us
+        } else {
+            self.timeout_us
+        };
+        !self.acked && self.retries < DIRECT_RETRIES && now_us >= at
     }
 }
 

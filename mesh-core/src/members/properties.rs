@@ -65,7 +65,7 @@ proptest! {
         for c in confirmers {
             let by = suspecter(c);
             let before = s.confirmations();
-            let counted = s.confirm(&by);
+            let counted = s.confirm(&by, start, 0);
             let independent = !by.is_empty() && !seen.contains(&by);
             if counted {
                 prop_assert!(independent, "{by:?} counted twice or unnamed");

@@ -29,6 +29,9 @@ pub(crate) struct Suspicion {
     by: Vec<String>,
     /// Direct probes before the deadline not sent yet (see [`CHECKS`]).
     checks: u32,
+    /// The deadline comes no sooner than this: a confirmation that shortens the timeout
+    /// leaves time for the direct probes still owed (the deadline may already be past).
+    not_before_us: u64,
 }
 
 impl Suspicion {
@@ -48,16 +51,19 @@ impl Suspicion {
             expected,
             by: vec![by.to_owned()],
             checks: CHECKS,
+            not_before_us: 0,
         }
     }
 
-    /// Counts `by`'s suspicion; returns whether it was a new, independent confirmation
-    /// (worth passing on).
-    pub fn confirm(&mut self, by: &str) -> bool {
+    /// Counts `by`'s suspicion, heard at `now_us` with probe periods of `period_us`;
+    /// returns whether it was a new, independent confirmation (worth passing on).
+    pub fn confirm(&mut self, by: &str, now_us: u64, period_us: u64) -> bool {
         if by.is_empty() || self.by.len() > self.expected || self.by.iter().any(|b| b == by) {
             return false;
         }
         self.by.push(by.to_owned());
+        let owed = period_us.saturating_mul(u64::from(self.checks));
+        self.not_before_us = self.not_before_us.max(now_us.saturating_add(owed));
         true
     }
 
@@ -80,7 +86,9 @@ impl Suspicion {
 
     /// When the suspected member is declared dead, unless refuted first.
     pub fn deadline_us(&self) -> u64 {
-        self.start_us.saturating_add(self.timeout_us())
+        self.start_us
+            .saturating_add(self.timeout_us())
+            .max(self.not_before_us)
     }
 
     /// When the next direct probe of the suspect is due, with probe periods of
@@ -116,22 +124,22 @@ mod tests {
         assert_eq!(s.deadline_us(), 1_400, "starts at the maximum");
         let mut last = s.timeout_us();
         for by in ["b", "c", "d"] {
-            assert!(s.confirm(by));
+            assert!(s.confirm(by, 1_000, 1));
             assert!(s.timeout_us() < last, "each confirmation shortens it");
             last = s.timeout_us();
         }
         assert_eq!(s.timeout_us(), 100, "three confirmations reach the floor");
-        assert!(!s.confirm("e"), "no confirmation past the expected ones");
+        assert!(!s.confirm("e", 1_000, 1), "no confirmation past the expected ones");
         assert_eq!(s.timeout_us(), 100);
     }
 
     #[test]
     fn the_same_suspecter_confirms_nothing() {
         let mut s = Suspicion::new(0, "a", 10, 100, 400);
-        assert!(!s.confirm("a"));
-        assert!(s.confirm("b"));
-        assert!(!s.confirm("b"));
-        assert!(!s.confirm(""), "an anonymous suspicion is no confirmation");
+        assert!(!s.confirm("a", 0, 1));
+        assert!(s.confirm("b", 0, 1));
+        assert!(!s.confirm("b", 0, 1));
+        assert!(!s.confirm("", 0, 1), "an anonymous suspicion is no confirmation");
         assert_eq!(s.confirmations(), 1);
     }
 
@@ -159,6 +167,24 @@ mod tests {
         assert_eq!(s.next_check_us(1_000), Some(1_000));
         assert!(s.take_check(1_000, 1_000));
         assert_eq!(s.next_check_us(1_000), None, "one probe, not three at once");
+    }
+
+    #[test]
+    fn a_late_confirmation_leaves_time_for_the_direct_probes() {
+        let mut s = Suspicion::new(1_000, "a", 10, 100, 400);
+        let period = 20;
+        // Confirmed three times at 1_300: the floor (deadline 1_100) is already past.
+        for by in ["b", "c", "d"] {
+            assert!(s.confirm(by, 1_300, period));
+        }
+        assert_eq!(s.deadline_us(), 1_300 + 3 * period);
+        let mut sent = Vec::new();
+        for now in 1_300..s.deadline_us() {
+            if s.take_check(now, period) {
+                sent.push(now);
+            }
+        }
+        assert_eq!(sent, vec![1_300, 1_320, 1_340], "every probe owed is sent");
     }
 
     #[test]
