@@ -18,7 +18,18 @@
 //! neighbor too. Edges are thus symmetric and the overlay is a random k-out graph,
 //! connected with high probability, which every node draws the same way.
 //!
+//! The tree at the start: up to [`spanning::MAX_MEMBERS`] members, every node draws the
+//! whole overlay and the same breadth-first spanning tree of it, and only that tree's
+//! edges start eager, so the first writes after a mesh forms already travel a tree.
+//! Past that, every overlay edge starts eager and the root (the member with the lowest
+//! origin) floods a `Beacon` down the tree shortly after drawing its neighbors: a
+//! duplicate beacon prunes its edge, so the tree is pruned before writes use it.
+//!
 //! This module is sans-IO: it decides, the engine sends. Times come in as arguments.
+
+mod spanning;
+
+pub(crate) use spanning::{own_edges, OwnEdges};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -148,17 +159,38 @@ impl Broadcast {
         self.stale || self.picked.is_empty()
     }
 
-    /// Takes a new draw of picked neighbors; returns those newly picked, to graft.
+    /// Takes a new draw of picked neighbors; returns those newly picked, to graft. A
+    /// peer that is a neighbor already (it grafted or pruned this node, or sent it
+    /// writes) is not grafted: a graft would put back on the tree an edge a prune took
+    /// off, and a mesh forming draws again each time it learns of a member.
     pub fn set_picked(&mut self, picked: Vec<SocketAddr>) -> Vec<SocketAddr> {
         let new = picked
             .iter()
-            .filter(|a| !self.picked.contains(a))
+            .filter(|a| !self.picked.contains(a) && !self.adopted.contains(a))
             .copied()
             .collect();
         self.picked = picked;
         self.stale = false;
         self.pick_due_us = None;
         new
+    }
+
+    /// Takes this node's edges of the tree every node draws alike (see `spanning`): the
+    /// members that pick this node are its neighbors too, and only the tree's edges stay
+    /// eager; prunes and grafts before this draw are forgotten.
+    pub fn set_tree(&mut self, edges: OwnEdges) {
+        for addr in edges.overlay {
+            if !self.picked.contains(&addr) {
+                self.adopted.insert(addr);
+            }
+        }
+        self.lazy = self
+            .picked
+            .iter()
+            .chain(&self.adopted)
+            .filter(|a| !edges.tree.contains(a))
+            .copied()
+            .collect();
     }
 
     /// This node, the root, drew its neighbors at `now_us`: its beacon goes out
@@ -569,6 +601,14 @@ mod tests {
         b.on_announce(addr(1), (9, 5), 0, 0, 300, 50);
         assert!(b.grafts_due(400, 50, |_| 5, 0, &all).is_empty());
         assert_eq!(b.graft_at(), None);
+    }
+
+    #[test]
+    fn drawing_again_does_not_graft_a_pruned_neighbor() {
+        let mut b = Broadcast::default();
+        b.on_prune(addr(1));
+        assert_eq!(b.set_picked(vec![addr(1), addr(2)]), vec![addr(2)]);
+        assert_eq!(b.eager(&all), vec![addr(2)], "still off the tree");
     }
 
     #[test]

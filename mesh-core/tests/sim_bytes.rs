@@ -208,17 +208,21 @@ fn a_writer_does_not_stream_the_burst_its_push_is_about_to_carry() {
 }
 
 #[test]
-fn a_burst_right_after_the_tree_is_drawn_reaches_each_node_about_once() {
+fn a_burst_as_soon_as_the_mesh_forms_reaches_each_node_about_once() {
     // Past the push fanout, writes travel the broadcast tree. Drawn with every edge of
     // its overlay on it, the tree learnt which edges are redundant only from duplicate
-    // writes: a burst from every node right after the mesh formed went out before any
-    // prune came back, and flooded the overlay (1.2 to 1.7 copies of each write).
+    // writes: a burst from every node of 50 as soon as they all knew each other went out
+    // before any prune came back and flooded the overlay (1.59 to 1.67 copies of each
+    // write on these seeds). Every node now draws the same spanning tree of the overlay.
+    const NODES: usize = 50;
     for seed in 1..=3 {
-        let mut c = config();
-        c.push_fanout = TREE;
-        let mut sim = Sim::new(NODES, c, FaultConfig::default(), seed);
-        sim.run_for(Duration::from_secs(10));
+        let mut sim = Sim::new(NODES, config(), FaultConfig::default(), seed);
+        let formed = form(&mut sim, seed);
         let b = write_burst(&mut sim, 0, seed, Duration::from_millis(20));
-        assert_burst_cost(&b, seed, 0.01, 1.05);
+        assert!(
+            b.received_per_needed < 1.10,
+            "seed {seed}, formed in {formed:?}: {:.3} entries received per entry needed",
+            b.received_per_needed
+        );
     }
 }

@@ -40,10 +40,22 @@ impl Engine {
             return;
         }
         let own = self.replica.own_origin();
-        let members = self.members.reachable().map(|m| (m.addr, m.origin));
-        let picked = broadcast::pick_neighbors(own, members);
-        for addr in self.broadcast.set_picked(picked) {
-            self.send_tree_message(addr, &Message::Graft(Vec::new()));
+        let members: Vec<(SocketAddr, u64)> = self
+            .members
+            .reachable()
+            .map(|m| (m.addr, m.origin))
+            .collect();
+        let picked = broadcast::pick_neighbors(own, members.iter().copied());
+        let newly_picked = self.broadcast.set_picked(picked);
+        match broadcast::own_edges(own, &members) {
+            // Every node draws the same overlay and tree: no graft needed (one would put
+            // an edge off the tree on it at the other end).
+            Some(edges) => self.broadcast.set_tree(edges),
+            None => {
+                for addr in newly_picked {
+                    self.send_tree_message(addr, &Message::Graft(Vec::new()));
+                }
+            }
         }
         let root = self
             .members
