@@ -20,7 +20,7 @@ use super::{pair_hash, NEIGHBORS};
 use crate::version::OriginId;
 
 /// Most members (this node included) for which the whole overlay is drawn: 512 members
-/// rank 262,144 pairs, about a millisecond at each draw.
+/// rank 262,144 pairs, 1.5 ms per draw on a 2-core machine (median of 21, busy).
 pub(crate) const MAX_MEMBERS: usize = 512;
 
 /// This node's edges in the overlay and in the spanning tree.
