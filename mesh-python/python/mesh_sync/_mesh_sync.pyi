@@ -120,6 +120,7 @@ class Counters(TypedDict):
     entries_applied: int
     sync_rounds: int
     indirect_probes: int
+    probe_retries: int
     refutations: int
     peers_failed: int
     peers_left: int
