@@ -54,8 +54,12 @@ impl Engine {
                     self.counters.probe_retries += 1;
                     self.send_heartbeat(now, target, true);
                 }
-                let probe = self.swim.probe.as_ref().expect("probed above");
-                if !probe.acked && probe.relays.is_empty() && t >= probe.timeout_us {
+                let indirect_due = self
+                    .swim
+                    .probe
+                    .as_ref()
+                    .is_some_and(|p| !p.acked && p.relays.is_empty() && t >= p.timeout_us);
+                if indirect_due {
                     self.send_indirect_probes(target);
                 }
                 let at = self.swim.probe.as_ref().map(Probe::deadline_us);
