@@ -479,8 +479,7 @@ impl Engine {
                 // a bootstrap node, is not newly identified later): neighbors are drawn
                 // again.
                 self.broadcast.forget(&from);
-                self.broadcast.members_changed(now.mono_us);
-                self.arm_tree_timer(now.mono_us);
+                self.tree_members_changed(now.mono_us);
                 self.join_round(from);
                 self.feed_lost(now.mono_us, from);
                 if let Some(node_id) = restarted {
@@ -816,8 +815,7 @@ impl Engine {
             self.spread_about(&from);
         }
         if identified.newly {
-            self.broadcast.members_changed(now.mono_us);
-            self.arm_tree_timer(now.mono_us);
+            self.tree_members_changed(now.mono_us);
             log::info!(
                 "{}: discovered peer {} at {from}",
                 self.config.node_id,

@@ -188,18 +188,28 @@ fn form(sim: &mut Sim, seed: u64) -> Duration {
     waited
 }
 
+/// A mesh of `nodes` with the default push fanout, formed, then a burst from every
+/// node at once (see [`write_burst`]): how long forming took, and what the burst cost.
+fn burst_once_formed(
+    nodes: usize,
+    seed: u64,
+    slow_us: u64,
+    check_every: Duration,
+) -> (Duration, Burst) {
+    let mut sim = Sim::new(nodes, config(), FaultConfig::default(), seed);
+    let formed = form(&mut sim, seed);
+    (formed, write_burst(&mut sim, slow_us, seed, check_every))
+}
+
 #[test]
 fn a_writer_does_not_stream_the_burst_its_push_is_about_to_carry() {
     // Every node meets every other and syncs with it as the mesh forms. A request that
     // reached a writer between its burst and the push of it (held up to `push_delay`)
     // was streamed the whole burst, which the push then sent again: 1.048 copies per
     // write on 3 of these 20 seeds before, receivers 2 ms late.
-    const NODES: usize = 5;
     for seed in 1..=20 {
-        let mut sim = Sim::new(NODES, config(), FaultConfig::default(), seed);
-        let formed = form(&mut sim, seed);
-        let received =
-            write_burst(&mut sim, 2_000, seed, Duration::from_millis(5)).received_per_needed;
+        let (formed, burst) = burst_once_formed(5, seed, 2_000, Duration::from_millis(5));
+        let received = burst.received_per_needed;
         assert!(
             received < 1.01,
             "seed {seed}, formed in {formed:?}: {received:.3} entries received per entry needed"
@@ -214,11 +224,8 @@ fn a_burst_as_soon_as_the_mesh_forms_reaches_each_node_about_once() {
     // writes: a burst from every node of 50 as soon as they all knew each other went out
     // before any prune came back and flooded the overlay (1.59 to 1.67 copies of each
     // write on these seeds). Every node now draws the same spanning tree of the overlay.
-    const NODES: usize = 50;
     for seed in 1..=3 {
-        let mut sim = Sim::new(NODES, config(), FaultConfig::default(), seed);
-        let formed = form(&mut sim, seed);
-        let b = write_burst(&mut sim, 0, seed, Duration::from_millis(20));
+        let (formed, b) = burst_once_formed(50, seed, 0, Duration::from_millis(20));
         assert!(
             b.received_per_needed < 1.10,
             "seed {seed}, formed in {formed:?}: {:.3} entries received per entry needed",

@@ -229,8 +229,7 @@ impl Engine {
                     link.sync.want_now(now.mono_us);
                 }
                 self.swim.round.insert(addr, &mut self.rng);
-                self.broadcast.members_changed(now.mono_us);
-                self.arm_tree_timer(now.mono_us);
+                self.tree_members_changed(now.mono_us);
                 if let Some(node_id) = node_id {
                     self.peer_back(node_id, addr, "recovered");
                 }

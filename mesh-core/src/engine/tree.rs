@@ -32,6 +32,12 @@ impl Engine {
             .is_some()
     }
 
+    /// The reachable members changed at `now_us`: the neighbors are drawn again soon.
+    pub(super) fn tree_members_changed(&mut self, now_us: u64) {
+        self.broadcast.members_changed(now_us);
+        self.arm_tree_timer(now_us);
+    }
+
     /// Draws this node's own neighbors again if members changed, and grafts those newly
     /// picked, so they take this node as a neighbor too. The root (the member with the
     /// lowest origin) then sends a beacon down the tree.
@@ -57,10 +63,9 @@ impl Engine {
                 }
             }
         }
-        let root = self
-            .members
-            .reachable()
-            .all(|m| m.origin == 0 || m.origin > own);
+        let root = members
+            .iter()
+            .all(|&(_, origin)| origin == 0 || origin > own);
         if root {
             self.broadcast.schedule_beacon(now_us);
         }
