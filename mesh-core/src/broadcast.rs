@@ -31,11 +31,12 @@ mod spanning;
 
 pub(crate) use spanning::{own_edges, OwnEdges};
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use crate::sync::SeqRange;
-use crate::version::{mix, OriginId};
+use crate::transport::RttEstimator;
+use crate::version::{mix, OriginId, SeqSet, VersionVector};
 
 /// Neighbors each node picks itself; those that picked it come on top.
 pub(crate) const NEIGHBORS: usize = 4;
@@ -57,6 +58,12 @@ const MAX_ANNOUNCERS: usize = 4;
 /// Shortest wait between an announcement and the graft it may lead to: about the time a
 /// write takes down a few levels of the tree, so a copy on its way is not asked twice.
 pub(crate) const MIN_GRAFT_WAIT_US: u64 = 30_000;
+/// Shortest quiet after writes came down the tree before anti-entropy may start: a
+/// burst comes down in waves a slot or a few round trips apart.
+pub(crate) const QUIET_US: u64 = 100_000;
+/// Longest wait the tree's observed lag may set: a tree this slow is repaired by grafts
+/// anyway, and a failed node must not keep the nodes below it waiting longer.
+pub(crate) const MAX_GRAFT_WAIT_US: u64 = 1_000_000;
 /// How long after members change the neighbors are drawn again when no write needs them
 /// sooner: a mesh forming learns of members one by one, and each draw walks them all.
 pub(crate) const PICK_DELAY_US: u64 = 1_000_000;
@@ -76,6 +83,11 @@ struct Missing {
     /// (a large burst down the tree), the graft is put off, up to [`MAX_DEFERRALS`] times.
     progress: u64,
     deferrals: u8,
+    /// When `hi` was announced: the tree's copy arriving later is a sample of its lag.
+    announced_us: u64,
+    /// Whether a graft went out for it: the copy that ends it may be the graft's, no
+    /// sample of the tree's lag then (as Karn's rule takes no round trip of a resend).
+    grafted: bool,
     /// Who announced them, earliest first.
     announcers: VecDeque<SocketAddr>,
     /// When to graft the next announcer.
@@ -127,6 +139,43 @@ pub(crate) struct Broadcast {
     own_round: u64,
     /// When this node, as the root, sends its next beacon.
     beacon_due_us: Option<u64>,
+    /// This node's edges of the tree every node draws alike, if drawn (see
+    /// `spanning`): these stay on the tree, and a graft elsewhere only pulls writes.
+    drawn: Option<BTreeSet<SocketAddr>>,
+    /// How late the tree's copies come after announcements of them.
+    lag: GraftLag,
+    /// Per origin, the writes this node has sent on down the tree.
+    spread: HashMap<OriginId, SeqSet>,
+    /// When writes new to this node last came down the tree.
+    delivered_us: Option<u64>,
+}
+
+/// The lag of the tree behind announcements, estimated like a round trip: the graft
+/// wait is its timeout.
+#[derive(Debug)]
+struct GraftLag(RttEstimator);
+
+impl Default for GraftLag {
+    fn default() -> Self {
+        GraftLag(RttEstimator::bounded(
+            MIN_GRAFT_WAIT_US,
+            MIN_GRAFT_WAIT_US,
+            MAX_GRAFT_WAIT_US,
+        ))
+    }
+}
+
+impl std::ops::Deref for GraftLag {
+    type Target = RttEstimator;
+    fn deref(&self) -> &RttEstimator {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for GraftLag {
+    fn deref_mut(&mut self) -> &mut RttEstimator {
+        &mut self.0
+    }
 }
 
 /// What to do with a beacon received.
@@ -191,6 +240,13 @@ impl Broadcast {
             .filter(|a| !edges.tree.contains(a))
             .copied()
             .collect();
+        self.drawn = Some(edges.tree);
+    }
+
+    /// The mesh is too large to draw the tree: it is learnt from duplicates, grafts and
+    /// the beacon instead.
+    pub fn set_undrawn(&mut self) {
+        self.drawn = None;
     }
 
     /// This node, the root, drew its neighbors at `now_us`: its beacon goes out
@@ -301,6 +357,36 @@ impl Broadcast {
         }
     }
 
+    /// The writes of `spans` (ranges a message on the tree carried) that this node
+    /// holds and has not sent on down the tree yet, to send on now. A write taken from
+    /// another path first (a sync stream, a graft) is still sent on when the tree's own
+    /// copy comes: the nodes below this one await it from here. One sent on already is
+    /// not sent again.
+    pub fn take_unspread(&mut self, held: &VersionVector, spans: &[SeqRange]) -> Vec<SeqRange> {
+        if self.spread.len() > held.len() {
+            // Origins retired or forgotten since.
+            self.spread.retain(|&origin, _| held.get(origin).is_some());
+        }
+        let mut out = Vec::new();
+        for &(origin, lo, hi) in spans {
+            let Some(set) = held.get(origin) else {
+                continue;
+            };
+            let spread = self.spread.entry(origin).or_default();
+            let first = out.len();
+            for (a, b) in set.ranges() {
+                let (x, y) = (a.max(lo), b.min(hi));
+                if x <= y {
+                    out.extend(subtract(spread, x, y).map(|(x, y)| (origin, x, y)));
+                }
+            }
+            for &(_, x, y) in &out[first..] {
+                spread.insert_range(x, y);
+            }
+        }
+        out
+    }
+
     /// When the queue may be flushed: at once after a quiet spell, else one slot of
     /// `slot_us` after the last flush, so a burst of received writes costs one message
     /// per neighbor per slot.
@@ -322,9 +408,24 @@ impl Broadcast {
     /// not pruned yet. Only a graft puts a pruned neighbor back on the tree: what a
     /// neighbor had queued before the prune reached it still arrives, and taking that
     /// for a reason to go eager again made edges flap under load.
+    ///
+    /// On a drawn tree its own edges are never pruned (a duplicate there is a pulled
+    /// write that raced the tree's copy), and a neighbor off it is pruned at each
+    /// duplicate it sends, pruned already or not: it sends eagerly only if it drew
+    /// another tree or missed the prune, and no graft would ever tell it otherwise.
     pub fn on_gossip(&mut self, from: SocketAddr, useful: bool) -> bool {
         self.adopted.insert(from);
-        !useful && self.lazy.insert(from)
+        if useful {
+            return false;
+        }
+        match &self.drawn {
+            Some(tree) if tree.contains(&from) => false,
+            Some(_) => {
+                self.lazy.insert(from);
+                true
+            }
+            None => self.lazy.insert(from),
+        }
     }
 
     /// `from` asked to be pruned: it stays a neighbor, announced to.
@@ -333,10 +434,14 @@ impl Broadcast {
         self.lazy.insert(from);
     }
 
-    /// `from` grafted this node: it is a neighbor on the tree.
-    pub fn on_graft(&mut self, from: SocketAddr) {
+    /// `from` grafted this node, asking for writes (`pull`) or not: it is a neighbor
+    /// on the tree, unless this node drew the tree and the graft only pulls writes
+    /// (see [`Broadcast::grafts_due`]).
+    pub fn on_graft(&mut self, from: SocketAddr, pull: bool) {
         self.adopted.insert(from);
-        self.lazy.remove(&from);
+        if !(pull && self.drawn.is_some()) {
+            self.lazy.remove(&from);
+        }
     }
 
     /// `from` announced the writes of `origin` up to `hi`, of which this node holds the
@@ -365,12 +470,52 @@ impl Broadcast {
             deferrals: 0,
             announcers: VecDeque::new(),
             due_us: now_us + wait_us,
+            announced_us: now_us,
+            grafted: false,
         });
-        missing.hi = missing.hi.max(hi);
+        if hi > missing.hi {
+            missing.hi = hi;
+            missing.announced_us = now_us;
+        }
         if missing.announcers.len() < MAX_ANNOUNCERS && !missing.announcers.contains(&from) {
             missing.announcers.push_back(from);
         }
         true
+    }
+
+    /// Writes new to this node came down the tree at `now_us`.
+    pub fn note_delivery(&mut self, now_us: u64) {
+        self.delivered_us = Some(now_us);
+    }
+
+    /// Until when, seen at `now_us`, the tree counts as still delivering, if it does:
+    /// a lag of the tree (or [`QUIET_US`]) after the last write it brought.
+    pub fn busy_until(&self, now_us: u64) -> Option<u64> {
+        let until = self.delivered_us? + self.graft_wait_us(QUIET_US);
+        (now_us < until).then_some(until)
+    }
+
+    /// Writes of `origin` arrived by the tree, this node now holding its prefix up to
+    /// `held`, at `now_us`: if they end an announcement no graft was sent for, how
+    /// long they came after it is a sample of the tree's lag.
+    pub fn on_delivered(&mut self, origin: OriginId, held: u64, now_us: u64) {
+        let Some(missing) = self.missing.get(&origin) else {
+            return;
+        };
+        if missing.hi > held {
+            return;
+        }
+        if !missing.grafted {
+            self.lag.sample(now_us.saturating_sub(missing.announced_us));
+        }
+        self.missing.remove(&origin);
+    }
+
+    /// How long an announcement is given before its writes are grafted: `floor_us` at
+    /// least, longer while the tree's copies lag announcements (a loaded machine), as a
+    /// retransmission timeout follows round trips.
+    pub fn graft_wait_us(&self, floor_us: u64) -> u64 {
+        self.lag.rto_us().max(floor_us)
     }
 
     /// When the next awaited write is due for a graft.
@@ -409,6 +554,7 @@ impl Broadcast {
             missing.progress = progress;
             while let Some(peer) = missing.announcers.pop_front() {
                 if reachable(&peer) {
+                    missing.grafted = true;
                     due.push(GraftDue {
                         peer,
                         origin,
@@ -420,13 +566,44 @@ impl Broadcast {
             missing.due_us = now_us + wait_us;
             !missing.announcers.is_empty()
         });
-        for graft in &due {
+        // On a drawn tree a graft only pulls the writes: the tree is slower than an
+        // announcement on a loaded machine, and an edge put on the tree for it would
+        // close a cycle that carries every later write twice.
+        for graft in due.iter().filter(|_| self.drawn.is_none()) {
             self.adopted.insert(graft.peer);
             self.lazy.remove(&graft.peer);
         }
         due
     }
 
+}
+
+/// The parts of `lo..=hi` that `set` does not account for, lowest first.
+fn subtract(set: &SeqSet, lo: u64, hi: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let mut next = Some(lo);
+    set.ranges()
+        .map(Some)
+        .chain([None])
+        .filter_map(move |range| {
+            let from = next?;
+            match range {
+                Some((a, _)) if a > hi => {
+                    next = None;
+                    Some((from, hi))
+                }
+                Some((a, b)) => {
+                    if b < from {
+                        return None;
+                    }
+                    next = b.checked_add(1).filter(|&n| n <= hi);
+                    (a > from).then(|| (from, a - 1))
+                }
+                None => {
+                    next = None;
+                    Some((from, hi))
+                }
+            }
+        })
 }
 
 /// The [`NEIGHBORS`] members (given as `(address, origin)`) with the lowest hash of
@@ -527,7 +704,7 @@ mod tests {
         assert_eq!(b.set_picked(vec![addr(2), addr(3)]), vec![addr(3)]);
         assert!(!b.needs_pick());
         assert_eq!(b.pick_at(), None);
-        b.on_graft(addr(9));
+        b.on_graft(addr(9), false);
         b.on_prune(addr(3));
         b.spread((7, 1, 4), Some(addr(2)), &all);
         b.spread((7, 5, 6), Some(addr(2)), &all);
@@ -554,7 +731,7 @@ mod tests {
         assert!(!b.on_gossip(addr(1), false), "pruned already");
         assert!(!b.on_gossip(addr(1), true));
         assert_eq!(b.eager(&all), vec![addr(5)], "sent before it was pruned");
-        b.on_graft(addr(1));
+        b.on_graft(addr(1), false);
         assert_eq!(b.eager(&all), vec![addr(1), addr(5)]);
     }
 
@@ -657,5 +834,109 @@ mod tests {
         assert!(b.on_announce(addr(2), (1, 9), 0, 0, 0, 10), "a known origin still");
         b.forget(&addr(1));
         assert_eq!(b.grafts_due(10, 10, |_| 0, 0, &all).len(), 1);
+    }
+
+    /// A node drawn with tree edges to 1 and 2, and overlay edges to 1 to 4.
+    fn drawn() -> Broadcast {
+        let mut b = Broadcast::default();
+        b.set_picked(vec![addr(1), addr(3)]);
+        b.set_tree(OwnEdges {
+            overlay: [addr(1), addr(2), addr(3), addr(4)].into(),
+            tree: [addr(1), addr(2)].into(),
+        });
+        b
+    }
+
+    #[test]
+    fn on_a_drawn_tree_a_graft_pulls_writes_and_changes_no_edge() {
+        let mut b = drawn();
+        assert_eq!(b.eager(&all), vec![addr(1), addr(2)]);
+        assert!(b.on_announce(addr(3), (7, 10), 0, 0, 0, 50));
+        let due = b.grafts_due(50, 50, |_| 0, 0, &all);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].peer, addr(3));
+        assert_eq!(b.eager(&all), vec![addr(1), addr(2)], "the grafted edge stays lazy");
+        b.on_graft(addr(4), true);
+        assert_eq!(b.eager(&all), vec![addr(1), addr(2)], "so does the grafting one");
+        // An empty graft is a peer that drew no tree asking to be on it.
+        b.on_graft(addr(4), false);
+        assert_eq!(b.eager(&all), vec![addr(1), addr(2), addr(4)]);
+    }
+
+    #[test]
+    fn on_a_drawn_tree_duplicates_prune_only_the_edges_off_it_and_every_time() {
+        let mut b = drawn();
+        assert!(!b.on_gossip(addr(1), false), "a tree edge is never pruned");
+        assert_eq!(b.eager(&all), vec![addr(1), addr(2)]);
+        assert!(b.on_gossip(addr(3), false), "off the tree");
+        assert!(
+            b.on_gossip(addr(3), false),
+            "still sending eagerly: it missed the prune or drew another tree"
+        );
+        assert!(!b.on_gossip(addr(3), true), "a pulled write it was asked for");
+    }
+
+    #[test]
+    fn writes_are_sent_on_down_the_tree_once_whichever_path_brought_them_first() {
+        let mut b = Broadcast::default();
+        let mut held = VersionVector::default();
+        held.insert_range(7, 1, 10);
+        // 1 to 10 came by a sync stream: the tree's copy of 3 to 12 (11 and 12 refused)
+        // is still sent on, the part held.
+        assert_eq!(b.take_unspread(&held, &[(7, 3, 12)]), vec![(7, 3, 10)]);
+        assert!(b.take_unspread(&held, &[(7, 1, 10)]).iter().eq(&[(7, 1, 2)]));
+        assert!(b.take_unspread(&held, &[(7, 1, 10)]).is_empty(), "sent on already");
+        held.insert_range(7, 11, 20);
+        held.insert_range(9, 1, 2);
+        assert_eq!(
+            b.take_unspread(&held, &[(7, 5, 15), (9, 1, 5), (8, 1, 1)]),
+            vec![(7, 11, 15), (9, 1, 2)]
+        );
+    }
+
+    #[test]
+    fn subtracting_keeps_the_gaps_of_a_range() {
+        let mut set = SeqSet::default();
+        assert_eq!(subtract(&set, 3, 9).collect::<Vec<_>>(), vec![(3, 9)]);
+        set.insert_range(1, 4);
+        set.insert_range(8, 10);
+        set.insert_range(14, 15);
+        assert_eq!(
+            subtract(&set, 1, 20).collect::<Vec<_>>(),
+            vec![(5, 7), (11, 13), (16, 20)]
+        );
+        assert_eq!(subtract(&set, 9, 12).collect::<Vec<_>>(), vec![(11, 12)]);
+        assert_eq!(subtract(&set, 2, 3).count(), 0);
+        set.insert_range(16, u64::MAX);
+        assert_eq!(subtract(&set, 12, u64::MAX).collect::<Vec<_>>(), vec![(12, 13)]);
+    }
+
+    #[test]
+    fn the_graft_wait_follows_how_late_the_tree_brings_what_was_announced() {
+        let mut b = Broadcast::default();
+        assert_eq!(b.graft_wait_us(MIN_GRAFT_WAIT_US), MIN_GRAFT_WAIT_US);
+        // Copies coming 400 ms after their announcements, on a loaded machine.
+        for i in 0..20u64 {
+            let at = i * 1_000_000;
+            b.on_announce(addr(1), (7, i + 1), i, 0, at, 30_000);
+            b.on_delivered(7, i + 1, at + 400_000);
+        }
+        let wait = b.graft_wait_us(MIN_GRAFT_WAIT_US);
+        assert!((400_000..=MAX_GRAFT_WAIT_US).contains(&wait), "{wait}");
+        // A copy that may be a graft's answer is no sample.
+        let mut c = Broadcast::default();
+        c.on_announce(addr(1), (7, 5), 0, 0, 0, 30_000);
+        assert_eq!(c.grafts_due(30_000, 30_000, |_| 0, 0, &all).len(), 1);
+        c.on_delivered(7, 5, 900_000);
+        assert_eq!(c.graft_wait_us(MIN_GRAFT_WAIT_US), MIN_GRAFT_WAIT_US);
+    }
+
+    #[test]
+    fn the_tree_is_busy_for_a_quiet_spell_after_its_last_new_write() {
+        let mut b = Broadcast::default();
+        assert_eq!(b.busy_until(0), None);
+        b.note_delivery(1_000);
+        assert_eq!(b.busy_until(1_000), Some(1_000 + QUIET_US));
+        assert_eq!(b.busy_until(1_000 + QUIET_US), None);
     }
 }

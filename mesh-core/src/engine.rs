@@ -117,6 +117,8 @@ pub struct Engine {
     broadcast: Broadcast,
     /// Other origins' writes too recent for a stream (see `recent`).
     recent: RecentWrites,
+    /// Since when syncs have been held back while the tree delivered, if they are.
+    syncs_held_since: Option<u64>,
     verifier: Verifier,
     tombstones: TombstoneRules,
     retire: RetireRules,
@@ -171,6 +173,7 @@ impl Engine {
             pushes: Pushes::new(us(config.push_delay)),
             broadcast: Broadcast::default(),
             recent: RecentWrites::default(),
+            syncs_held_since: None,
             // A challenge outlives any plausible round trip and a few lost answers.
             verifier: Verifier::new(2 * us(config.peer_timeout)),
             tombstones: TombstoneRules::new(&config),
@@ -651,6 +654,10 @@ impl Engine {
             self.timers.set(Timer::Broadcast, None);
             self.on_tree_timer(t);
         }
+        let hold_syncs = self.hold_syncs(t);
+        if hold_syncs.is_some() && self.timers.is_due(Timer::AntiEntropy, t) {
+            self.timers.set(Timer::AntiEntropy, hold_syncs);
+        }
         if self.timers.is_due(Timer::AntiEntropy, t) {
             let next = t + jittered(&mut self.rng, us(self.config.sync_interval));
             self.timers.set(Timer::AntiEntropy, Some(next));
@@ -676,11 +683,12 @@ impl Engine {
         // of (a push that found a full queue); all of them are touched, in address order.
         let candidates: Vec<SocketAddr> = self.touched.iter().copied().collect();
         for addr in candidates {
-            if self
-                .links
-                .get_mut(&addr)
-                .is_some_and(|l| l.sync.take_due(t))
-            {
+            let Some(link) = self.links.get_mut(&addr) else {
+                continue;
+            };
+            if let Some(until) = hold_syncs {
+                link.sync.postpone(until);
+            } else if link.sync.take_due(t) {
                 self.start_sync(now, addr);
             }
         }
@@ -1098,6 +1106,23 @@ impl Engine {
             self.counters.sync_rounds += 1;
         }
         self.sending.insert(addr);
+    }
+
+    /// Until when syncs due at `t` are held back, if they are: while writes still come
+    /// down the broadcast tree, a sync would race them (the peer streams what the tree
+    /// is bringing, and the tree's copy comes twice), but never for longer than a sync
+    /// interval in a row, so a write the tree lost is repaired under steady traffic too.
+    fn hold_syncs(&mut self, t: u64) -> Option<u64> {
+        let Some(until) = self.broadcast.busy_until(t) else {
+            self.syncs_held_since = None;
+            return None;
+        };
+        let since = *self.syncs_held_since.get_or_insert(t);
+        if t.saturating_sub(since) >= us(self.config.sync_interval) {
+            self.syncs_held_since = Some(t);
+            return None;
+        }
+        Some(until)
     }
 
     /// This node's fingerprint and digest: what a peer in step with it accounts for

@@ -179,6 +179,13 @@ impl PeerSync {
         self.due_us.get_or_insert(earliest.max(now_us));
     }
 
+    /// A sync due before `until` waits until then.
+    pub fn postpone(&mut self, until: u64) {
+        if let Some(due) = self.due_us.as_mut() {
+            *due = (*due).max(until);
+        }
+    }
+
     /// A sync is wanted whenever the next round comes (its send queue was full).
     pub fn want_eventually(&mut self) {
         self.due_us.get_or_insert(0);

@@ -179,13 +179,19 @@ pub struct RttEstimator {
 
 impl RttEstimator {
     fn new(limits: &ChannelLimits) -> RttEstimator {
+        RttEstimator::bounded(limits.initial_rto_us, limits.min_rto_us, limits.max_rto_us)
+    }
+
+    /// An estimator whose timeout starts at `initial_us` and stays within
+    /// `min_us..=max_us`.
+    pub(crate) fn bounded(initial_us: u64, min_us: u64, max_us: u64) -> RttEstimator {
         RttEstimator {
             srtt_us: None,
             min_rtt_us: None,
             rttvar_us: 0,
-            rto_us: limits.initial_rto_us,
-            min_rto_us: limits.min_rto_us,
-            max_rto_us: limits.max_rto_us,
+            rto_us: initial_us,
+            min_rto_us: min_us,
+            max_rto_us: max_us,
         }
     }
 

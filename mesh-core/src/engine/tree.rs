@@ -11,7 +11,6 @@ use crate::broadcast::{
 use crate::sync::{self, SeqRange};
 use crate::time::{us, Now};
 use crate::timers::Timer;
-use crate::version::{SeqSet, VersionVector};
 use crate::wire::{self, Delta, Message};
 
 use super::Engine;
@@ -58,6 +57,7 @@ impl Engine {
             // an edge off the tree on it at the other end).
             Some(edges) => self.broadcast.set_tree(edges),
             None => {
+                self.broadcast.set_undrawn();
                 for addr in newly_picked {
                     self.send_tree_message(addr, &Message::Graft(Vec::new()));
                 }
@@ -137,13 +137,19 @@ impl Engine {
             .groups
             .iter()
             .filter(|g| g.origin != own && g.lo <= g.hi)
-            .filter_map(|g| {
-                let set = self.replica.version_vector().get(g.origin);
-                uncovered_span(set, g.lo, g.hi).map(|(lo, hi)| (g.origin, lo, hi))
-            })
+            .map(|g| (g.origin, g.lo, g.hi))
             .collect();
         self.on_delta(now, from, delta);
-        let forward = newly_held(self.replica.version_vector(), &spans);
+        if fresh > 0 {
+            self.broadcast.note_delivery(now.mono_us);
+        }
+        for &(origin, _, _) in &spans {
+            let held = self.replica.version_vector().upto(origin);
+            self.broadcast.on_delivered(origin, held, now.mono_us);
+        }
+        let forward = self
+            .broadcast
+            .take_unspread(self.replica.version_vector(), &spans);
         let useful = !forward.is_empty() && fresh >= stale;
         if self.broadcast.on_gossip(from, useful) {
             self.counters.prunes_sent += 1;
@@ -190,7 +196,7 @@ impl Engine {
     /// of what this node holds: one range per origin (a range named twice is sent once),
     /// at most [`MAX_GRAFT_SPAN`] writes of it and [`MAX_GRAFT_BYTES`] in all.
     pub(super) fn on_graft(&mut self, now: Now, from: SocketAddr, asked: Vec<(u64, u64, u64)>) {
-        self.broadcast.on_graft(from);
+        self.broadcast.on_graft(from, !asked.is_empty());
         if asked.len() > MAX_ITEMS {
             self.counters.dropped.rate_limited += 1;
         }
@@ -245,7 +251,7 @@ impl Engine {
         {
             self.flush_tree(now_us);
         }
-        let wait_us = MIN_GRAFT_WAIT_US;
+        let wait_us = self.broadcast.graft_wait_us(MIN_GRAFT_WAIT_US);
         let vv = self.replica.version_vector();
         let members = &self.members;
         let due = self.broadcast.grafts_due(
@@ -344,84 +350,10 @@ impl Engine {
 
     /// How long an announcement from `from` is given before its writes are grafted:
     /// two retransmission timeouts to it (round trip and its variation: a loaded path
-    /// waits longer), at least [`MIN_GRAFT_WAIT_US`].
+    /// waits longer), at least [`MIN_GRAFT_WAIT_US`], and longer while the tree's
+    /// copies lag announcements (see [`broadcast::Broadcast::graft_wait_us`]).
     fn graft_wait_us(&self, from: &SocketAddr) -> u64 {
         let rto = self.links.get(from).map_or(0, |l| l.channel.rtt().rto_us());
-        MIN_GRAFT_WAIT_US.max(2 * rto)
-    }
-}
-
-/// The lowest and highest sequence numbers of `lo..=hi` that `set` does not account
-/// for, if any.
-fn uncovered_span(set: Option<&SeqSet>, lo: u64, hi: u64) -> Option<(u64, u64)> {
-    let ranges: Vec<(u64, u64)> = set.map(|s| s.ranges().collect()).unwrap_or_default();
-    let mut first = lo;
-    for &(a, b) in &ranges {
-        if a <= first && first <= b {
-            if b >= hi {
-                return None;
-            }
-            first = b + 1;
-        }
-    }
-    if first > hi {
-        return None;
-    }
-    let mut last = hi;
-    for &(a, b) in ranges.iter().rev() {
-        if a <= last && last <= b {
-            if a <= first {
-                return None;
-            }
-            last = a - 1;
-        }
-    }
-    (first <= last).then_some((first, last))
-}
-
-/// The parts of `spans` that `vv` accounts for now: the writes a delta brought that this
-/// node took, to forward on.
-fn newly_held(vv: &VersionVector, spans: &[SeqRange]) -> Vec<SeqRange> {
-    let mut held = Vec::new();
-    for &(origin, lo, hi) in spans {
-        let Some(set) = vv.get(origin) else {
-            continue;
-        };
-        for (a, b) in set.ranges() {
-            if a <= hi && b >= lo {
-                held.push((origin, a.max(lo), b.min(hi)));
-            }
-        }
-    }
-    held
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_uncovered_span_skips_what_is_held_at_both_ends() {
-        let mut set = SeqSet::default();
-        assert_eq!(uncovered_span(None, 3, 9), Some((3, 9)));
-        set.insert_range(1, 4);
-        set.insert_range(8, 10);
-        assert_eq!(uncovered_span(Some(&set), 1, 10), Some((5, 7)));
-        assert_eq!(uncovered_span(Some(&set), 2, 12), Some((5, 12)));
-        assert_eq!(uncovered_span(Some(&set), 8, 10), None);
-        assert_eq!(uncovered_span(Some(&set), 1, 4), None);
-        set.insert_range(5, u64::MAX);
-        assert_eq!(uncovered_span(Some(&set), 1, u64::MAX), None);
-    }
-
-    #[test]
-    fn only_what_was_taken_is_forwarded() {
-        let mut vv = VersionVector::default();
-        vv.insert_range(7, 1, 5);
-        vv.insert_range(7, 8, 9);
-        assert_eq!(
-            newly_held(&vv, &[(7, 4, 10), (9, 1, 3)]),
-            vec![(7, 4, 5), (7, 8, 9)]
-        );
+        self.broadcast.graft_wait_us(MIN_GRAFT_WAIT_US.max(2 * rto))
     }
 }
