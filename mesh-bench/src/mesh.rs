@@ -85,6 +85,11 @@ pub fn add(total: &mut Counters, c: &Counters) {
     total.entries_received += c.entries_received;
     total.entries_applied += c.entries_applied;
     total.sync_rounds += c.sync_rounds;
+    total.write_messages_sent += c.write_messages_sent;
+    total.grafts_sent += c.grafts_sent;
+    total.prunes_sent += c.prunes_sent;
+    total.messages_sent += c.messages_sent;
+    total.messages_received += c.messages_received;
     total.indirect_probes += c.indirect_probes;
     total.probe_retries += c.probe_retries;
     total.refutations += c.refutations;

@@ -1,7 +1,8 @@
 //! Bytes per write: a burst of writes reaches each peer about once, in about as many
 //! bytes as it takes to encode, even when the receivers answer late. A paused receiver
 //! must not make its senders resend their whole window, datagrams reordered in flight
-//! must not be taken for lost, and anti-entropy must not stream again what pushes carry.
+//! must not be taken for lost, and anti-entropy must not stream again what pushes carry,
+//! nor race a slow broadcast tree.
 
 use std::time::Duration;
 
@@ -226,6 +227,30 @@ fn a_burst_as_soon_as_the_mesh_forms_reaches_each_node_about_once() {
     // write on these seeds). Every node now draws the same spanning tree of the overlay.
     for seed in 1..=3 {
         let (formed, b) = burst_once_formed(50, seed, 0, Duration::from_millis(20));
+        assert!(
+            b.received_per_needed < 1.10,
+            "seed {seed}, formed in {formed:?}: {:.3} entries received per entry needed",
+            b.received_per_needed
+        );
+    }
+}
+
+#[test]
+fn a_burst_down_a_slow_tree_is_neither_grafted_nor_synced_twice() {
+    // Links of 50 to 75 ms make the tree's copies come well after the announcements of
+    // them, as a loaded machine does on real sockets. Grafts fired first and put edges
+    // off the tree on it for good, anti-entropy streamed what the tree was bringing,
+    // and a write a sync brought first was never sent on down the tree: 2.49 copies of
+    // each write on seed 1, with 3,048 grafts.
+    for seed in 1..=2 {
+        let faults = FaultConfig {
+            delay: Duration::from_millis(50),
+            jitter: Duration::from_millis(25),
+            ..FaultConfig::default()
+        };
+        let mut sim = Sim::new(50, config(), faults, seed);
+        let formed = form(&mut sim, seed);
+        let b = write_burst(&mut sim, 0, seed, Duration::from_millis(20));
         assert!(
             b.received_per_needed < 1.10,
             "seed {seed}, formed in {formed:?}: {:.3} entries received per entry needed",
