@@ -25,6 +25,15 @@
 //! origin) floods a `Beacon` down the tree shortly after drawing its neighbors: a
 //! duplicate beacon prunes its edge, so the tree is pruned before writes use it.
 //!
+//! On a drawn tree its edges stay on it: a graft only pulls the writes it names (on a
+//! loaded machine the tree's copies come long after the announcements, and an edge
+//! grafted on for good closed a cycle that carried every later write twice), and a
+//! neighbor off the tree that sends writes already held is pruned each time. The graft
+//! wait follows how late the tree's copies come after their announcements, estimated
+//! like a round trip. A node sends each write on down the tree once, whichever path
+//! brought it first; and while the tree still brings new writes, the engine holds its
+//! syncs back (see `Broadcast::busy_until`).
+//!
 //! This module is sans-IO: it decides, the engine sends. Times come in as arguments.
 
 mod spanning;
