@@ -31,8 +31,8 @@
 //! neighbor off the tree that sends writes already held is pruned each time. The graft
 //! wait follows how late the tree's copies come after their announcements, estimated
 //! like a round trip. A node sends each write on down the tree once, whichever path
-//! brought it first; and while the tree still brings new writes, the engine holds its
-//! syncs back (see `Broadcast::busy_until`).
+//! brought it first; and while new writes still arrive, the engine holds its syncs
+//! back for a wait at least this long (see `recent`).
 //!
 //! This module is sans-IO: it decides, the engine sends. Times come in as arguments.
 
@@ -67,9 +67,6 @@ const MAX_ANNOUNCERS: usize = 4;
 /// Shortest wait between an announcement and the graft it may lead to: about the time a
 /// write takes down a few levels of the tree, so a copy on its way is not asked twice.
 pub(crate) const MIN_GRAFT_WAIT_US: u64 = 30_000;
-/// Shortest quiet after writes came down the tree before anti-entropy may start: a
-/// burst comes down in waves a slot or a few round trips apart.
-pub(crate) const QUIET_US: u64 = 100_000;
 /// Longest wait the tree's observed lag may set: a tree this slow is repaired by grafts
 /// anyway, and a failed node must not keep the nodes below it waiting longer.
 pub(crate) const MAX_GRAFT_WAIT_US: u64 = 1_000_000;
@@ -155,8 +152,6 @@ pub(crate) struct Broadcast {
     lag: GraftLag,
     /// Per origin, the writes this node has sent on down the tree.
     spread: HashMap<OriginId, SeqSet>,
-    /// When writes new to this node last came down the tree.
-    delivered_us: Option<u64>,
 }
 
 /// The lag of the tree behind announcements, estimated like a round trip: the graft
@@ -490,18 +485,6 @@ impl Broadcast {
             missing.announcers.push_back(from);
         }
         true
-    }
-
-    /// Writes new to this node came down the tree at `now_us`.
-    pub fn note_delivery(&mut self, now_us: u64) {
-        self.delivered_us = Some(now_us);
-    }
-
-    /// Until when, seen at `now_us`, the tree counts as still delivering, if it does:
-    /// a lag of the tree (or [`QUIET_US`]) after the last write it brought.
-    pub fn busy_until(&self, now_us: u64) -> Option<u64> {
-        let until = self.delivered_us? + self.graft_wait_us(QUIET_US);
-        (now_us < until).then_some(until)
     }
 
     /// Writes of `origin` arrived by the tree, this node now holding its prefix up to
@@ -938,14 +921,5 @@ mod tests {
         assert_eq!(c.grafts_due(30_000, 30_000, |_| 0, 0, &all).len(), 1);
         c.on_delivered(7, 5, 900_000);
         assert_eq!(c.graft_wait_us(MIN_GRAFT_WAIT_US), MIN_GRAFT_WAIT_US);
-    }
-
-    #[test]
-    fn the_tree_is_busy_for_a_quiet_spell_after_its_last_new_write() {
-        let mut b = Broadcast::default();
-        assert_eq!(b.busy_until(0), None);
-        b.note_delivery(1_000);
-        assert_eq!(b.busy_until(1_000), Some(1_000 + QUIET_US));
-        assert_eq!(b.busy_until(1_000 + QUIET_US), None);
     }
 }

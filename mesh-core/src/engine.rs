@@ -44,7 +44,7 @@ use crate::members::{Admission, Heard, Members, Timing, Transition};
 use crate::origin::origin_id;
 use crate::propagation::PropagationLag;
 use crate::push::Pushes;
-use crate::recent::RecentWrites;
+use crate::recent::{self, RecentWrites};
 use crate::replica::Replica;
 use crate::retire::RetireRules;
 use crate::seal::{NoncePrefix, Seal};
@@ -117,7 +117,7 @@ pub struct Engine {
     broadcast: Broadcast,
     /// Other origins' writes too recent for a stream (see `recent`).
     recent: RecentWrites,
-    /// Since when syncs have been held back while the tree delivered, if they are.
+    /// Since when syncs have been held back while new writes arrived, if they are.
     syncs_held_since: Option<u64>,
     verifier: Verifier,
     tombstones: TombstoneRules,
@@ -886,6 +886,7 @@ impl Engine {
         let ranges = delta.groups.iter().map(|g| (g.origin, g.lo, g.hi));
         self.feed
             .on_delta(from, ranges, self.replica.version_vector(), now.mono_us);
+        let applied_before = self.counters.entries_applied;
         let members = &self.members;
         let is_member = |origin| members.iter().any(|m| m.origin == origin);
         let rules = sync::MergeRules {
@@ -903,6 +904,9 @@ impl Engine {
             &mut self.propagation,
             self.emit_events.then_some(&mut self.events),
         );
+        if self.counters.entries_applied > applied_before {
+            self.recent.note_arrival(now.mono_us);
+        }
         let feed = self.feed.peer();
         if self
             .feed
@@ -1108,12 +1112,15 @@ impl Engine {
         self.sending.insert(addr);
     }
 
-    /// Until when syncs due at `t` are held back, if they are: while writes still come
-    /// down the broadcast tree, a sync would race them (the peer streams what the tree
-    /// is bringing, and the tree's copy comes twice), but never for longer than a sync
-    /// interval in a row, so a write the tree lost is repaired under steady traffic too.
+    /// Until when syncs due at `t` are held back, if they are: while writes new to this
+    /// node still arrive (pushed by their writers, down the broadcast tree, or in a
+    /// stream), a sync would race them (the peer streams what is on its way, which then
+    /// comes twice), but never for longer than a sync interval in a row, so a write
+    /// lost on the way is repaired under steady traffic too. Writes count as still
+    /// arriving for a quiet spell after the last, longer while the tree lags.
     fn hold_syncs(&mut self, t: u64) -> Option<u64> {
-        let Some(until) = self.broadcast.busy_until(t) else {
+        let quiet_us = self.broadcast.graft_wait_us(recent::ARRIVAL_QUIET_US);
+        let Some(until) = self.recent.arriving_until(t, quiet_us) else {
             self.syncs_held_since = None;
             return None;
         };

@@ -16,11 +16,17 @@ use std::collections::HashMap;
 use crate::sync::SeqRange;
 use crate::version::{OriginId, VersionVector};
 
-/// Per origin, the highest sequence number held at the last two checkpoints.
+/// Shortest quiet after new writes arrived before a sync may start: a burst comes in
+/// waves a push slot or a few round trips apart.
+pub(crate) const ARRIVAL_QUIET_US: u64 = 100_000;
+
+/// Per origin, the highest sequence number held at the last two checkpoints; and when
+/// writes new to this node last arrived.
 #[derive(Debug, Default)]
 pub(crate) struct RecentWrites {
     older: HashMap<OriginId, u64>,
     newer: HashMap<OriginId, u64>,
+    arrived_us: Option<u64>,
 }
 
 impl RecentWrites {
@@ -34,6 +40,18 @@ impl RecentWrites {
                 self.newer.insert(origin, hi);
             }
         }
+    }
+
+    /// Writes new to this node arrived at `now_us`, by any path.
+    pub fn note_arrival(&mut self, now_us: u64) {
+        self.arrived_us = Some(now_us);
+    }
+
+    /// Until when, seen at `now_us`, writes count as still arriving, if they do:
+    /// `quiet_us` after the last new one.
+    pub fn arriving_until(&self, now_us: u64, quiet_us: u64) -> Option<u64> {
+        let until = self.arrived_us? + quiet_us;
+        (now_us < until).then_some(until)
     }
 
     /// `range` less the writes that arrived since the checkpoint before last, if its
@@ -54,6 +72,25 @@ impl RecentWrites {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_count_as_arriving_for_a_quiet_spell_after_the_last() {
+        let mut recent = RecentWrites::default();
+        assert_eq!(recent.arriving_until(0, ARRIVAL_QUIET_US), None);
+        recent.note_arrival(1_000);
+        assert_eq!(
+            recent.arriving_until(1_000, ARRIVAL_QUIET_US),
+            Some(1_000 + ARRIVAL_QUIET_US)
+        );
+        assert_eq!(
+            recent.arriving_until(1_000 + ARRIVAL_QUIET_US, ARRIVAL_QUIET_US),
+            None
+        );
+        assert_eq!(
+            recent.arriving_until(1_000 + ARRIVAL_QUIET_US, 2 * ARRIVAL_QUIET_US),
+            Some(1_000 + 2 * ARRIVAL_QUIET_US)
+        );
+    }
 
     #[test]
     fn writes_newer_than_the_checkpoint_before_last_are_cut_for_origins_that_push() {

@@ -140,9 +140,6 @@ impl Engine {
             .map(|g| (g.origin, g.lo, g.hi))
             .collect();
         self.on_delta(now, from, delta);
-        if fresh > 0 {
-            self.broadcast.note_delivery(now.mono_us);
-        }
         for &(origin, _, _) in &spans {
             let held = self.replica.version_vector().upto(origin);
             self.broadcast.on_delivered(origin, held, now.mono_us);
