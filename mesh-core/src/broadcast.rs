@@ -169,19 +169,6 @@ impl Default for GraftLag {
     }
 }
 
-impl std::ops::Deref for GraftLag {
-    type Target = RttEstimator;
-    fn deref(&self) -> &RttEstimator {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for GraftLag {
-    fn deref_mut(&mut self) -> &mut RttEstimator {
-        &mut self.0
-    }
-}
-
 /// What to do with a beacon received.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum BeaconOutcome {
@@ -498,7 +485,7 @@ impl Broadcast {
             return;
         }
         if !missing.grafted {
-            self.lag.sample(now_us.saturating_sub(missing.announced_us));
+            self.lag.0.sample(now_us.saturating_sub(missing.announced_us));
         }
         self.missing.remove(&origin);
     }
@@ -507,7 +494,7 @@ impl Broadcast {
     /// least, longer while the tree's copies lag announcements (a loaded machine), as a
     /// retransmission timeout follows round trips.
     pub fn graft_wait_us(&self, floor_us: u64) -> u64 {
-        self.lag.rto_us().max(floor_us)
+        self.lag.0.rto_us().max(floor_us)
     }
 
     /// When the next awaited write is due for a graft.
