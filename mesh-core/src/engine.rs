@@ -477,7 +477,11 @@ impl Engine {
                     .entry(from)
                     .or_insert_with(|| Link::new(limits, session));
                 link.reset_session(limits, session);
-                link.sync.want_now(now.mono_us);
+                if restarted.is_some() {
+                    link.sync.on_back(now.mono_us);
+                } else {
+                    link.sync.want_now(now.mono_us);
+                }
                 // Reachable from now on (a member named by rumors first, as most are to
                 // a bootstrap node, is not newly identified later): neighbors are drawn
                 // again.
@@ -493,7 +497,7 @@ impl Engine {
         self.touched.insert(from);
         if let Heard::Recovered { node_id } = self.members.mark_heard(from, now.mono_us) {
             if let Some(link) = self.links.get_mut(&from) {
-                link.sync.want_now(now.mono_us);
+                link.sync.on_back(now.mono_us);
             }
             if let Some(node_id) = node_id {
                 self.peer_back(node_id, from, "recovered");
@@ -516,7 +520,7 @@ impl Engine {
                     frames.retain(|f| !matches!(f, Frame::Ack(_) | Frame::Data(_)));
                 }
                 SessionCheck::PeerRestarted => {
-                    link.sync.want_now(now.mono_us);
+                    link.sync.on_back(now.mono_us);
                     self.feed_lost(now.mono_us, from);
                 }
                 SessionCheck::Unproven => {
@@ -978,11 +982,17 @@ impl Engine {
         let idle = link.channel.is_idle();
         // Writes an origin still pushes itself, to a peer that has heard of it: directly,
         // or down the broadcast tree, whose grafts repair what a failed node on the way
-        // dropped (see `broadcast`).
+        // dropped (see `broadcast`). Not to a peer back lately (a healed partition, a
+        // restart): the pushes made while it was away missed it.
         let (own, members, recent) = (self.replica.own_origin(), &self.members, &self.recent);
         let named: std::collections::HashSet<u64> = theirs.keys().copied().collect();
+        let away_lately = link.sync.back_since(
+            now.mono_us
+                .saturating_sub(2 * us(self.config.sync_interval)),
+        );
         let pushes_itself = |origin| {
-            origin != own
+            !away_lately
+                && origin != own
                 && named.contains(&origin)
                 && members
                     .reachable()

@@ -472,6 +472,10 @@ impl Sim {
     /// Marks as lost every write that no live node accounts for (holds, beats, or has
     /// collected as a tombstone) and no disk keeps.
     fn mark_lost(&mut self) {
+        // Held or beaten by what is held, on a live node or a disk: decided first, since
+        // whether a delete merely accounted for survives depends on what else was lost.
+        let wall_hlc = (WALL_BASE_MS + self.now_us / 1000) << crate::hlc::LOGICAL_BITS;
+        let mut accounted_only = Vec::new();
         for w in 0..self.writes.len() {
             // Any write may have lived only on this node by now (its author may have
             // crashed earlier, after handing it over), so every surviving write is checked.
@@ -480,27 +484,43 @@ impl Sim {
                 continue;
             }
             // An expired write is a delete by now: its tombstone may be collected.
-            let wall_hlc = (WALL_BASE_MS + self.now_us / 1000) << crate::hlc::LOGICAL_BITS;
             let dead = write.value.is_none() || write.expires.is_some_and(|e| e <= wall_hlc);
             let on_disk = self
                 .disks
                 .as_ref()
                 .is_some_and(|disks| disks.iter().any(|d| d.keeps(&write.key, write.rank, dead)));
-            let survives = on_disk
-                || self.nodes.iter().any(|n| {
-                    n.engine.as_ref().is_some_and(|e| {
-                        // Held, or beaten by what is held, or a delete whose tombstone
-                        // was already collected. (A value write merely accounted for in
-                        // the version vector does not count: its superseder may have been
-                        // on the crashed node only.)
-                        let (_, origin, seq) = write.rank;
-                        e.replica()
-                            .entry(&write.key)
-                            .is_some_and(|entry| entry.rank() >= write.rank)
-                            || (dead && e.replica().version_vector().contains(origin, seq))
-                    })
-                });
-            if !survives {
+            let (_, origin, seq) = write.rank;
+            let mut held = false;
+            let mut accounted = false;
+            for engine in self.nodes.iter().filter_map(|n| n.engine.as_ref()) {
+                let replica = engine.replica();
+                held |= replica
+                    .entry(&write.key)
+                    .is_some_and(|entry| entry.rank() >= write.rank);
+                accounted |= replica.version_vector().contains(origin, seq);
+            }
+            if on_disk || held {
+                continue;
+            }
+            // A value write merely accounted for in a version vector does not survive:
+            // its superseder may have been on the crashed node only. A delete accounted
+            // for may be a tombstone already collected, which survives, unless a write
+            // outranking it on the same key is lost: then the delete was accounted for
+            // ahead of that superseder (see "Accounting ahead of holding" in
+            // ARCHITECTURE.md) and went with it.
+            if dead && accounted {
+                accounted_only.push(w);
+            } else {
+                self.writes[w].lost = true;
+            }
+        }
+        for w in accounted_only {
+            let write = &self.writes[w];
+            let superseder_lost = self
+                .writes
+                .iter()
+                .any(|o| o.lost && o.key == write.key && o.rank > write.rank);
+            if superseder_lost {
                 self.writes[w].lost = true;
             }
         }
@@ -972,6 +992,28 @@ impl Sim {
                 Err(_) => self.run_for(step),
             }
         }
+    }
+
+    /// A report on `key` for a failed check: every write of it the oracle knows, with
+    /// whether it was judged lost, and each live node's entry for it.
+    pub fn describe_key(&self, key: &str) -> String {
+        let mut out = String::new();
+        for w in self.writes.iter().filter(|w| w.key == key) {
+            let (hlc, origin, seq) = w.rank;
+            out += &format!(
+                "\n  write {:?} by origin {origin} seq {seq} hlc {hlc}{}",
+                w.value,
+                if w.lost { " (lost)" } else { "" }
+            );
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Some(engine) = node.engine.as_ref() {
+                let entry = engine.replica().entry(key);
+                let held = entry.map(|e| (&e.value, e.origin, e.seq, e.hlc));
+                out += &format!("\n  node {i}: {held:?}");
+            }
+        }
+        out
     }
 
     /// Number of writes made, and how many were lost with crashed nodes.

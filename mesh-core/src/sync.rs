@@ -71,6 +71,11 @@ impl<'a> PeerView<'a> {
         self.digest.get(&origin).copied()
     }
 
+    /// Every origin the peer's last digest reports, with its prefix.
+    pub fn reported_all(&self) -> impl Iterator<Item = (OriginId, u64)> + '_ {
+        self.digest.iter().map(|(&origin, &upto)| (origin, upto))
+    }
+
     /// The prefix of `origin` the peer accounts for: reported in its last digest, or in
     /// an earlier one before it retired the origin.
     pub fn accounts(&self, origin: OriginId) -> Option<u64> {
@@ -100,6 +105,9 @@ pub(crate) struct PeerSync {
     pub due_us: Option<u64>,
     /// Last sync round started with it.
     pub last_us: Option<u64>,
+    /// When it last came back (a new session, or heard from after being held failed):
+    /// writes pushed meanwhile may have missed it.
+    back_us: Option<u64>,
     /// What this node last asked the peer to stream to it.
     pub asked: Asked,
     /// The number of the last request sent to the peer in this session.
@@ -166,6 +174,19 @@ impl PeerSync {
     /// A sync is wanted at once (a new session, a recovery, a new identity).
     pub fn want_now(&mut self, now_us: u64) {
         self.due_us = Some(now_us);
+    }
+
+    /// The peer came back at `now_us` (restarted, or heard from after being held
+    /// failed): a sync is wanted at once, and writes pushed while it was away are not
+    /// left out of streams to it for a while (see [`PeerSync::back_since`]).
+    pub fn on_back(&mut self, now_us: u64) {
+        self.want_now(now_us);
+        self.back_us = Some(now_us);
+    }
+
+    /// Whether the peer came back at `since_us` or later.
+    pub fn back_since(&self, since_us: u64) -> bool {
+        self.back_us.is_some_and(|back| back >= since_us)
     }
 
     /// A sync is wanted, as soon as the pacing allows, because data to the peer was

@@ -9,6 +9,12 @@
 //! accounts for the delete. A freshly started node waits until gossip had time to tell
 //! it the whole membership.
 //!
+//! Nor does a node collect while a peer's digest accounts for writes its own version
+//! vector does not. One of them may be an older write of the deleted key, still on its
+//! way here (a push retransmitted, a stream queued before the delete): the tombstone
+//! beats it, but once collected nothing would, and this node alone would take the old
+//! value back while every peer skips it as accounted for.
+//!
 //! A value written with a TTL becomes a tombstone when it expires (see `replica`) and is
 //! collected by the same rules, its age counted from its expiry.
 
@@ -50,8 +56,14 @@ impl TombstoneRules {
     ) -> usize {
         let warmed_up = now.mono_us.saturating_sub(started_at_us) >= self.warmup_us;
         let digests: Vec<Option<PeerView>> = digests.collect();
+        let ours = replica.version_vector();
+        let caught_up = digests
+            .iter()
+            .flatten()
+            .all(|d| d.reported_all().all(|(origin, upto)| ours.accounts_prefix(origin, upto)));
         let everyone_confirmed = |entry: &Entry| {
             warmed_up
+                && caught_up
                 && !digests.is_empty()
                 && digests.iter().all(|d| {
                     d.is_some_and(|d| d.accounts(entry.origin).is_some_and(|upto| upto >= entry.seq))
@@ -104,6 +116,20 @@ mod tests {
         let peers = [Some(PeerView::of(&confirmed)), Some(PeerView::of(&confirmed))];
         assert_eq!(rules.collect(&mut replica, peers.into_iter(), at(5), 0), 1);
         assert_eq!(replica.tombstone_len(), 0);
+    }
+
+    #[test]
+    fn not_while_a_peer_accounts_for_writes_this_node_lacks() {
+        let (rules, mut replica) = setup();
+        // A peer holds write 5 of origin 9, which this node never saw: an older write of
+        // the deleted key may be on its way, which only the tombstone can beat.
+        let ahead: PeerDigest = [(4, 1), (9, 5)].into_iter().collect();
+        let peers = || [Some(PeerView::of(&ahead))].into_iter();
+        assert_eq!(rules.collect(&mut replica, peers(), at(5), 0), 0);
+        replica.cover(9, 1, 4);
+        assert_eq!(rules.collect(&mut replica, peers(), at(5), 0), 0, "1..=4 only");
+        replica.cover(9, 5, 5);
+        assert_eq!(rules.collect(&mut replica, peers(), at(5), 0), 1);
     }
 
     #[test]

@@ -121,6 +121,15 @@ impl VersionVector {
         }
     }
 
+    /// Whether `1..=n` of `origin` is accounted for (a retired origin's included).
+    pub fn accounts_prefix(&self, origin: OriginId, n: u64) -> bool {
+        n == 0
+            || match self.origins.get(&origin) {
+                Some(set) => set.upto >= n,
+                None => self.retired.get(&origin).is_some_and(|&r| n <= r),
+            }
+    }
+
     /// Whether accounting for `lo..=hi` of `origin` would add an origin to the vector:
     /// one it does not hold, unless retired with the whole range at or below its
     /// record.

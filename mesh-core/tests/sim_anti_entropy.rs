@@ -98,3 +98,36 @@ fn a_node_that_missed_writes_catches_up_without_periodic_digests() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_healed_partition_converges_within_half_a_second() {
+    // Both sides write throughout a 5 s partition with a 0.5 s probe period and a 1.5 s
+    // timeout, as `mesh-bench partition` does, so the two sides declare each other dead.
+    // The heal must be noticed by the probes of dead members, each side's missed writes
+    // streamed at once (neither held while the other side's writes pour in, nor left
+    // out of streams as if their origins' pushes had reached the peer), within 0.5 s.
+    for seed in 1..=5 {
+        let mut c = config();
+        c.heartbeat_interval = Duration::from_millis(500);
+        c.peer_timeout = Duration::from_millis(1_500);
+        let mut sim = Sim::new(5, c, FaultConfig::default(), seed);
+        sim.run_for(Duration::from_secs(5));
+        sim.partition(vec![0, 0, 1, 1, 1]);
+        for step in 0..50 {
+            let i = step % 5;
+            sim.write(i, &format!("n{i}/{step}"), Some(Value::Int(step as i64)));
+            sim.run_for(Duration::from_millis(100));
+        }
+        let dead: usize = engines(&sim).map(|e| e.status().peers.dead_peers).sum();
+        assert!(dead > 0, "seed {seed}: the partition failed no peer");
+        sim.heal();
+        let took = sim
+            .run_until_converged(Duration::from_secs(10), Duration::from_millis(10))
+            .unwrap_or_else(|d| panic!("seed {seed}: no convergence: {d:?}"));
+        eprintln!("seed {seed}: converged {took:?} after the heal ({dead} peers dead before)");
+        assert!(
+            took <= Duration::from_millis(500),
+            "seed {seed}: converged {took:?} after the heal"
+        );
+    }
+}

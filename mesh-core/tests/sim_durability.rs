@@ -75,7 +75,7 @@ fn run_seed(seed: u64) -> Result<Outcome, String> {
         sim.restart(i);
     }
     sim.run_until_converged(Duration::from_secs(120), Duration::from_millis(250))
-        .map_err(|d| format!("did not converge: {d:?}"))?;
+        .map_err(|d| format!("did not converge: {d:?}{}", support::describe(&sim, &d)))?;
     sim.run_for(Duration::from_secs(5));
     sim.check_converged()
         .map_err(|d| format!("diverged after quiescence: {d:?}"))?;

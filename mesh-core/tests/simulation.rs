@@ -128,7 +128,12 @@ fn run_seed(seed: u64) -> Result<Outcome, String> {
     sim.heal();
     let settle = sim
         .run_until_converged(Duration::from_secs(120), Duration::from_millis(250))
-        .map_err(|d| format!("did not converge within 120 s after healing: {d:?}"))?;
+        .map_err(|d| {
+            format!(
+                "did not converge within 120 s after healing: {d:?}{}",
+                support::describe(&sim, &d)
+            )
+        })?;
     // Once converged and idle, nothing may pile up.
     check_bounded_then_quiet(&mut sim, n, n, Duration::from_secs(5))?;
     let (writes, lost) = sim.write_counts();
@@ -310,8 +315,12 @@ fn check_bounded_then_quiet(
             return Err(format!("node {i} holds state after quiescence: {m:?}"));
         }
     }
-    sim.check_converged()
-        .map_err(|d| format!("diverged again after quiescence: {d:?}"))
+    sim.check_converged().map_err(|d| {
+        format!(
+            "diverged again after quiescence: {d:?}{}",
+            support::describe(sim, &d)
+        )
+    })
 }
 
 /// Cluster sizes under attack, weighted toward small meshes.
@@ -392,7 +401,12 @@ fn run_adversary_seed_with(seed: u64, config: Config, mixed: bool) -> Result<Adv
     sim.heal();
     let settle = sim
         .run_until_converged(Duration::from_secs(120), Duration::from_millis(250))
-        .map_err(|d| format!("did not converge within 120 s after the attack: {d:?}"))?;
+        .map_err(|d| {
+            format!(
+                "did not converge within 120 s after the attack: {d:?}{}",
+                support::describe(&sim, &d)
+            )
+        })?;
     let peak = sim.peak_memory;
     // Once converged and the attacker silent, nothing may pile up: partial messages (its
     // fragments, and honest ones it broke up) are dropped once idle for the reassembly

@@ -226,7 +226,7 @@ impl Engine {
         match change {
             RumorChange::Recovered => {
                 if let Some(link) = self.links.get_mut(&addr) {
-                    link.sync.want_now(now.mono_us);
+                    link.sync.on_back(now.mono_us);
                 }
                 self.swim.round.insert(addr, &mut self.rng);
                 self.tree_members_changed(now.mono_us);

@@ -206,3 +206,15 @@ pub fn data_datagrams(
         })
         .collect()
 }
+
+/// The key a divergence names, described for a failure message: every write of it the
+/// oracle knows and each live node's entry.
+pub fn describe(sim: &mesh_core::sim::Sim, divergence: &mesh_core::sim::Divergence) -> String {
+    use mesh_core::sim::Divergence;
+    match divergence {
+        Divergence::WrongValue { key, .. } | Divergence::ReplicasDiffer { key, .. } => {
+            sim.describe_key(key)
+        }
+        _ => String::new(),
+    }
+}
