@@ -607,6 +607,13 @@ mesh_result mesh_config_set_flush_interval_ms(mesh_config_t *config, uint64_t in
 mesh_result mesh_config_set_push_delay_ms(mesh_config_t *config, uint64_t delay_ms);
 
 /**
+ * Sets the most reachable peers a writer pushes each write to itself; in a larger mesh
+ * writes travel the broadcast tree, a few hops from node to node. Any value: 0 sends
+ * every write through the tree. Default 32.
+ */
+mesh_result mesh_config_set_push_fanout(mesh_config_t *config, size_t fanout);
+
+/**
  * Sets the largest key accepted, in bytes. 1 to 65536. Default 1024.
  */
 mesh_result mesh_config_set_max_key_len(mesh_config_t *config, size_t max_key_len);

@@ -109,6 +109,12 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value = "15", value_parser = parse_seconds)]
     peer_timeout: Duration,
 
+    /// Most reachable peers a write is pushed to by its writer; in a larger mesh writes
+    /// travel a broadcast tree, costing the writer a few datagrams instead of one per
+    /// peer. 0 sends every write through the tree.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    push_fanout: usize,
+
     /// Seal every datagram with the keys in FILE: one base64 key per line, the first
     /// seals, all open. The file must be private to its owner (chmod 600).
     #[arg(long, value_name = "FILE")]
@@ -188,6 +194,7 @@ impl Cli {
         config.sync_interval = self.sync_interval;
         config.heartbeat_interval = self.heartbeat_interval;
         config.peer_timeout = self.peer_timeout;
+        config.push_fanout = self.push_fanout;
         config.data_dir = self.data_dir.clone();
         config.durability = self.durability;
         config.compression = !self.no_compression;
@@ -666,6 +673,7 @@ mod tests {
         assert_eq!(ours.sync_interval, core.sync_interval);
         assert_eq!(ours.heartbeat_interval, core.heartbeat_interval);
         assert_eq!(ours.peer_timeout, core.peer_timeout);
+        assert_eq!(ours.push_fanout, core.push_fanout);
     }
 
     #[test]
@@ -751,6 +759,8 @@ mod tests {
             "0.5",
             "--peer-timeout",
             "3",
+            "--push-fanout",
+            "0",
             "--cluster",
             "lab",
             "-b",
@@ -765,9 +775,20 @@ mod tests {
         assert_eq!(config.sync_interval, Duration::from_secs(1));
         assert_eq!(config.heartbeat_interval, Duration::from_millis(500));
         assert_eq!(config.peer_timeout, Duration::from_secs(3));
+        assert_eq!(config.push_fanout, 0);
         assert_eq!(cli.bootstrap[0].to_string(), "localhost:5000");
         assert_eq!(cli.loss, 0.2);
         assert_eq!(config.advertise_addr, None);
+    }
+
+    #[test]
+    fn push_fanout_must_be_a_count() {
+        for bad in ["-1", "many", "1.5"] {
+            assert!(
+                Cli::try_parse_from(["mesh-sync", "n1", "--push-fanout", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

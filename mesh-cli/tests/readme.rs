@@ -59,6 +59,7 @@ fn configuration_table_defaults_are_the_cores() {
             format!("{} / {}", duration(c.min_rto), duration(c.max_rto)),
         ),
         ("`push_delay`", duration(c.push_delay)),
+        ("`push_fanout`", c.push_fanout.to_string()),
         ("`max_datagram_size`", size(c.max_datagram_size)),
         ("`max_key_len`", size(c.max_key_len)),
         ("`max_value_size`", size(c.max_value_size)),

@@ -330,6 +330,23 @@ pub unsafe extern "C" fn mesh_config_set_push_delay_ms(
     }
 }
 
+/// Sets the most reachable peers a writer pushes each write to itself; in a larger mesh
+/// writes travel the broadcast tree, a few hops from node to node. Any value: 0 sends
+/// every write through the tree. Default 32.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_push_fanout(
+    config: *mut mesh_config_t,
+    fanout: usize,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.push_fanout = fanout;
+            Ok(())
+        }) }
+    }
+}
+
 /// Sets the largest key accepted, in bytes. 1 to 65536. Default 1024.
 #[no_mangle]
 pub unsafe extern "C" fn mesh_config_set_max_key_len(
@@ -453,6 +470,7 @@ mod tests {
         assert_eq!(c.initial_rto, Duration::from_millis(500));
         assert_eq!(c.max_retries, 5);
         assert_eq!(c.push_delay, Duration::from_millis(1));
+        assert_eq!(c.push_fanout, 32);
         assert_eq!(c.max_key_len, 1024);
         assert_eq!(c.max_value_size, 16 * 1024 * 1024);
         assert_eq!(c.max_datagram_size, 1200);
@@ -487,8 +505,14 @@ mod tests {
                 mesh_result::Ok
             );
             assert_eq!(mesh_config_set_compression(config, false), mesh_result::Ok);
+            assert_eq!(mesh_config_set_push_fanout(config, 0), mesh_result::Ok);
+            assert_eq!(
+                mesh_config_set_push_fanout(std::ptr::null_mut(), 8),
+                mesh_result::NullParameter
+            );
             let c = &(*config).config;
             assert!(!c.compression);
+            assert_eq!(c.push_fanout, 0);
             assert_eq!(c.node_id, "n1");
             assert_eq!(c.port, 65_535);
             assert_eq!(c.sync_interval, Duration::from_millis(250));

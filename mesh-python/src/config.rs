@@ -49,6 +49,7 @@ pub struct ConfigArgs {
     pub min_rto: Option<f64>,
     pub max_rto: Option<f64>,
     pub push_delay: Option<f64>,
+    pub push_fanout: Option<i64>,
     pub max_datagram_size: Option<i64>,
     pub max_key_len: Option<i64>,
     pub max_value_size: Option<i64>,
@@ -102,6 +103,9 @@ impl ConfigArgs {
         }
         if let Some(v) = self.push_delay {
             config.push_delay = seconds(py, "push_delay", v)?;
+        }
+        if let Some(v) = self.push_fanout {
+            config.push_fanout = count(py, "push_fanout", v)?;
         }
         if let Some(v) = self.max_datagram_size {
             config.max_datagram_size = count(py, "max_datagram_size", v)?;

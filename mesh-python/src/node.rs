@@ -222,7 +222,9 @@ fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
 /// peer is suspected, failed after twice that [3 x heartbeat_interval], ``max_retries``
 /// retransmissions of a datagram [5], ``initial_rto`` [0.5], ``min_rto`` [0.01],
 /// ``max_rto`` [8.0] retransmission timeouts, ``push_delay`` shortest time between
-/// two pushes of local writes [0.001], ``max_datagram_size`` [1200], ``max_key_len`` [1024], ``max_value_size``
+/// two pushes of local writes [0.001], ``push_fanout`` most reachable peers a writer
+/// pushes to itself, beyond which writes travel the broadcast tree (0 or more; 0 sends
+/// every write through the tree) [32], ``max_datagram_size`` [1200], ``max_key_len`` [1024], ``max_value_size``
 /// [16 MiB], ``max_in_flight`` bytes unacknowledged per peer [128 KiB], ``max_reassembly``
 /// [64 MiB, or enough for max_value_size], ``reassembly_timeout`` [30.0],
 /// ``max_clock_drift`` [60.0], ``tombstone_grace`` [86400.0], ``max_origins`` node runs
@@ -316,6 +318,7 @@ impl MeshSyncNode {
         min_rto = None,
         max_rto = None,
         push_delay = None,
+        push_fanout = None,
         max_datagram_size = None,
         max_key_len = None,
         max_value_size = None,
@@ -351,6 +354,7 @@ impl MeshSyncNode {
         min_rto: Option<f64>,
         max_rto: Option<f64>,
         push_delay: Option<f64>,
+        push_fanout: Option<i64>,
         max_datagram_size: Option<i64>,
         max_key_len: Option<i64>,
         max_value_size: Option<i64>,
@@ -384,6 +388,7 @@ impl MeshSyncNode {
             min_rto,
             max_rto,
             push_delay,
+            push_fanout,
             max_datagram_size,
             max_key_len,
             max_value_size,

@@ -41,6 +41,7 @@ static void test_null_arguments(void) {
     CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_initial_rto_ms(NULL, 1));
     CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_max_retries(NULL, 1));
     CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_push_delay_ms(NULL, 1));
+    CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_push_fanout(NULL, 1));
     CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_max_key_len(NULL, 1));
     CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_max_value_size(NULL, 1));
     CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_max_datagram_size(NULL, 1));

@@ -164,6 +164,7 @@ def test_port_in_use_raises_address_in_use(make_node) -> None:
         ({"max_datagram_size": 10}, "max_datagram_size"),
         ({"max_retries": -1}, "max_retries"),
         ({"max_retries": 1000}, "max_retries"),
+        ({"push_fanout": -1}, "push_fanout"),
         ({"min_rto": 2.0, "max_rto": 1.0}, "min_rto"),
     ],
 )
@@ -172,6 +173,20 @@ def test_bad_config_names_the_field(options, field) -> None:
         MeshSyncNode("n", 0, host=HOST, **options)
     assert info.value.field == field
     assert field in str(info.value)
+
+
+def test_push_fanout_takes_any_count(make_node, make_cluster) -> None:
+    for fanout in (1, 32, 1_000_000):
+        make_node(f"fanout{fanout}", start=False, push_fanout=fanout)
+    # 0 is valid too: every write then travels the broadcast tree.
+    nodes = make_cluster(3, prefix="tree", push_fanout=0)
+    assert wait_until(lambda: fully_connected(nodes))
+    nodes[1].set("k", 1)
+    assert wait_until(lambda: all(node.get("k") == 1 for node in nodes))
+    with pytest.raises(TypeError):
+        MeshSyncNode("n", 0, host=HOST, push_fanout="8")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        MeshSyncNode("n", 0, host=HOST, push_fanout=1.5)  # type: ignore[arg-type]
 
 
 def test_bad_node_id_and_port_are_config_errors() -> None:

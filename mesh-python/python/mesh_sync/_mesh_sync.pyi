@@ -247,6 +247,7 @@ class MeshSyncNode:
         min_rto: Optional[float] = None,
         max_rto: Optional[float] = None,
         push_delay: Optional[float] = None,
+        push_fanout: Optional[int] = None,
         max_datagram_size: Optional[int] = None,
         max_key_len: Optional[int] = None,
         max_value_size: Optional[int] = None,
