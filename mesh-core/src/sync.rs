@@ -105,7 +105,7 @@ pub(crate) struct PeerSync {
     pub due_us: Option<u64>,
     /// Last sync round started with it.
     pub last_us: Option<u64>,
-    /// When it last came back (a new session, or heard from after being held failed):
+    /// When it last came back (restarted, or heard from after being held failed):
     /// writes pushed meanwhile may have missed it.
     back_us: Option<u64>,
     /// What this node last asked the peer to stream to it.
