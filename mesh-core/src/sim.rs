@@ -1010,7 +1010,16 @@ impl Sim {
             if let Some(engine) = node.engine.as_ref() {
                 let entry = engine.replica().entry(key);
                 let held = entry.map(|e| (&e.value, e.origin, e.seq, e.hlc));
-                out += &format!("\n  node {i}: {held:?}");
+                // Writes of the key the node's version vector does not account for: a
+                // node that accounts for a write it does not hold never asks for it.
+                let vv = engine.replica().version_vector();
+                let unaccounted: Vec<String> = self
+                    .writes
+                    .iter()
+                    .filter(|w| w.key == key && !vv.contains(w.rank.1, w.rank.2))
+                    .map(|w| format!("{}/{}", w.rank.1, w.rank.2))
+                    .collect();
+                out += &format!("\n  node {i}: {held:?}; unaccounted {unaccounted:?}");
             }
         }
         out

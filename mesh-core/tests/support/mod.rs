@@ -107,7 +107,7 @@ pub fn introduce_over(socket: &UdpSocket, target: SocketAddr, src_inc: u64, clus
 }
 
 /// The seeds a seeded test runs: the one named by `one` to replay it, or `1..=N` with N
-/// from `many` (default `default`).
+/// from `many` (default `default`), or the range `many` names as `FIRST..=LAST`.
 pub fn seeds_from_env(one: &str, many: &str, default: u64) -> Vec<u64> {
     if let Ok(seed) = std::env::var(one) {
         let seed = seed
@@ -115,10 +115,16 @@ pub fn seeds_from_env(one: &str, many: &str, default: u64) -> Vec<u64> {
             .unwrap_or_else(|_| panic!("{one} must be an integer, not {seed:?}"));
         return vec![seed];
     }
-    let count = std::env::var(many)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
+    let value = std::env::var(many).unwrap_or_default();
+    // `FIRST..=LAST` sweeps a later range, to compare builds on fresh seeds.
+    if let Some((first, last)) = value.split_once("..=") {
+        let parse = |s: &str| -> u64 {
+            s.parse()
+                .unwrap_or_else(|_| panic!("{many} must be N or FIRST..=LAST, not {value:?}"))
+        };
+        return (parse(first)..=parse(last)).collect();
+    }
+    let count = value.parse().unwrap_or(default);
     (1..=count).collect()
 }
 
