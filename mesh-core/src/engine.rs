@@ -422,9 +422,20 @@ impl Engine {
         }
         // A datagram meant for an earlier run of this node: its acks and data belong to a
         // session that no longer exists, but its heartbeat still introduces the sender
-        // (who must learn our new incarnation, or it would never reach us again).
+        // (who must learn our new incarnation, or it would never reach us again). A
+        // packet naming the receiver's session carries no incarnation: one naming a
+        // session this node does not hold with the sender is taken the same way.
         let mut frames = packet.frames;
-        if packet.dst_inc != 0 && packet.dst_inc != self.incarnation {
+        let earlier_run = if packet.dst_inc != 0 {
+            packet.dst_inc != self.incarnation
+        } else {
+            packet.dst_session != 0
+                && self
+                    .links
+                    .get(&from)
+                    .is_none_or(|l| l.local_session != packet.dst_session)
+        };
+        if earlier_run {
             frames.retain(|f| {
                 matches!(
                     f,
@@ -503,8 +514,12 @@ impl Engine {
                 self.peer_back(node_id, from, "recovered");
             }
         }
+        // An answer in a session the peer shares shows it holds this node's id.
+        let mut in_our_session = false;
         if let Some(link) = self.links.get_mut(&from) {
             let check = link.check_sessions(packet.src_session, packet.dst_session, &self.limits);
+            in_our_session = matches!(check, SessionCheck::Current | SessionCheck::PeerRestarted)
+                && packet.dst_session == link.local_session;
             // What the peer reads is taken only from a datagram naming this node's session:
             // a spoofer blind to it could otherwise make this node compress to a peer that
             // drops compressed payloads. Until then, nothing is compressed to it.
@@ -565,6 +580,11 @@ impl Engine {
                     }
                 }
                 Frame::Heartbeat(hb) => {
+                    if in_our_session && !hb.reply {
+                        if let Some(link) = self.links.get_mut(&from) {
+                            link.knows_our_id = true;
+                        }
+                    }
                     self.on_answer(now, from);
                     self.on_heartbeat(now, from, hb)
                 }
@@ -803,7 +823,12 @@ impl Engine {
             return self.remove_peer(from);
         }
         let own_fingerprint = self.replica.version_vector().fingerprint();
-        let identified = self.members.identify(from, &hb.node_id);
+        // No id: the sender holds that this node knows it already.
+        let identified = if hb.node_id.is_empty() {
+            Default::default()
+        } else {
+            self.members.identify(from, &hb.node_id)
+        };
         self.members.note_nameable(&from, hb.members);
         let min_gap_us = MIN_TRIGGERED_SYNC_GAP_US.max(us(self.config.heartbeat_interval) / 2);
         if let Some(link) = self.links.get_mut(&from) {

@@ -30,9 +30,9 @@ use crate::time::us;
 use crate::transport::{Channel, ChannelLimits, ReassemblyBudget, MAX_ACK_RANGES, MIN_FRAGMENT};
 use crate::wire::HEADER_LEN;
 
-/// Upper bound of a packet's envelope around its frames: two incarnations as varints of
-/// up to 10 bytes each, two sessions of up to 5, the frame count and tags, and an ack's
-/// cumulative number.
+/// Upper bound of a packet's envelope around its frames: the sender's incarnation (8
+/// bytes), the receiver's as a varint of up to 10, two sessions of 4, the frame count and
+/// tags, and an ack's cumulative number; with room to spare.
 const PACKET_ENVELOPE_BYTES: usize = 58;
 /// Upper bound of one selective-ack range: two sequence numbers as varints, with slack.
 const ACK_RANGE_BYTES: usize = 22;
@@ -84,6 +84,9 @@ pub(crate) struct Link {
     /// Whether the peer's latest datagram naming `local_session` said it reads
     /// compressed payloads.
     pub reads_compressed: bool,
+    /// Whether the peer answered a probe of this session: it then holds this node's id
+    /// (every probe carries it), and heartbeats to it leave the id out.
+    pub knows_our_id: bool,
 }
 
 /// What a packet's sessions say about the link.
@@ -112,6 +115,7 @@ impl Link {
             remote_session: 0,
             confirmed: false,
             reads_compressed: false,
+            knows_our_id: false,
         }
     }
 
@@ -123,8 +127,10 @@ impl Link {
         self.local_session = session.max(1);
         self.remote_session = 0;
         self.confirmed = false;
-        // The new run says again whether it reads compressed payloads.
+        // The new run says again whether it reads compressed payloads, and learns this
+        // node's id again.
         self.reads_compressed = false;
+        self.knows_our_id = false;
     }
 
     /// Checks the sessions a packet from the peer names (see the module docs).
@@ -170,6 +176,8 @@ impl Link {
         // match ours; otherwise its channel is new and ours must be too.
         self.channel = Channel::new(limits.clone());
         self.messages = MessageOrder::new(limits.reassembly.clone());
+        // Its new session may come with a member table that lost this node's id.
+        self.knows_our_id = false;
         SessionCheck::PeerRestarted
     }
 }

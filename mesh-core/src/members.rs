@@ -49,6 +49,10 @@ pub(crate) const NEWCOMER_GOSSIP: usize = 16;
 /// Most bytes of node ids one heartbeat's gossip carries, so that long node ids never
 /// push a heartbeat with its rumors past the datagram size.
 const GOSSIP_ID_BYTES: usize = 256;
+/// A member that can name as many members as this node is told one name with about one
+/// probe in this many: views that agree in size rarely differ, and a name on every
+/// probe was the largest part of an idle probe (16 bytes of 72 with short node ids).
+const STEADY_GOSSIP_ONE_IN: usize = 4;
 /// Periods after a member proved its address during which every answer to it names a
 /// few members (see [`Members::gossip_for`]).
 pub(crate) const NEWCOMER_PERIODS: u64 = 30;
@@ -669,8 +673,9 @@ impl Members {
     /// tombstones others never saw. Members that proved their address within the last
     /// [`NEWCOMER_PERIODS`] periods are still learning the mesh: every heartbeat to them
     /// names [`NEWCOMER_GOSSIP`] (within [`GOSSIP_ID_BYTES`] of ids). Others get one name
-    /// per probe and none per answer, which keeps repairing views at a small, flat idle
-    /// cost, unless they said they can name fewer members than this node: then they lack
+    /// with about one probe in [`STEADY_GOSSIP_ONE_IN`] and none per answer, which keeps
+    /// repairing views at a small, flat idle cost, unless they said they can name fewer
+    /// members than this node: then they lack
     /// some, and every heartbeat to them names [`NEWCOMER_GOSSIP`] too. Without that,
     /// two members that missed each other while the mesh formed would wait for one of
     /// the others' single names to be the right one: about as many periods as there
@@ -690,7 +695,7 @@ impl Members {
         let lacks_some = receiver.nameable < self.nameable();
         let fanout = if lacks_some || now_us.saturating_sub(receiver.verified_us) < newcomer_us {
             NEWCOMER_GOSSIP
-        } else if probe {
+        } else if probe && rng.usize(..STEADY_GOSSIP_ONE_IN) == 0 {
             1
         } else {
             return Vec::new();
@@ -1574,7 +1579,7 @@ mod tests {
     }
 
     #[test]
-    fn steady_answers_name_no_members_but_probes_and_answers_to_newcomers_do() {
+    fn steady_answers_name_no_members_and_steady_probes_one_now_and_then() {
         let mut m = Members::new("me", TIMING, MAX);
         for port in 1..=4 {
             known(&mut m, port, 0);
@@ -1583,7 +1588,12 @@ mod tests {
         let later = NEWCOMER_PERIODS * TIMING.heartbeat_us;
         assert!(!m.gossip_for(addr(1), false, 0, &mut rng).is_empty(), "a newcomer");
         assert!(m.gossip_for(addr(1), false, later, &mut rng).is_empty());
-        assert_eq!(m.gossip_for(addr(1), true, later, &mut rng).len(), 1, "a probe");
+        let named: Vec<usize> = (0..400)
+            .map(|_| m.gossip_for(addr(1), true, later, &mut rng).len())
+            .collect();
+        assert!(named.iter().all(|&n| n <= 1), "one name at most: {named:?}");
+        let with_one = named.iter().filter(|&&n| n == 1).count();
+        assert!((60..=140).contains(&with_one), "about one probe in four: {with_one} of 400");
         assert_eq!(m.gossip_for(addr(1), true, 0, &mut rng).len(), 3, "all there are");
     }
 
@@ -1602,7 +1612,10 @@ mod tests {
         m.note_nameable(&addr(1), 40);
         assert!(m.gossip_for(addr(1), false, later, &mut rng).is_empty(), "caught up");
         m.note_nameable(&addr(1), 41);
-        assert_eq!(m.gossip_for(addr(1), true, later, &mut rng).len(), 1, "knows more");
+        let most = (0..40)
+            .map(|_| m.gossip_for(addr(1), true, later, &mut rng).len())
+            .max();
+        assert_eq!(most, Some(1), "knows more: a name now and then, no more");
     }
 
     #[test]

@@ -40,8 +40,13 @@ pub const MAGIC: [u8; 2] = *b"MS";
 /// a moment for company (the `transport` module), and the sender takes that wait off its
 /// round-trip sample; and it added the broadcast tree's messages ([`Message::Gossip`],
 /// [`Message::IHave`], [`Message::Graft`], [`Message::Prune`]; see the `broadcast` module).
-/// Version 8 adds the tree's [`Message::Beacon`].
-pub const VERSION: u8 = 8;
+/// Version 8 adds the tree's [`Message::Beacon`]. Version 9 makes the idle probe
+/// smaller: incarnations, sessions and fingerprints, random in their low bits, are
+/// fixed-width instead of varints (which spent a byte more on each), and a packet that
+/// names the receiver's session leaves its incarnation out ([`Packet::dst_inc`] 0): a
+/// session belongs to one run, so it names the run too. Its heartbeats leave the
+/// sender's node id out once the receiver holds it ([`Heartbeat::node_id`]).
+pub const VERSION: u8 = 9;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// `kind` of a plain packet of frames.
@@ -83,13 +88,18 @@ pub enum DropReason {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Packet {
     /// Sender's incarnation: changes when the sender restarts.
+    #[serde(with = "postcard::fixint::le")]
     pub src_inc: u64,
-    /// Receiver's incarnation as the sender knows it (0 if unknown).
+    /// Receiver's incarnation as the sender knows it: 0 if unknown, and 0 when
+    /// `dst_session` names the receiver's session, which already says which run of the
+    /// receiver the packet is for.
     pub dst_inc: u64,
     /// The sender's session with the receiver: changes when the sender starts its
     /// channel with the receiver afresh (0: no session, e.g. a challenge).
+    #[serde(with = "postcard::fixint::le")]
     pub src_session: u32,
     /// The receiver's session as the sender knows it (0 if unknown).
+    #[serde(with = "postcard::fixint::le")]
     pub dst_session: u32,
     /// The frames.
     pub frames: Vec<Frame>,
@@ -174,9 +184,12 @@ pub struct Ack {
 /// Liveness and identity announcement.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
-    /// Sender's node id.
+    /// Sender's node id; empty once the receiver answered a probe of the current session
+    /// (it holds the id then, and an idle probe is that much smaller). Never empty in a
+    /// valid configuration, so empty means "as before".
     pub node_id: String,
     /// Fingerprint of the sender's version vector: peers that differ start a sync.
+    #[serde(with = "postcard::fixint::le")]
     pub fingerprint: u64,
     /// Asks the receiver to answer with a heartbeat at once (used to introduce oneself).
     pub reply: bool,

@@ -136,10 +136,17 @@ fn no_live_member_is_declared_dead_under_loss_with_slow_members() {
 /// second in 1,000 nodes, more rumors than piggybacking carries, so refutations missed
 /// members and 4 live members were declared dead in one virtual minute. An unanswered
 /// probe is now sent again twice within its period. 50 nodes for 5 virtual minutes
-/// make 15,000 probes: 562 refutations on seed 1 before, 4 and 18 on seeds 1 and 2 now.
+/// make 15,000 probes: 562 refutations on seed 1 before. With retries, seeds 1 to 16
+/// refute 4 to 50 (mean 22; the tail is a handful of probes whose retries and relays all
+/// failed); the bound is a fifth of the figure without retries. `MESH_SIM_PROBE_SEEDS`
+/// runs more seeds.
 #[test]
 fn a_lost_probe_is_sent_again_before_its_target_is_suspected() {
-    for seed in 1..=2u64 {
+    let seeds: u64 = std::env::var("MESH_SIM_PROBE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    for seed in 1..=seeds {
         let n = 50;
         let mut sim = Sim::new(n, config(), FaultConfig::default(), seed);
         form_large(&mut sim, Duration::from_secs(120));
@@ -160,7 +167,7 @@ fn a_lost_probe_is_sent_again_before_its_target_is_suspected() {
         let (suspicions, retries) = (after.0 - before.0, after.1 - before.1);
         eprintln!("seed {seed}: {suspicions} suspicions refuted, {retries} probes sent again");
         assert!(
-            suspicions <= 40,
+            suspicions <= 110,
             "seed {seed}: {suspicions} suspicions refuted in 15,000 probes at 10% loss"
         );
         assert!(
@@ -393,5 +400,73 @@ fn a_large_mesh_forms_and_declares_a_crashed_node_dead_within_the_bound() {
         sim.run_for(Duration::from_secs(10));
         sim.check_converged()
             .unwrap_or_else(|e| panic!("seed {seed}: {e:?}"));
+    }
+}
+
+/// Bytes per datagram a formed, idle mesh of five sends over a virtual minute (probe
+/// 0.5 s, sync 1 s: the real-socket idle target's settings), node ids made
+/// `long_ids` 40 characters long.
+fn idle_bytes_per_datagram(long_ids: bool, seed: u64) -> f64 {
+    fn lengthen(c: &mut Config) {
+        c.node_id = format!("{:-<40}", c.node_id);
+    }
+    let mut c = config();
+    c.heartbeat_interval = Duration::from_millis(500);
+    c.peer_timeout = Config::peer_timeout_for(c.heartbeat_interval);
+    c.sync_interval = Duration::from_secs(1);
+    let n = 5;
+    let mut sim = Sim::new(n, c, FaultConfig::default(), seed);
+    if long_ids {
+        // Booted again before any time passed, under the long id.
+        for i in 0..n {
+            sim.configure(i, lengthen);
+            sim.crash(i);
+            sim.restart(i);
+        }
+    }
+    form_large(&mut sim, Duration::from_secs(30));
+    sim.write(0, "k", Some(mesh_core::Value::Int(1)));
+    // Past the newcomer window, in which every heartbeat names members.
+    sim.run_for(Duration::from_secs(30));
+    let sent = |sim: &Sim| -> (u64, u64) {
+        sim.nodes
+            .iter()
+            .filter_map(|n| n.engine.as_ref())
+            .map(|e| e.counters())
+            .fold((0, 0), |(b, d), c| (b + c.bytes_sent, d + c.datagrams_sent))
+    };
+    let before = sent(&sim);
+    sim.run_for(Duration::from_secs(60));
+    let after = sent(&sim);
+    let (bytes, datagrams) = (after.0 - before.0, after.1 - before.1);
+    // One probe and one answer per node and period: nothing else when idle.
+    assert!(
+        (2 * n as u64 * 120 * 9 / 10..=2 * n as u64 * 120 * 11 / 10).contains(&datagrams),
+        "seed {seed}: {datagrams} datagrams in an idle minute"
+    );
+    bytes as f64 / datagrams as f64
+}
+
+/// An idle probe or answer is small whatever the node ids (protocol version 9): once a
+/// peer answered a probe in the current session, heartbeats to it leave the sender's id
+/// out, a packet naming the receiver's session leaves out its incarnation, the random
+/// fields are fixed-width, and a member that names as many members as this node is told
+/// a name with one probe in four rather than each. Version 8 sent 66.3 bytes a datagram
+/// with 2-character ids and 124.5 with 40-character ones (seed 1); version 9 48.2 and
+/// 53.3.
+#[test]
+fn idle_probes_are_small_whatever_the_node_ids() {
+    for seed in 1..=2 {
+        let short = idle_bytes_per_datagram(false, seed);
+        let long = idle_bytes_per_datagram(true, seed);
+        eprintln!(
+            "seed {seed}: {short:.1} B per idle datagram with 2-character ids, {long:.1} with 40"
+        );
+        assert!(short <= 50.0, "seed {seed}: {short:.1} B per idle datagram");
+        // The occasional gossiped name carries a long id: no more than that.
+        assert!(
+            long <= short + 8.0,
+            "seed {seed}: {long:.1} B with long ids against {short:.1}"
+        );
     }
 }

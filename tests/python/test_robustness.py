@@ -44,7 +44,7 @@ def test_garbage_datagrams_are_counted_and_dropped(make_node) -> None:
     rng = random.Random(7)
     junk: List[bytes] = [b"", b"M", b"MS", b"hello world", bytes(15)]
     junk += [rng.randbytes(rng.randint(1, 1500)) for _ in range(300)]
-    junk += [datagram(rng.randbytes(40), version=9)]
+    junk += [datagram(rng.randbytes(40), version=PROTOCOL_VERSION + 1)]
     junk += [datagram(rng.randbytes(40), crc_ok=False) for _ in range(20)]
     junk += [datagram(rng.randbytes(40), cluster="another mesh") for _ in range(20)]
     junk += [datagram(b"short")[:-2]]
@@ -86,24 +86,64 @@ def varint(n: int) -> bytes:
             return bytes(out)
 
 
-def deep_write_fragments(depth: int, fragment: int) -> List[bytes]:
-    """Datagrams carrying one write whose value is ``depth`` nested lists, cut into
-    reliable-data fragments of ``fragment`` bytes (one datagram if it all fits)."""
-    src_inc, seq, hlc = 77, 1, int(time.time() * 1000) << 16
-    # Message::Delta, one group (origin, lo, hi), one entry (seq, hlc, key, Some(value)).
+def packet(src_inc: int, frames: List[bytes]) -> bytes:
+    """A datagram of ``frames`` (each already encoded, variant tag first) from a sender
+    with no session yet: Packet { src_inc (fixed 8 bytes), dst_inc: 0, src_session: 0,
+    dst_session: 0 (fixed 4 bytes each), frames }."""
+    head = struct.pack("<Q", src_inc) + varint(0) + struct.pack("<II", 0, 0)
+    return datagram(head + varint(len(frames)) + b"".join(frames))
+
+
+def read_varint(data: bytes, at: int) -> tuple:
+    """postcard's unsigned LEB128 integer at ``data[at:]``: (value, next offset)."""
+    value, shift = 0, 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, at
+
+
+def challenge_nonce(datagram_bytes: bytes) -> int:
+    """The nonce of the first `Challenge` frame of a plaintext datagram from a node."""
+    payload = datagram_bytes[16:]
+    at = 8  # src_inc
+    _, at = read_varint(payload, at)  # dst_inc
+    at += 8  # src_session, dst_session
+    count, at = read_varint(payload, at)
+    # A node's answer to an unproven source lists the responses it owes (tag 4), then its
+    # challenge (tag 3), then maybe its heartbeat.
+    for _ in range(count):
+        tag, at = read_varint(payload, at)
+        nonce, at = read_varint(payload, at)
+        if tag == 3:
+            return nonce
+        assert tag == 4, f"unexpected frame {tag} before the challenge"
+    raise AssertionError("no challenge in the answer")
+
+
+def deep_write_message(src_inc: int, depth: int) -> bytes:
+    """Message::Delta with one group (origin, lo, hi) and one entry (seq, hlc, key,
+    Some(value), expires: None) whose value is ``depth`` nested lists."""
+    seq, hlc = 1, int(time.time() * 1000) << 16
     message = bytes([0, 1]) + varint(src_inc) + bytes([1, 1, 1]) + varint(seq) + varint(hlc)
     message += bytes([4]) + b"deep" + bytes([1])
     # Value::List (variant 6) of one element, `depth` times, around Value::Null (0).
     message += bytes([6, 1]) * depth + bytes([0])
+    return message + bytes([0])
+
+
+def data_frames(message: bytes, fragment: int) -> List[bytes]:
+    """``message`` as reliable-data frames (variant 2: seq, msg_id, frag, frags, bytes) of
+    ``fragment`` bytes each."""
     pieces = [message[i : i + fragment] for i in range(0, len(message), fragment)]
-    out = []
+    frames = []
     for index, piece in enumerate(pieces):
-        # Packet { src_inc, dst_inc: 0, frames: [Frame::Data (variant 2) {seq, msg_id,
-        # frag, frags, bytes}] }
         data = varint(index + 1) + varint(1) + varint(index) + varint(len(pieces))
-        data += varint(len(piece)) + piece
-        out.append(datagram(varint(src_inc) + bytes([0, 1, 2]) + data))
-    return out
+        frames.append(bytes([2]) + data + varint(len(piece)) + piece)
+    return frames
 
 
 @pytest.mark.parametrize("fragment", [65_000, 1_100], ids=["one_datagram", "fragmented"])
@@ -115,11 +155,20 @@ def test_deeply_nested_value_from_the_network_is_dropped(make_node, fragment) ->
     a.set("before", 1)
     assert wait_until(lambda: b.get("before") == 1)
 
+    src_inc = 77
+    frames = data_frames(deep_write_message(src_inc, 20_000), fragment)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for payload in deep_write_fragments(20_000, fragment):
-            sock.sendto(payload, (HOST, a.port))
+        sock.bind((HOST, 0))
+        sock.settimeout(5)
+        # An unproven source is challenged and its frames are not read; answering the
+        # challenge from this address proves it, so the write reaches the value decoder.
+        sock.sendto(packet(src_inc, frames[:1]), (HOST, a.port))
+        nonce = challenge_nonce(sock.recvfrom(65_535)[0])
+        for index, frame in enumerate(frames):
+            proof = [bytes([4]) + varint(nonce)] if index == 0 else []
+            sock.sendto(packet(src_inc, proof + [frame]), (HOST, a.port))
             time.sleep(0.001)
-    assert wait_until(lambda: a.get_status()["counters"]["dropped"]["malformed"] >= 1), a.get_status()
+        assert wait_until(lambda: a.get_status()["counters"]["dropped"]["malformed"] >= 1), a.get_status()
 
     assert a.running and a.get("deep") is None
     a.set("after", 2)

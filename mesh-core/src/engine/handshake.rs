@@ -36,7 +36,7 @@ impl Engine {
         // Remembered (not trusted): a real node still proving its address must block the
         // collection of tombstones it has not seen, and be gossiped to the others.
         let introduced = frames.iter().find_map(|f| match f {
-            Frame::Heartbeat(hb) => Some(hb.node_id.as_str()),
+            Frame::Heartbeat(hb) if !hb.node_id.is_empty() => Some(hb.node_id.as_str()),
             _ => None,
         });
         if let Some(node_id) = introduced {

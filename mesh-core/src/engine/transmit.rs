@@ -44,10 +44,16 @@ impl Engine {
         self.queue_packet(addr, dst_inc, frames);
     }
 
-    /// This node's heartbeat for `to`: gossip only for a verified member.
+    /// This node's heartbeat for `to`: gossip only for a verified member, and the node
+    /// id only until `to` showed it holds it (see [`Heartbeat::node_id`]).
     pub(super) fn heartbeat_frame(&mut self, to: SocketAddr, reply: bool, now_us: u64) -> Frame {
+        let named = self.links.get(&to).is_some_and(|l| l.knows_our_id);
         Frame::Heartbeat(Heartbeat {
-            node_id: self.config.node_id.clone(),
+            node_id: if named {
+                String::new()
+            } else {
+                self.config.node_id.clone()
+            },
             fingerprint: self.replica.version_vector().fingerprint(),
             reply,
             members: self.members.nameable(),
@@ -136,7 +142,9 @@ impl Engine {
         }
         let packet = Packet {
             src_inc: self.incarnation,
-            dst_inc,
+            // The receiver's session names its run: the incarnation would add 8 bytes to
+            // every datagram of a link, idle probes included, and tell it nothing more.
+            dst_inc: if dst_session == 0 { dst_inc } else { 0 },
             src_session,
             dst_session,
             frames,

@@ -1014,12 +1014,15 @@ impl Adversary {
                     return Vec::new();
                 };
                 let known = packet.src_inc;
-                match self.rng.u8(..5) {
+                match self.rng.u8(..6) {
                     0 => packet.src_inc = u64::MAX,
                     1 => packet.src_inc = known.wrapping_add(1),
                     2 => packet.src_inc = 0,
                     3 => packet.dst_inc = self.rng.u64(..),
-                    _ => packet.dst_inc = 0,
+                    4 => packet.dst_inc = 0,
+                    // A packet naming no session of the receiver's: what a sender that
+                    // has not heard from it yet sends.
+                    _ => packet.dst_session = 0,
                 }
                 bytes = wire::encode_packet(self.cluster, &packet);
             }
@@ -1050,8 +1053,8 @@ impl Adversary {
     /// Whether `sent`, derived from the delivered datagram `original`, carries only
     /// content an honest node sent or content no node can take for a write. Sent from a
     /// member's address, a Data frame reaches the payload decoder when its sequence
-    /// number is new on that channel (a restarted receiver, an edited `dst_inc`, a
-    /// fragment refused the first time): then its bytes must be the original's and the
+    /// number is new on that channel (a restarted receiver, an edited `dst_inc` or
+    /// `dst_session`, a fragment refused the first time): then its bytes must be the original's and the
     /// message whole, or not decode at all. With [`AdversaryConfig::equivocate`] on,
     /// anything goes.
     fn vet(&mut self, original: &[u8], sent: &[u8], mutated: bool) -> bool {
@@ -1076,7 +1079,7 @@ impl Adversary {
             Frame::Data(d) => {
                 let whole = d.frags == 1 && d.frag == 0;
                 let same = genuine.contains(&d.bytes);
-                if mutated || packet.dst_inc == 0 {
+                if mutated || (packet.dst_inc == 0 && packet.dst_session == 0) {
                     // A new session (or an edited frame) may take it: only whole genuine
                     // messages, or bytes that do not decode.
                     whole && (same || wire::decode_message(&d.bytes).is_err())
