@@ -49,9 +49,10 @@ pub(crate) const NEWCOMER_GOSSIP: usize = 16;
 /// Most bytes of node ids one heartbeat's gossip carries, so that long node ids never
 /// push a heartbeat with its rumors past the datagram size.
 const GOSSIP_ID_BYTES: usize = 256;
-/// A member that can name as many members as this node is told one name with about one
-/// probe in this many: views that agree in size rarely differ, and a name on every
-/// probe was the largest part of an idle probe (16 bytes of 72 with short node ids).
+/// Once the mesh around this node settled, a member that can name as many members as
+/// this node is told one name with about one probe in this many: settled views that
+/// agree in size rarely differ, and a name on every probe was the largest part of an
+/// idle probe (16 bytes of 72 with short node ids).
 const STEADY_GOSSIP_ONE_IN: usize = 4;
 /// Periods after a member proved its address during which every answer to it names a
 /// few members (see [`Members::gossip_for`]).
@@ -396,6 +397,9 @@ pub(crate) struct Members {
     dead_slot_us: u64,
     /// Members neither verified nor given by the operator, counted as they change.
     unverified: usize,
+    /// When this node last verified a member or a member's new run: while the mesh
+    /// around it still changes, every probe names a member (see [`Members::gossip_for`]).
+    last_verified_us: Option<u64>,
 }
 
 impl Members {
@@ -413,6 +417,7 @@ impl Members {
             id_bytes: 0,
             dead_slot_us: 0,
             unverified: 0,
+            last_verified_us: None,
         }
     }
 
@@ -553,6 +558,7 @@ impl Members {
         member.incarnation = src_inc;
         member.refresh_origin();
         member.verified_us = now_us;
+        self.last_verified_us = Some(now_us);
         // A new run has refuted nothing yet, and is not what was suspected.
         member.refutation = 0;
         member.suspicion = None;
@@ -673,9 +679,10 @@ impl Members {
     /// tombstones others never saw. Members that proved their address within the last
     /// [`NEWCOMER_PERIODS`] periods are still learning the mesh: every heartbeat to them
     /// names [`NEWCOMER_GOSSIP`] (within [`GOSSIP_ID_BYTES`] of ids). Others get one name
-    /// with about one probe in [`STEADY_GOSSIP_ONE_IN`] and none per answer, which keeps
-    /// repairing views at a small, flat idle cost, unless they said they can name fewer
-    /// members than this node: then they lack
+    /// per probe and none per answer, which keeps repairing views, or once this node has
+    /// verified no member for as long (the mesh around it settled) one name with about
+    /// one probe in [`STEADY_GOSSIP_ONE_IN`], at a small, flat idle cost; unless they
+    /// said they can name fewer members than this node: then they lack
     /// some, and every heartbeat to them names [`NEWCOMER_GOSSIP`] too. Without that,
     /// two members that missed each other while the mesh formed would wait for one of
     /// the others' single names to be the right one: about as many periods as there
@@ -693,9 +700,12 @@ impl Members {
         };
         let newcomer_us = self.timing.heartbeat_us.saturating_mul(NEWCOMER_PERIODS);
         let lacks_some = receiver.nameable < self.nameable();
+        let settled = self
+            .last_verified_us
+            .is_none_or(|at| now_us.saturating_sub(at) >= newcomer_us);
         let fanout = if lacks_some || now_us.saturating_sub(receiver.verified_us) < newcomer_us {
             NEWCOMER_GOSSIP
-        } else if probe && rng.usize(..STEADY_GOSSIP_ONE_IN) == 0 {
+        } else if probe && (!settled || rng.usize(..STEADY_GOSSIP_ONE_IN) == 0) {
             1
         } else {
             return Vec::new();
@@ -1595,6 +1605,17 @@ mod tests {
         let with_one = named.iter().filter(|&&n| n == 1).count();
         assert!((60..=140).contains(&with_one), "about one probe in four: {with_one} of 400");
         assert_eq!(m.gossip_for(addr(1), true, 0, &mut rng).len(), 3, "all there are");
+        // A member verified lately: the mesh still changes, every probe names one.
+        known(&mut m, 5, later);
+        let changing: Vec<usize> = (0..20)
+            .map(|_| m.gossip_for(addr(1), true, later + 1, &mut rng).len())
+            .collect();
+        assert!(changing.iter().all(|&n| n == 1), "{changing:?}");
+        let settled = 2 * later;
+        let named = (0..40)
+            .filter(|_| !m.gossip_for(addr(1), true, settled, &mut rng).is_empty())
+            .count();
+        assert!(named < 25, "settled again: {named} of 40 probes named one");
     }
 
     #[test]

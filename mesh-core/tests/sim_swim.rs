@@ -333,8 +333,9 @@ fn form_large(sim: &mut Sim, limit: Duration) -> Duration {
 /// bootstrap node, a crashed node is known dead by all others within five probe periods
 /// plus the longest suspicion timeout, no live member is declared dead, and the writes
 /// made meanwhile pass the oracle. 200 nodes by default, which take seconds;
-/// `MESH_SIM_LARGE_NODES=1000` runs a thousand (minutes of CPU: too long for CI), and
-/// `MESH_SIM_LARGE_SEEDS` more seeds.
+/// `MESH_SIM_LARGE_NODES=1000` runs a thousand (about three minutes in a release build;
+/// `scripts/test.sh` runs that as a step of its own), and `MESH_SIM_LARGE_SEEDS` more
+/// seeds.
 #[test]
 fn a_large_mesh_forms_and_declares_a_crashed_node_dead_within_the_bound() {
     let n: usize = std::env::var("MESH_SIM_LARGE_NODES")
