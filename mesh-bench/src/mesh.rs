@@ -92,6 +92,7 @@ pub fn add(total: &mut Counters, c: &Counters) {
     total.messages_received += c.messages_received;
     total.indirect_probes += c.indirect_probes;
     total.probe_retries += c.probe_retries;
+    total.heal_probes += c.heal_probes;
     total.refutations += c.refutations;
     total.peers_failed += c.peers_failed;
     total.peers_left += c.peers_left;
@@ -119,6 +120,7 @@ pub fn diff(after: &Counters, before: &Counters) -> Counters {
         messages_received: after.messages_received - before.messages_received,
         indirect_probes: after.indirect_probes - before.indirect_probes,
         probe_retries: after.probe_retries - before.probe_retries,
+        heal_probes: after.heal_probes - before.heal_probes,
         refutations: after.refutations - before.refutations,
         peers_failed: after.peers_failed - before.peers_failed,
         peers_left: after.peers_left - before.peers_left,

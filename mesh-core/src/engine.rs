@@ -510,6 +510,7 @@ impl Engine {
             if let Some(link) = self.links.get_mut(&from) {
                 link.sync.on_back(now.mono_us);
             }
+            self.on_member_back(now, from);
             if let Some(node_id) = node_id {
                 self.peer_back(node_id, from, "recovered");
             }

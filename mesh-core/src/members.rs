@@ -803,6 +803,27 @@ impl Members {
         (transition, Some(true))
     }
 
+    /// Up to `max` dead members (not departed ones), those whose turn comes soonest
+    /// first, to probe now rather than in turn: one that died with them came back, and a
+    /// partition heals for all of them at once. Their turns start over from `now_us`.
+    pub fn dead_to_probe_now(&mut self, now_us: u64, max: usize) -> Vec<SocketAddr> {
+        let mut dead: Vec<(u64, SocketAddr)> = self
+            .members
+            .values()
+            .filter(|m| m.state == PeerState::Dead && m.incarnation != 0)
+            .map(|m| (m.next_heartbeat_us, m.addr))
+            .collect();
+        dead.sort_unstable();
+        dead.truncate(max);
+        let dead_probe_us = self.dead_probe_us();
+        for (_, addr) in &dead {
+            if let Some(member) = self.members.get_mut(addr) {
+                member.next_heartbeat_us = now_us.saturating_add(dead_probe_us);
+            }
+        }
+        dead.into_iter().map(|(_, addr)| addr).collect()
+    }
+
     /// How often each dead member is probed: all of them together about once per
     /// heartbeat interval, so a healed partition is noticed within about one interval
     /// while probing many dead members costs no more than probing one. No cap per

@@ -204,6 +204,10 @@ pub struct Counters {
     /// Direct probes sent again because the first went unanswered.
     #[serde(default)]
     pub probe_retries: u64,
+    /// Dead members probed at once, outside their turn, because another dead member
+    /// came back (a healing partition).
+    #[serde(default)]
+    pub heal_probes: u64,
     /// Suspicions of this node it refuted (Lifeguard counts them against its health).
     #[serde(default)]
     pub refutations: u64,

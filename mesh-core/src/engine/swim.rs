@@ -20,6 +20,9 @@ use super::Engine;
 /// Members told directly that this node leaves; the rest hear it from them.
 const LEAVE_FANOUT: usize = 3;
 
+/// Other dead members probed at once when one comes back (see `Engine::on_member_back`).
+const HEAL_PROBES: usize = 8;
+
 /// The failure detector's moving parts besides the member list.
 #[derive(Debug, Default)]
 pub(super) struct Swim {
@@ -30,6 +33,8 @@ pub(super) struct Swim {
     rumors: RumorQueue,
     /// This node announced that it leaves.
     leaving: bool,
+    /// When dead members were last probed at once because one came back.
+    heal_probed_us: Option<u64>,
 }
 
 impl Engine {
@@ -230,6 +235,7 @@ impl Engine {
                 }
                 self.swim.round.insert(addr, &mut self.rng);
                 self.tree_members_changed(now.mono_us);
+                self.on_member_back(now, addr);
                 if let Some(node_id) = node_id {
                     self.peer_back(node_id, addr, "recovered");
                 }
@@ -237,6 +243,36 @@ impl Engine {
             RumorChange::Failed => self.peer_gone(addr, "failed"),
             RumorChange::Left => self.peer_gone(addr, "left"),
             RumorChange::Refreshed | RumorChange::Suspected | RumorChange::Confirmed => {}
+        }
+    }
+
+    /// A member held dead is back: a partition healed, or it was only slow. It is
+    /// probed at once, so that it hears this node's refutation (this node was likely
+    /// held dead on its side too) without waiting for its turn in the round; and, at
+    /// most once per period, up to [`HEAL_PROBES`] other dead members are probed at once
+    /// rather than one per period in turn, since a healed partition brings them back
+    /// together. Each probe carries the rumor of its target's death, which it refutes
+    /// in its answer; so within a few round trips of the first member heard back, both
+    /// sides hold each other alive and sync.
+    pub(super) fn on_member_back(&mut self, now: Now, addr: SocketAddr) {
+        self.send_heartbeat(now, addr, true);
+        let period = self.members.timing().heartbeat_us;
+        let due = self
+            .swim
+            .heal_probed_us
+            .is_none_or(|at| now.mono_us.saturating_sub(at) >= period);
+        if !due {
+            return;
+        }
+        let dead = self.members.dead_to_probe_now(now.mono_us, HEAL_PROBES);
+        if dead.is_empty() {
+            return;
+        }
+        self.swim.heal_probed_us = Some(now.mono_us);
+        for target in dead {
+            self.counters.heal_probes += 1;
+            self.send_heartbeat(now, target, true);
+            self.touched.insert(target);
         }
     }
 

@@ -121,6 +121,7 @@ class Counters(TypedDict):
     sync_rounds: int
     indirect_probes: int
     probe_retries: int
+    heal_probes: int
     refutations: int
     peers_failed: int
     peers_left: int
