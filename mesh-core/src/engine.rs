@@ -830,7 +830,7 @@ impl Engine {
         } else {
             self.members.identify(from, &hb.node_id)
         };
-        self.members.note_nameable(&from, hb.members);
+        self.members.note_nameable(&from, hb.members, now.mono_us);
         let min_gap_us = MIN_TRIGGERED_SYNC_GAP_US.max(us(self.config.heartbeat_interval) / 2);
         if let Some(link) = self.links.get_mut(&from) {
             if identified.newly {

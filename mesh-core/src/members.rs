@@ -151,6 +151,8 @@ pub(crate) struct Member {
     /// How many members it said it can name, in its last heartbeat (`u32::MAX` until
     /// then: nothing to make up for).
     pub nameable: u32,
+    /// When it said so.
+    pub nameable_us: u64,
 }
 
 impl Member {
@@ -173,6 +175,7 @@ impl Member {
             gossiped: false,
             verified_us: now_us,
             nameable: u32::MAX,
+            nameable_us: now_us,
         }
     }
 
@@ -397,9 +400,9 @@ pub(crate) struct Members {
     dead_slot_us: u64,
     /// Members neither verified nor given by the operator, counted as they change.
     unverified: usize,
-    /// When this node last verified a member or a member's new run: while the mesh
-    /// around it still changes, every probe names a member (see [`Members::gossip_for`]).
-    last_verified_us: Option<u64>,
+    /// When a member last joined this node's table: while the mesh around it still
+    /// changes, every probe names a member (see [`Members::gossip_for`]).
+    last_added_us: Option<u64>,
 }
 
 impl Members {
@@ -417,7 +420,7 @@ impl Members {
             id_bytes: 0,
             dead_slot_us: 0,
             unverified: 0,
-            last_verified_us: None,
+            last_added_us: None,
         }
     }
 
@@ -558,7 +561,6 @@ impl Members {
         member.incarnation = src_inc;
         member.refresh_origin();
         member.verified_us = now_us;
-        self.last_verified_us = Some(now_us);
         // A new run has refuted nothing yet, and is not what was suspected.
         member.refutation = 0;
         member.suspicion = None;
@@ -667,26 +669,29 @@ impl Members {
         u32::try_from(self.named.len()).unwrap_or(u32::MAX)
     }
 
-    /// Notes how many members the member at `addr` said it can name.
-    pub fn note_nameable(&mut self, addr: &SocketAddr, nameable: u32) {
+    /// Notes how many members the member at `addr` said it can name, at `now_us`.
+    pub fn note_nameable(&mut self, addr: &SocketAddr, nameable: u32, now_us: u64) {
         if let Some(member) = self.members.get_mut(addr) {
             member.nameable = nameable;
+            member.nameable_us = now_us;
         }
     }
 
     /// Random identified members other than `to`, dead ones included: a node that joins
     /// during a partition must still learn the whole membership, or it could collect
-    /// tombstones others never saw. Members that proved their address within the last
-    /// [`NEWCOMER_PERIODS`] periods are still learning the mesh: every heartbeat to them
-    /// names [`NEWCOMER_GOSSIP`] (within [`GOSSIP_ID_BYTES`] of ids). Others get one name
-    /// per probe and none per answer, which keeps repairing views, or once this node has
-    /// verified no member for as long (the mesh around it settled) one name with about
-    /// one probe in [`STEADY_GOSSIP_ONE_IN`], at a small, flat idle cost; unless they
-    /// said they can name fewer members than this node: then they lack
-    /// some, and every heartbeat to them names [`NEWCOMER_GOSSIP`] too. Without that,
-    /// two members that missed each other while the mesh formed would wait for one of
-    /// the others' single names to be the right one: about as many periods as there
-    /// are members.
+    /// tombstones others never saw. Members that said they can name fewer members than
+    /// this node lack some, and every heartbeat to them names [`NEWCOMER_GOSSIP`]
+    /// (within [`GOSSIP_ID_BYTES`] of ids); so do members that proved their address
+    /// within the last [`NEWCOMER_PERIODS`] periods and have not said yet. Without the
+    /// count, two members that missed each other while the mesh formed would wait for
+    /// one of the others' single names to be the right one: about as many periods as
+    /// there are members. Others get one name per probe and none per answer, which
+    /// keeps repairing views; once no member joined this node's table for as long (the
+    /// mesh around it settled), one name with about one probe in
+    /// [`STEADY_GOSSIP_ONE_IN`], at a small, flat idle cost. (A member verified lately
+    /// that names as many as this node is no newcomer: in a large mesh, members first
+    /// exchange datagrams for hundreds of periods after it formed, and telling each of
+    /// them 16 names for 30 periods doubled the idle traffic of 1,000 nodes.)
     pub fn gossip_for(
         &self,
         to: SocketAddr,
@@ -699,11 +704,20 @@ impl Members {
             return Vec::new();
         };
         let newcomer_us = self.timing.heartbeat_us.saturating_mul(NEWCOMER_PERIODS);
-        let lacks_some = receiver.nameable < self.nameable();
+        // A count is taken only while fresh: in a large mesh two members exchange
+        // datagrams once in hundreds of periods, and one said while the mesh formed
+        // would have the first exchange after it carry 16 names needlessly. A member
+        // that still lacks some says so again in each probe, and its answers fill it.
+        let lacks_some = receiver.nameable < self.nameable()
+            && now_us.saturating_sub(receiver.nameable_us) < newcomer_us;
+        // Until the receiver said how many it can name, a member that proved its address
+        // lately is taken for a newcomer; after that, its count tells.
+        let newcomer = receiver.nameable == u32::MAX
+            && now_us.saturating_sub(receiver.verified_us) < newcomer_us;
         let settled = self
-            .last_verified_us
+            .last_added_us
             .is_none_or(|at| now_us.saturating_sub(at) >= newcomer_us);
-        let fanout = if lacks_some || now_us.saturating_sub(receiver.verified_us) < newcomer_us {
+        let fanout = if lacks_some || newcomer {
             NEWCOMER_GOSSIP
         } else if probe && (!settled || rng.usize(..STEADY_GOSSIP_ONE_IN) == 0) {
             1
@@ -1086,6 +1100,7 @@ impl Members {
         if member.is_unverified_gossip() {
             self.unverified += 1;
         }
+        self.last_added_us = Some(member.added_us);
         self.members.insert(addr, member);
         if let Some(node_id) = node_id {
             self.index(addr, node_id);
@@ -1648,16 +1663,20 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(1);
         let later = NEWCOMER_PERIODS * TIMING.heartbeat_us;
         assert_eq!(m.nameable(), 40);
-        m.note_nameable(&addr(1), 39);
+        m.note_nameable(&addr(1), 39, later);
         assert_eq!(m.gossip_for(addr(1), false, later, &mut rng).len(), NEWCOMER_GOSSIP, "an answer");
         assert_eq!(m.gossip_for(addr(1), true, later, &mut rng).len(), NEWCOMER_GOSSIP, "a probe");
-        m.note_nameable(&addr(1), 40);
+        m.note_nameable(&addr(1), 40, later);
         assert!(m.gossip_for(addr(1), false, later, &mut rng).is_empty(), "caught up");
-        m.note_nameable(&addr(1), 41);
+        m.note_nameable(&addr(1), 41, later);
         let most = (0..40)
             .map(|_| m.gossip_for(addr(1), true, later, &mut rng).len())
             .max();
         assert_eq!(most, Some(1), "knows more: a name now and then, no more");
+        // A count said long ago is not taken: the member has likely caught up since.
+        m.note_nameable(&addr(1), 39, later);
+        let long_after = later + NEWCOMER_PERIODS * TIMING.heartbeat_us;
+        assert!(m.gossip_for(addr(1), false, long_after, &mut rng).is_empty(), "stale");
     }
 
     #[test]
