@@ -704,19 +704,21 @@ impl Members {
             return Vec::new();
         };
         let newcomer_us = self.timing.heartbeat_us.saturating_mul(NEWCOMER_PERIODS);
-        // A count is taken only while fresh: in a large mesh two members exchange
-        // datagrams once in hundreds of periods, and one said while the mesh formed
-        // would have the first exchange after it carry 16 names needlessly. A member
-        // that still lacks some says so again in each probe, and its answers fill it.
-        let lacks_some = receiver.nameable < self.nameable()
-            && now_us.saturating_sub(receiver.nameable_us) < newcomer_us;
+        let settled = self
+            .last_added_us
+            .is_none_or(|at| now_us.saturating_sub(at) >= newcomer_us);
+        // Once the mesh around this node settled, a count is taken only while fresh: in
+        // a large mesh two members exchange datagrams once in hundreds of periods, and a
+        // count said while the mesh formed would have the first exchange after it carry
+        // 16 names needlessly. A member that still lacks some says so in each probe, and
+        // the answers fill it. While the mesh forms, old counts still count: probes to a
+        // member that lacked names are half of what it learns from.
+        let fresh = !settled || now_us.saturating_sub(receiver.nameable_us) < newcomer_us;
+        let lacks_some = receiver.nameable < self.nameable() && fresh;
         // Until the receiver said how many it can name, a member that proved its address
         // lately is taken for a newcomer; after that, its count tells.
         let newcomer = receiver.nameable == u32::MAX
             && now_us.saturating_sub(receiver.verified_us) < newcomer_us;
-        let settled = self
-            .last_added_us
-            .is_none_or(|at| now_us.saturating_sub(at) >= newcomer_us);
         let fanout = if lacks_some || newcomer {
             NEWCOMER_GOSSIP
         } else if probe && (!settled || rng.usize(..STEADY_GOSSIP_ONE_IN) == 0) {
