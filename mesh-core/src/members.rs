@@ -54,8 +54,10 @@ const GOSSIP_ID_BYTES: usize = 256;
 /// agree in size rarely differ, and a name on every probe was the largest part of an
 /// idle probe (16 bytes of 72 with short node ids).
 const STEADY_GOSSIP_ONE_IN: usize = 4;
-/// Periods after a member proved its address during which every answer to it names a
-/// few members (see [`Members::gossip_for`]).
+/// Periods after a member proved its address during which, until it says how many
+/// members it can name, every heartbeat to it names a few (see [`Members::gossip_for`]);
+/// also how long a count it said stays fresh, and how long after a member last joined
+/// the mesh around this node counts as still changing.
 pub(crate) const NEWCOMER_PERIODS: u64 = 30;
 /// Members not verified yet and not given by the operator (gossiped, or heard from
 /// without proof), at most: neither gossip nor spoofed datagrams can make this node

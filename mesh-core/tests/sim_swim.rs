@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mesh_core::fault::FaultConfig;
 use mesh_core::sim::Sim;
-use mesh_core::{Config, PeerState};
+use mesh_core::{Config, Counters, PeerState};
 
 /// A 1 s probe period, the suspicion floor three periods.
 fn config() -> Config {
@@ -47,12 +47,17 @@ fn form(sim: &mut Sim, limit: Duration) {
     panic!("the mesh did not form within {limit:?}");
 }
 
-fn failures(sim: &Sim) -> u64 {
+/// `counter` summed over the nodes running.
+fn total(sim: &Sim, counter: impl Fn(&Counters) -> u64) -> u64 {
     sim.nodes
         .iter()
         .filter_map(|n| n.engine.as_ref())
-        .map(|e| e.counters().peers_failed)
+        .map(|e| counter(&e.counters()))
         .sum()
+}
+
+fn failures(sim: &Sim) -> u64 {
+    total(sim, |c| c.peers_failed)
 }
 
 #[test]
@@ -154,12 +159,11 @@ fn a_lost_probe_is_sent_again_before_its_target_is_suspected() {
             loss_rate: 0.10,
             ..FaultConfig::default()
         });
-        let counted = |sim: &Sim| -> (u64, u64) {
-            sim.nodes
-                .iter()
-                .filter_map(|n| n.engine.as_ref())
-                .map(|e| e.counters())
-                .fold((0, 0), |(r, p), c| (r + c.refutations, p + c.probe_retries))
+        let counted = |sim: &Sim| {
+            (
+                total(sim, |c| c.refutations),
+                total(sim, |c| c.probe_retries),
+            )
         };
         let before = counted(&sim);
         sim.run_for(Duration::from_secs(300));
@@ -429,12 +433,11 @@ fn idle_bytes_per_datagram(long_ids: bool, seed: u64) -> f64 {
     sim.write(0, "k", Some(mesh_core::Value::Int(1)));
     // Past the newcomer window, in which every heartbeat names members.
     sim.run_for(Duration::from_secs(30));
-    let sent = |sim: &Sim| -> (u64, u64) {
-        sim.nodes
-            .iter()
-            .filter_map(|n| n.engine.as_ref())
-            .map(|e| e.counters())
-            .fold((0, 0), |(b, d), c| (b + c.bytes_sent, d + c.datagrams_sent))
+    let sent = |sim: &Sim| {
+        (
+            total(sim, |c| c.bytes_sent),
+            total(sim, |c| c.datagrams_sent),
+        )
     };
     let before = sent(&sim);
     sim.run_for(Duration::from_secs(60));
