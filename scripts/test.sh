@@ -171,8 +171,9 @@ else
 fi
 step "demo: 5 nodes, 20% loss, converges" demo_smoke
 # A thousand simulated members form from one bootstrap node, detect a crash within the
-# bound and pass the oracle: one seed, in a release build (the demo's build is reused;
-# at the test profile's optimisation it would take several times as long).
+# bound and pass the oracle: one seed, in a release build of its own (a few minutes to
+# compile, about three and a half to run; at the test profile's optimisation the run
+# would take several times as long).
 step "simulator: 1,000 members, one seed (release)" \
     env MESH_SIM_LARGE_NODES=1000 cargo test --release -p mesh-core --test sim_swim a_large_mesh
 
