@@ -40,7 +40,7 @@ use crate::feed::{self, Ended, Feed};
 use crate::frontier::Frontiers;
 use crate::hlc::{HlcClock, LOGICAL_BITS};
 use crate::link::{channel_limits, Link, SessionCheck};
-use crate::members::{Admission, Heard, Members, Timing, Transition};
+use crate::members::{Admission, Heard, Identified, Members, Timing, Transition};
 use crate::origin::origin_id;
 use crate::propagation::PropagationLag;
 use crate::push::Pushes;
@@ -664,6 +664,9 @@ impl Engine {
         for (addr, reply) in heartbeats {
             self.send_heartbeat(now, addr, reply);
         }
+        if self.members.has_claims() {
+            self.settle_claims(now);
+        }
         if !self.started {
             return;
         }
@@ -798,6 +801,42 @@ impl Engine {
         self.emit(Event::PeerRecovered { node_id, addr });
     }
 
+    /// Acts on what naming the member at `from` `node_id` changed.
+    fn on_identified(&mut self, now: Now, from: SocketAddr, node_id: &str, identified: Identified) {
+        for moved in identified.removed {
+            self.remove_peer(moved);
+        }
+        if !identified.newly {
+            return;
+        }
+        if let Some(link) = self.links.get_mut(&from) {
+            link.sync.want_now(now.mono_us);
+        }
+        if !self.members.was_gossiped(&from) {
+            // It joined through this node: the mesh hears of it from here.
+            self.spread_about(&from);
+        }
+        self.tree_members_changed(now.mono_us);
+        log::info!(
+            "{}: discovered peer {node_id} at {from}",
+            self.config.node_id
+        );
+        self.emit(Event::PeerDiscovered {
+            node_id: node_id.to_owned(),
+            addr: from,
+        });
+    }
+
+    /// Names the members whose node id claims were held back while the id's holder
+    /// lived, now that it does not (see `Members::identify`).
+    fn settle_claims(&mut self, now: Now) {
+        for (addr, node_id, identified) in self.members.settle_claims() {
+            // A sync is wanted with it now: its timer is filed again.
+            self.touched.insert(addr);
+            self.on_identified(now, addr, &node_id, identified);
+        }
+    }
+
     fn add_link(&mut self, addr: SocketAddr) {
         let session = self.rng.u32(1..);
         self.links.insert(addr, Link::new(&self.limits, session));
@@ -816,6 +855,12 @@ impl Engine {
     fn on_heartbeat(&mut self, now: Now, from: SocketAddr, hb: Heartbeat) {
         if hb.node_id == self.config.node_id {
             // Another process runs with our node id, or we were given our own address.
+            // From a member that named itself otherwise, or one the operator gave, it is
+            // more likely spoofed: the member stays.
+            if self.members.is_vouched_for(&from) {
+                self.counters.dropped.conflicts += 1;
+                return;
+            }
             log::warn!(
                 "{}: heard from {from} claiming our own node id; ignoring it",
                 self.config.node_id
@@ -829,12 +874,13 @@ impl Engine {
         } else {
             self.members.identify(from, &hb.node_id)
         };
+        if identified.refused {
+            self.counters.dropped.conflicts += 1;
+        }
         self.members.note_nameable(&from, hb.members, now.mono_us);
+        self.on_identified(now, from, &hb.node_id, identified);
         let min_gap_us = MIN_TRIGGERED_SYNC_GAP_US.max(us(self.config.heartbeat_interval) / 2);
         if let Some(link) = self.links.get_mut(&from) {
-            if identified.newly {
-                link.sync.want_now(now.mono_us);
-            }
             let idle = link.channel.is_idle();
             link.sync.on_fingerprint(
                 hb.fingerprint,
@@ -843,25 +889,6 @@ impl Engine {
                 min_gap_us,
                 now.mono_us,
             );
-        }
-        for moved in identified.removed {
-            self.remove_peer(moved);
-        }
-        if identified.newly && !self.members.was_gossiped(&from) {
-            // It joined through this node: the mesh hears of it from here.
-            self.spread_about(&from);
-        }
-        if identified.newly {
-            self.tree_members_changed(now.mono_us);
-            log::info!(
-                "{}: discovered peer {} at {from}",
-                self.config.node_id,
-                hb.node_id
-            );
-            self.emit(Event::PeerDiscovered {
-                node_id: hb.node_id.clone(),
-                addr: from,
-            });
         }
         for added in self.members.merge_gossip(hb.gossip, now.mono_us) {
             self.add_link(added);
@@ -956,7 +983,16 @@ impl Engine {
             .chain(self.frontiers.origins())
             .collect();
         let own = self.in_step_view();
-        let peers = self.links.values().map(|l| l.sync.view_in_step(&own));
+        // The word of every member that can answer: one that is dead, or never proved
+        // its address (a gossiped name, a spoofed one), would hold retirement off for as
+        // long as it is remembered, and with it the agreement of fingerprints with the
+        // nodes that do not remember it. It syncs again when it comes back.
+        let members = &self.members;
+        let peers = self
+            .links
+            .iter()
+            .filter(|(addr, _)| members.is_reachable(addr))
+            .map(|(_, l)| l.sync.view_in_step(&own));
         let retired = self.retire.retire(
             &mut self.replica,
             peers,

@@ -133,6 +133,27 @@ impl Link {
         self.knows_our_id = false;
     }
 
+    /// Its sessions, channel and sync state in one line, for diagnostics.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn summary(&self) -> String {
+        format!(
+            "sessions {}/{} confirmed {} partial {} ordered {} next {:?} channel {:?} sync fp {:?} digest {:?} due {:?} last {:?} asked {:?} stream {:?}",
+            self.local_session,
+            self.remote_session,
+            self.confirmed,
+            self.channel.reassembly_bytes(),
+            self.messages.buffered_bytes(),
+            self.channel.next_timeout(),
+            self.channel.stats(),
+            self.sync.fingerprint,
+            self.sync.digest.as_ref().map(|d| d.len()),
+            self.sync.due_us,
+            self.sync.last_us,
+            self.sync.asked,
+            self.sync.stream.len(),
+        )
+    }
+
     /// Checks the sessions a packet from the peer names (see the module docs).
     pub fn check_sessions(
         &mut self,

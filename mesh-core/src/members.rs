@@ -63,6 +63,10 @@ pub(crate) const NEWCOMER_PERIODS: u64 = 30;
 /// without proof), at most: neither gossip nor spoofed datagrams can make this node
 /// remember or probe more addresses than this.
 pub(crate) const MAX_UNVERIFIED: usize = 64;
+
+/// Most node ids held back at once because a live member at another address holds them
+/// (see [`Members::identify`]); beyond, a claim is refused outright.
+const MAX_CLAIMS: usize = 16;
 /// Longest suspicion timeout, in minimum suspicion timeouts (Lifeguard's α; memberlist's
 /// `SuspicionMaxTimeoutMult`): how long a suspicion no other member confirms waits for
 /// its refutation.
@@ -150,6 +154,9 @@ pub(crate) struct Member {
     pub gossiped: bool,
     /// When its current run proved its address.
     pub verified_us: u64,
+    /// Whether its node id is the one its current run gave in its own heartbeat: a run
+    /// keeps its id, so a later heartbeat naming another is not its own.
+    pub named_by_itself: bool,
     /// How many members it said it can name, in its last heartbeat (`u32::MAX` until
     /// then: nothing to make up for).
     pub nameable: u32,
@@ -173,6 +180,7 @@ impl Member {
             probe_interval_us: FIRST_PROBE_US,
             added_us: now_us,
             heard_unverified: false,
+            named_by_itself: false,
             advertised: None,
             gossiped: false,
             verified_us: now_us,
@@ -334,6 +342,10 @@ pub(crate) struct Identified {
     pub newly: bool,
     /// Other addresses that held the same node id, forgotten (the node moved).
     pub removed: Vec<SocketAddr>,
+    /// The node id was not taken: the member named itself otherwise in its current run,
+    /// or a live member at another address holds the id (the claim is held back until
+    /// that one is dead, see [`Members::settle_claims`]).
+    pub refused: bool,
 }
 
 /// What a rumor changed about a member.
@@ -405,6 +417,9 @@ pub(crate) struct Members {
     /// When a member last joined this node's table: while the mesh around it still
     /// changes, every probe names a member (see [`Members::gossip_for`]).
     last_added_us: Option<u64>,
+    /// Node ids claimed by members while a live member at another address held them,
+    /// by claimant: taken once the holder is dead.
+    claims: HashMap<SocketAddr, String>,
 }
 
 impl Members {
@@ -423,6 +438,7 @@ impl Members {
             dead_slot_us: 0,
             unverified: 0,
             last_added_us: None,
+            claims: HashMap::new(),
         }
     }
 
@@ -434,7 +450,12 @@ impl Members {
             + std::mem::size_of::<SocketAddr>() * 2
             + std::mem::size_of::<(SocketAddr, usize)>();
         // Twice the ids: the index keeps its own copy of each.
-        self.members.len() * entry + 2 * self.id_bytes + self.named.len() * index_entry
+        let claims: usize = self
+            .claims
+            .values()
+            .map(|id| std::mem::size_of::<(SocketAddr, String)>() + id.len())
+            .sum();
+        self.members.len() * entry + 2 * self.id_bytes + self.named.len() * index_entry + claims
     }
 
     /// Remembers `addr`, which introduced itself as `node_id` without proving its
@@ -449,7 +470,11 @@ impl Members {
             return false;
         }
         let mut member = Member::new(addr, false, now_us);
-        member.node_id = Some(node_id.to_owned());
+        // Named only if no live member holds the id: its verified heartbeats claim it
+        // otherwise (see `identify`).
+        if !self.held_alive_elsewhere(addr, node_id) {
+            member.node_id = Some(node_id.to_owned());
+        }
         member.refresh_origin();
         member.heard_unverified = true;
         // Never probed: a spoofed introduction must not make this node send anything.
@@ -567,6 +592,7 @@ impl Members {
         member.refutation = 0;
         member.suspicion = None;
         member.heard_unverified = false;
+        member.named_by_itself = false;
         let restarted = if restarted {
             member.node_id.clone().inspect(|_| {
                 member.state = PeerState::Alive;
@@ -607,30 +633,120 @@ impl Members {
 
     /// Records the node id a heartbeat from `from` announces. The same node id at another
     /// address means the node moved (restarted on a new port): the old address is
-    /// forgotten.
+    /// forgotten, or only unnamed if the operator gave it.
+    ///
+    /// Nothing proves who sends a plaintext heartbeat, so an id claim takes nothing away
+    /// from a live member (as memberlist refuses a conflicting address while the holder
+    /// lives): a member that named itself in its current run keeps its name, and an id
+    /// held by a live member elsewhere is held back as a claim until that member is
+    /// dead. Else anyone could make two nodes forget each other for good.
     pub fn identify(&mut self, from: SocketAddr, node_id: &str) -> Identified {
-        let Some(member) = self.members.get_mut(&from) else {
+        let Some(member) = self.members.get(&from) else {
             return Identified::default();
         };
         if member.node_id.as_deref() == Some(node_id) {
+            // Named before it proved its address, or by gossip: now on its own word.
+            if let Some(member) = self.members.get_mut(&from) {
+                member.named_by_itself = true;
+            }
             return Identified::default();
         }
-        let removed: Vec<SocketAddr> = self
+        let refused = Identified {
+            refused: true,
+            ..Identified::default()
+        };
+        if member.named_by_itself {
+            return refused;
+        }
+        if self.held_alive_elsewhere(from, node_id) {
+            if self.claims.len() < MAX_CLAIMS || self.claims.contains_key(&from) {
+                self.claims.insert(from, node_id.to_owned());
+            }
+            return refused;
+        }
+        self.take_name(from, node_id)
+    }
+
+    /// Whether a live member at an address other than `addr` holds `node_id`.
+    fn held_alive_elsewhere(&self, addr: SocketAddr, node_id: &str) -> bool {
+        self.by_id.get(node_id).is_some_and(|addrs| {
+            addrs.iter().filter(|a| **a != addr).any(|a| {
+                self.members
+                    .get(a)
+                    .is_some_and(|m| m.incarnation != 0 && matches!(m.state, PeerState::Alive | PeerState::Suspect))
+            })
+        })
+    }
+
+    /// Names the member at `addr` `node_id` on its own word, taking the id from any
+    /// other address that held it.
+    fn take_name(&mut self, addr: SocketAddr, node_id: &str) -> Identified {
+        let holders: Vec<SocketAddr> = self
             .by_id
             .get(node_id)
             .into_iter()
             .flatten()
             .copied()
-            .filter(|addr| *addr != from)
+            .filter(|a| *a != addr)
             .collect();
-        self.name(from, node_id);
-        for addr in &removed {
-            self.take(addr);
+        self.name(addr, node_id);
+        self.claims.remove(&addr);
+        if let Some(member) = self.members.get_mut(&addr) {
+            member.named_by_itself = true;
+        }
+        let mut removed = Vec::new();
+        for holder in holders {
+            if self.members.get(&holder).is_some_and(|m| m.bootstrap) {
+                // The operator's word for the address stands; only the name moves.
+                self.unname(holder);
+            } else {
+                self.take(&holder);
+                removed.push(holder);
+            }
         }
         Identified {
             newly: true,
             removed,
+            refused: false,
         }
+    }
+
+    /// Whether node id claims are held back (see [`Members::identify`]).
+    pub fn has_claims(&self) -> bool {
+        !self.claims.is_empty()
+    }
+
+    /// Takes the held-back claims whose holder is no longer alive; drops those whose
+    /// claimant is gone or no longer alive itself. Returns each claimant named, with its
+    /// id and what naming it changed.
+    pub fn settle_claims(&mut self) -> Vec<(SocketAddr, String, Identified)> {
+        let claims: Vec<(SocketAddr, String)> = self.claims.drain().collect();
+        let mut settled = Vec::new();
+        for (addr, node_id) in claims {
+            let claimant_alive = self
+                .members
+                .get(&addr)
+                .is_some_and(|m| m.incarnation != 0 && m.state == PeerState::Alive);
+            if !claimant_alive {
+                continue;
+            }
+            if self.held_alive_elsewhere(addr, &node_id) {
+                self.claims.insert(addr, node_id);
+            } else {
+                let identified = self.take_name(addr, &node_id);
+                settled.push((addr, node_id, identified));
+            }
+        }
+        settled
+    }
+
+    /// Whether the member at `addr` named itself in its current run, or was given by the
+    /// operator: a datagram from its address claiming another id is not taken to mean
+    /// it is someone else.
+    pub fn is_vouched_for(&self, addr: &SocketAddr) -> bool {
+        self.members
+            .get(addr)
+            .is_some_and(|m| m.named_by_itself || m.bootstrap)
     }
 
     /// Adds the gossiped members not known yet (by address or by node id), from the first
@@ -1125,6 +1241,19 @@ impl Members {
         self.index(addr, node_id.to_owned());
     }
 
+    /// Takes the node id of the member at `addr` away, from the member and the indexes.
+    fn unname(&mut self, addr: SocketAddr) {
+        let Some(member) = self.members.get_mut(&addr) else {
+            return;
+        };
+        let previous = member.node_id.take();
+        member.named_by_itself = false;
+        member.refresh_origin();
+        if let Some(previous) = previous {
+            self.unindex(addr, &previous);
+        }
+    }
+
     fn index(&mut self, addr: SocketAddr, node_id: String) {
         self.id_bytes += node_id.len();
         let addrs = self.by_id.entry(node_id).or_default();
@@ -1156,6 +1285,7 @@ impl Members {
     /// Forgets the member at `addr`, indexes included.
     fn take(&mut self, addr: &SocketAddr) -> Option<Member> {
         let member = self.members.remove(addr)?;
+        self.claims.remove(addr);
         if member.is_unverified_gossip() {
             self.unverified -= 1;
         }
@@ -1547,6 +1677,57 @@ mod tests {
         assert_eq!(summary.removed, vec![addr(1)]);
         assert!(m.get(&addr(1)).is_none());
         assert_eq!(m.identify(addr(2), "peer"), Identified::default());
+    }
+
+    #[test]
+    fn a_node_id_held_by_a_live_member_is_claimed_only_once_that_member_is_dead() {
+        let mut m = Members::new("me", TIMING, MAX);
+        m.admit(addr(1), 1, 0);
+        m.mark_heard(addr(1), 0);
+        m.identify(addr(1), "peer");
+        m.admit(addr(2), 2, 0);
+        m.mark_heard(addr(2), 0);
+        let claim = m.identify(addr(2), "peer");
+        assert!(claim.refused && !claim.newly && claim.removed.is_empty());
+        assert_eq!(m.get(&addr(1)).unwrap().node_id.as_deref(), Some("peer"));
+        assert_eq!(m.get(&addr(2)).unwrap().node_id, None);
+        assert!(m.settle_claims().is_empty(), "the holder still lives");
+        m.members.get_mut(&addr(1)).unwrap().state = PeerState::Dead;
+        let settled = m.settle_claims();
+        assert_eq!(settled.len(), 1);
+        let (at, id, identified) = &settled[0];
+        assert_eq!((*at, id.as_str()), (addr(2), "peer"));
+        assert_eq!(identified.removed, vec![addr(1)]);
+        assert!(!m.has_claims());
+        m.check_indexes().unwrap();
+    }
+
+    #[test]
+    fn a_member_that_named_itself_keeps_its_name_until_it_restarts() {
+        let mut m = Members::new("me", TIMING, MAX);
+        m.admit(addr(1), 1, 0);
+        m.identify(addr(1), "peer");
+        assert!(m.identify(addr(1), "other").refused);
+        assert_eq!(m.get(&addr(1)).unwrap().node_id.as_deref(), Some("peer"));
+        // Another run at the address may be another node.
+        m.admit(addr(1), 2, 0);
+        assert!(m.identify(addr(1), "other").newly);
+        m.check_indexes().unwrap();
+    }
+
+    #[test]
+    fn a_bootstrap_address_loses_only_its_name_to_a_node_that_moved() {
+        let mut m = Members::new("me", TIMING, MAX);
+        m.add_bootstrap(addr(1), 0);
+        m.admit(addr(1), 1, 0);
+        m.identify(addr(1), "peer");
+        m.members.get_mut(&addr(1)).unwrap().state = PeerState::Dead;
+        m.admit(addr(2), 2, 0);
+        let moved = m.identify(addr(2), "peer");
+        assert!(moved.newly && moved.removed.is_empty());
+        let kept = m.get(&addr(1)).expect("the operator's address stays");
+        assert_eq!(kept.node_id, None);
+        m.check_indexes().unwrap();
     }
 
     #[test]

@@ -10,10 +10,14 @@
 //! - `O` is not this node's own origin, nor the incarnation of any member in the table
 //!   (whatever its state: a failed member may come back and write on), nor vouched for
 //!   by anyone (see `frontier`);
-//! - every known peer sent a digest, and each either reports `O` at exactly `n` or does
-//!   not name `O` at all (it retired `O` itself, or never heard of it and has nothing of
-//!   it to send); a peer behind or ahead makes this node wait, so no node retires what
-//!   another is still streaming to it or still lacks;
+//! - every reachable member (alive or suspect, its address proven) sent a digest, and
+//!   each either reports `O` at exactly `n` or does not name `O` at all (it retired `O`
+//!   itself, or never heard of it and has nothing of it to send); a peer behind or ahead
+//!   makes this node wait, so no node retires what another is still streaming to it or
+//!   still lacks. A dead member, or an address that never proved itself, is not waited
+//!   for: remembered for the tombstone grace, it would keep this node's digest apart
+//!   from that of nodes that forgot it (or never heard of it), and the two would sync
+//!   without end. One that comes back is synced with like any peer;
 //! - the node is past the same warm-up as tombstone collection, so gossip had time to
 //!   tell it the whole membership.
 //!

@@ -1019,7 +1019,50 @@ impl Sim {
                     .filter(|w| w.key == key && !vv.contains(w.rank.1, w.rank.2))
                     .map(|w| format!("{}/{}", w.rank.1, w.rank.2))
                     .collect();
-                out += &format!("\n  node {i}: {held:?}; unaccounted {unaccounted:?}");
+                out += &format!(
+                    "\n  node {i} ({}): {held:?}; unaccounted {unaccounted:?}; links:{}",
+                    node.addr,
+                    engine.describe_links()
+                );
+            }
+        }
+        out
+    }
+
+    /// Where each live node's version vector differs from node `i`'s, origin by origin
+    /// (the ranges held, or the prefix retired), for a failed check: two nodes that
+    /// account differently never agree on a fingerprint.
+    pub fn describe_version_vectors(&self, i: usize) -> String {
+        use std::collections::BTreeMap;
+        let accounts = |node: &SimNode| -> BTreeMap<u64, String> {
+            let Some(engine) = node.engine.as_ref() else {
+                return BTreeMap::new();
+            };
+            let vv = engine.replica().version_vector();
+            vv.iter()
+                .map(|(origin, set)| (origin, format!("{:?}", set.ranges().collect::<Vec<_>>())))
+                .chain(
+                    vv.retired()
+                        .map(|(origin, n)| (origin, format!("retired <= {n}"))),
+                )
+                .collect()
+        };
+        let mine = accounts(&self.nodes[i]);
+        let mut out = String::new();
+        for (j, node) in self.nodes.iter().enumerate() {
+            if j == i || node.engine.is_none() {
+                continue;
+            }
+            let theirs = accounts(node);
+            let origins: std::collections::BTreeSet<u64> =
+                mine.keys().chain(theirs.keys()).copied().collect();
+            let differ: Vec<String> = origins
+                .into_iter()
+                .filter(|o| mine.get(o) != theirs.get(o))
+                .map(|o| format!("{o}: {:?} vs {:?}", mine.get(&o), theirs.get(&o)))
+                .collect();
+            if !differ.is_empty() {
+                out += &format!("\n  node {i} vs node {j}: {}", differ.join("; "));
             }
         }
         out

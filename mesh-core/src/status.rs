@@ -106,6 +106,13 @@ pub struct DropCounters {
     pub unverified: u64,
     /// Requests beyond what one peer may ask for in a given time.
     pub rate_limited: u64,
+    /// Heartbeats whose node id was not taken: the receiver's own id, or another id
+    /// than the sender's run gave before, from a member that named itself or that the
+    /// operator gave; or an id a live member at another address holds (taken once that
+    /// one is dead). Plaintext heartbeats can be spoofed: an id claim takes no live
+    /// member away.
+    #[serde(default)]
+    pub conflicts: u64,
     /// Entries rejected because their timestamp was too far in the future.
     pub clock_drift: u64,
     /// Entries rejected because the key or value broke the size limits.
@@ -136,7 +143,7 @@ impl DropCounters {
     }
 
     /// Every counter with its name (the field's), in a stable order.
-    pub fn by_reason(&self) -> [(&'static str, u64); 16] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 17] {
         [
             ("duplicate", self.duplicate),
             ("truncated", self.truncated),
@@ -150,6 +157,7 @@ impl DropCounters {
             ("reassembly", self.reassembly),
             ("unverified", self.unverified),
             ("rate_limited", self.rate_limited),
+            ("conflicts", self.conflicts),
             ("clock_drift", self.clock_drift),
             ("oversized", self.oversized),
             ("origins", self.origins),

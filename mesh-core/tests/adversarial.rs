@@ -17,7 +17,7 @@ use support::wait_until;
 
 use mesh_core::wire::{self, Data, Delta, Frame, GossipPeer, Group, Message, Packet, WireEntry};
 use mesh_core::{Config, Engine, Key, Node, NoncePrefix, Now, Value};
-use support::{hello, introduce, introduce_over};
+use support::{hello, introduce, introduce_as, introduce_over};
 
 /// Far deeper than any limit, and deep enough to overflow any thread's stack when
 /// decoded or walked recursively (the attack that found this used 12,000).
@@ -520,6 +520,91 @@ fn a_claimed_node_id_neither_desyncs_nor_silences_a_member() {
     }
     assert_eq!(member.get("after"), Some(Value::Int(1)), "victim to member");
     assert_eq!(victim.get("reply"), Some(Value::Int(2)), "member to victim");
+}
+
+#[test]
+fn spoofed_claims_of_each_others_node_ids_split_no_mesh() {
+    use mesh_core::fault::FaultConfig;
+    use mesh_core::sim::Sim;
+
+    let mut cfg = config("template");
+    cfg.host = String::new();
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let mut sim = Sim::new(2, cfg, FaultConfig::default(), 5);
+    sim.run_for(Duration::from_secs(3));
+    let addrs = [sim.nodes[0].addr, sim.nodes[1].addr];
+    let incs = [0, 1].map(|i| sim.nodes[i].engine.as_ref().unwrap().incarnation());
+    // Each node hears, from the other's address and incarnation, that the other runs
+    // with its own node id (which made each forget the other, for good).
+    for (to, from) in [(0, 1), (1, 0)] {
+        let claim = hello(
+            cluster,
+            incs[from],
+            &format!("n{to}"),
+            Vec::new(),
+            Vec::new(),
+        );
+        sim.inject(to, addrs[from], &claim);
+    }
+    sim.write(0, "from 0", Some(Value::Int(1)));
+    sim.write(1, "from 1", Some(Value::Int(2)));
+    sim.run_until_converged(Duration::from_secs(10), Duration::from_millis(100))
+        .expect("both nodes still sync");
+    for i in 0..2 {
+        let status = sim.nodes[i].engine.as_ref().unwrap().status();
+        assert_eq!(
+            status.peers.alive_peers, 1,
+            "node {i} holds the other alive"
+        );
+    }
+}
+
+#[test]
+fn a_node_id_claimed_from_another_address_takes_no_live_member_away() {
+    let cfg = config("target");
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let mut now = Now {
+        mono_us: 1_000_000,
+        wall_ms: wall_ms(),
+    };
+    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    engine.start(now);
+    let member: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+    let claimant: SocketAddr = "127.0.0.1:9002".parse().unwrap();
+    introduce(&mut engine, now, member, 77, cluster);
+    let member_id = format!("peer-{member}");
+    // A sender that owns its address claims the member's id from its first datagram.
+    introduce_as(&mut engine, now, claimant, 88, cluster, &member_id);
+    let claim = hello(cluster, 88, &member_id, Vec::new(), Vec::new());
+    engine.handle_datagram(now, claimant, &claim);
+    let held = |engine: &Engine, now: Now, addr| {
+        engine
+            .peers(now)
+            .into_iter()
+            .find(|p| p.addr == addr)
+            .map(|p| (p.node_id, p.state))
+    };
+    let (id, _) = held(&engine, now, member).expect("the member is still held");
+    assert_eq!(
+        id.as_deref(),
+        Some(member_id.as_str()),
+        "and keeps its name"
+    );
+    assert_eq!(held(&engine, now, claimant).and_then(|(id, _)| id), None);
+    // Once the member stops answering and is declared dead, the node id moves: a node
+    // restarted on another port is recognised.
+    for _ in 0..200 {
+        engine.handle_datagram(
+            now,
+            claimant,
+            &hello(cluster, 88, "", Vec::new(), Vec::new()),
+        );
+        while engine.poll_transmit(now).is_some() {}
+        now = now.after_us(250_000);
+        engine.handle_timeout(now);
+    }
+    let (id, _) = held(&engine, now, claimant).expect("the claimant is held");
+    assert_eq!(id.as_deref(), Some(member_id.as_str()), "the id moved");
 }
 
 #[test]

@@ -89,6 +89,47 @@ fn fifty_restarts_leave_bounded_digests_once_old_writes_are_superseded() {
     }
 }
 
+#[test]
+fn a_member_that_never_answers_holds_no_origin_back() {
+    // Node 0 holds a verified member that stops answering (and, through gossip, node 1
+    // holds its address unverified): neither ever sends a digest.
+    let (mut sim, _silent) = settled_pair_with_verified_attacker();
+    for run in 0..5 {
+        sim.write(1, "k", Some(Value::Int(run)));
+        sim.run_for(Duration::from_secs(2));
+        sim.crash(1);
+        sim.run_for(Duration::from_millis(500));
+        sim.restart(1);
+        sim.run_for(Duration::from_secs(2));
+    }
+    sim.write(1, "last", Some(Value::Int(1)));
+    sim.run_until_converged(Duration::from_secs(30), Duration::from_millis(200))
+        .expect("the mesh converges");
+    sim.run_for(Duration::from_secs(30));
+    let fingerprints: Vec<u64> = sim
+        .nodes
+        .iter()
+        .map(|n| {
+            n.engine
+                .as_ref()
+                .unwrap()
+                .replica()
+                .version_vector()
+                .fingerprint()
+        })
+        .collect();
+    assert_eq!(fingerprints[0], fingerprints[1], "digests agree");
+    for (i, node) in sim.nodes.iter().enumerate() {
+        let (held, _) = origins(node.engine.as_ref().unwrap());
+        // The two current runs, and at most one earlier run of node 1 whose write of
+        // "before" or "k" a key may still hold.
+        assert!(
+            held <= 3,
+            "node {i} accounts for {held} origins after 5 restarts"
+        );
+    }
+}
+
 /// A settled two-node mesh (node 1 wrote one key) and an attacker address that passed
 /// node 0's address check with incarnation 77, as a verified peer would.
 fn settled_pair_with_verified_attacker() -> (Sim, SocketAddr) {

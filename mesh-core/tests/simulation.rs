@@ -312,7 +312,21 @@ fn check_bounded_then_quiet(
     for (i, node) in sim.nodes.iter().enumerate() {
         let m = node.engine.as_ref().map(|e| e.memory()).unwrap_or_default();
         if m.reassembly_bytes > 0 || m.queued_bytes > 64 * 1024 || m.stream_ranges > 4 * n {
-            return Err(format!("node {i} holds state after quiescence: {m:?}"));
+            return Err(format!(
+                "node {i} holds state after quiescence at {} us: {m:?}{}",
+                sim.now_us,
+                sim.nodes
+                    .iter()
+                    .map(|n| format!(
+                        "\n  node {}:{}",
+                        n.addr,
+                        n.engine
+                            .as_ref()
+                            .map(|e| e.describe_links())
+                            .unwrap_or_default()
+                    ))
+                    .collect::<String>()
+            ) + &sim.describe_version_vectors(i));
         }
     }
     sim.check_converged().map_err(|d| {

@@ -250,6 +250,31 @@ impl Engine {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
+impl Engine {
+    /// One line per member, for a failed simulation's report: what the failure detector
+    /// holds of it, then its link's sessions, buffers and sync state.
+    pub fn describe_links(&self) -> String {
+        let mut out = format!("{} members", self.members.len());
+        for m in self.members.iter() {
+            out += &format!(
+                "\n    {} {:?} inc {} heard {:?} bootstrap {} unverified {} gossiped {}; {}",
+                m.addr,
+                m.state,
+                m.incarnation,
+                m.last_heard_us,
+                m.bootstrap,
+                m.heard_unverified,
+                m.gossiped,
+                self.links
+                    .get(&m.addr)
+                    .map_or_else(|| "no link".to_owned(), |l| l.summary())
+            );
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;

@@ -56,11 +56,19 @@ pub fn challenge_in(cluster: u32, datagram: &[u8]) -> Option<u64> {
 /// then echoes the challenge it gets back. Anyone who owns an address can do this, so
 /// the attacks below that need a peer come from such a verified sender.
 pub fn introduce(engine: &mut Engine, now: Now, from: SocketAddr, src_inc: u64, cluster: u32) {
-    engine.handle_datagram(
-        now,
-        from,
-        &hello(cluster, src_inc, &format!("peer-{from}"), vec![], vec![]),
-    );
+    introduce_as(engine, now, from, src_inc, cluster, &format!("peer-{from}"));
+}
+
+/// [`introduce`], the sender naming itself `node_id`.
+pub fn introduce_as(
+    engine: &mut Engine,
+    now: Now,
+    from: SocketAddr,
+    src_inc: u64,
+    cluster: u32,
+    node_id: &str,
+) {
+    engine.handle_datagram(now, from, &hello(cluster, src_inc, node_id, vec![], vec![]));
     let mut nonce = None;
     while let Some(t) = engine.poll_transmit(now) {
         if t.dst == from {

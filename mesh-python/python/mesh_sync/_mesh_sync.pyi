@@ -102,6 +102,7 @@ class DropCounters(TypedDict):
     reassembly: int
     unverified: int
     rate_limited: int
+    conflicts: int
     clock_drift: int
     oversized: int
     origins: int
