@@ -855,9 +855,8 @@ impl Engine {
     fn on_heartbeat(&mut self, now: Now, from: SocketAddr, hb: Heartbeat) {
         if hb.node_id == self.config.node_id {
             // Another process runs with our node id, or we were given our own address.
-            // From a member that named itself otherwise, or one the operator gave, it is
-            // more likely spoofed: the member stays.
-            if self.members.is_vouched_for(&from) {
+            // From a member that named itself otherwise, it is spoofed: the member stays.
+            if self.members.named_itself(&from) {
                 self.counters.dropped.conflicts += 1;
                 return;
             }

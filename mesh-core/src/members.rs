@@ -740,13 +740,10 @@ impl Members {
         settled
     }
 
-    /// Whether the member at `addr` named itself in its current run, or was given by the
-    /// operator: a datagram from its address claiming another id is not taken to mean
-    /// it is someone else.
-    pub fn is_vouched_for(&self, addr: &SocketAddr) -> bool {
-        self.members
-            .get(addr)
-            .is_some_and(|m| m.named_by_itself || m.bootstrap)
+    /// Whether the member at `addr` named itself in its current run: a datagram from its
+    /// address claiming another id is not its own (a run keeps its id).
+    pub fn named_itself(&self, addr: &SocketAddr) -> bool {
+        self.members.get(addr).is_some_and(|m| m.named_by_itself)
     }
 
     /// Adds the gossiped members not known yet (by address or by node id), from the first

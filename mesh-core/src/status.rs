@@ -106,11 +106,10 @@ pub struct DropCounters {
     pub unverified: u64,
     /// Requests beyond what one peer may ask for in a given time.
     pub rate_limited: u64,
-    /// Heartbeats whose node id was not taken: the receiver's own id, or another id
-    /// than the sender's run gave before, from a member that named itself or that the
-    /// operator gave; or an id a live member at another address holds (taken once that
-    /// one is dead). Plaintext heartbeats can be spoofed: an id claim takes no live
-    /// member away.
+    /// Heartbeats whose node id was not taken: the receiver's own id or another id than
+    /// the one the sender's run gave before, from a member that named itself; or an id a
+    /// live member at another address holds (taken once that one is dead). Plaintext
+    /// heartbeats can be spoofed: an id claim takes no live member away.
     #[serde(default)]
     pub conflicts: u64,
     /// Entries rejected because their timestamp was too far in the future.
