@@ -716,21 +716,15 @@ impl Members {
         !self.claims.is_empty()
     }
 
-    /// Takes the held-back claims whose holder is no longer alive; drops those whose
-    /// claimant is gone or no longer alive itself. Returns each claimant named, with its
-    /// id and what naming it changed.
+    /// Takes the held-back claims whose holder is no longer alive and whose claimant is
+    /// (a claim is forgotten with its claimant). Returns each claimant named, with its id
+    /// and what naming it changed.
     pub fn settle_claims(&mut self) -> Vec<(SocketAddr, String, Identified)> {
         let claims: Vec<(SocketAddr, String)> = self.claims.drain().collect();
         let mut settled = Vec::new();
         for (addr, node_id) in claims {
-            let claimant_alive = self
-                .members
-                .get(&addr)
-                .is_some_and(|m| m.incarnation != 0 && m.state == PeerState::Alive);
-            if !claimant_alive {
-                continue;
-            }
-            if self.held_alive_elsewhere(addr, &node_id) {
+            let claimant_reachable = self.members.get(&addr).is_some_and(Member::is_reachable);
+            if !claimant_reachable || self.held_alive_elsewhere(addr, &node_id) {
                 self.claims.insert(addr, node_id);
             } else {
                 let identified = self.take_name(addr, &node_id);
