@@ -280,7 +280,21 @@ pub fn run_members(report: &mut Report, smoke: bool) {
     let start = Instant::now();
     let mut sim = Sim::new(nodes, config, FaultConfig::default(), 42);
     let booted_rss = crate::procfs::rss_bytes(&pid);
-    sim.run_for(Duration::from_secs(seconds));
+    // Second by second, with the members held so far: a run stopped early still shows
+    // how far it got.
+    for second in 1..=seconds {
+        sim.run_for(Duration::from_secs(1));
+        let held: usize = sim
+            .nodes
+            .iter()
+            .filter_map(|n| n.engine.as_ref())
+            .map(|e| e.memory().peers)
+            .sum();
+        eprintln!(
+            "members: {second}/{seconds} virtual s, {held} members held, {:.0} s real",
+            start.elapsed().as_secs_f64()
+        );
+    }
     let real = start.elapsed().as_secs_f64();
     let rss_after = crate::procfs::rss_bytes(&pid);
     let mut held = 0usize;
