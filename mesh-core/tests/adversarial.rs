@@ -556,6 +556,10 @@ fn spoofed_claims_of_each_others_node_ids_split_no_mesh() {
             status.peers.alive_peers, 1,
             "node {i} holds the other alive"
         );
+        assert_eq!(
+            status.counters.dropped.conflicts, 1,
+            "node {i} counted the claim"
+        );
     }
 }
 
@@ -591,6 +595,10 @@ fn a_node_id_claimed_from_another_address_takes_no_live_member_away() {
         "and keeps its name"
     );
     assert_eq!(held(&engine, now, claimant).and_then(|(id, _)| id), None);
+    assert!(
+        engine.counters().dropped.conflicts >= 1,
+        "the claim is counted"
+    );
     // Once the member stops answering and is declared dead, the node id moves: a node
     // restarted on another port is recognised.
     for _ in 0..200 {
