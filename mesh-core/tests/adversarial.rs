@@ -616,6 +616,57 @@ fn a_node_id_claimed_from_another_address_takes_no_live_member_away() {
 }
 
 #[test]
+fn joiners_past_the_pending_challenges_at_once_are_still_verified() {
+    let cfg = config("seed");
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let now = Now {
+        mono_us: 1_000_000,
+        wall_ms: wall_ms(),
+    };
+    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    engine.start(now);
+    // Twice as many joiners as challenges are kept pending (a mass restart), all saying
+    // hello at once, then answering in the same order.
+    let joiners: Vec<(SocketAddr, u64)> = (0..2_048u16)
+        .map(|i| {
+            let addr = SocketAddr::from(([127, 0, 1 + (i / 256) as u8, (i % 256) as u8], 7_000));
+            (addr, 1_000 + u64::from(i))
+        })
+        .collect();
+    let mut nonces = std::collections::HashMap::new();
+    for (i, &(addr, inc)) in joiners.iter().enumerate() {
+        engine.handle_datagram(
+            now,
+            addr,
+            &hello(cluster, inc, &format!("j{i}"), vec![], vec![]),
+        );
+    }
+    while let Some(t) = engine.poll_transmit(now) {
+        if let Some(nonce) = support::challenge_in(cluster, &t.payload) {
+            nonces.insert(t.dst, nonce);
+        }
+    }
+    for &(addr, inc) in &joiners {
+        let answer = Packet {
+            src_inc: inc,
+            dst_inc: 0,
+            src_session: 0,
+            dst_session: 0,
+            frames: vec![Frame::Response(nonces[&addr])],
+        };
+        engine.handle_datagram(now, addr, &wire::encode_packet(cluster, &answer));
+        while engine.poll_transmit(now).is_some() {}
+    }
+    // The answers to evicted challenges must not evict the challenges still pending
+    // (each answer refused drew a new challenge, and no joiner was ever verified).
+    let alive = engine.status().peers.alive_peers;
+    assert!(
+        alive >= 1_000,
+        "{alive} of 2,048 joiners verified in the first round"
+    );
+}
+
+#[test]
 fn a_forged_bare_range_silences_no_member() {
     use mesh_core::fault::FaultConfig;
     use mesh_core::sim::Sim;

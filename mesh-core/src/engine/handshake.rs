@@ -33,6 +33,14 @@ impl Engine {
             return true;
         }
         self.counters.dropped.unverified += 1;
+        if frames.iter().any(|f| matches!(f, Frame::Response(_))) {
+            // An answer to a challenge no longer pending (evicted by newer ones, or
+            // expired) draws no new one: a burst of joiners past the pending bound would
+            // otherwise evict, answer by answer, the challenges still waiting for theirs,
+            // and none would ever be verified. The sender tries again with its next
+            // probe, and each round verifies as many as are kept pending.
+            return false;
+        }
         // Remembered (not trusted): a real node still proving its address must block the
         // collection of tombstones it has not seen, and be gossiped to the others.
         let introduced = frames.iter().find_map(|f| match f {
