@@ -670,11 +670,10 @@ impl Members {
     /// Whether a live member at an address other than `addr` holds `node_id`.
     fn held_alive_elsewhere(&self, addr: SocketAddr, node_id: &str) -> bool {
         self.by_id.get(node_id).is_some_and(|addrs| {
-            addrs.iter().filter(|a| **a != addr).any(|a| {
-                self.members
-                    .get(a)
-                    .is_some_and(|m| m.incarnation != 0 && matches!(m.state, PeerState::Alive | PeerState::Suspect))
-            })
+            addrs
+                .iter()
+                .filter(|a| **a != addr)
+                .any(|a| self.members.get(a).is_some_and(Member::is_reachable))
         })
     }
 

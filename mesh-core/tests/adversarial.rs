@@ -30,6 +30,16 @@ fn config(id: &str) -> Config {
     support::node_config(id, "127.0.0.1")
 }
 
+/// A simulated two-node mesh (seeded with `seed`) and its cluster id, as the attacks on
+/// a running mesh start from.
+fn two_node_sim(seed: u64) -> (mesh_core::sim::Sim, u32) {
+    let mut cfg = config("template");
+    cfg.host = String::new();
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let sim = mesh_core::sim::Sim::new(2, cfg, mesh_core::fault::FaultConfig::default(), seed);
+    (sim, cluster)
+}
+
 fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -380,13 +390,7 @@ fn a_spoofed_sync_request_draws_at_most_three_times_its_size() {
 
 #[test]
 fn a_spoofed_incarnation_neither_partitions_nor_restarts_a_member() {
-    use mesh_core::fault::FaultConfig;
-    use mesh_core::sim::Sim;
-
-    let mut cfg = config("template");
-    cfg.host = String::new();
-    let cluster = wire::cluster_id(&cfg.cluster);
-    let mut sim = Sim::new(2, cfg, FaultConfig::default(), 3);
+    let (mut sim, cluster) = two_node_sim(3);
     sim.run_for(Duration::from_secs(3));
     let member = sim.nodes[1].addr;
     let real = sim.nodes[1].engine.as_ref().unwrap().incarnation();
@@ -524,13 +528,7 @@ fn a_claimed_node_id_neither_desyncs_nor_silences_a_member() {
 
 #[test]
 fn spoofed_claims_of_each_others_node_ids_split_no_mesh() {
-    use mesh_core::fault::FaultConfig;
-    use mesh_core::sim::Sim;
-
-    let mut cfg = config("template");
-    cfg.host = String::new();
-    let cluster = wire::cluster_id(&cfg.cluster);
-    let mut sim = Sim::new(2, cfg, FaultConfig::default(), 5);
+    let (mut sim, cluster) = two_node_sim(5);
     sim.run_for(Duration::from_secs(3));
     let addrs = [sim.nodes[0].addr, sim.nodes[1].addr];
     let incs = [0, 1].map(|i| sim.nodes[i].engine.as_ref().unwrap().incarnation());
@@ -668,13 +666,7 @@ fn joiners_past_the_pending_challenges_at_once_are_still_verified() {
 
 #[test]
 fn a_forged_bare_range_silences_no_member() {
-    use mesh_core::fault::FaultConfig;
-    use mesh_core::sim::Sim;
-
-    let mut cfg = config("template");
-    cfg.host = String::new();
-    let cluster = wire::cluster_id(&cfg.cluster);
-    let mut sim = Sim::new(2, cfg, FaultConfig::default(), 5);
+    let (mut sim, cluster) = two_node_sim(5);
     sim.write(1, "before", Some(Value::Int(1)));
     sim.run_until_converged(Duration::from_secs(10), Duration::from_millis(100))
         .expect("the mesh settles");
@@ -750,14 +742,8 @@ fn blind_injection(cluster: u32, member_inc: u64, src_session: u32, wall_ms: u64
 
 #[test]
 fn blind_injection_neither_resets_nor_writes_into_an_established_channel() {
-    use mesh_core::fault::FaultConfig;
-    use mesh_core::sim::Sim;
-
     for src_session in [0x5eed_1234, 0] {
-        let mut cfg = config("template");
-        cfg.host = String::new();
-        let cluster = wire::cluster_id(&cfg.cluster);
-        let mut sim = Sim::new(2, cfg, FaultConfig::default(), 11);
+        let (mut sim, cluster) = two_node_sim(11);
         sim.write(1, "before", Some(Value::Int(1)));
         sim.run_until_converged(Duration::from_secs(10), Duration::from_millis(100))
             .expect("the mesh settles");

@@ -50,6 +50,19 @@ fn nodes_starting_with_the_same_incarnation_keep_their_own_writes() {
 }
 
 /// Origins one node accounts for: in its version vector, and in the digest it sends.
+/// One run of node `i`: it writes keys `k0`.. (`keys` of them, values from `run`),
+/// lets them spread, then crashes and restarts as a new origin.
+fn rewrite_then_restart(sim: &mut Sim, i: usize, keys: i64, run: i64) {
+    for k in 0..keys {
+        sim.write(i, &format!("k{k}"), Some(Value::Int(run * 10 + k)));
+    }
+    sim.run_for(Duration::from_secs(2));
+    sim.crash(i);
+    sim.run_for(Duration::from_millis(500));
+    sim.restart(i);
+    sim.run_for(Duration::from_secs(2));
+}
+
 fn origins(engine: &Engine) -> (usize, usize) {
     let vv = engine.replica().version_vector();
     (vv.len(), vv.digest().len())
@@ -61,14 +74,7 @@ fn fifty_restarts_leave_bounded_digests_once_old_writes_are_superseded() {
     sim.run_for(Duration::from_secs(3));
     for run in 0..50 {
         // Each run of node 2 rewrites the same keys, superseding its previous run's.
-        for k in 0..4 {
-            sim.write(2, &format!("k{k}"), Some(Value::Int(run * 10 + k)));
-        }
-        sim.run_for(Duration::from_secs(2));
-        sim.crash(2);
-        sim.run_for(Duration::from_millis(500));
-        sim.restart(2);
-        sim.run_for(Duration::from_secs(2));
+        rewrite_then_restart(&mut sim, 2, 4, run);
     }
     sim.write(2, "last", Some(Value::Int(1)));
     sim.run_until_converged(Duration::from_secs(30), Duration::from_millis(200))
@@ -95,34 +101,18 @@ fn a_member_that_never_answers_holds_no_origin_back() {
     // holds its address unverified): neither ever sends a digest.
     let (mut sim, _silent) = settled_pair_with_verified_attacker();
     for run in 0..5 {
-        sim.write(1, "k", Some(Value::Int(run)));
-        sim.run_for(Duration::from_secs(2));
-        sim.crash(1);
-        sim.run_for(Duration::from_millis(500));
-        sim.restart(1);
-        sim.run_for(Duration::from_secs(2));
+        rewrite_then_restart(&mut sim, 1, 1, run);
     }
     sim.write(1, "last", Some(Value::Int(1)));
     sim.run_until_converged(Duration::from_secs(30), Duration::from_millis(200))
         .expect("the mesh converges");
     sim.run_for(Duration::from_secs(30));
-    let fingerprints: Vec<u64> = sim
-        .nodes
-        .iter()
-        .map(|n| {
-            n.engine
-                .as_ref()
-                .unwrap()
-                .replica()
-                .version_vector()
-                .fingerprint()
-        })
-        .collect();
+    let fingerprints = support::fingerprints(&sim);
     assert_eq!(fingerprints[0], fingerprints[1], "digests agree");
     for (i, node) in sim.nodes.iter().enumerate() {
         let (held, _) = origins(node.engine.as_ref().unwrap());
         // The two current runs, and at most one earlier run of node 1 whose write of
-        // "before" or "k" a key may still hold.
+        // "before" or "k0" a key may still hold.
         assert!(
             held <= 3,
             "node {i} accounts for {held} origins after 5 restarts"

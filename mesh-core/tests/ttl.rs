@@ -194,18 +194,7 @@ fn every_node_expires_the_same_entry_at_the_same_hlc_time_and_collects_it() {
     assert_eq!(expired(&sim), [true, true, false]);
     until(&mut sim, expires_ms + 301);
     assert_eq!(expired(&sim), [true, true, true]);
-    let fingerprints: Vec<u64> = sim
-        .nodes
-        .iter()
-        .map(|n| {
-            n.engine
-                .as_ref()
-                .unwrap()
-                .replica()
-                .version_vector()
-                .fingerprint()
-        })
-        .collect();
+    let fingerprints = support::fingerprints(&sim);
     assert!(
         fingerprints.windows(2).all(|w| w[0] == w[1]),
         "{fingerprints:?}"

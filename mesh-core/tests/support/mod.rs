@@ -232,3 +232,16 @@ pub fn describe(sim: &mesh_core::sim::Sim, divergence: &mesh_core::sim::Divergen
         _ => String::new(),
     }
 }
+
+/// Each node's version-vector fingerprint, in node order (0 for a node not running):
+/// nodes that agree on what they account for agree on it.
+pub fn fingerprints(sim: &mesh_core::sim::Sim) -> Vec<u64> {
+    sim.nodes
+        .iter()
+        .map(|n| {
+            n.engine
+                .as_ref()
+                .map_or(0, |e| e.replica().version_vector().fingerprint())
+        })
+        .collect()
+}
