@@ -6,12 +6,17 @@
 //! enough to gain: probes and acks go as they are, deltas shrink. The flag
 //! [`crate::wire::FLAG_COMPRESSED`] marks a compressed payload.
 //!
-//! Decompression is bounded: a payload that would grow past the largest datagram this
-//! build can send is refused as malformed, so a small datagram cannot make a node
-//! allocate more than that.
+//! A message larger than one datagram (a stream's chunk of a delta, a burst's push) is
+//! also compressed whole, before it is cut into fragments, as a [`Message::Packed`]:
+//! one zstd frame over many entries shares its tables and finds the repeats between
+//! entries, where a datagram's 1,200 bytes hold only about ten of them.
+//!
+//! Decompression is bounded: a datagram payload that would grow past the largest datagram
+//! this build can send, or a packed message past [`PACKED_MAX`], is refused as malformed,
+//! so a small input cannot make a node allocate more than that.
 
 use crate::config::MAX_DATAGRAM_SIZE;
-use crate::wire::DropReason;
+use crate::wire::{self, DropReason, Message};
 
 /// Payloads shorter than this are sent as they are: a zstd frame's header and tables
 /// cost more than a probe or an ack could save.
@@ -20,6 +25,15 @@ pub const MIN_INPUT: usize = 192;
 const MIN_SAVING: usize = 16;
 /// zstd's fastest standard level: a datagram compresses in microseconds.
 const LEVEL: i32 = 1;
+/// The largest message compressed whole, and the most a packed message may decompress
+/// to: a larger one (a single large value) goes as it is, its datagrams compressed one
+/// by one.
+pub const PACKED_MAX: usize = 64 * 1024;
+/// How many bytes of entries a stream or a push puts in one message to a peer that reads
+/// packed messages. zstd's gain flattens out past about a hundred 100-byte entries
+/// (about a tenth fewer bytes than a datagram's ten); a larger chunk only makes the
+/// receiver wait longer for the datagram that completes it.
+pub const PACKED_CHUNK: usize = 16 * 1024;
 
 /// Reusable zstd contexts (allocated once per engine, not per datagram).
 pub struct Codec {
@@ -54,9 +68,47 @@ impl Codec {
 
     /// The payload inside a compressed one, at most [`MAX_DATAGRAM_SIZE`] bytes.
     pub fn decompress(&mut self, compressed: &[u8]) -> Result<Vec<u8>, DropReason> {
+        self.decompress_at_most(compressed, MAX_DATAGRAM_SIZE)
+    }
+
+    fn decompress_at_most(&mut self, compressed: &[u8], limit: usize) -> Result<Vec<u8>, DropReason> {
         self.decompressor
-            .decompress(compressed, MAX_DATAGRAM_SIZE)
+            .decompress(compressed, limit)
             .map_err(|_| DropReason::Malformed)
+    }
+
+    /// `message` (an encoded [`Message`]) as an encoded [`Message::Packed`], if it is
+    /// longer than `fits` (a message one datagram carries is compressed with the
+    /// datagram), at most [`PACKED_MAX`], and compressing it saves at least
+    /// [`MIN_SAVING`] bytes; else `message` as it is.
+    pub fn pack(&mut self, message: Vec<u8>, fits: usize) -> Vec<u8> {
+        if message.len() <= fits || message.len() > PACKED_MAX {
+            return message;
+        }
+        match self.compress(&message) {
+            Some(compressed) => {
+                wire::encode_message(&Message::Packed(serde_bytes::ByteBuf::from(compressed)))
+            }
+            None => message,
+        }
+    }
+
+    /// The message inside a packed one. A packed message inside it, or one larger than
+    /// [`PACKED_MAX`], is malformed: no sender makes either.
+    pub fn unpack(&mut self, packed: &[u8]) -> Result<Message, DropReason> {
+        match wire::decode_message(&self.decompress_at_most(packed, PACKED_MAX)?)? {
+            Message::Packed(_) => Err(DropReason::Malformed),
+            message => Ok(message),
+        }
+    }
+}
+
+/// `message`, packed with `codec` if there is one (the peer reads compressed payloads)
+/// and it wins (see [`Codec::pack`]).
+pub fn pack_for(codec: Option<&mut Codec>, message: Vec<u8>, fits: usize) -> Vec<u8> {
+    match codec {
+        Some(codec) => codec.pack(message, fits),
+        None => message,
     }
 }
 
@@ -90,6 +142,55 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(9);
         let noise: Vec<u8> = (0..1000).map(|_| rng.u8(..)).collect();
         assert_eq!(codec.compress(&noise), None);
+    }
+
+    fn delta_message(n: usize) -> Vec<u8> {
+        use crate::wire::{Delta, Group, WireEntry};
+        let mut rng = fastrand::Rng::with_seed(4);
+        let entries = (0..n as u64)
+            .map(|seq| WireEntry {
+                seq,
+                hlc: seq << 16,
+                key: format!("key/{seq:08}"),
+                value: Some(crate::Value::from(
+                    (0..100).map(|_| rng.alphanumeric()).collect::<String>(),
+                )),
+                expires: None,
+            })
+            .collect();
+        let groups = vec![Group { origin: 1, lo: 0, hi: n as u64, entries }];
+        wire::encode_message(&Message::Delta(Delta { groups }))
+    }
+
+    #[test]
+    fn a_chunk_packs_smaller_than_its_datagrams_would_and_unpacks_whole() {
+        let mut codec = Codec::new().unwrap();
+        let message = delta_message(120);
+        assert!(message.len() <= PACKED_CHUNK);
+        let packed = codec.pack(message.clone(), 1_150);
+        let datagrams: usize = message
+            .chunks(1_150)
+            .map(|c| codec.compress(c).map_or(c.len(), |z| z.len()))
+            .sum();
+        assert!(
+            packed.len() * 100 < datagrams * 95,
+            "packed {} B, compressed datagram by datagram {datagrams} B",
+            packed.len()
+        );
+        let Ok(Message::Packed(inner)) = wire::decode_message(&packed) else {
+            panic!("not packed");
+        };
+        assert_eq!(codec.unpack(&inner), wire::decode_message(&message));
+    }
+
+    #[test]
+    fn messages_that_fit_a_datagram_or_exceed_the_bound_go_as_they_are() {
+        let mut codec = Codec::new().unwrap();
+        let small = delta_message(8);
+        assert_eq!(codec.pack(small.clone(), small.len()), small);
+        let huge = delta_message(PACKED_MAX / 100);
+        assert!(huge.len() > PACKED_MAX);
+        assert_eq!(codec.pack(huge.clone(), 1_150), huge);
     }
 
     #[test]

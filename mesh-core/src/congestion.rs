@@ -16,7 +16,7 @@
 //! with nothing acknowledged there is no round trip to go by.
 
 /// Datagrams in the initial window (RFC 9002 §7.2).
-const INITIAL_WINDOW_DATAGRAMS: usize = 10;
+pub(crate) const INITIAL_WINDOW_DATAGRAMS: usize = 10;
 /// Datagrams in the smallest window.
 const MIN_WINDOW_DATAGRAMS: usize = 2;
 /// Queueing that makes a loss count as congestion: the latest round trip at least this

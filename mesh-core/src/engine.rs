@@ -595,7 +595,7 @@ impl Engine {
                         continue;
                     };
                     match link.channel.on_data(data, now.mono_us) {
-                        Received::Message(bytes) => match wire::decode_message(&bytes) {
+                        Received::Message(bytes) => match self.decode_message(&bytes) {
                             Ok(message) => self.on_message(now, from, message),
                             Err(reason) => self.counters.dropped.count(reason),
                         },
@@ -897,6 +897,20 @@ impl Engine {
         }
     }
 
+    /// Decodes a reliable message, unpacking it if it came compressed whole. This node
+    /// said it reads compressed payloads only if it has the contexts to, so a packed
+    /// message to one without them is malformed.
+    fn decode_message(&mut self, bytes: &[u8]) -> Result<Message, wire::DropReason> {
+        match wire::decode_message(bytes)? {
+            Message::Packed(packed) => self
+                .seal
+                .codec()
+                .ok_or(wire::DropReason::Malformed)?
+                .unpack(&packed),
+            message => Ok(message),
+        }
+    }
+
     fn on_message(&mut self, now: Now, from: SocketAddr, message: Message) {
         match message {
             Message::Delta(delta) => self.on_delta(now, from, delta),
@@ -905,6 +919,8 @@ impl Engine {
             Message::Graft(ranges) => self.on_graft(now, from, ranges),
             Message::Prune => self.on_prune(from),
             Message::Beacon(root, round) => self.on_beacon(now, from, (root, round)),
+            // Unpacked on arrival (`decode_message`).
+            Message::Packed(_) => self.counters.dropped.malformed += 1,
             Message::User(message) => self.on_user_message(now, from, message),
             Message::SyncRequest(request) => {
                 // A digest names the origins its sender holds: past the cap on origins
@@ -1222,12 +1238,23 @@ impl Engine {
         if self.tree_active() {
             return self.push_by_tree(now_us, range);
         }
-        let messages = sync::encoded_deltas(&self.replica, range, self.limits.max_fragment);
+        // Encoded once for the peers that read compressed payloads and once for those
+        // that do not, each only if some peer needs it.
+        let budget = self.limits.max_fragment;
+        let (mut plain, mut packed) = (None, None);
         for member in self.members.reachable() {
             let Some(link) = self.links.get_mut(&member.addr) else {
                 continue;
             };
             self.sending.insert(member.addr);
+            let messages: &Vec<Vec<u8>> =
+                match self.seal.codec().filter(|_| link.reads_compressed) {
+                    Some(codec) => packed.get_or_insert_with(|| {
+                        sync::packed_deltas(&self.replica, range, budget, codec)
+                    }),
+                    None => plain
+                        .get_or_insert_with(|| sync::encoded_deltas(&self.replica, range, budget)),
+                };
             let queued = messages.iter().all(|m| link.channel.send_message(m));
             self.counters.write_messages_sent += messages.len() as u64;
             if queued {

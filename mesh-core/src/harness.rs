@@ -603,7 +603,8 @@ pub fn wire_case(case: &WireCase) -> Result<(), Failure> {
                 | Message::IHave(_)
                 | Message::Graft(_)
                 | Message::Prune
-                | Message::Beacon(..) => true,
+                | Message::Beacon(..)
+                | Message::Packed(_) => true,
             };
             match wire::decode_message(&bytes) {
                 Ok(m) if wire::encode_message(&m) == bytes => Ok(()),

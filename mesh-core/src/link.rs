@@ -22,6 +22,7 @@
 //! peer's own is not confirmed yet), names it back, and the exchange settles one round
 //! trip later.
 
+use crate::congestion::INITIAL_WINDOW_DATAGRAMS;
 use crate::config::Config;
 use crate::messages::MessageOrder;
 use crate::seal::SEAL_OVERHEAD;
@@ -131,6 +132,19 @@ impl Link {
         // node's id again.
         self.reads_compressed = false;
         self.knows_our_id = false;
+    }
+
+    /// How many bytes of a stream to queue to the peer: `refill_below`, or while this node
+    /// reads compressed payloads and does not yet know whether the peer does (it has not
+    /// named this session back), no more than the first round trip sends. The rest then
+    /// waits to be packed (see `compress`): a stream to a joiner used to go its first
+    /// 128 KiB uncompressed.
+    pub fn stream_room(&self, refill_below: usize, compresses: bool, datagram: usize) -> usize {
+        if compresses && !self.confirmed {
+            refill_below.min(INITIAL_WINDOW_DATAGRAMS * datagram)
+        } else {
+            refill_below
+        }
     }
 
     /// Its sessions, channel and sync state in one line, for diagnostics.

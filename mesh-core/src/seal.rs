@@ -273,6 +273,12 @@ impl Seal {
         self.codec = if on { Codec::new() } else { None };
     }
 
+    /// The zstd contexts, if this node reads and sends compressed payloads: shared with
+    /// the messages packed whole (see `compress`).
+    pub fn codec(&mut self) -> Option<&mut Codec> {
+        self.codec.as_mut()
+    }
+
     /// Fingerprints of the installed keys, the primary first.
     pub fn fingerprints(&self) -> Vec<String> {
         self.keys.iter().map(|s| s.key.fingerprint()).collect()

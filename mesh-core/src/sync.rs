@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::compress::{self, Codec, PACKED_CHUNK};
 use crate::config::Config;
 use crate::event::{ChangeOrigin, Event};
 use crate::frontier::Frontiers;
@@ -334,20 +335,23 @@ impl PeerSync {
         self.view()
     }
 
-    /// Moves the stream into `channel` one datagram-sized delta at a time, while the
-    /// channel's queue is below `refill_below` bytes: the transport's window is the flow
-    /// control, and memory stays bounded whatever the state size.
+    /// Moves the stream into `channel` one delta at a time, while the channel's queue is
+    /// below `refill_below` bytes: the transport's window is the flow control, and memory
+    /// stays bounded whatever the state size. A delta is one datagram's worth (`budget`),
+    /// or, with `codec` (the peer reads compressed payloads), a chunk packed whole.
     pub fn refill(
         &mut self,
         replica: &Replica,
         channel: &mut Channel,
-        budget: usize,
-        refill_below: usize,
+        (budget, refill_below): (usize, usize),
+        mut codec: Option<&mut Codec>,
     ) {
+        let chunk = if codec.is_some() { PACKED_CHUNK.max(budget) } else { budget };
         while !self.stream.is_empty() && channel.queued_bytes() < refill_below {
-            let delta = build_delta(replica, &mut self.stream, budget);
+            let delta = build_delta(replica, &mut self.stream, chunk);
             let ranges: Vec<SeqRange> = delta.groups.iter().map(|g| (g.origin, g.lo, g.hi)).collect();
-            if !channel.send_message(&wire::encode_message(&Message::Delta(delta))) {
+            let message = wire::encode_message(&Message::Delta(delta));
+            if !channel.send_message(&compress::pack_for(codec.as_deref_mut(), message, budget)) {
                 break;
             }
             for range in ranges {
@@ -409,6 +413,20 @@ pub(crate) fn encoded_deltas(replica: &Replica, range: SeqRange, budget: usize) 
         messages.push(wire::encode_message(&Message::Delta(delta)));
     }
     messages
+}
+
+/// [`encoded_deltas`] for a peer that reads compressed payloads: chunks of about
+/// [`PACKED_CHUNK`] bytes, each packed whole where that wins (see `compress`).
+pub(crate) fn packed_deltas(
+    replica: &Replica,
+    range: SeqRange,
+    budget: usize,
+    codec: &mut Codec,
+) -> Vec<Vec<u8>> {
+    encoded_deltas(replica, range, PACKED_CHUNK.max(budget))
+        .into_iter()
+        .map(|message| codec.pack(message, budget))
+        .collect()
 }
 
 /// Builds one delta of at most about `budget` bytes from the front of `ranges`,
@@ -1019,7 +1037,7 @@ mod tests {
         // Asked for what lies above 100 (another peer streams the rest); part of it goes.
         let floors = Want::Above(vec![(7, 100)]);
         sync.on_request(PeerDigest::new(), floors, vv, true, Some);
-        sync.refill(&replica, &mut channel, 1_000, 2_000);
+        sync.refill(&replica, &mut channel, (1_000, 2_000), None);
         let (lo, hi) = sync.sent[&7];
         assert_eq!(lo, 101);
         assert!(hi > lo && hi < 400, "{hi}");
@@ -1035,7 +1053,7 @@ mod tests {
         sync.on_request(PeerDigest::new(), Want::All, vv, false, Some);
         assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 1, 400)]);
         // And once the channel is idle, everything streamed has arrived or been given up.
-        sync.refill(&replica, &mut channel, 1_000, 2_000);
+        sync.refill(&replica, &mut channel, (1_000, 2_000), None);
         sync.on_request(PeerDigest::new(), Want::All, vv, true, Some);
         assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 1, 400)]);
     }

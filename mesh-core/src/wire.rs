@@ -45,8 +45,10 @@ pub const MAGIC: [u8; 2] = *b"MS";
 /// fixed-width instead of varints (which spent a byte more on each), and a packet that
 /// names the receiver's session leaves its incarnation out ([`Packet::dst_inc`] 0): a
 /// session belongs to one run, so it names the run too. Its heartbeats leave the
-/// sender's node id out once the receiver holds it ([`Heartbeat::node_id`]).
-pub const VERSION: u8 = 9;
+/// sender's node id out once the receiver holds it ([`Heartbeat::node_id`]). Version 10
+/// adds [`Message::Packed`]: a stream's or a burst's delta compressed whole before it is
+/// cut into datagrams.
+pub const VERSION: u8 = 10;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// `kind` of a plain packet of frames.
@@ -252,6 +254,10 @@ pub enum Message {
     /// with the lowest origin) after the neighbors were drawn, so that its redundant
     /// edges are pruned by a duplicate beacon rather than by the first burst of writes.
     Beacon(u64, u64),
+    /// Another message, postcard-encoded and compressed with zstd as a whole (see
+    /// `compress`): sent only to a peer that said it reads compressed payloads, never
+    /// nested.
+    Packed(serde_bytes::ByteBuf),
 }
 
 /// An application message (see `messages`).

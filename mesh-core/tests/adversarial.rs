@@ -119,6 +119,83 @@ fn deeply_nested_value_in_one_datagram_is_a_counted_drop() {
     assert_eq!(engine.get("deep"), None);
 }
 
+/// `message` compressed whole, as a [`Message::Packed`].
+fn packed(message: &[u8]) -> Vec<u8> {
+    let compressed = zstd::bulk::compress(message, 1).expect("zstd compresses");
+    wire::encode_message(&Message::Packed(serde_bytes::ByteBuf::from(compressed)))
+}
+
+#[test]
+fn packed_messages_that_inflate_past_their_bound_or_nest_are_counted_drops() {
+    let cfg = config("target");
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let now = Now {
+        mono_us: 1_000_000,
+        wall_ms: wall_ms(),
+    };
+    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    introduce(&mut engine, now, attacker, 77, cluster);
+    let big = Value::from("x".repeat(1 << 20));
+    let attacks = [
+        // A megabyte value compresses to about a hundred bytes: a bomb, were it inflated.
+        packed(&wire::encode_message(&delta(
+            77,
+            1,
+            "bomb",
+            big,
+            now.wall_ms,
+        ))),
+        // Packed inside packed: no sender makes it, and unpacking it would recurse.
+        packed(&packed(&wire::encode_message(&delta(
+            77,
+            1,
+            "nested",
+            Value::Int(1),
+            now.wall_ms,
+        )))),
+        // Not zstd at all.
+        wire::encode_message(&Message::Packed(serde_bytes::ByteBuf::from(
+            b"not zstd".to_vec(),
+        ))),
+    ];
+    for (i, attack) in attacks.iter().enumerate() {
+        let seq = i as u64 + 1;
+        assert!(attack.len() < 1_000, "attack {i} fits one datagram");
+        let before = engine.counters().dropped.malformed;
+        for datagram in support::data_datagrams(cluster, 77, seq, seq, attack, usize::MAX) {
+            engine.handle_datagram(now.after_us(seq), attacker, &datagram);
+        }
+        assert_eq!(
+            engine.counters().dropped.malformed,
+            before + 1,
+            "attack {i}"
+        );
+    }
+    assert!(
+        engine.snapshot().is_empty(),
+        "nothing of the attacks was stored"
+    );
+    assert!(
+        engine.memory().reassembly_bytes < 64 * 1024,
+        "{:?}",
+        engine.memory()
+    );
+
+    // A sane packed delta is read: the engine reads packed messages, and is intact.
+    let sane = packed(&wire::encode_message(&delta(
+        77,
+        1,
+        "sane",
+        Value::Int(1),
+        now.wall_ms,
+    )));
+    for datagram in support::data_datagrams(cluster, 77, 4, 4, &sane, usize::MAX) {
+        engine.handle_datagram(now.after_us(1_000), attacker, &datagram);
+    }
+    assert_eq!(engine.get("sane"), Some(&Value::Int(1)));
+}
+
 #[test]
 fn deeply_nested_value_over_a_socket_whole_or_fragmented_is_a_counted_drop() {
     let target = Node::new(config("target")).unwrap();

@@ -77,8 +77,15 @@ impl Engine {
                 self.sending.remove(&addr);
                 continue;
             };
-            link.sync
-                .refill(&self.replica, &mut link.channel, budget, refill_below);
+            let codec = self.seal.codec();
+            let stream_room = link.stream_room(refill_below, codec.is_some(), budget);
+            let codec = codec.filter(|_| link.reads_compressed);
+            link.sync.refill(
+                &self.replica,
+                &mut link.channel,
+                (budget, stream_room),
+                codec,
+            );
             let dst_inc = self.members.get(&addr).map_or(0, |m| m.incarnation);
             let mut frames: Vec<Frame> = Vec::new();
             let mut used = 0;

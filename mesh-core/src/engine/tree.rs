@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use crate::broadcast::{
     self, BeaconOutcome, MAX_GRAFT_BYTES, MAX_GRAFT_SPAN, MAX_ITEMS, MIN_GRAFT_WAIT_US,
 };
+use crate::compress::{self, PACKED_CHUNK};
 use crate::sync::{self, SeqRange};
 use crate::time::{us, Now};
 use crate::timers::Timer;
@@ -303,14 +304,23 @@ impl Engine {
     /// (what is left out is anti-entropy's).
     fn send_writes(&mut self, peer: SocketAddr, mut ranges: VecDeque<SeqRange>, budget: usize) {
         let mut spent = 0usize;
+        let fits = self.limits.max_fragment;
+        let packs = self.links.get(&peer).is_some_and(|l| l.reads_compressed);
         while !ranges.is_empty() && spent < budget {
-            let delta = sync::build_delta(&self.replica, &mut ranges, self.limits.max_fragment);
+            let codec = self.seal.codec().filter(|_| packs);
+            let chunk = if codec.is_some() {
+                PACKED_CHUNK.max(fits)
+            } else {
+                fits
+            };
+            let delta = sync::build_delta(&self.replica, &mut ranges, chunk);
             let covered: Vec<SeqRange> = delta
                 .groups
                 .iter()
                 .map(|g| (g.origin, g.lo, g.hi))
                 .collect();
             let message = wire::encode_message(&Message::Gossip(delta));
+            let message = compress::pack_for(codec, message, fits);
             spent += message.len();
             let queued = self.send_encoded(peer, &message);
             self.counters.write_messages_sent += 1;
