@@ -479,7 +479,18 @@ impl Engine {
                 self.counters.dropped.stale += 1;
                 return;
             }
-            Admission::Current => {}
+            Admission::Current => {
+                // A challenge made for another incarnation claimed from this address (a
+                // forged restart) is answered by the run this node holds, which echoes
+                // any nonce: in plaintext, that answer copied under the claimed
+                // incarnation would prove the claim, and the real run's datagrams would be
+                // stale from then on. Answered by the real run, the challenge is void.
+                for frame in &frames {
+                    if let Frame::Response(nonce) = frame {
+                        self.verifier.withdraw(from, *nonce);
+                    }
+                }
+            }
             Admission::NewSession { restarted } => {
                 let (limits, session) = (&self.limits, self.rng.u32(1..));
                 let link = self

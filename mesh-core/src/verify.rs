@@ -95,6 +95,15 @@ impl Verifier {
         nonce
     }
 
+    /// Withdraws the challenge to `addr` that `nonce` answers, if one is pending: the run
+    /// this node holds at `addr` answered it, so the claim it was made for (another
+    /// incarnation from that address) was not that run's.
+    pub fn withdraw(&mut self, addr: SocketAddr, nonce: u64) {
+        if self.pending.get(&addr).is_some_and(|p| p.nonce == nonce) {
+            self.pending.remove(&addr);
+        }
+    }
+
     /// Whether `nonce`, received from `addr` with `incarnation`, answers its challenge.
     /// A match settles the challenge.
     pub fn verify(&mut self, addr: SocketAddr, incarnation: u64, nonce: u64) -> bool {

@@ -742,6 +742,53 @@ fn joiners_past_the_pending_challenges_at_once_are_still_verified() {
 }
 
 #[test]
+fn a_members_answer_copied_under_a_claimed_incarnation_restarts_nothing() {
+    // In plaintext, an attacker that sees a member's traffic claims a restart from its
+    // address, the member echoes the challenge that draws, and the attacker sends the
+    // member's answer again under the claimed incarnation. It proved the claim, and the
+    // member's own datagrams were stale from then on: two nodes of adversarial seed 99
+    // never heard each other again.
+    let cfg = config("target");
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let now = Now {
+        mono_us: 1_000_000,
+        wall_ms: wall_ms(),
+    };
+    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    let member: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let inc = 1_000_000;
+    introduce_as(&mut engine, now, member, inc, cluster, "member");
+
+    engine.handle_datagram(
+        now,
+        member,
+        &hello(cluster, inc + 1, "member", vec![], vec![]),
+    );
+    let mut nonce = None;
+    while let Some(t) = engine.poll_transmit(now) {
+        if t.dst == member {
+            nonce = nonce.or(support::challenge_in(cluster, &t.payload));
+        }
+    }
+    let nonce = nonce.expect("the claimed restart is challenged");
+    let answer = |inc| support::packet(cluster, inc, vec![Frame::Response(nonce)]);
+    engine.handle_datagram(now, member, &answer(inc));
+    engine.handle_datagram(now, member, &answer(inc + 1));
+
+    let stale = engine.counters().dropped.stale;
+    engine.handle_datagram(
+        now.after_us(1_000),
+        member,
+        &hello(cluster, inc, "member", vec![], vec![]),
+    );
+    assert_eq!(
+        engine.counters().dropped.stale,
+        stale,
+        "the member's own run is taken for an earlier one"
+    );
+}
+
+#[test]
 fn a_forged_bare_range_silences_no_member() {
     let (mut sim, cluster) = two_node_sim(5);
     sim.write(1, "before", Some(Value::Int(1)));
