@@ -441,7 +441,7 @@ pub(crate) fn build_delta(
     let mut size = DELTA_ENVELOPE_BYTES;
     let mut any_entry = false;
     while let Some(&(origin, lo, hi)) = ranges.front() {
-        let mut entries = Vec::new();
+        let mut entries: Vec<WireEntry> = Vec::new();
         let mut covered_to = hi;
         for (key, entry) in replica.entries_of(origin, lo, hi) {
             let wire_entry = WireEntry {
@@ -453,8 +453,9 @@ pub(crate) fn build_delta(
             };
             // The exact size, not a bound: a bound ran a fifth over for short writes, and
             // the messages (one datagram each) went out a fifth emptier.
-            let len = postcard::experimental::serialized_size(&wire_entry)
-                .unwrap_or_else(|_| wire_entry.encoded_len());
+            let previous = entries.last().map_or((0, 0), |e| (e.seq, e.hlc));
+            let len = wire::entries::encoded_len(&wire_entry, previous)
+                .unwrap_or_else(|| wire_entry.encoded_len());
             if any_entry && size + GROUP_FIELDS_BYTES + len > budget {
                 // The group ends just before this entry; the range resumes with it.
                 covered_to = entry.seq - 1;

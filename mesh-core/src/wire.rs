@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::value::Value;
 use crate::version::Digest;
 
+pub(crate) mod entries;
+
 /// First two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"MS";
 /// Protocol version spoken. Version 2 added address verification (`Challenge` and
@@ -287,7 +289,10 @@ pub struct Group {
     pub lo: u64,
     /// Last sequence number covered.
     pub hi: u64,
-    /// The entries held in that range.
+    /// The entries held in that range, in sequence order: each sequence number and
+    /// timestamp is sent as the difference from the entry before it (the `entries`
+    /// module).
+    #[serde(with = "entries")]
     pub entries: Vec<WireEntry>,
 }
 
