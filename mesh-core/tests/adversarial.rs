@@ -40,6 +40,21 @@ fn two_node_sim(seed: u64) -> (mesh_core::sim::Sim, u32) {
     (sim, cluster)
 }
 
+/// An engine configured with `cfg`, its cluster id, and the time it started at (1 s on
+/// its monotonic clock, the wall clock now), as the attacks straight on an engine start.
+fn engine_with(cfg: Config) -> (Engine, u32, Now) {
+    let cluster = wire::cluster_id(&cfg.cluster);
+    let now = Now {
+        mono_us: 1_000_000,
+        wall_ms: wall_ms(),
+    };
+    (
+        Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now),
+        cluster,
+        now,
+    )
+}
+
 fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -83,12 +98,7 @@ fn deep_delta_bytes(origin: u64, seq: u64, depth: usize, wall_ms: u64) -> Vec<u8
 #[test]
 fn deeply_nested_value_in_one_datagram_is_a_counted_drop() {
     let cfg = config("target");
-    let cluster = wire::cluster_id(&cfg.cluster);
-    let now = Now {
-        mono_us: 1_000_000,
-        wall_ms: wall_ms(),
-    };
-    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    let (mut engine, cluster, now) = engine_with(cfg);
     let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
     introduce(&mut engine, now, attacker, 77, cluster);
     let before = engine.counters().dropped;
@@ -128,12 +138,7 @@ fn packed(message: &[u8]) -> Vec<u8> {
 #[test]
 fn packed_messages_that_inflate_past_their_bound_or_nest_are_counted_drops() {
     let cfg = config("target");
-    let cluster = wire::cluster_id(&cfg.cluster);
-    let now = Now {
-        mono_us: 1_000_000,
-        wall_ms: wall_ms(),
-    };
-    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    let (mut engine, cluster, now) = engine_with(cfg);
     let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
     introduce(&mut engine, now, attacker, 77, cluster);
     let big = Value::from("x".repeat(1 << 20));
@@ -308,12 +313,7 @@ fn fragment(
 #[test]
 fn slot_table_flood_of_empty_fragments_is_a_counted_drop() {
     let cfg = config("target");
-    let cluster = wire::cluster_id(&cfg.cluster);
-    let now = Now {
-        mono_us: 1_000_000,
-        wall_ms: wall_ms(),
-    };
-    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    let (mut engine, cluster, now) = engine_with(cfg);
     let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
     introduce(&mut engine, now, attacker, 77, cluster);
     const FLOOD: u64 = 300;
@@ -356,12 +356,7 @@ fn many_sources_share_one_reassembly_budget() {
     cfg.max_reassembly = 1024 * 1024;
     cfg.validate().unwrap();
     let budget = cfg.max_reassembly;
-    let cluster = wire::cluster_id(&cfg.cluster);
-    let now = Now {
-        mono_us: 1_000_000,
-        wall_ms: wall_ms(),
-    };
-    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    let (mut engine, cluster, now) = engine_with(cfg);
     // Each source starts 4 plausible large messages (200 full fragments each) and sends
     // the first two fragments of each: 8.8 KB per source, ~17 MB from 2,000 sources.
     let mut peak = 0;
@@ -421,12 +416,7 @@ fn spoofed_message(cluster: u32, src_inc: u64, message: &Message) -> Vec<u8> {
 #[test]
 fn a_spoofed_sync_request_draws_at_most_three_times_its_size() {
     let cfg = config("target");
-    let cluster = wire::cluster_id(&cfg.cluster);
-    let mut now = Now {
-        mono_us: 1_000_000,
-        wall_ms: wall_ms(),
-    };
-    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    let (mut engine, cluster, mut now) = engine_with(cfg);
     engine.start(now);
     for i in 0..2_000 {
         engine
@@ -524,12 +514,7 @@ fn a_gossip_flood_fills_nothing_and_a_later_node_still_gets_the_state() {
 fn gossiped_addresses_that_never_answer_are_probed_sparingly_then_forgotten() {
     let mut cfg = config("target");
     cfg.tombstone_grace = Duration::from_secs(300);
-    let cluster = wire::cluster_id(&cfg.cluster);
-    let mut now = Now {
-        mono_us: 1_000_000,
-        wall_ms: wall_ms(),
-    };
-    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    let (mut engine, cluster, mut now) = engine_with(cfg);
     engine.start(now);
     let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
     introduce(&mut engine, now, attacker, 77, cluster);
@@ -641,12 +626,7 @@ fn spoofed_claims_of_each_others_node_ids_split_no_mesh() {
 #[test]
 fn a_node_id_claimed_from_another_address_takes_no_live_member_away() {
     let cfg = config("target");
-    let cluster = wire::cluster_id(&cfg.cluster);
-    let mut now = Now {
-        mono_us: 1_000_000,
-        wall_ms: wall_ms(),
-    };
-    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    let (mut engine, cluster, mut now) = engine_with(cfg);
     engine.start(now);
     let member: SocketAddr = "127.0.0.1:9001".parse().unwrap();
     let claimant: SocketAddr = "127.0.0.1:9002".parse().unwrap();
@@ -693,12 +673,7 @@ fn a_node_id_claimed_from_another_address_takes_no_live_member_away() {
 #[test]
 fn joiners_past_the_pending_challenges_at_once_are_still_verified() {
     let cfg = config("seed");
-    let cluster = wire::cluster_id(&cfg.cluster);
-    let now = Now {
-        mono_us: 1_000_000,
-        wall_ms: wall_ms(),
-    };
-    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    let (mut engine, cluster, now) = engine_with(cfg);
     engine.start(now);
     // Twice as many joiners as challenges are kept pending (a mass restart), all saying
     // hello at once, then answering in the same order.
@@ -749,12 +724,7 @@ fn a_members_answer_copied_under_a_claimed_incarnation_restarts_nothing() {
     // member's own datagrams were stale from then on: two nodes of adversarial seed 99
     // never heard each other again.
     let cfg = config("target");
-    let cluster = wire::cluster_id(&cfg.cluster);
-    let now = Now {
-        mono_us: 1_000_000,
-        wall_ms: wall_ms(),
-    };
-    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    let (mut engine, cluster, now) = engine_with(cfg);
     let member: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let inc = 1_000_000;
     introduce_as(&mut engine, now, member, inc, cluster, "member");
@@ -911,12 +881,7 @@ fn keyed(id: &str, keys: &[Key]) -> Config {
 #[test]
 fn plaintext_delta_to_a_keyed_node_is_dropped_as_unauthenticated() {
     let cfg = keyed("target", &[mesh_key()]);
-    let cluster = wire::cluster_id(&cfg.cluster);
-    let now = Now {
-        mono_us: 1_000_000,
-        wall_ms: wall_ms(),
-    };
-    let mut engine = Engine::new(cfg, 1, 7, NoncePrefix([7; 16]), now);
+    let (mut engine, cluster, now) = engine_with(cfg);
     let attacker: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let forged = wire::encode_message(&delta(77, 1, "door", Value::from("open"), now.wall_ms));
     for datagram in support::data_datagrams(cluster, 77, 1, 1, &forged, usize::MAX) {
