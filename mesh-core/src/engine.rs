@@ -1093,7 +1093,7 @@ impl Engine {
         };
         link.sync
             .on_request(theirs, request.want, ours, idle, settled);
-        if request.reply {
+        if request.reply && !link.request_waiting() {
             let stall_us = stall_us(&self.config, link);
             let theirs = link.sync.digest.as_ref();
             let want = self
@@ -1106,8 +1106,8 @@ impl Engine {
                 want,
                 number: link.sync.next_request_number(),
             }));
-            link.channel.send_message(&message);
-        } else if self.owes_more(&from) {
+            link.send_request(&message);
+        } else if !request.reply && self.owes_more(&from) {
             // It answered a request that asked it for less than it holds beyond what
             // anyone streams now.
             if let Some(link) = self.links.get_mut(&from) {
@@ -1186,6 +1186,10 @@ impl Engine {
         let Some(link) = self.links.get_mut(&addr) else {
             return;
         };
+        if link.request_waiting() {
+            // The request still queued says what this one would, and goes first.
+            return;
+        }
         let stall_us = stall_us(&self.config, link);
         let ours = self.replica.version_vector();
         let feed_before = self.feed.peer();
@@ -1202,7 +1206,7 @@ impl Engine {
         }));
         self.touched.extend(feed_before);
         self.touched.extend(self.feed.peer());
-        if link.channel.send_message(&message) {
+        if link.send_request(&message) {
             link.sync.last_us = Some(now.mono_us);
             self.counters.sync_rounds += 1;
         }

@@ -88,6 +88,8 @@ pub(crate) struct Link {
     /// Whether the peer answered a probe of this session: it then holds this node's id
     /// (every probe carries it), and heartbeats to it leave the id out.
     pub knows_our_id: bool,
+    /// The channel's id for the last sync request queued to the peer.
+    request_queued: Option<u64>,
 }
 
 /// What a packet's sessions say about the link.
@@ -117,6 +119,7 @@ impl Link {
             confirmed: false,
             reads_compressed: false,
             knows_our_id: false,
+            request_queued: None,
         }
     }
 
@@ -132,6 +135,27 @@ impl Link {
         // node's id again.
         self.reads_compressed = false;
         self.knows_our_id = false;
+        self.request_queued = None;
+    }
+
+    /// Queues a sync request (or the answer to one) to the peer; `false` if the queue
+    /// was full.
+    pub fn send_request(&mut self, message: &[u8]) -> bool {
+        let id = self.channel.next_message_id();
+        let queued = self.channel.send_message(message);
+        if queued {
+            self.request_queued = Some(id);
+        }
+        queued
+    }
+
+    /// Whether the last sync request queued to the peer has not started out yet: a
+    /// channel held up by loss would otherwise pile up a request each round, every one
+    /// of them queued ahead of the data they ask for, and the newest says all the
+    /// older ones do.
+    pub fn request_waiting(&self) -> bool {
+        self.request_queued
+            .is_some_and(|id| self.channel.waiting_to_start(id))
     }
 
     /// How many bytes of a stream to queue to the peer: `refill_below`, or while this node
@@ -210,6 +234,7 @@ impl Link {
         // The peer has a new session. If it already names ours, it restarted its side to
         // match ours; otherwise its channel is new and ours must be too.
         self.channel = Channel::new(limits.clone());
+        self.request_queued = None;
         self.messages = MessageOrder::new(limits.reassembly.clone());
         // Its new session may come with a member table that lost this node's id.
         self.knows_our_id = false;

@@ -42,6 +42,11 @@ pub const MAX_ACK_DELAY_US: u64 = 1_000;
 /// full segment).
 pub const ACK_EVERY: u32 = 2;
 
+/// An ack that says it was held longer than this since its largest datagram arrived
+/// repeats an ack that was lost (a receiver acknowledges within [`MAX_ACK_DELAY_US`],
+/// and this leaves room for a busy one's late timer): it gives no round-trip sample.
+pub const REPEATED_ACK_DELAY_US: u64 = 25_000;
+
 /// Highest sequence number accepted above the cumulative one; later ones are dropped
 /// unacknowledged (the sender retransmits them).
 pub const RECV_WINDOW: u64 = 8192;
@@ -169,6 +174,8 @@ pub struct ChannelLimits {
 #[derive(Clone, Debug)]
 pub struct RttEstimator {
     srtt_us: Option<u64>,
+    /// The latest sample.
+    latest_us: Option<u64>,
     /// Smallest raw sample seen: an ack delay is taken off only down to it.
     min_rtt_us: Option<u64>,
     rttvar_us: u64,
@@ -187,6 +194,7 @@ impl RttEstimator {
     pub(crate) fn bounded(initial_us: u64, min_us: u64, max_us: u64) -> RttEstimator {
         RttEstimator {
             srtt_us: None,
+            latest_us: None,
             min_rtt_us: None,
             rttvar_us: 0,
             rto_us: initial_us,
@@ -216,6 +224,7 @@ impl RttEstimator {
 
     /// Feeds one round-trip sample.
     pub fn sample(&mut self, rtt_us: u64) {
+        self.latest_us = Some(rtt_us);
         match self.srtt_us {
             None => {
                 self.srtt_us = Some(rtt_us);
@@ -235,6 +244,13 @@ impl RttEstimator {
     /// Smoothed RTT, once measured.
     pub fn srtt_us(&self) -> Option<u64> {
         self.srtt_us
+    }
+
+    /// What a datagram's answer takes at most before it is overdue, once measured: the
+    /// longer of the smoothed and the latest round trip (RFC 9002 §6.1.2), so a peer
+    /// that just answered late (busy, or a queue grew) is given that long.
+    fn expected_us(&self) -> Option<u64> {
+        self.srtt_us.map(|srtt| srtt.max(self.latest_us.unwrap_or(0)))
     }
 
     /// The retransmission timeout before backoff.
@@ -428,6 +444,21 @@ impl Channel {
         true
     }
 
+    /// The id [`Channel::send_message`] gives the next message it queues.
+    pub fn next_message_id(&self) -> u64 {
+        self.next_msg_id
+    }
+
+    /// Whether message `msg_id` was queued and none of it has been sent yet.
+    pub fn waiting_to_start(&self, msg_id: u64) -> bool {
+        // Messages leave the queue in the order of their ids, fragment 0 first.
+        msg_id < self.next_msg_id
+            && self
+                .queue
+                .front()
+                .is_some_and(|d| d.msg_id < msg_id || (d.msg_id == msg_id && d.frag == 0))
+    }
+
     /// Bytes waiting to be sent (not yet in flight).
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
@@ -528,7 +559,7 @@ impl Channel {
 
     /// Processes an acknowledgement from the peer.
     pub fn on_ack(&mut self, ack: &Ack, now_us: u64) {
-        let mut newest_sample: Option<(u64, u64)> = None;
+        let mut sample: Option<u64> = None;
         let largest_in_ack = ack
             .ranges
             .iter()
@@ -558,17 +589,19 @@ impl Channel {
                     self.largest_acked_sent_us = entry.last_sent_us;
                 }
                 resent_acked |= entry.resent;
-                // Karn: only datagrams never retransmitted give unambiguous samples.
-                if !entry.resent && newest_sample.is_none_or(|(s, _)| seq > s) {
-                    newest_sample = Some((seq, now_us.saturating_sub(entry.last_sent_us)));
+                // Only the ack's largest datagram gives a sample (RFC 9002 §5.1), and
+                // only if it was never retransmitted (Karn): a smaller one newly
+                // acknowledged may have arrived long before. Nor does an ack that
+                // repeats a lost one: it was held far past the ack delay, and its round
+                // trip would be the time between the datagrams that made the peer ack.
+                if seq == largest_in_ack && !entry.resent && ack.delay_us <= REPEATED_ACK_DELAY_US
+                {
+                    sample = Some(now_us.saturating_sub(entry.last_sent_us));
                 }
             }
         }
-        if let Some((seq, rtt)) = newest_sample {
-            // The ack's delay counts from the arrival of its largest datagram: only that
-            // one's sample waited for it.
-            let delay = if seq == largest_in_ack { ack.delay_us } else { 0 };
-            let rtt = self.rtt.sample_with_delay(rtt, delay);
+        if let Some(rtt) = sample {
+            let rtt = self.rtt.sample_with_delay(rtt, ack.delay_us);
             self.congestion.on_rtt_sample(rtt);
         }
         if resent_acked {
@@ -590,14 +623,28 @@ impl Channel {
         // window): datagrams sent together may arrive in any order, and one overtaken
         // by its neighbour is late, not lost. Once resent it is newer than that one, so
         // it is not resent again until a later datagram overtakes it too.
+        //
+        // A datagram sent with or before one acknowledged is lost, too, once it has gone
+        // unanswered for a round trip and a reordering window (RACK's time rule, RFC
+        // 8985 §6.2): among datagrams sent together, the gaps left once the rest was
+        // acknowledged. Without it only timeouts resend them, the oldest first and one
+        // at a time, a timeout per gap. The round trip is the longer of the smoothed and
+        // the latest, so the rest of a burst a slow peer is still reading is not resent.
         let threshold = self.largest_acked.saturating_sub(FAST_RETRANSMIT_THRESHOLD);
         let overtaken_at = self.largest_acked_sent_us;
         let reordering_us = self.rtt.srtt_us().unwrap_or(0) / 4;
+        let overdue_before = self
+            .rtt
+            .expected_us()
+            .map(|expected| now_us.saturating_sub(expected + reordering_us));
         let lost: Vec<(u64, u64)> = self
             .in_flight
-            .range(..=threshold)
-            .filter(|(s, e)| {
-                e.last_sent_us + reordering_us < overtaken_at && !self.retransmit_due.contains(s)
+            .range(..self.largest_acked)
+            .filter(|&(&seq, e)| {
+                let overtaken = seq <= threshold && e.last_sent_us + reordering_us < overtaken_at;
+                let overdue = e.last_sent_us <= overtaken_at
+                    && overdue_before.is_some_and(|before| e.last_sent_us < before);
+                (overtaken || overdue) && !self.retransmit_due.contains(&seq)
             })
             .map(|(s, e)| (*s, e.last_sent_us))
             .collect();
@@ -795,10 +842,15 @@ impl Channel {
     }
 
     fn current_ack(&self, now_us: u64) -> Ack {
+        // The newest ranges, as QUIC's acks (RFC 9000 §13.2.4): with more gaps than an
+        // ack holds, the oldest were in earlier acks, and the sender needs to hear of
+        // its latest datagrams at once. An ack that left them out would acknowledge
+        // them only once the gaps below filled, a round trip sample of seconds that
+        // stretches the timeout which fills those gaps.
         let mut ranges: Vec<(u64, u64)> = Vec::new();
-        for &seq in &self.recv_above {
+        for &seq in self.recv_above.iter().rev() {
             match ranges.last_mut() {
-                Some((_, hi)) if *hi + 1 == seq => *hi = seq,
+                Some((lo, _)) if *lo == seq + 1 => *lo = seq,
                 _ => {
                     if ranges.len() == MAX_ACK_RANGES {
                         break;
@@ -807,10 +859,11 @@ impl Channel {
                 }
             }
         }
+        ranges.reverse();
         let largest = ranges.last().map_or(self.recv_cumulative, |&(_, hi)| hi);
         let (largest_received, received_us) = self.largest_received;
-        // The delay is stated for the largest datagram acknowledged; when the ranges ran
-        // out below the largest received, its arrival time is unknown: none is stated.
+        // The delay is stated for the largest datagram acknowledged (with no range, the
+        // cumulative one may be older than the largest received: none is stated then).
         let delay_us = if largest == largest_received {
             now_us.saturating_sub(received_us)
         } else {
@@ -1110,15 +1163,36 @@ mod tests {
             b.on_data(d, 50);
         }
         a.on_ack(&b.take_ack(50).unwrap(), 100);
-        // The next round trip takes 300 µs; the peer claims it held the ack 10 s.
+        // The next round trip takes 300 µs; the peer claims it held the ack 20 ms.
         assert!(a.send_message(&[9]));
         let d = a.poll_data(1_000).unwrap();
         b.on_data(d, 1_150);
         let mut ack = b.take_pending_ack(1_150).unwrap();
-        ack.delay_us = 10_000_000;
+        ack.delay_us = 20_000;
         a.on_ack(&ack, 1_300);
         // Nothing taken off: 300 µs less any delay would fall below the 100 µs seen.
         assert_eq!(a.rtt().srtt_us(), Some((7 * 100 + 300) / 8));
+    }
+
+    #[test]
+    fn an_ack_repeating_a_lost_one_gives_no_round_trip_sample() {
+        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
+        let burst = send_burst(&mut a, 2);
+        for d in burst {
+            b.on_data(d, 50);
+        }
+        a.on_ack(&b.take_ack(50).unwrap(), 100);
+        // The peer gets datagram 4 at once, but its ack is lost; when datagram 3 comes
+        // 3 s later, the peer acknowledges both, naming 4 as the largest.
+        let burst = send_burst_at(&mut a, 2, 1_000);
+        b.on_data(burst[1].clone(), 1_050);
+        b.take_pending_ack(1_050);
+        b.on_data(burst[0].clone(), 3_001_000);
+        let ack = b.take_pending_ack(3_001_000).unwrap();
+        assert_eq!(ack.cumulative, 4);
+        a.on_ack(&ack, 3_001_050);
+        assert!(a.is_idle());
+        assert_eq!(a.rtt().srtt_us(), Some(100), "a lost ack taken for a 3 s round trip");
     }
 
     #[test]
@@ -1462,12 +1536,59 @@ mod tests {
         assert_eq!(a.stats().retransmits, 0);
     }
 
+    #[test]
+    fn gaps_in_a_burst_are_all_resent_once_an_ack_shows_them_overdue() {
+        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
+        // A first exchange measures the round trip.
+        assert!(a.send_message(&[0]));
+        pump(&mut a, &mut b, 0, |_| false);
+        let burst = send_burst_at(&mut a, 8, 1_000);
+        // Of datagrams 2 to 9, 3, 5 and 7 are lost, and so is every ack of the others.
+        for d in burst.iter().filter(|d| d.seq % 2 == 0 || d.seq == 9) {
+            b.on_data(d.clone(), 1_500);
+        }
+        b.take_pending_ack(1_500);
+        // The timeout resends the oldest datagram alone; the ack of that duplicate shows
+        // every gap overdue.
+        let deadline = a.next_timeout().unwrap();
+        a.on_timeout(deadline);
+        let resent: Vec<Data> = std::iter::from_fn(|| a.poll_data(deadline)).collect();
+        assert_eq!(resent.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![2]);
+        b.on_data(resent[0].clone(), deadline + 500);
+        a.on_ack(&b.take_pending_ack(deadline + 500).unwrap(), deadline + 1_000);
+        let now = deadline + 1_000;
+        let gaps: Vec<u64> = std::iter::from_fn(|| a.poll_data(now)).map(|d| d.seq).collect();
+        assert_eq!(gaps, vec![3, 5, 7], "gaps waited for timeouts of their own");
+    }
+
+    #[test]
+    fn an_ack_with_more_gaps_than_it_holds_names_the_newest() {
+        let mut b = Channel::new(limits());
+        // Every odd datagram from 1 to 39 is lost: 20 gaps.
+        for seq in (2..=40).step_by(2) {
+            b.on_data(one(seq), 0);
+        }
+        let ack = b.take_pending_ack(0).unwrap();
+        assert_eq!(ack.cumulative, 0);
+        assert_eq!(ack.ranges.len(), MAX_ACK_RANGES);
+        let expected: Vec<(u64, u64)> = (0..MAX_ACK_RANGES as u64)
+            .rev()
+            .map(|i| (40 - 2 * i, 40 - 2 * i))
+            .collect();
+        assert_eq!(ack.ranges, expected);
+    }
+
     /// Sends `n` one-byte messages from `a` at time 0 and returns them, undelivered.
     fn send_burst(a: &mut Channel, n: u8) -> Vec<Data> {
+        send_burst_at(a, n, 0)
+    }
+
+    /// Sends `n` one-byte messages from `a` at `now_us` and returns them, undelivered.
+    fn send_burst_at(a: &mut Channel, n: u8, now_us: u64) -> Vec<Data> {
         for i in 0..n {
             assert!(a.send_message(&[i]));
         }
-        std::iter::from_fn(|| a.poll_data(0)).collect()
+        std::iter::from_fn(|| a.poll_data(now_us)).collect()
     }
 
     #[test]
