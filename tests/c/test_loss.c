@@ -3,6 +3,22 @@
 #include "harness.h"
 
 #define KEYS_PER_NODE 100
+/* Long enough, and random enough that compression cannot shrink it, that one node's
+ * writes fill a few dozen datagrams: a handful of datagrams would let the run dodge
+ * the loss by chance. */
+#define VALUE_LEN 400
+
+/* A deterministic, incompressible printable string for key number `i`. */
+static void value_for(int i, char out[VALUE_LEN + 1]) {
+    uint64_t x = 0x9e3779b97f4a7c15ULL ^ (uint64_t)(i + 1);
+    for (int c = 0; c < VALUE_LEN; c++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out[c] = (char)('!' + (x % 94));
+    }
+    out[VALUE_LEN] = '\0';
+}
 
 typedef struct {
     const mesh_node_t *a;
@@ -41,11 +57,13 @@ static void test_converges_under_30_percent_loss(void) {
     CHECK_OK(mesh_node_start(b));
 
     char key[32];
+    char value[VALUE_LEN + 1];
     for (int i = 0; i < KEYS_PER_NODE; i++) {
         snprintf(key, sizeof key, "a-%03d", i);
         CHECK_OK(mesh_node_set_i64(a, key, i));
         snprintf(key, sizeof key, "b-%03d", i);
-        CHECK_OK(mesh_node_set_string(b, key, key));
+        value_for(i, value);
+        CHECK_OK(mesh_node_set_string(b, key, value));
     }
     pair_len p = {a, b, 2 * KEYS_PER_NODE};
     CHECK(wait_until(converged, &p));
@@ -56,11 +74,12 @@ static void test_converges_under_30_percent_loss(void) {
     CHECK(i == 42);
     char *text = NULL;
     CHECK_OK(mesh_node_get_string(a, "b-099", &text, NULL));
-    CHECK_STR("b-099", text);
+    value_for(99, value);
+    CHECK_STR(value, text);
     mesh_string_free(text);
 
-    /* The loss really happened. (A few dozen datagrams suffice to converge, too few to
-     * pin the rate down; the rate itself is tested in the core.) */
+    /* The loss really happened. (b's 40 KB of values alone take over 30 datagrams, too
+     * few to pin the rate down; the rate itself is tested in the core.) */
     mesh_fault_stats sa, sb;
     CHECK_OK(mesh_node_fault_stats(a, &sa));
     CHECK_OK(mesh_node_fault_stats(b, &sb));
