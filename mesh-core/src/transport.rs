@@ -3,10 +3,10 @@
 //! Sending: a message is cut into fragments that each fit a datagram; every fragment gets
 //! a sequence number and stays in flight until acknowledged, retransmitted on timeout
 //! (RTO from measured RTT, RFC 6298 style, backing off by 1.5x per retry) or sooner when
-//! three later datagrams were acknowledged (fast retransmit), and given up after
-//! `max_retries` once it has been unacknowledged for at least `min_give_up_us`:
-//! anti-entropy repairs whatever it carried. Bytes and datagrams in flight
-//! are bounded.
+//! three later datagrams were acknowledged (fast retransmit) or an ack shows it overdue
+//! (RACK's time rule), and given up after `max_retries` once it has been unacknowledged
+//! for at least `min_give_up_us`: anti-entropy repairs whatever it carried. Bytes and
+//! datagrams in flight are bounded.
 //!
 //! Acknowledging: an ack waits a moment for more to acknowledge, or for a datagram to
 //! the peer to ride with, as TCP's delayed ack does (RFC 1122 §4.2.3.2, RFC 5681 §4.2):
