@@ -15,6 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use ahash::RandomState;
+
 use crate::store::{StoreLog, StoredVv};
 use crate::value::Value;
 use crate::version::{OriginId, VersionVector};
@@ -80,10 +82,13 @@ pub enum MergeOutcome {
 pub struct Replica {
     own_origin: OriginId,
     own_seq: u64,
-    entries: HashMap<Arc<str>, Entry>,
+    // aHash with random keys, not the standard SipHash: every write hashes its key a few
+    // times on each replica (a sixth of a node's CPU under a steady write load), and
+    // keys come from anyone who may write, so the hash stays keyed.
+    entries: HashMap<Arc<str>, Entry, RandomState>,
     /// origin -> seq -> key, for the entries currently held.
-    by_origin: HashMap<OriginId, BTreeMap<u64, Arc<str>>>,
-    tombstones: HashSet<Arc<str>>,
+    by_origin: HashMap<OriginId, BTreeMap<u64, Arc<str>>, RandomState>,
+    tombstones: HashSet<Arc<str>, RandomState>,
     /// `(expires, key)` of every live entry with an expiry, soonest first.
     expiring: BTreeSet<(u64, Arc<str>)>,
     vv: VersionVector,
@@ -98,9 +103,9 @@ impl Replica {
         Replica {
             own_origin,
             own_seq: 0,
-            entries: HashMap::new(),
-            by_origin: HashMap::new(),
-            tombstones: HashSet::new(),
+            entries: HashMap::default(),
+            by_origin: HashMap::default(),
+            tombstones: HashSet::default(),
             expiring: BTreeSet::new(),
             vv: VersionVector::default(),
             state_version: 0,
