@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::congestion::Congestion;
-use crate::wire::{Ack, Data};
+use crate::wire::{self, Ack, Data};
 
 /// Longest an ack waits for more to acknowledge or a datagram to ride with, microseconds:
 /// far below the smallest RTO, so the sender never times out for it.
@@ -361,6 +361,9 @@ pub struct Channel {
     /// the receiver may hold a partial message for each, so no more than
     /// [`MAX_PARTIALS_PER_PEER`] are started at a time, or it would refuse the next.
     open_fragmented: BTreeMap<u64, u32>,
+    /// Fragmented messages queued or in flight whose bytes are compressed already (see
+    /// [`Channel::is_compressed`]).
+    compressed: BTreeSet<u64>,
     rtt: RttEstimator,
     congestion: Congestion,
     // Receiving.
@@ -398,6 +401,7 @@ impl Channel {
             largest_acked: 0,
             largest_acked_sent_us: 0,
             open_fragmented: BTreeMap::new(),
+            compressed: BTreeSet::new(),
             rtt,
             congestion,
             recv_cumulative: 0,
@@ -422,6 +426,9 @@ impl Channel {
         let frags = message.len().div_ceil(chunk).max(1);
         let msg_id = self.next_msg_id;
         self.next_msg_id += 1;
+        if frags > 1 && wire::is_packed(message) {
+            self.compressed.insert(msg_id);
+        }
         for (i, piece) in message.chunks(chunk).enumerate() {
             self.queue.push_back(Data {
                 seq: 0,
@@ -442,6 +449,13 @@ impl Channel {
         }
         self.queued_bytes += message.len();
         true
+    }
+
+    /// Whether the fragments of message `msg_id` carry bytes zstd compressed already (a
+    /// packed message cut into fragments): compressing a datagram of them again only
+    /// costs the time.
+    pub fn is_compressed(&self, msg_id: u64) -> bool {
+        self.compressed.contains(&msg_id)
     }
 
     /// The id [`Channel::send_message`] gives the next message it queues.
@@ -663,6 +677,7 @@ impl Channel {
             *open -= 1;
             if *open == 0 {
                 self.open_fragmented.remove(&data.msg_id);
+                self.compressed.remove(&data.msg_id);
             }
         }
     }
@@ -1559,6 +1574,23 @@ mod tests {
         let now = deadline + 1_000;
         let gaps: Vec<u64> = std::iter::from_fn(|| a.poll_data(now)).map(|d| d.seq).collect();
         assert_eq!(gaps, vec![3, 5, 7], "gaps waited for timeouts of their own");
+    }
+
+    #[test]
+    fn fragments_of_a_packed_message_are_known_compressed_until_delivered() {
+        use crate::wire::{encode_message, Message};
+        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
+        let packed = encode_message(&Message::Packed(serde_bytes::ByteBuf::from(vec![7; 200])));
+        let plain = encode_message(&Message::IHave(vec![(1, 2); 40]));
+        assert!(packed.len() > MIN_FRAGMENT && plain.len() > MIN_FRAGMENT);
+        assert!(a.send_message(&packed) && a.send_message(&plain));
+        let (packed_id, plain_id) = (1, 2);
+        assert!(a.is_compressed(packed_id));
+        assert!(!a.is_compressed(plain_id));
+        let got = pump(&mut a, &mut b, 0, |_| false);
+        assert_eq!(got, vec![packed, plain]);
+        assert!(a.is_idle());
+        assert!(!a.is_compressed(packed_id), "kept after its last fragment was acknowledged");
     }
 
     #[test]

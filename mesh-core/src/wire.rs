@@ -470,6 +470,15 @@ pub fn encode_message(message: &Message) -> Vec<u8> {
     postcard::to_allocvec(message).unwrap_or_default()
 }
 
+/// The first byte of an encoded [`Message::Packed`]: postcard writes the variant's index.
+const PACKED_TAG: u8 = 8;
+
+/// Whether `message` (an encoded [`Message`]) is a packed one, whose bytes zstd has
+/// compressed already: the datagrams carrying it are not worth another try.
+pub fn is_packed(message: &[u8]) -> bool {
+    message.first() == Some(&PACKED_TAG)
+}
+
 /// Decodes a reliable message.
 pub fn decode_message(bytes: &[u8]) -> Result<Message, DropReason> {
     postcard::from_bytes(bytes).map_err(|_| DropReason::Malformed)
@@ -479,6 +488,21 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, DropReason> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn only_packed_messages_are_known_packed() {
+        let packed = Message::Packed(serde_bytes::ByteBuf::from(vec![1, 2, 3]));
+        assert!(is_packed(&encode_message(&packed)));
+        for other in [
+            Message::Prune,
+            Message::Beacon(1, 2),
+            Message::IHave(vec![(8, 8)]),
+            Message::Delta(Delta { groups: vec![] }),
+        ] {
+            assert!(!is_packed(&encode_message(&other)), "{other:?}");
+        }
+        assert!(!is_packed(&[]));
+    }
 
     fn sample() -> Packet {
         Packet {

@@ -88,15 +88,20 @@ impl Engine {
             );
             let dst_inc = self.members.get(&addr).map_or(0, |m| m.incarnation);
             let mut frames: Vec<Frame> = Vec::new();
-            let mut used = 0;
+            // Frame bytes in the datagram, and those of them compressed already.
+            let (mut used, mut compressed) = (0, 0);
             while let Some(data) = link.channel.poll_data(now.mono_us) {
                 let cost = data_frame_cost(data.bytes.len());
                 if used > 0 && used + cost > room {
-                    packets.push((addr, dst_inc, std::mem::take(&mut frames)));
-                    used = 0;
+                    let worth = 2 * compressed < used;
+                    packets.push((addr, dst_inc, std::mem::take(&mut frames), worth));
+                    (used, compressed) = (0, 0);
                 }
                 if frames.is_empty() {
                     frames.extend(link.channel.take_pending_ack(now.mono_us).map(Frame::Ack));
+                }
+                if link.channel.is_compressed(data.msg_id) {
+                    compressed += cost;
                 }
                 frames.push(Frame::Data(data));
                 used += cost;
@@ -107,7 +112,7 @@ impl Engine {
             if !frames.is_empty() {
                 // Data sent or an ack taken: the link's deadline moved.
                 self.touched.insert(addr);
-                packets.push((addr, dst_inc, frames));
+                packets.push((addr, dst_inc, frames, 2 * compressed < used || used == 0));
             }
             // Anything still waiting to go out keeps it here; anything that could let
             // more out (an ack or other datagram from the peer, a timeout, a write)
@@ -116,18 +121,31 @@ impl Engine {
                 self.sending.remove(&addr);
             }
         }
-        for (addr, dst_inc, frames) in packets {
-            self.queue_packet(addr, dst_inc, frames);
+        for (addr, dst_inc, frames, worth_compressing) in packets {
+            self.queue_packet_compressing(addr, dst_inc, frames, worth_compressing);
         }
     }
 
     /// Queues a packet to `dst`, naming the sessions of its link if it has one.
     pub(super) fn queue_packet(&mut self, dst: SocketAddr, dst_inc: u64, frames: Vec<Frame>) {
+        self.queue_packet_compressing(dst, dst_inc, frames, true);
+    }
+
+    /// [`Engine::queue_packet`], trying compression only if `worth_compressing` (unset:
+    /// most of the packet's bytes are compressed already) and the peer reads it.
+    fn queue_packet_compressing(
+        &mut self,
+        dst: SocketAddr,
+        dst_inc: u64,
+        frames: Vec<Frame>,
+        worth_compressing: bool,
+    ) {
         let sessions = self
             .links
             .get(&dst)
             .map_or((0, 0), |l| (l.local_session, l.remote_session));
-        let compress = self.links.get(&dst).is_some_and(|l| l.reads_compressed);
+        let compress =
+            worth_compressing && self.links.get(&dst).is_some_and(|l| l.reads_compressed);
         let payload = self.encode_packet(dst_inc, sessions, frames, compress);
         self.transmits.push_back(Transmit { dst, payload });
     }
