@@ -1577,6 +1577,22 @@ mod tests {
     }
 
     #[test]
+    fn a_message_waits_to_start_until_its_first_fragment_is_sent() {
+        let mut a = Channel::new(limits());
+        assert!(!a.waiting_to_start(1), "never queued");
+        let first = a.next_message_id();
+        assert!(a.send_message(&[1; 3 * MIN_FRAGMENT]));
+        let second = a.next_message_id();
+        assert!(a.send_message(&[2]));
+        assert!(a.waiting_to_start(first) && a.waiting_to_start(second));
+        a.poll_data(0).unwrap();
+        assert!(!a.waiting_to_start(first), "its first fragment is out");
+        assert!(a.waiting_to_start(second));
+        while a.poll_data(0).is_some() {}
+        assert!(!a.waiting_to_start(second));
+    }
+
+    #[test]
     fn fragments_of_a_packed_message_are_known_compressed_until_delivered() {
         use crate::wire::{encode_message, Message};
         let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
