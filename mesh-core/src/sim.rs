@@ -186,6 +186,11 @@ pub struct Sim {
     pub delivered: u64,
     /// Largest protocol memory seen on any node.
     pub peak_memory: MemoryReport,
+    /// Longest datagram any node sent, in bytes.
+    pub largest_datagram: usize,
+    /// Every datagram the nodes send from now on, once set to `Some` (for tests that
+    /// decode what went out).
+    pub recorded: Option<Vec<Vec<u8>>>,
     /// Each node's next timer, refreshed whenever the node is touched.
     timers: Vec<Option<u64>>,
     /// The same timers with each node's slowness added, by time, and the key each is
@@ -237,6 +242,8 @@ impl Sim {
             writes: Vec::new(),
             delivered: 0,
             peak_memory: MemoryReport::default(),
+            largest_datagram: 0,
+            recorded: None,
             violation: None,
             timers: vec![None; n],
             due: BTreeSet::new(),
@@ -632,6 +639,10 @@ impl Sim {
             let mut sent_bytes = 0;
             for t in &out {
                 sent_bytes += t.payload.len() as u64;
+                self.largest_datagram = self.largest_datagram.max(t.payload.len());
+            }
+            if let Some(recorded) = self.recorded.as_mut() {
+                recorded.extend(out.iter().map(|t| t.payload.clone()));
             }
             engine.record_sent(out.len() as u64, sent_bytes);
             let next = engine.poll_timeout();

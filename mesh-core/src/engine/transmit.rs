@@ -1,13 +1,14 @@
 //! Outgoing datagrams: heartbeats, data fragments with piggybacked acks, standalone acks.
 //!
 //! Whatever goes to a peer carries the ack pending for it, due or not; an ack goes alone
-//! only once due (the `transport` module says when). Data fragments to one peer share a
+//! only once due (the `transport` module says when), or when it names more gaps than
+//! ride on a datagram of data (`link::PIGGYBACK_ACK_RANGES`). Data fragments to one peer share a
 //! datagram while they fit it, so a burst of small messages (pushes, sync requests,
 //! user messages) costs one datagram, not one each.
 
 use std::net::SocketAddr;
 
-use crate::link::{data_frame_cost, packet_data_room};
+use crate::link::{data_frame_cost, packet_data_room, PIGGYBACK_ACK_RANGES};
 use crate::time::Now;
 use crate::wire::{Frame, Heartbeat, Packet};
 
@@ -98,7 +99,13 @@ impl Engine {
                     (used, compressed) = (0, 0);
                 }
                 if frames.is_empty() {
-                    frames.extend(link.channel.take_pending_ack(now.mono_us).map(Frame::Ack));
+                    match link.channel.take_pending_ack(now.mono_us) {
+                        // Too many gaps to ride on data (see `PIGGYBACK_ACK_RANGES`).
+                        Some(ack) if ack.ranges.len() > PIGGYBACK_ACK_RANGES => {
+                            packets.push((addr, dst_inc, vec![Frame::Ack(ack)], false));
+                        }
+                        ack => frames.extend(ack.map(Frame::Ack)),
+                    }
                 }
                 if link.channel.is_compressed(data.msg_id) {
                     compressed += cost;
