@@ -49,8 +49,9 @@ pub const MAGIC: [u8; 2] = *b"MS";
 /// session belongs to one run, so it names the run too. Its heartbeats leave the
 /// sender's node id out once the receiver holds it ([`Heartbeat::node_id`]). Version 10
 /// adds [`Message::Packed`]: a stream's or a burst's delta compressed whole before it is
-/// cut into datagrams.
-pub const VERSION: u8 = 10;
+/// cut into datagrams. Version 11 sends a group's entries column by column
+/// ([`Group::entries`]), which compresses better.
+pub const VERSION: u8 = 11;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// `kind` of a plain packet of frames.
@@ -289,9 +290,9 @@ pub struct Group {
     pub lo: u64,
     /// Last sequence number covered.
     pub hi: u64,
-    /// The entries held in that range, in sequence order: each sequence number and
-    /// timestamp is sent as the difference from the entry before it (the `entries`
-    /// module).
+    /// The entries held in that range, in sequence order, sent column by column, each
+    /// sequence number and timestamp as the difference from the entry before it (the
+    /// `entries` module).
     #[serde(with = "entries")]
     pub entries: Vec<WireEntry>,
 }
