@@ -68,7 +68,7 @@ impl Engine {
         // No session yet: the link, if any, belongs to what this source has not proved.
         // Never compressed: what an unverified source gets stays plain and small.
         let short = self.encode_packet(src_inc, (0, 0), reply.clone(), false);
-        reply.push(self.heartbeat_frame(from, false, now.mono_us));
+        reply.push(self.introducing_heartbeat(from, now.mono_us));
         let full = self.encode_packet(src_inc, (0, 0), reply, false);
         // The heartbeat introduces this node at once if the budget allows; the challenge
         // alone is enough to go on.
@@ -85,7 +85,7 @@ impl Engine {
     /// knows at once who answered.
     pub(super) fn answer_challenge(&mut self, now: Now, from: SocketAddr, nonce: u64) {
         let dst_inc = self.members.incarnation(&from).unwrap_or(0);
-        let heartbeat = self.heartbeat_frame(from, false, now.mono_us);
+        let heartbeat = self.introducing_heartbeat(from, now.mono_us);
         self.queue_packet(from, dst_inc, vec![Frame::Response(nonce), heartbeat]);
     }
 }

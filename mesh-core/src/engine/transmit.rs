@@ -49,11 +49,22 @@ impl Engine {
     /// id only until `to` showed it holds it (see [`Heartbeat::node_id`]).
     pub(super) fn heartbeat_frame(&mut self, to: SocketAddr, reply: bool, now_us: u64) -> Frame {
         let named = self.links.get(&to).is_some_and(|l| l.knows_our_id);
+        self.heartbeat_naming(to, reply, now_us, !named)
+    }
+
+    /// [`Engine::heartbeat_frame`] with the node id whatever the link says, for a
+    /// handshake: whoever challenges this node does not know its run, and its link may
+    /// still be an earlier run's, which held the id.
+    pub(super) fn introducing_heartbeat(&mut self, to: SocketAddr, now_us: u64) -> Frame {
+        self.heartbeat_naming(to, false, now_us, true)
+    }
+
+    fn heartbeat_naming(&mut self, to: SocketAddr, reply: bool, now_us: u64, id: bool) -> Frame {
         Frame::Heartbeat(Heartbeat {
-            node_id: if named {
-                String::new()
-            } else {
+            node_id: if id {
                 self.config.node_id.clone()
+            } else {
+                String::new()
             },
             fingerprint: self.replica.version_vector().fingerprint(),
             reply,
