@@ -632,6 +632,14 @@ mesh_result mesh_config_set_max_value_size(mesh_config_t *config, size_t max_val
 mesh_result mesh_config_set_max_datagram_size(mesh_config_t *config, size_t size);
 
 /**
+ * Sets the largest UDP payload a link grows to once a probe shows its path carries it,
+ * in bytes: at most 65507. Default 1452 (an Ethernet path); at or below the
+ * `max_datagram_size`, links never probe. Datagrams carry the don't-fragment bit, so
+ * nothing is IP-fragmented (Linux; elsewhere links stay at `max_datagram_size`).
+ */
+mesh_result mesh_config_set_max_probed_datagram_size(mesh_config_t *config, size_t size);
+
+/**
  * Turns compression of bulk payloads on or off. On (the default), the node tells its
  * peers it reads compressed payloads and compresses to those that said so too, when it
  * wins; off, it sends and accepts only uncompressed payloads.

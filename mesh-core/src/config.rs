@@ -68,6 +68,11 @@ pub struct Config {
     /// included (1,200 bytes plus 40 of IPv6 header and 8 of UDP header fit the 1,280-byte
     /// minimum MTU every IPv6 link carries).
     pub max_datagram_size: usize,
+    /// Largest UDP payload a link grows to once a probe shows its path carries it
+    /// (DPLPMTUD, RFC 8899): every link starts at `max_datagram_size`, and datagrams are
+    /// never IP-fragmented. Default 1,452 bytes, what an Ethernet path carries over IPv4
+    /// or IPv6. At or below `max_datagram_size`, links never probe.
+    pub max_probed_datagram_size: usize,
     /// Largest key, in bytes of UTF-8. Default 1 KiB.
     pub max_key_len: usize,
     /// Largest value, in encoded bytes. Default 16 MiB.
@@ -231,6 +236,12 @@ impl Config {
                 format!("must be between {MIN_DATAGRAM_SIZE} and {MAX_DATAGRAM_SIZE}"),
             ));
         }
+        if self.max_probed_datagram_size > MAX_DATAGRAM_SIZE {
+            return Err(ConfigError::new(
+                "max_probed_datagram_size",
+                format!("must be at most {MAX_DATAGRAM_SIZE}"),
+            ));
+        }
         if self.max_key_len == 0 || self.max_key_len > 64 * 1024 {
             return Err(ConfigError::new(
                 "max_key_len",
@@ -299,6 +310,7 @@ impl Default for Config {
             push_delay: Duration::from_millis(1),
             push_fanout: 32,
             max_datagram_size: 1200,
+            max_probed_datagram_size: 1452,
             max_key_len: 1024,
             max_value_size: 16 * 1024 * 1024,
             max_in_flight: 128 * 1024,

@@ -66,6 +66,7 @@ mod browse;
 mod durable;
 mod handshake;
 mod keys;
+mod path;
 mod report;
 mod swim;
 mod transmit;
@@ -539,6 +540,10 @@ impl Engine {
             {
                 link.reads_compressed = reads_compressed;
             }
+            if link.is_confirmed() && self.started {
+                // Its path can be probed: the peer answers in this session.
+                link.path.begin(now.mono_us);
+            }
             match check {
                 SessionCheck::Current => {}
                 SessionCheck::Stale => {
@@ -570,7 +575,7 @@ impl Engine {
             let believed = advertised.and_then(|a| believable_advertised(from, a));
             self.members.set_advertised(&from, believed);
         }
-        let mut ping_reqs = 0;
+        let (mut ping_reqs, mut path_probes) = (0, 0);
         for frame in frames {
             match frame {
                 Frame::Advertise(_) => {} // taken above, with the heartbeat
@@ -601,6 +606,17 @@ impl Engine {
                 }
                 Frame::Challenge(nonce) => self.answer_challenge(now, from, nonce),
                 Frame::Response(_) => {} // the proof was checked above
+                // Answered only in a session both ends share: an answer to a spoofer
+                // would be a reflection, and it proves nothing about a path to one.
+                Frame::PathProbe(probe) if in_our_session => {
+                    path_probes += 1;
+                    if path_probes == 1 {
+                        self.on_path_probe(from, probe.nonce);
+                    }
+                }
+                Frame::PathProbe(_) => self.counters.dropped.stale += 1,
+                Frame::PathAnswer(nonce) if in_our_session => self.on_path_answer(now, from, nonce),
+                Frame::PathAnswer(_) => self.counters.dropped.stale += 1,
                 Frame::Data(data) => {
                     let Some(link) = self.links.get_mut(&from) else {
                         continue;
@@ -654,6 +670,7 @@ impl Engine {
                     link.sync.on_lost_data(t);
                 }
             }
+            self.path_timeout(now, addr);
             self.message_timeout(t, addr);
             if self.feed.check_stalled(&addr, t) == Some(Ended::Broken) {
                 log::debug!("{}: the stream from {addr} stalled", self.config.node_id);
@@ -1300,10 +1317,21 @@ impl Engine {
         let member = self.members.next_deadline(addr, self.started);
         let messages = link.messages.next_timeout(self.message_gap_us());
         let feed = self.feed.deadline(addr).filter(|_| self.started);
-        [link.channel.next_timeout(), member, sync, messages, feed]
-            .into_iter()
-            .flatten()
-            .min()
+        let path = link
+            .path
+            .next_timeout()
+            .filter(|_| self.started && link.is_confirmed());
+        [
+            link.channel.next_timeout(),
+            member,
+            sync,
+            messages,
+            feed,
+            path,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

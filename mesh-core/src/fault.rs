@@ -27,6 +27,9 @@ pub struct FaultConfig {
     pub corrupt_rate: f64,
     /// Peers cut off in both directions: nothing is sent to or accepted from them.
     pub partitioned: BTreeSet<SocketAddr>,
+    /// Longest datagram the path carries, if limited: a longer one is dropped (counted
+    /// as lost), as a hop with a smaller MTU drops a datagram with the don't-fragment bit.
+    pub max_datagram: Option<usize>,
 }
 
 impl FaultConfig {
@@ -155,7 +158,11 @@ impl FaultInjector {
             self.stats.packets_partitioned += 1;
             return Vec::new();
         }
-        if self.chance(self.config.loss_rate) {
+        let too_long = self
+            .config
+            .max_datagram
+            .is_some_and(|max| payload.len() > max);
+        if too_long || self.chance(self.config.loss_rate) {
             self.stats.packets_dropped += 1;
             return Vec::new();
         }

@@ -25,6 +25,7 @@
 use crate::congestion::INITIAL_WINDOW_DATAGRAMS;
 use crate::config::Config;
 use crate::messages::MessageOrder;
+use crate::path::PathSize;
 use crate::seal::SEAL_OVERHEAD;
 use crate::sync::PeerSync;
 use crate::time::us;
@@ -97,6 +98,9 @@ pub(crate) struct Link {
     pub knows_our_id: bool,
     /// The channel's id for the last sync request queued to the peer.
     request_queued: Option<u64>,
+    /// How large the datagrams to the peer may be. It outlives sessions: a peer that
+    /// restarts is still at the end of the same path.
+    pub path: PathSize,
 }
 
 /// What a packet's sessions say about the link.
@@ -117,6 +121,7 @@ pub(crate) enum SessionCheck {
 impl Link {
     /// A link starting a session named `session` (non-zero).
     pub fn new(limits: &ChannelLimits, session: u32) -> Link {
+        let (base, probed) = limits.datagram_sizes;
         Link {
             channel: Channel::new(limits.clone()),
             sync: PeerSync::default(),
@@ -127,12 +132,31 @@ impl Link {
             reads_compressed: false,
             knows_our_id: false,
             request_queued: None,
+            path: PathSize::new(base, probed),
         }
+    }
+
+    /// A channel started afresh, cutting fragments for the path's datagram size.
+    fn new_channel(&self, limits: &ChannelLimits) -> Channel {
+        let mut channel = Channel::new(limits.clone());
+        channel.set_max_fragment(self.fragment_size());
+        channel
+    }
+
+    /// The largest fragment a datagram to the peer carries.
+    pub fn fragment_size(&self) -> usize {
+        fragment_size(self.path.datagram_size())
+    }
+
+    /// Whether the peer has named this node's session back: it reads what this node
+    /// sends in it.
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed
     }
 
     /// Starts a new session named `session`, with a new incarnation of the peer.
     pub fn reset_session(&mut self, limits: &ChannelLimits, session: u32) {
-        self.channel = Channel::new(limits.clone());
+        self.channel = self.new_channel(limits);
         self.messages = MessageOrder::new(limits.reassembly.clone());
         self.sync.reset_session();
         self.local_session = session.max(1);
@@ -240,7 +264,7 @@ impl Link {
         }
         // The peer has a new session. If it already names ours, it restarted its side to
         // match ours; otherwise its channel is new and ours must be too.
-        self.channel = Channel::new(limits.clone());
+        self.channel = self.new_channel(limits);
         self.request_queued = None;
         self.messages = MessageOrder::new(limits.reassembly.clone());
         // Its new session may come with a member table that lost this node's id.
@@ -266,6 +290,7 @@ pub(crate) fn channel_limits(config: &Config) -> ChannelLimits {
         max_retries: config.max_retries,
         min_give_up_us: us(config.peer_timeout),
         max_fragment: fragment_size(config.max_datagram_size),
+        datagram_sizes: (config.max_datagram_size, config.max_probed_datagram_size),
         max_in_flight: config.max_in_flight,
         max_queued: config.max_reassembly.max(4 * config.max_in_flight),
         reassembly: ReassemblyBudget::new(config.max_reassembly),

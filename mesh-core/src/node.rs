@@ -118,7 +118,11 @@ impl Node {
     /// talk to the network until [`Node::start`].
     pub fn new(mut config: Config) -> Result<Node> {
         config.validate()?;
-        let (socket, families) = bind_socket(&config)?;
+        let (socket, families, dont_fragment) = bind_socket(&config)?;
+        if !dont_fragment {
+            // A probe could come back answered by IP fragments: no probing.
+            config.max_probed_datagram_size = config.max_datagram_size;
+        }
         let local_addr = crate::addr::canonical(socket.local_addr()?);
         // Port 0 in the advertised address means the bound port.
         if let Some(advertised) = &mut config.advertise_addr {
@@ -864,7 +868,9 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
 /// Binds the node's socket, and says which address families it can send to. `::` is
 /// bound dual-stack (`IPV6_V6ONLY` off, whatever the system default) where the host
 /// allows it, so one socket serves IPv4 and IPv6 peers; elsewhere it serves IPv6 only.
-fn bind_socket(config: &Config) -> Result<(UdpSocket, Families)> {
+/// The socket bound for `config`, the address families it reaches, and whether its
+/// datagrams carry the don't-fragment bit.
+fn bind_socket(config: &Config) -> Result<(UdpSocket, Families, bool)> {
     let bind_err = |source: io::Error| Error::Bind {
         addr: if config.host.contains(':') && !config.host.starts_with('[') {
             format!("[{}]:{}", config.host, config.port)
@@ -909,11 +915,41 @@ fn bind_socket(config: &Config) -> Result<(UdpSocket, Families)> {
             v6: true,
         },
     };
+    let dont_fragment = set_dont_fragment(&socket, families);
     // Best effort: the kernel may cap these; a smaller buffer only means more retransmits.
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     socket.bind(&addr.into()).map_err(bind_err)?;
-    Ok((socket.into(), families))
+    Ok((socket.into(), families, dont_fragment))
+}
+
+/// Sets the don't-fragment bit on every datagram, without the kernel's own path MTU
+/// cache (Linux's `IP_PMTUDISC_PROBE`): a datagram too large for some hop is dropped,
+/// never fragmented, so a path probe's answer proves the path carries its size (see the
+/// `path` module), and one too large for the interface fails to send, as a loss.
+/// `false` where it cannot be set: links then stay at `max_datagram_size`.
+#[cfg(target_os = "linux")]
+fn set_dont_fragment(socket: &socket2::Socket, families: Families) -> bool {
+    use rustix::net::sockopt;
+    // A dual-stack socket sends IPv4 datagrams under the IPv4 option.
+    let v4 = families
+        .v4
+        .then(|| sockopt::set_ip_mtu_discover(socket, sockopt::Ipv4PathMtuDiscovery::PROBE));
+    let v6 = families
+        .v6
+        .then(|| sockopt::set_ipv6_mtu_discover(socket, sockopt::Ipv6PathMtuDiscovery::PROBE));
+    match (v4, v6) {
+        (Some(Err(e)), _) | (_, Some(Err(e))) => {
+            log::warn!("could not set the don't-fragment bit ({e}): no path probing");
+            false
+        }
+        _ => true,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_dont_fragment(_socket: &socket2::Socket, _families: Families) -> bool {
+    false
 }
 
 /// `dst` in the form the socket sends to: a dual-stack IPv6 socket reaches an IPv4 peer

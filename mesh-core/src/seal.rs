@@ -322,6 +322,12 @@ impl Seal {
             })
     }
 
+    /// Whether datagrams are sealed (a keyring is installed): each then carries
+    /// [`SEAL_OVERHEAD`] bytes more.
+    pub fn is_sealing(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
     /// Encodes `packet` into a datagram: sealed under the primary key with a keyring,
     /// plaintext without.
     #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]

@@ -157,8 +157,11 @@ pub struct ChannelLimits {
     /// receiver pausing for a moment (a large merge, a scheduler hiccup) must not cost
     /// the data: only a peer silent this long is treated as unreachable.
     pub min_give_up_us: u64,
-    /// Largest fragment payload, bytes.
+    /// Largest fragment payload, bytes, at the base datagram size.
     pub max_fragment: usize,
+    /// The datagram size every link starts at (`max_datagram_size`), and the largest one
+    /// it probes its path for (`max_probed_datagram_size`; see `path`).
+    pub datagram_sizes: (usize, usize),
     /// Bytes in flight allowed.
     pub max_in_flight: usize,
     /// Bytes queued (not yet sent) allowed.
@@ -449,6 +452,20 @@ impl Channel {
         }
         self.queued_bytes += message.len();
         true
+    }
+
+    /// Cuts the messages queued from now on into fragments of at most `max_fragment`
+    /// bytes (the path to the peer carries larger datagrams; see `path`). Those queued
+    /// before keep their size.
+    pub fn set_max_fragment(&mut self, max_fragment: usize) {
+        self.limits.max_fragment = max_fragment.max(MIN_FRAGMENT);
+    }
+
+    /// The oldest datagram in flight, if it carries more than `bytes` bytes of fragment:
+    /// when it was first sent and how many timeouts it took.
+    pub fn oldest_larger_than(&self, bytes: usize) -> Option<(u64, u32)> {
+        let (_, entry) = self.in_flight.first_key_value()?;
+        (entry.data.bytes.len() > bytes).then_some((entry.first_sent_us, entry.retries))
     }
 
     /// Whether the fragments of message `msg_id` carry bytes zstd compressed already (a
@@ -1020,6 +1037,7 @@ mod tests {
             max_retries: 3,
             min_give_up_us: 0,
             max_fragment: MIN_FRAGMENT,
+            datagram_sizes: (1_200, 1_200),
             max_in_flight: 100 * MIN_FRAGMENT,
             max_queued: 100_000,
             reassembly: ReassemblyBudget::new(10_000),

@@ -50,7 +50,9 @@ pub const MAGIC: [u8; 2] = *b"MS";
 /// sender's node id out once the receiver holds it ([`Heartbeat::node_id`]). Version 10
 /// adds [`Message::Packed`]: a stream's or a burst's delta compressed whole before it is
 /// cut into datagrams. Version 11 sends a group's entries column by column
-/// ([`Group::entries`]), which compresses better.
+/// ([`Group::entries`]), which compresses better, and adds the path probes
+/// ([`Frame::PathProbe`], [`Frame::PathAnswer`]) that let a link's datagrams grow past
+/// `max_datagram_size` where the path carries them.
 pub const VERSION: u8 = 11;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
@@ -138,6 +140,23 @@ pub enum Frame {
     IndirectAck(String),
     /// Membership changes, piggybacked on probes and acks (see `members::rumors`).
     Rumors(Vec<Rumor>),
+    /// "Does the path carry datagrams this large?": a random number to echo in a
+    /// [`Frame::PathAnswer`], and padding that makes the datagram the size probed (see
+    /// the `path` module). Read only in a session the receiver shares.
+    PathProbe(PathProbe),
+    /// Echoes a [`Frame::PathProbe`]'s number.
+    PathAnswer(#[serde(with = "postcard::fixint::le")] u64),
+}
+
+/// A probe of the path's datagram size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathProbe {
+    /// The number to echo.
+    #[serde(with = "postcard::fixint::le")]
+    pub nonce: u64,
+    /// Zeros that bring the datagram to the size probed.
+    #[serde(with = "serde_bytes")]
+    pub padding: Vec<u8>,
 }
 
 /// A membership change about one node, spread by piggybacking.

@@ -227,6 +227,7 @@ fn a_message_in_one_fragment_is_held_to_the_budget() {
         max_retries: 5,
         min_give_up_us: 15_000_000,
         max_fragment: 1_000,
+        datagram_sizes: (1_200, 1_200),
         max_in_flight: 128 * 1024,
         max_queued: 128 * 1024,
         reassembly: ReassemblyBudget::new(256),

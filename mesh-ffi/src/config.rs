@@ -401,6 +401,24 @@ pub unsafe extern "C" fn mesh_config_set_max_datagram_size(
     }
 }
 
+/// Sets the largest UDP payload a link grows to once a probe shows its path carries it,
+/// in bytes: at most 65507. Default 1452 (an Ethernet path); at or below the
+/// `max_datagram_size`, links never probe. Datagrams carry the don't-fragment bit, so
+/// nothing is IP-fragmented (Linux; elsewhere links stay at `max_datagram_size`).
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_max_probed_datagram_size(
+    config: *mut mesh_config_t,
+    size: usize,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.max_probed_datagram_size = size;
+            Ok(())
+        }) }
+    }
+}
+
 /// Turns compression of bulk payloads on or off. On (the default), the node tells its
 /// peers it reads compressed payloads and compresses to those that said so too, when it
 /// wins; off, it sends and accepts only uncompressed payloads.
@@ -474,6 +492,7 @@ mod tests {
         assert_eq!(c.max_key_len, 1024);
         assert_eq!(c.max_value_size, 16 * 1024 * 1024);
         assert_eq!(c.max_datagram_size, 1200);
+        assert_eq!(c.max_probed_datagram_size, 1452);
         assert_eq!(c.seed, None);
         assert!(c.compression);
     }

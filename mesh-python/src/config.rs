@@ -51,6 +51,7 @@ pub struct ConfigArgs {
     pub push_delay: Option<f64>,
     pub push_fanout: Option<i64>,
     pub max_datagram_size: Option<i64>,
+    pub max_probed_datagram_size: Option<i64>,
     pub max_key_len: Option<i64>,
     pub max_value_size: Option<i64>,
     pub max_in_flight: Option<i64>,
@@ -109,6 +110,9 @@ impl ConfigArgs {
         }
         if let Some(v) = self.max_datagram_size {
             config.max_datagram_size = count(py, "max_datagram_size", v)?;
+        }
+        if let Some(v) = self.max_probed_datagram_size {
+            config.max_probed_datagram_size = count(py, "max_probed_datagram_size", v)?;
         }
         if let Some(v) = self.max_key_len {
             config.max_key_len = count(py, "max_key_len", v)?;

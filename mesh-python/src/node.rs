@@ -224,7 +224,9 @@ fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
 /// ``max_rto`` [8.0] retransmission timeouts, ``push_delay`` shortest time between
 /// two pushes of local writes [0.001], ``push_fanout`` most reachable peers a writer
 /// pushes to itself, beyond which writes travel the broadcast tree (0 or more; 0 sends
-/// every write through the tree) [32], ``max_datagram_size`` [1200], ``max_key_len`` [1024], ``max_value_size``
+/// every write through the tree) [32], ``max_datagram_size`` [1200],
+/// ``max_probed_datagram_size`` largest datagram a link grows to once a probe shows its
+/// path carries it [1452], ``max_key_len`` [1024], ``max_value_size``
 /// [16 MiB], ``max_in_flight`` bytes unacknowledged per peer [128 KiB], ``max_reassembly``
 /// [64 MiB, or enough for max_value_size], ``reassembly_timeout`` [30.0],
 /// ``max_clock_drift`` [60.0], ``tombstone_grace`` [86400.0], ``max_origins`` node runs
@@ -320,6 +322,7 @@ impl MeshSyncNode {
         push_delay = None,
         push_fanout = None,
         max_datagram_size = None,
+        max_probed_datagram_size = None,
         max_key_len = None,
         max_value_size = None,
         max_in_flight = None,
@@ -356,6 +359,7 @@ impl MeshSyncNode {
         push_delay: Option<f64>,
         push_fanout: Option<i64>,
         max_datagram_size: Option<i64>,
+        max_probed_datagram_size: Option<i64>,
         max_key_len: Option<i64>,
         max_value_size: Option<i64>,
         max_in_flight: Option<i64>,
@@ -390,6 +394,7 @@ impl MeshSyncNode {
             push_delay,
             push_fanout,
             max_datagram_size,
+            max_probed_datagram_size,
             max_key_len,
             max_value_size,
             max_in_flight,
@@ -665,6 +670,7 @@ impl MeshSyncNode {
             reorder_rate,
             corrupt_rate,
             partitioned: Default::default(),
+            max_datagram: None,
         };
         for (host, port) in partitioned.unwrap_or_default() {
             let port = port_number(port).ok_or_else(|| {

@@ -45,6 +45,7 @@ static void test_null_arguments(void) {
     CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_max_key_len(NULL, 1));
     CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_max_value_size(NULL, 1));
     CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_max_datagram_size(NULL, 1));
+    CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_max_probed_datagram_size(NULL, 1));
     CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_seed(NULL, 1));
     mesh_config_free(config);
 
@@ -216,6 +217,9 @@ static void short_peer_timeout(mesh_config_t *c) {
     mesh_config_set_peer_timeout_ms(c, 500);
 }
 static void tiny_datagram(mesh_config_t *c) { mesh_config_set_max_datagram_size(c, 10); }
+static void huge_probed_datagram(mesh_config_t *c) {
+    mesh_config_set_max_probed_datagram_size(c, 70000);
+}
 static void too_many_retries(mesh_config_t *c) { mesh_config_set_max_retries(c, 31); }
 static void empty_cluster(mesh_config_t *c) { mesh_config_set_cluster(c, ""); }
 
@@ -224,6 +228,7 @@ static void test_invalid_config_names_the_field(void) {
     expect_config_error(zero_sync_interval, "`sync_interval`");
     expect_config_error(short_peer_timeout, "`peer_timeout`");
     expect_config_error(tiny_datagram, "`max_datagram_size`");
+    expect_config_error(huge_probed_datagram, "`max_probed_datagram_size`");
     expect_config_error(too_many_retries, "`max_retries`");
     expect_config_error(empty_cluster, "`cluster`");
 

@@ -226,6 +226,30 @@ class Rig:
                 rules.append(f"add rule inet rig in ip saddr {self.addr(j)} drop")
             self.nft(i, *rules)
 
+    def set_mtu(self, i: int, mtu: int) -> None:
+        """Sets the MTU of node ``i``'s interface (and of its port on the bridge)."""
+        run("ip", "-n", self.ns(i), "link", "set", "eth0", "mtu", str(mtu))
+        run("ip", "-n", self.hub, "link", "set", f"p{i}", "mtu", str(mtu))
+
+    def count_udp_longer_than(self, i: int, length: int) -> None:
+        """Counts node ``i``'s outgoing UDP datagrams whose UDP length (8-byte header
+        included) exceeds ``length``; read back with :meth:`counted`."""
+        self.nft(i, f"add rule inet rig out udp length > {length} counter")
+
+    def counted(self, i: int) -> int:
+        """Packets counted by node ``i``'s outgoing counter rules."""
+        out = subprocess.run(["ip", "netns", "exec", self.ns(i), "nft", "list", "chain",
+                              "inet", "rig", "out"], check=True, capture_output=True,
+                             text=True).stdout
+        return sum(int(word.split()[0]) for word in out.split("counter packets ")[1:])
+
+    def ip_fragments_created(self, i: int) -> int:
+        """IPv4 fragments node ``i``'s kernel has created (``FragCreates``)."""
+        lines = subprocess.run(["ip", "netns", "exec", self.ns(i), "cat", "/proc/net/snmp"],
+                               check=True, capture_output=True, text=True).stdout.splitlines()
+        names, values = [line.split()[1:] for line in lines if line.startswith("Ip:")][:2]
+        return int(dict(zip(names, values))["FragCreates"])
+
     def heal(self) -> None:
         for i in range(1, self.n + 1):
             self.nft(i, "flush chain inet rig in", "flush chain inet rig out")

@@ -1,5 +1,6 @@
 """Real processes on a real (namespaced) network: kill -9 under a write load, a whole
-mesh killed at once, a partition cut and healed by nftables, and random loss.
+mesh killed at once, a partition cut and healed by nftables, random loss, and datagram
+sizes that follow the path's MTU without IP fragmentation.
 
 ``MESH_RIG_KILLS`` sets the number of kills of the kill loop (CI: 12;
 ``scripts/kill-loop.sh`` runs 100). ``MESH_RIG_SEED`` fixes the random moments.
@@ -230,3 +231,43 @@ def test_a_restarted_node_catches_up_with_what_it_missed(make_rig) -> None:
     rig.heal()
     assert wait_until(lambda: converged(rig, expected), CONVERGE_TIMEOUT, 0.2), \
         describe(rig, expected)
+
+
+def write_large_values(rig: Rig, count: int) -> Dict[str, object]:
+    """``count`` writes of 1,000 characters each, spread over the nodes."""
+    expected: Dict[str, object] = {}
+    rng = random.Random(5)
+    for n in range(count):
+        value = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(1000))
+        assert rig.nodes[1 + n % rig.n].command(f"set big{n} {value}").get("ok")
+        expected[f"big{n}"] = value
+    return expected
+
+
+def test_datagrams_grow_past_1200_bytes_where_the_path_carries_them(make_rig) -> None:
+    rig = make_rig(2)
+    for i in (1, 2):
+        # Payloads above the 1,200-byte base size: only a probed link sends them.
+        rig.count_udp_longer_than(i, 1208)
+        rig.start(i, durability="batched")
+    time.sleep(2.0)  # the first probe goes a second after the link is confirmed
+    expected = write_large_values(rig, 100)
+    assert wait_until(lambda: converged(rig, expected), CONVERGE_TIMEOUT, 0.2), \
+        describe(rig, expected)
+    assert rig.counted(1) + rig.counted(2) > 0, "no datagram above 1,200 bytes"
+    assert rig.ip_fragments_created(1) == 0 and rig.ip_fragments_created(2) == 0
+
+
+def test_a_path_with_a_small_mtu_is_never_ip_fragmented(make_rig) -> None:
+    rig = make_rig(2)
+    for i in (1, 2):
+        # 1,300 bytes of IP: room for 1,272 of UDP payload, less than either probe size.
+        rig.set_mtu(i, 1300)
+        rig.start(i, durability="batched")
+    time.sleep(2.0)
+    expected = write_large_values(rig, 100)
+    assert wait_until(lambda: converged(rig, expected), CONVERGE_TIMEOUT, 0.2), \
+        describe(rig, expected)
+    # Without the don't-fragment bit, the kernel cut the probes in two, the peer
+    # answered, and the link then sent every datagram as two fragments.
+    assert rig.ip_fragments_created(1) == 0 and rig.ip_fragments_created(2) == 0

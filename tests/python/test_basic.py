@@ -162,6 +162,8 @@ def test_port_in_use_raises_address_in_use(make_node) -> None:
         ({"heartbeat_interval": 5.0, "peer_timeout": 1.0}, "peer_timeout"),
         ({"cluster": ""}, "cluster"),
         ({"max_datagram_size": 10}, "max_datagram_size"),
+        ({"max_probed_datagram_size": 70_000}, "max_probed_datagram_size"),
+        ({"max_probed_datagram_size": -1}, "max_probed_datagram_size"),
         ({"max_retries": -1}, "max_retries"),
         ({"max_retries": 1000}, "max_retries"),
         ({"push_fanout": -1}, "push_fanout"),

@@ -214,6 +214,13 @@ impl Engine {
         lines
     }
 
+    /// The largest datagram the path to `addr` is known to carry (see `path`), if this
+    /// node holds a link with it.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn path_datagram_size(&self, addr: &std::net::SocketAddr) -> Option<usize> {
+        self.links.get(addr).map(|l| l.path.datagram_size())
+    }
+
     /// The peer asked to stream everything this node lacks, if any (see `feed`).
     #[cfg(any(test, feature = "test-util"))]
     pub fn sync_feed(&self) -> Option<std::net::SocketAddr> {

@@ -78,8 +78,6 @@ impl Engine {
     /// to a datagram as fit, the first datagram carrying the pending ack; or the ack
     /// alone, if due.
     pub(super) fn produce(&mut self, now: Now) {
-        let budget = self.limits.max_fragment;
-        let room = packet_data_room(budget);
         let refill_below = self.limits.max_in_flight;
         let mut packets = Vec::new();
         self.sending.extend(self.touched.iter().copied());
@@ -89,6 +87,9 @@ impl Engine {
                 self.sending.remove(&addr);
                 continue;
             };
+            // The path's size, as probed (see `path`).
+            let budget = link.fragment_size();
+            let room = packet_data_room(budget);
             let codec = self.seal.codec();
             let stream_room = link.stream_room(refill_below, codec.is_some(), budget);
             let codec = codec.filter(|_| link.reads_compressed);
@@ -183,7 +184,18 @@ impl Engine {
                 frames.push(Frame::Advertise(advertised));
             }
         }
-        let packet = Packet {
+        let packet = self.plain_packet(dst_inc, (src_session, dst_session), frames);
+        self.seal.seal_packet_for(self.cluster, &packet, compress)
+    }
+
+    /// The packet of `frames` with `(src_session, dst_session)`, before it is sealed.
+    pub(super) fn plain_packet(
+        &self,
+        dst_inc: u64,
+        (src_session, dst_session): (u32, u32),
+        frames: Vec<Frame>,
+    ) -> Packet {
+        Packet {
             src_inc: self.incarnation,
             // The receiver's session names its run: the incarnation would add 8 bytes to
             // every datagram of a link, idle probes included, and tell it nothing more.
@@ -191,7 +203,6 @@ impl Engine {
             src_session,
             dst_session,
             frames,
-        };
-        self.seal.seal_packet_for(self.cluster, &packet, compress)
+        }
     }
 }

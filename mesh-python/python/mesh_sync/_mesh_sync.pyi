@@ -251,6 +251,7 @@ class MeshSyncNode:
         push_delay: Optional[float] = None,
         push_fanout: Optional[int] = None,
         max_datagram_size: Optional[int] = None,
+        max_probed_datagram_size: Optional[int] = None,
         max_key_len: Optional[int] = None,
         max_value_size: Optional[int] = None,
         max_in_flight: Optional[int] = None,

@@ -1,0 +1,156 @@
+//! Datagram sizes that follow the path (DPLPMTUD, RFC 8899), in deterministic
+//! simulation: links start at `max_datagram_size`, grow to what a probe shows the path
+//! carries, never send data in datagrams the path drops, and fall back when a path stops
+//! carrying the size it was probed at.
+
+use std::time::Duration;
+
+use mesh_core::fault::FaultConfig;
+use mesh_core::sim::Sim;
+use mesh_core::wire::{self, Frame};
+use mesh_core::{Config, Value};
+
+const KEYS: u64 = 200;
+const VALUE_LEN: usize = 400;
+
+fn config() -> Config {
+    let mut c = Config::new("template", 0);
+    c.sync_interval = Duration::from_millis(200);
+    c.heartbeat_interval = Duration::from_millis(100);
+    c.peer_timeout = Duration::from_secs(3);
+    c.initial_rto = Duration::from_millis(100);
+    c
+}
+
+fn path_limit(max: Option<usize>) -> FaultConfig {
+    FaultConfig {
+        max_datagram: max,
+        ..FaultConfig::default()
+    }
+}
+
+/// Printable, and random enough that compression leaves most of it.
+fn value(rng: &mut fastrand::Rng) -> Value {
+    Value::String((0..VALUE_LEN).map(|_| rng.char('!'..='~')).collect())
+}
+
+/// The datagram size node `i` uses towards node `j`.
+fn size(sim: &Sim, i: usize, j: usize) -> Option<usize> {
+    let peer = sim.nodes[j].addr;
+    sim.nodes[i].engine.as_ref()?.path_datagram_size(&peer)
+}
+
+/// Writes `KEYS` large values on node `from`, then runs until every node holds them;
+/// `false` past `patience`.
+fn burst(sim: &mut Sim, from: usize, prefix: &str, patience: Duration) -> bool {
+    let want = sim.nodes[from].engine.as_ref().unwrap().status().data_keys + KEYS as usize;
+    let mut rng = fastrand::Rng::with_seed(from as u64);
+    for k in 0..KEYS {
+        sim.write(from, &format!("{prefix}-{k:03}"), Some(value(&mut rng)));
+    }
+    let step = Duration::from_millis(10);
+    let mut waited = Duration::ZERO;
+    while waited < patience {
+        sim.run_for(step);
+        waited += step;
+        let done = sim
+            .nodes
+            .iter()
+            .filter_map(|n| n.engine.as_ref())
+            .all(|e| e.status().data_keys == want);
+        if done {
+            return true;
+        }
+    }
+    false
+}
+
+/// The datagrams in `recorded` that carry data, and the longest of them.
+fn data_datagrams(config: &Config, recorded: &[Vec<u8>]) -> (usize, usize) {
+    let cluster = wire::cluster_id(&config.cluster);
+    recorded
+        .iter()
+        .filter(|d| {
+            wire::decode_packet(cluster, d)
+                .is_ok_and(|p| p.frames.iter().any(|f| matches!(f, Frame::Data(_))))
+        })
+        .fold((0, 0), |(n, longest), d| (n + 1, longest.max(d.len())))
+}
+
+#[test]
+fn links_grow_to_the_largest_size_the_path_carries() {
+    let config = config();
+    for seed in 1..=3 {
+        let mut sim = Sim::new(3, config.clone(), FaultConfig::default(), seed);
+        assert_eq!(size(&sim, 0, 1), None, "no link before the mesh forms");
+        sim.run_for(Duration::from_secs(2));
+        for (i, j) in [(0, 1), (1, 0), (0, 2), (2, 1)] {
+            assert_eq!(size(&sim, i, j), Some(1_452), "seed {seed}: n{i} to n{j}");
+        }
+        sim.recorded = Some(Vec::new());
+        assert!(burst(&mut sim, 0, "k", Duration::from_secs(10)));
+        let (n, longest) = data_datagrams(&config, &sim.recorded.take().unwrap());
+        assert!(
+            longest > 1_200 && longest <= 1_452,
+            "seed {seed}: the longest of {n} datagrams of data is {longest} bytes"
+        );
+    }
+}
+
+#[test]
+fn a_path_that_carries_less_is_probed_down_and_never_sent_data_it_drops() {
+    let config = config();
+    for (limit, settles_at) in [(1_400, 1_326), (1_300, 1_200), (1_200, 1_200)] {
+        let mut sim = Sim::new(2, config.clone(), path_limit(Some(limit)), 7);
+        sim.recorded = Some(Vec::new());
+        // Three probes of 1,452 bytes and three of 1,326, each given at least 100 ms.
+        sim.run_for(Duration::from_secs(3));
+        assert_eq!(size(&sim, 0, 1), Some(settles_at), "path of {limit}");
+        assert_eq!(size(&sim, 1, 0), Some(settles_at), "path of {limit}");
+        assert!(
+            burst(&mut sim, 1, "k", Duration::from_secs(10)),
+            "path of {limit}"
+        );
+        let (n, longest) = data_datagrams(&config, &sim.recorded.take().unwrap());
+        assert!(
+            longest <= settles_at,
+            "path of {limit}: a datagram of data of {longest} bytes (of {n})"
+        );
+        sim.check_converged().expect("converged");
+    }
+}
+
+#[test]
+fn a_path_that_stops_carrying_its_probed_size_falls_back_and_converges() {
+    let config = config();
+    for seed in 1..=3 {
+        let mut sim = Sim::new(2, config.clone(), FaultConfig::default(), seed);
+        sim.run_for(Duration::from_secs(2));
+        assert_eq!(size(&sim, 0, 1), Some(1_452), "seed {seed}");
+        // A route change: the path now drops what the probe proved it carried.
+        sim.set_faults(path_limit(Some(1_250)));
+        assert!(
+            burst(&mut sim, 0, "k", Duration::from_secs(20)),
+            "seed {seed}: the burst never arrived"
+        );
+        assert_eq!(
+            size(&sim, 0, 1),
+            Some(1_200),
+            "seed {seed}: back to the base"
+        );
+        sim.check_converged().expect("converged");
+    }
+}
+
+#[test]
+fn no_probing_when_the_ceiling_is_the_base() {
+    let mut config = config();
+    config.max_probed_datagram_size = config.max_datagram_size;
+    let mut sim = Sim::new(2, config.clone(), FaultConfig::default(), 3);
+    sim.recorded = Some(Vec::new());
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(size(&sim, 0, 1), Some(1_200));
+    let recorded = sim.recorded.take().unwrap();
+    assert!(recorded.iter().all(|d| d.len() <= 1_200));
+    assert!(burst(&mut sim, 0, "k", Duration::from_secs(10)));
+}
