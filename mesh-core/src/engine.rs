@@ -540,8 +540,10 @@ impl Engine {
             {
                 link.reads_compressed = reads_compressed;
             }
-            if link.is_confirmed() && self.started {
-                // Its path can be probed: the peer answers in this session.
+            if link.is_confirmed() && self.started && link.channel.carried_bulk() {
+                // Its path is worth probing (it carries messages of many datagrams), and
+                // can be: the peer answers in this session. Most links of a large mesh
+                // carry only probes and pushes, which one datagram holds.
                 link.path.begin(now.mono_us);
             }
             match check {

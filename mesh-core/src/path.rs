@@ -2,10 +2,12 @@
 //! Discovery (DPLPMTUD, RFC 8899), reduced to what a mesh of UDP peers needs.
 //!
 //! Every link starts at `max_datagram_size` (1,200 bytes by default: it crosses any IPv6
-//! path and nearly every IPv4 one; RFC 8899's BASE_PLPMTU). [`FIRST_PROBE_DELAY_US`]
-//! after the peer has named the link's session back, the engine probes (not at once:
-//! a mesh that just formed is busy syncing, and extra datagrams then only shift its
-//! timing): it sends a datagram padded to a candidate
+//! path and nearly every IPv4 one; RFC 8899's BASE_PLPMTU). Once a link has carried a
+//! message larger than one datagram and the peer has named its session back, the engine
+//! probes, [`FIRST_PROBE_DELAY_US`] later (not at once: a mesh that just formed is busy
+//! syncing, and extra datagrams then only shift its timing). Links that carry only
+//! probes and pushes of one datagram, most of a large mesh's, are never probed: a probe
+//! of every link would cost each node 1.5 KB per member: it sends a datagram padded to a candidate
 //! size, carrying a random number that the peer echoes in a small answer. The node's
 //! socket sets the don't-fragment bit, so a datagram too large for some hop is dropped,
 //! never fragmented: an answer proves the path carries that size, and the link's new

@@ -383,6 +383,9 @@ pub struct Channel {
     partial_bytes: usize,
     /// Set when a datagram was given up since the engine last looked.
     pub lost_data: bool,
+    /// Whether a message larger than one fragment was queued: the channel carries bulk
+    /// data, which a larger datagram size would cut into fewer datagrams.
+    carried_bulk: bool,
     stats: ChannelStats,
 }
 
@@ -415,6 +418,7 @@ impl Channel {
             partials: HashMap::new(),
             partial_bytes: 0,
             lost_data: false,
+            carried_bulk: false,
             stats: ChannelStats::default(),
         }
     }
@@ -429,6 +433,7 @@ impl Channel {
         let frags = message.len().div_ceil(chunk).max(1);
         let msg_id = self.next_msg_id;
         self.next_msg_id += 1;
+        self.carried_bulk |= frags > 1;
         if frags > 1 && wire::is_packed(message) {
             self.compressed.insert(msg_id);
         }
@@ -452,6 +457,11 @@ impl Channel {
         }
         self.queued_bytes += message.len();
         true
+    }
+
+    /// Whether a message larger than one fragment was ever queued to the peer.
+    pub fn carried_bulk(&self) -> bool {
+        self.carried_bulk
     }
 
     /// Cuts the messages queued from now on into fragments of at most `max_fragment`

@@ -1,7 +1,7 @@
 //! Datagram sizes that follow the path (DPLPMTUD, RFC 8899), in deterministic
-//! simulation: links start at `max_datagram_size`, grow to what a probe shows the path
-//! carries, never send data in datagrams the path drops, and fall back when a path stops
-//! carrying the size it was probed at.
+//! simulation: links start at `max_datagram_size`, those that carry bulk data grow to
+//! what a probe shows the path carries, never send data in datagrams the path drops,
+//! and fall back when a path stops carrying the size it was probed at.
 
 use std::time::Duration;
 
@@ -78,17 +78,27 @@ fn data_datagrams(config: &Config, recorded: &[Vec<u8>]) -> (usize, usize) {
 }
 
 #[test]
-fn links_grow_to_the_largest_size_the_path_carries() {
+fn links_that_carry_bulk_data_grow_to_the_largest_size_the_path_carries() {
     let config = config();
     for seed in 1..=3 {
         let mut sim = Sim::new(3, config.clone(), FaultConfig::default(), seed);
         assert_eq!(size(&sim, 0, 1), None, "no link before the mesh forms");
-        sim.run_for(Duration::from_secs(2));
+        sim.run_for(Duration::from_secs(3));
         for (i, j) in [(0, 1), (1, 0), (0, 2), (2, 1)] {
-            assert_eq!(size(&sim, i, j), Some(1_452), "seed {seed}: n{i} to n{j}");
+            assert_eq!(
+                size(&sim, i, j),
+                Some(1_200),
+                "seed {seed}: n{i} to n{j} carried no bulk data: not probed"
+            );
+        }
+        // Node 0's burst goes in packed messages of many datagrams to both others.
+        assert!(burst(&mut sim, 0, "a", Duration::from_secs(10)));
+        sim.run_for(Duration::from_secs(2));
+        for j in [1, 2] {
+            assert_eq!(size(&sim, 0, j), Some(1_452), "seed {seed}: n0 to n{j}");
         }
         sim.recorded = Some(Vec::new());
-        assert!(burst(&mut sim, 0, "k", Duration::from_secs(10)));
+        assert!(burst(&mut sim, 0, "b", Duration::from_secs(10)));
         let (n, longest) = data_datagrams(&config, &sim.recorded.take().unwrap());
         assert!(
             longest > 1_200 && longest <= 1_452,
@@ -103,12 +113,15 @@ fn a_path_that_carries_less_is_probed_down_and_never_sent_data_it_drops() {
     for (limit, settles_at) in [(1_400, 1_326), (1_300, 1_200), (1_200, 1_200)] {
         let mut sim = Sim::new(2, config.clone(), path_limit(Some(limit)), 7);
         sim.recorded = Some(Vec::new());
+        assert!(
+            burst(&mut sim, 1, "a", Duration::from_secs(10)),
+            "path of {limit}"
+        );
         // Three probes of 1,452 bytes and three of 1,326, each given at least 100 ms.
         sim.run_for(Duration::from_secs(3));
-        assert_eq!(size(&sim, 0, 1), Some(settles_at), "path of {limit}");
         assert_eq!(size(&sim, 1, 0), Some(settles_at), "path of {limit}");
         assert!(
-            burst(&mut sim, 1, "k", Duration::from_secs(10)),
+            burst(&mut sim, 1, "b", Duration::from_secs(10)),
             "path of {limit}"
         );
         let (n, longest) = data_datagrams(&config, &sim.recorded.take().unwrap());
@@ -125,12 +138,13 @@ fn a_path_that_stops_carrying_its_probed_size_falls_back_and_converges() {
     let config = config();
     for seed in 1..=3 {
         let mut sim = Sim::new(2, config.clone(), FaultConfig::default(), seed);
+        assert!(burst(&mut sim, 0, "a", Duration::from_secs(10)));
         sim.run_for(Duration::from_secs(2));
         assert_eq!(size(&sim, 0, 1), Some(1_452), "seed {seed}");
         // A route change: the path now drops what the probe proved it carried.
         sim.set_faults(path_limit(Some(1_250)));
         assert!(
-            burst(&mut sim, 0, "k", Duration::from_secs(20)),
+            burst(&mut sim, 0, "b", Duration::from_secs(20)),
             "seed {seed}: the burst never arrived"
         );
         assert_eq!(
@@ -148,9 +162,10 @@ fn no_probing_when_the_ceiling_is_the_base() {
     config.max_probed_datagram_size = config.max_datagram_size;
     let mut sim = Sim::new(2, config.clone(), FaultConfig::default(), 3);
     sim.recorded = Some(Vec::new());
+    assert!(burst(&mut sim, 0, "a", Duration::from_secs(10)));
     sim.run_for(Duration::from_secs(2));
+    assert!(burst(&mut sim, 0, "b", Duration::from_secs(10)));
     assert_eq!(size(&sim, 0, 1), Some(1_200));
     let recorded = sim.recorded.take().unwrap();
     assert!(recorded.iter().all(|d| d.len() <= 1_200));
-    assert!(burst(&mut sim, 0, "k", Duration::from_secs(10)));
 }

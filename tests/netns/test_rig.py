@@ -233,12 +233,13 @@ def test_a_restarted_node_catches_up_with_what_it_missed(make_rig) -> None:
         describe(rig, expected)
 
 
-def write_large_values(rig: Rig, count: int) -> Dict[str, object]:
-    """``count`` writes of 1,000 characters each, spread over the nodes."""
+def write_large_values(rig: Rig, count: int, first: int = 0) -> Dict[str, object]:
+    """``count`` writes of 3,000 random characters each (several datagrams, compressed),
+    spread over the nodes."""
     expected: Dict[str, object] = {}
-    rng = random.Random(5)
-    for n in range(count):
-        value = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(1000))
+    rng = random.Random(5 + first)
+    for n in range(first, first + count):
+        value = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(3000))
         assert rig.nodes[1 + n % rig.n].command(f"set big{n} {value}").get("ok")
         expected[f"big{n}"] = value
     return expected
@@ -250,8 +251,10 @@ def test_datagrams_grow_past_1200_bytes_where_the_path_carries_them(make_rig) ->
         # Payloads above the 1,200-byte base size: only a probed link sends them.
         rig.count_udp_longer_than(i, 1208)
         rig.start(i, durability="batched")
-    time.sleep(2.0)  # the first probe goes a second after the link is confirmed
-    expected = write_large_values(rig, 100)
+    expected = write_large_values(rig, 50)
+    # The first probe goes a second after a link carried a message of two datagrams.
+    time.sleep(2.0)
+    expected.update(write_large_values(rig, 50, first=50))
     assert wait_until(lambda: converged(rig, expected), CONVERGE_TIMEOUT, 0.2), \
         describe(rig, expected)
     assert rig.counted(1) + rig.counted(2) > 0, "no datagram above 1,200 bytes"
@@ -264,8 +267,9 @@ def test_a_path_with_a_small_mtu_is_never_ip_fragmented(make_rig) -> None:
         # 1,300 bytes of IP: room for 1,272 of UDP payload, less than either probe size.
         rig.set_mtu(i, 1300)
         rig.start(i, durability="batched")
+    expected = write_large_values(rig, 50)
     time.sleep(2.0)
-    expected = write_large_values(rig, 100)
+    expected.update(write_large_values(rig, 50, first=50))
     assert wait_until(lambda: converged(rig, expected), CONVERGE_TIMEOUT, 0.2), \
         describe(rig, expected)
     # Without the don't-fragment bit, the kernel cut the probes in two, the peer
