@@ -2,20 +2,22 @@
 //! Discovery (DPLPMTUD, RFC 8899), reduced to what a mesh of UDP peers needs.
 //!
 //! Every link starts at `max_datagram_size` (1,200 bytes by default: it crosses any IPv6
-//! path and nearly every IPv4 one; RFC 8899's BASE_PLPMTU). Once a link has carried a
-//! message larger than one datagram and the peer has named its session back, the engine
-//! probes, [`FIRST_PROBE_DELAY_US`] later (not at once: a mesh that just formed is busy
-//! syncing, and extra datagrams then only shift its timing). Links that carry only
-//! probes and pushes of one datagram, most of a large mesh's, are never probed: a probe
-//! of every link would cost each node 1.5 KB per member: it sends a datagram padded to a candidate
-//! size, carrying a random number that the peer echoes in a small answer. The node's
-//! socket sets the don't-fragment bit, so a datagram too large for some hop is dropped,
-//! never fragmented: an answer proves the path carries that size, and the link's new
-//! messages are cut for it. The candidates are `max_probed_datagram_size` (1,452 by
-//! default: an Ethernet path, over IPv4 or IPv6) and then the midpoint between it and the
-//! base, [`MAX_PROBES`] probes each. A search that ends below the largest candidate
-//! starts again after [`RAISE_INTERVAL_US`] (RFC 8899's PMTU_RAISE_TIMER), since paths
-//! change.
+//! path and nearly every IPv4 one; RFC 8899's BASE_PLPMTU). A probe is a datagram padded
+//! to a candidate size, carrying a random number that the peer echoes in a small answer.
+//! The node's socket sets the don't-fragment bit, so a datagram too large for some hop
+//! is dropped, never fragmented: an answer proves the path carries that size, and the
+//! link's new messages are cut for it. The candidates are `max_probed_datagram_size`
+//! (1,452 by default: an Ethernet path, over IPv4 or IPv6) and then the midpoint between
+//! it and the base, [`MAX_PROBES`] probes each. A search that ends below the largest
+//! candidate starts again after [`RAISE_INTERVAL_US`] (RFC 8899's PMTU_RAISE_TIMER),
+//! since paths change.
+//!
+//! A link is probed [`FIRST_PROBE_DELAY_US`] after it has carried a message larger than
+//! one datagram and the peer has named its session back (only the peer can answer). Not
+//! at once: a mesh that just formed is busy syncing, and extra datagrams then only shift
+//! its timing. Not before bulk data: most links of a large mesh carry only probes and
+//! pushes of one datagram, which a larger size would not shorten, and a probe of every
+//! link costs each node 1.5 KB per member.
 //!
 //! A path may also stop carrying the size it was probed at (a route change, a tunnel):
 //! its datagrams then vanish while the peer still answers small ones. When the engine
@@ -30,7 +32,8 @@
 //! never sent elsewhere), so an off-path attacker cannot raise the size of a path it
 //! does not see into a black hole.
 
-/// How long after a link's session is confirmed its path is first probed.
+/// How long after a link carried bulk data, its session confirmed, its path is first
+/// probed (see [`PathSize::begin`]).
 pub const FIRST_PROBE_DELAY_US: u64 = 1_000_000;
 /// Probes sent for one candidate size before trying the next (RFC 8899's MAX_PROBES).
 pub const MAX_PROBES: u32 = 3;
@@ -132,8 +135,9 @@ impl PathSize {
         self.base
     }
 
-    /// The link can carry probes from `now_us` on (its session is confirmed): the first
-    /// goes [`FIRST_PROBE_DELAY_US`] later. Later calls change nothing.
+    /// The link is worth probing from `now_us` on (it carried bulk data) and can be (its
+    /// session is confirmed): the first probe goes [`FIRST_PROBE_DELAY_US`] later. Later
+    /// calls change nothing.
     pub fn begin(&mut self, now_us: u64) {
         self.first_probe_us
             .get_or_insert(now_us.saturating_add(FIRST_PROBE_DELAY_US));
