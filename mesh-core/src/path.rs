@@ -161,9 +161,15 @@ impl PathSize {
         }
     }
 
-    /// The probe to send now, if one is due; `nonce` is a fresh random number and
-    /// `timeout_us` the link's retransmission timeout.
-    pub fn poll_probe(&mut self, now_us: u64, nonce: u64, timeout_us: u64) -> Option<Probe> {
+    /// The probe to send now, if one is due, its number drawn from `rng` (only then: a
+    /// draw on every call would shift every later random choice of the node);
+    /// `timeout_us` is the link's retransmission timeout.
+    pub fn poll_probe(
+        &mut self,
+        now_us: u64,
+        rng: &mut fastrand::Rng,
+        timeout_us: u64,
+    ) -> Option<Probe> {
         if let State::Settled {
             again_us: Some(at),
         } = self.state
@@ -192,6 +198,7 @@ impl PathSize {
             } => (self.size, sent, outstanding),
             _ => return None,
         };
+        let nonce = rng.u64(..);
         *sent += 1;
         *outstanding = Some(Outstanding {
             nonce,
@@ -297,23 +304,37 @@ impl PathSize {
 mod tests {
     use super::*;
 
-    /// A path whose first probe may go from time 0.
+    /// A path whose session is confirmed, its first probe allowed from time 0.
     fn begun() -> PathSize {
         let mut path = PathSize::new(1_200, 1_452);
         path.first_probe_us = Some(0);
         path
     }
 
+    /// [`PathSize::poll_probe`] with a seeded generator.
+    fn poll(path: &mut PathSize, now_us: u64, timeout_us: u64) -> Option<Probe> {
+        path.poll_probe(now_us, &mut fastrand::Rng::with_seed(now_us), timeout_us)
+    }
+
     #[test]
-    fn the_first_probe_waits_for_the_delay_after_the_session_is_confirmed() {
+    fn the_first_probe_waits_for_the_delay_after_the_link_carried_bulk_data() {
         let mut path = PathSize::new(1_200, 1_452);
         assert_eq!(path.next_timeout(), None, "not before it began");
-        assert_eq!(path.poll_probe(5, 1, 0), None, "not before it began");
+        assert_eq!(poll(&mut path, 5, 0), None, "not before it began");
         path.begin(5);
         path.begin(900);
         assert_eq!(path.next_timeout(), Some(5 + FIRST_PROBE_DELAY_US));
-        assert_eq!(path.poll_probe(4 + FIRST_PROBE_DELAY_US, 1, 0), None);
-        assert!(path.poll_probe(5 + FIRST_PROBE_DELAY_US, 1, 0).is_some());
+        assert_eq!(poll(&mut path, 4 + FIRST_PROBE_DELAY_US, 0), None);
+        assert!(poll(&mut path, 5 + FIRST_PROBE_DELAY_US, 0).is_some());
+    }
+
+    #[test]
+    fn no_random_number_is_drawn_unless_a_probe_goes() {
+        let mut path = PathSize::new(1_200, 1_452);
+        let mut rng = fastrand::Rng::with_seed(3);
+        let before = rng.clone();
+        assert_eq!(path.poll_probe(10, &mut rng, 0), None);
+        assert_eq!(rng, before);
     }
 
     #[test]
@@ -321,15 +342,15 @@ mod tests {
         let mut path = begun();
         assert_eq!(path.datagram_size(), 1_200);
         assert_eq!(path.next_timeout(), Some(0));
-        let probe = path.poll_probe(10, 77, 50_000).unwrap();
-        assert_eq!(probe, Probe { nonce: 77, size: 1_452 });
-        assert_eq!(path.poll_probe(11, 78, 50_000), None, "one probe at a time");
+        let probe = poll(&mut path, 10, 50_000).unwrap();
+        assert_eq!(probe.size, 1_452);
+        assert_eq!(poll(&mut path, 11, 50_000), None, "one probe at a time");
         assert_eq!(path.next_timeout(), Some(10 + MIN_PROBE_TIMEOUT_US));
-        assert!(!path.on_answer(78, 20), "another number answers nothing");
-        assert!(path.on_answer(77, 20));
+        assert!(!path.on_answer(probe.nonce ^ 1, 20), "another number answers nothing");
+        assert!(path.on_answer(probe.nonce, 20));
         assert_eq!(path.datagram_size(), 1_452);
         assert_eq!(path.next_timeout(), None, "the largest candidate: no search again");
-        assert!(!path.on_answer(77, 30), "answered once");
+        assert!(!path.on_answer(probe.nonce, 30), "answered once");
     }
 
     #[test]
@@ -337,43 +358,44 @@ mod tests {
         let mut path = begun();
         let mut now = 0;
         let mut sizes = Vec::new();
-        while let Some(probe) = path.poll_probe(now, now, 0) {
+        while let Some(probe) = poll(&mut path, now, 0) {
             sizes.push(probe.size);
             now += MIN_PROBE_TIMEOUT_US;
             path.on_timeout(now - 1);
-            assert_eq!(path.poll_probe(now - 1, 0, 0), None, "not before its deadline");
+            assert_eq!(poll(&mut path, now - 1, 0), None, "not before its deadline");
             path.on_timeout(now);
         }
         assert_eq!(sizes, [1_452, 1_452, 1_452, 1_326, 1_326, 1_326]);
         assert_eq!(path.datagram_size(), 1_200);
         assert_eq!(path.next_timeout(), Some(now + RAISE_INTERVAL_US));
-        let again = path.poll_probe(now + RAISE_INTERVAL_US, 5, 0).unwrap();
+        let again = poll(&mut path, now + RAISE_INTERVAL_US, 0).unwrap();
         assert_eq!(again.size, 1_452, "the search starts over from the top");
     }
 
     #[test]
     fn a_late_answer_still_proves_its_size() {
         let mut path = begun();
-        let first = path.poll_probe(0, 11, 0).unwrap();
+        let first = poll(&mut path, 0, 0).unwrap();
         path.on_timeout(MIN_PROBE_TIMEOUT_US);
-        path.poll_probe(MIN_PROBE_TIMEOUT_US, 12, 0).unwrap();
+        let second = poll(&mut path, MIN_PROBE_TIMEOUT_US, 0).unwrap();
         assert_eq!(first.size, 1_452);
-        assert!(path.on_answer(11, MIN_PROBE_TIMEOUT_US + 5), "the first probe's answer");
+        assert!(path.on_answer(first.nonce, MIN_PROBE_TIMEOUT_US + 5), "the first's answer");
         assert_eq!(path.datagram_size(), 1_452);
-        assert!(!path.on_answer(12, MIN_PROBE_TIMEOUT_US + 6), "nothing more to prove");
-        assert!(!path.on_answer(13, MIN_PROBE_TIMEOUT_US + 7), "never asked");
+        assert!(!path.on_answer(second.nonce, MIN_PROBE_TIMEOUT_US + 6), "nothing more");
+        let never = first.nonce ^ second.nonce ^ 1;
+        assert!(!path.on_answer(never, MIN_PROBE_TIMEOUT_US + 7), "never asked");
     }
 
     #[test]
     fn a_smaller_size_found_is_raised_later() {
         let mut path = begun();
         for now in [0, 1, 2] {
-            path.poll_probe(now * MIN_PROBE_TIMEOUT_US, 1, 0).unwrap();
+            poll(&mut path, now * MIN_PROBE_TIMEOUT_US, 0).unwrap();
             path.on_timeout((now + 1) * MIN_PROBE_TIMEOUT_US);
         }
-        let probe = path.poll_probe(3 * MIN_PROBE_TIMEOUT_US, 9, 0).unwrap();
+        let probe = poll(&mut path, 3 * MIN_PROBE_TIMEOUT_US, 0).unwrap();
         assert_eq!(probe.size, 1_326);
-        assert!(path.on_answer(9, 400_000));
+        assert!(path.on_answer(probe.nonce, 400_000));
         assert_eq!(path.datagram_size(), 1_326);
         assert_eq!(path.next_timeout(), Some(400_000 + RAISE_INTERVAL_US));
     }
@@ -381,18 +403,18 @@ mod tests {
     #[test]
     fn a_suspected_size_probed_in_vain_falls_back_to_the_base() {
         let mut path = begun();
-        path.poll_probe(0, 3, 0).unwrap();
-        assert!(path.on_answer(3, 10));
+        let first = poll(&mut path, 0, 0).unwrap();
+        assert!(path.on_answer(first.nonce, 10));
         path.suspect(500);
         assert!(path.is_confirming());
         assert_eq!(path.datagram_size(), 1_452, "kept while confirming");
         let mut now = 1_000;
-        for nonce in 0..CONFIRM_PROBES as u64 {
-            let probe = path.poll_probe(now, nonce, 0).unwrap();
+        for n in 0..CONFIRM_PROBES {
+            let probe = poll(&mut path, now, 0).unwrap();
             assert_eq!(probe.size, 1_452);
             now += MIN_PROBE_TIMEOUT_US;
             let proven = path.on_timeout(now);
-            assert_eq!(proven, nonce + 1 == CONFIRM_PROBES as u64);
+            assert_eq!(proven, n + 1 == CONFIRM_PROBES);
         }
         assert_eq!(path.datagram_size(), 1_200);
         assert_eq!(path.next_timeout(), Some(now + RAISE_INTERVAL_US));
@@ -401,13 +423,13 @@ mod tests {
     #[test]
     fn a_suspected_size_answered_once_stays() {
         let mut path = begun();
-        path.poll_probe(0, 3, 0).unwrap();
-        assert!(path.on_answer(3, 10));
+        let first = poll(&mut path, 0, 0).unwrap();
+        assert!(path.on_answer(first.nonce, 10));
         path.suspect(50);
-        path.poll_probe(100, 4, 0).unwrap();
+        poll(&mut path, 100, 0).unwrap();
         assert!(!path.on_timeout(100 + MIN_PROBE_TIMEOUT_US));
-        path.poll_probe(100 + MIN_PROBE_TIMEOUT_US, 5, 0).unwrap();
-        assert!(!path.on_answer(5, 200_000), "the size stays as it was");
+        let second = poll(&mut path, 100 + MIN_PROBE_TIMEOUT_US, 0).unwrap();
+        assert!(!path.on_answer(second.nonce, 200_000), "the size stays as it was");
         assert!(!path.is_confirming());
         assert_eq!(path.datagram_size(), 1_452);
         assert_eq!(path.next_timeout(), None);
@@ -421,8 +443,9 @@ mod tests {
     fn no_probing_when_the_ceiling_is_not_above_the_base() {
         for max in [0, 1_000, 1_200] {
             let mut path = PathSize::new(1_200, max);
+            path.begin(0);
             assert_eq!(path.next_timeout(), None);
-            assert_eq!(path.poll_probe(0, 1, 0), None);
+            assert_eq!(poll(&mut path, FIRST_PROBE_DELAY_US, 0), None);
             path.suspect(1);
             assert_eq!(path.next_timeout(), None, "nothing to suspect at the base");
         }

@@ -54,8 +54,7 @@ impl Engine {
             return;
         }
         let timeout = link.channel.rtt().rto_us();
-        let nonce = self.rng.u64(..);
-        if let Some(probe) = link.path.poll_probe(t, nonce, timeout) {
+        if let Some(probe) = link.path.poll_probe(t, &mut self.rng, timeout) {
             self.send_path_probe(addr, probe);
         }
     }
