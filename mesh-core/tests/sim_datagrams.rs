@@ -6,28 +6,15 @@
 
 use std::time::Duration;
 
+mod support;
+
 use mesh_core::fault::FaultConfig;
 use mesh_core::link::PIGGYBACK_ACK_RANGES;
 use mesh_core::sim::Sim;
 use mesh_core::wire::{self, Frame};
-use mesh_core::{Config, Value};
 
 const KEYS: u64 = 300;
 const VALUE_LEN: usize = 400;
-
-fn config() -> Config {
-    let mut c = Config::new("template", 0);
-    c.sync_interval = Duration::from_millis(200);
-    c.heartbeat_interval = Duration::from_millis(100);
-    c.peer_timeout = Duration::from_secs(3);
-    c.initial_rto = Duration::from_millis(100);
-    c
-}
-
-/// Printable, and random enough that compression leaves most of it.
-fn value(rng: &mut fastrand::Rng) -> Value {
-    Value::String((0..VALUE_LEN).map(|_| rng.char('!'..='~')).collect())
-}
 
 fn holds_everything(sim: &Sim, keys: usize) -> bool {
     sim.nodes
@@ -38,7 +25,7 @@ fn holds_everything(sim: &Sim, keys: usize) -> bool {
 
 #[test]
 fn a_burst_of_large_writes_goes_out_in_nearly_full_datagrams() {
-    let config = config();
+    let config = support::fast_path_config();
     let max = config.max_datagram_size;
     for seed in 1..=5 {
         let mut sim = Sim::new(2, config.clone(), FaultConfig::default(), seed);
@@ -46,7 +33,11 @@ fn a_burst_of_large_writes_goes_out_in_nearly_full_datagrams() {
         let before = sim.nodes[0].engine.as_ref().unwrap().status().counters;
         let mut rng = fastrand::Rng::with_seed(seed);
         for k in 0..KEYS {
-            sim.write(0, &format!("k-{k:03}"), Some(value(&mut rng)));
+            sim.write(
+                0,
+                &format!("k-{k:03}"),
+                Some(support::printable_value(&mut rng, VALUE_LEN)),
+            );
         }
         let mut waited = 0;
         while !holds_everything(&sim, KEYS as usize) {
@@ -71,7 +62,7 @@ fn acks_naming_many_gaps_do_not_ride_on_data_and_no_datagram_is_too_long() {
         loss_rate: 0.3,
         ..FaultConfig::default()
     };
-    let config = config();
+    let config = support::fast_path_config();
     let cluster = wire::cluster_id(&config.cluster);
     let (mut alone, mut riding) = (0, 0);
     for seed in 1..=5 {
@@ -83,8 +74,16 @@ fn acks_naming_many_gaps_do_not_ride_on_data_and_no_datagram_is_too_long() {
         // those acks name several gaps.
         let mut rng = fastrand::Rng::with_seed(seed);
         for k in 0..KEYS {
-            sim.write(0, &format!("a-{k:03}"), Some(value(&mut rng)));
-            sim.write(1, &format!("b-{k:03}"), Some(value(&mut rng)));
+            sim.write(
+                0,
+                &format!("a-{k:03}"),
+                Some(support::printable_value(&mut rng, VALUE_LEN)),
+            );
+            sim.write(
+                1,
+                &format!("b-{k:03}"),
+                Some(support::printable_value(&mut rng, VALUE_LEN)),
+            );
         }
         sim.run_for(Duration::from_secs(30));
         assert!(

@@ -7,40 +7,31 @@
 
 use std::time::Duration;
 
+mod support;
+
 use mesh_core::fault::FaultConfig;
 use mesh_core::sim::Sim;
-use mesh_core::{Config, Value};
+use mesh_core::Value;
 
 const KEYS: u64 = 100;
 const VALUE_LEN: usize = 400;
 const SEEDS: u64 = 40;
 
-/// The C tests' intervals: 100 ms probes, 200 ms sync rounds.
-fn config() -> Config {
-    let mut c = Config::new("template", 0);
-    c.sync_interval = Duration::from_millis(200);
-    c.heartbeat_interval = Duration::from_millis(100);
-    c.peer_timeout = Duration::from_secs(3);
-    c.initial_rto = Duration::from_millis(100);
-    c
-}
-
-/// Printable, and random enough that compression leaves it about as long.
-fn value(rng: &mut fastrand::Rng) -> Value {
-    Value::String((0..VALUE_LEN).map(|_| rng.char('!'..='~')).collect())
-}
-
 /// Seconds until two nodes hold each other's writes, on a path with `faults`; `None`
 /// past `patience`.
 fn exchange_seconds(seed: u64, faults: FaultConfig, patience: Duration) -> Option<u64> {
-    let mut sim = Sim::new(2, config(), FaultConfig::default(), seed);
+    let mut sim = Sim::new(2, support::fast_path_config(), FaultConfig::default(), seed);
     // Formed without loss: what is measured is the data's way, not the join's.
     sim.run_for(Duration::from_secs(5));
     sim.set_faults(faults);
     let mut rng = fastrand::Rng::with_seed(seed);
     for k in 0..KEYS {
         sim.write(0, &format!("a-{k:03}"), Some(Value::Int(k as i64)));
-        sim.write(1, &format!("b-{k:03}"), Some(value(&mut rng)));
+        sim.write(
+            1,
+            &format!("b-{k:03}"),
+            Some(support::printable_value(&mut rng, VALUE_LEN)),
+        );
     }
     for second in 1..=patience.as_secs() {
         sim.run_for(Duration::from_secs(1));

@@ -5,33 +5,21 @@
 
 use std::time::Duration;
 
+mod support;
+
 use mesh_core::fault::FaultConfig;
 use mesh_core::sim::Sim;
 use mesh_core::wire::{self, Frame};
-use mesh_core::{Config, Value};
+use mesh_core::Config;
 
 const KEYS: u64 = 200;
 const VALUE_LEN: usize = 400;
-
-fn config() -> Config {
-    let mut c = Config::new("template", 0);
-    c.sync_interval = Duration::from_millis(200);
-    c.heartbeat_interval = Duration::from_millis(100);
-    c.peer_timeout = Duration::from_secs(3);
-    c.initial_rto = Duration::from_millis(100);
-    c
-}
 
 fn path_limit(max: Option<usize>) -> FaultConfig {
     FaultConfig {
         max_datagram: max,
         ..FaultConfig::default()
     }
-}
-
-/// Printable, and random enough that compression leaves most of it.
-fn value(rng: &mut fastrand::Rng) -> Value {
-    Value::String((0..VALUE_LEN).map(|_| rng.char('!'..='~')).collect())
 }
 
 /// The datagram size node `i` uses towards node `j`.
@@ -46,7 +34,11 @@ fn burst(sim: &mut Sim, from: usize, prefix: &str, patience: Duration) -> bool {
     let want = sim.nodes[from].engine.as_ref().unwrap().status().data_keys + KEYS as usize;
     let mut rng = fastrand::Rng::with_seed(from as u64);
     for k in 0..KEYS {
-        sim.write(from, &format!("{prefix}-{k:03}"), Some(value(&mut rng)));
+        sim.write(
+            from,
+            &format!("{prefix}-{k:03}"),
+            Some(support::printable_value(&mut rng, VALUE_LEN)),
+        );
     }
     let step = Duration::from_millis(10);
     let mut waited = Duration::ZERO;
@@ -79,7 +71,7 @@ fn data_datagrams(config: &Config, recorded: &[Vec<u8>]) -> (usize, usize) {
 
 #[test]
 fn links_that_carry_bulk_data_grow_to_the_largest_size_the_path_carries() {
-    let config = config();
+    let config = support::fast_path_config();
     for seed in 1..=3 {
         let mut sim = Sim::new(3, config.clone(), FaultConfig::default(), seed);
         assert_eq!(size(&sim, 0, 1), None, "no link before the mesh forms");
@@ -109,7 +101,7 @@ fn links_that_carry_bulk_data_grow_to_the_largest_size_the_path_carries() {
 
 #[test]
 fn a_path_that_carries_less_is_probed_down_and_never_sent_data_it_drops() {
-    let config = config();
+    let config = support::fast_path_config();
     for (limit, settles_at) in [(1_400, 1_326), (1_300, 1_200), (1_200, 1_200)] {
         let mut sim = Sim::new(2, config.clone(), path_limit(Some(limit)), 7);
         sim.recorded = Some(Vec::new());
@@ -135,7 +127,7 @@ fn a_path_that_carries_less_is_probed_down_and_never_sent_data_it_drops() {
 
 #[test]
 fn a_path_that_stops_carrying_its_probed_size_falls_back_and_converges() {
-    let config = config();
+    let config = support::fast_path_config();
     for seed in 1..=3 {
         let mut sim = Sim::new(2, config.clone(), FaultConfig::default(), seed);
         assert!(burst(&mut sim, 0, "a", Duration::from_secs(10)));
@@ -158,7 +150,7 @@ fn a_path_that_stops_carrying_its_probed_size_falls_back_and_converges() {
 
 #[test]
 fn no_probing_when_the_ceiling_is_the_base() {
-    let mut config = config();
+    let mut config = support::fast_path_config();
     config.max_probed_datagram_size = config.max_datagram_size;
     let mut sim = Sim::new(2, config.clone(), FaultConfig::default(), 3);
     sim.recorded = Some(Vec::new());

@@ -150,6 +150,23 @@ pub fn sim_config() -> mesh_core::Config {
     c
 }
 
+/// The C tests' intervals in the simulator: 100 ms probes, 200 ms sync rounds, for the
+/// tests of lossy paths and datagram sizes.
+pub fn fast_path_config() -> mesh_core::Config {
+    let mut c = mesh_core::Config::new("template", 0);
+    c.sync_interval = Duration::from_millis(200);
+    c.heartbeat_interval = Duration::from_millis(100);
+    c.peer_timeout = Duration::from_secs(3);
+    c.initial_rto = Duration::from_millis(100);
+    c
+}
+
+/// `len` printable characters, random enough that compression leaves them about as
+/// long: a value that fills datagrams, packed or not.
+pub fn printable_value(rng: &mut fastrand::Rng, len: usize) -> mesh_core::Value {
+    mesh_core::Value::String((0..len).map(|_| rng.char('!'..='~')).collect())
+}
+
 /// How long a test on real sockets waits for something before failing.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
