@@ -245,18 +245,24 @@ def write_large_values(rig: Rig, count: int, first: int = 0) -> Dict[str, object
     return expected
 
 
+def write_before_and_after_the_first_probe(rig: Rig) -> None:
+    """Large writes, then more once the links that carried them have probed their path
+    (a second after their first message of several datagrams), until every node holds
+    them all."""
+    expected = write_large_values(rig, 50)
+    time.sleep(2.0)
+    expected.update(write_large_values(rig, 50, first=50))
+    assert wait_until(lambda: converged(rig, expected), CONVERGE_TIMEOUT, 0.2), \
+        describe(rig, expected)
+
+
 def test_datagrams_grow_past_1200_bytes_where_the_path_carries_them(make_rig) -> None:
     rig = make_rig(2)
     for i in (1, 2):
         # Payloads above the 1,200-byte base size: only a probed link sends them.
         rig.count_udp_longer_than(i, 1208)
         rig.start(i, durability="batched")
-    expected = write_large_values(rig, 50)
-    # The first probe goes a second after a link carried a message of two datagrams.
-    time.sleep(2.0)
-    expected.update(write_large_values(rig, 50, first=50))
-    assert wait_until(lambda: converged(rig, expected), CONVERGE_TIMEOUT, 0.2), \
-        describe(rig, expected)
+    write_before_and_after_the_first_probe(rig)
     assert rig.counted(1) + rig.counted(2) > 0, "no datagram above 1,200 bytes"
     assert rig.ip_fragments_created(1) == 0 and rig.ip_fragments_created(2) == 0
 
@@ -267,11 +273,7 @@ def test_a_path_with_a_small_mtu_is_never_ip_fragmented(make_rig) -> None:
         # 1,300 bytes of IP: room for 1,272 of UDP payload, less than either probe size.
         rig.set_mtu(i, 1300)
         rig.start(i, durability="batched")
-    expected = write_large_values(rig, 50)
-    time.sleep(2.0)
-    expected.update(write_large_values(rig, 50, first=50))
-    assert wait_until(lambda: converged(rig, expected), CONVERGE_TIMEOUT, 0.2), \
-        describe(rig, expected)
+    write_before_and_after_the_first_probe(rig)
     # Without the don't-fragment bit, the kernel cut the probes in two, the peer
     # answered, and the link then sent every datagram as two fragments.
     assert rig.ip_fragments_created(1) == 0 and rig.ip_fragments_created(2) == 0
