@@ -186,8 +186,6 @@ pub struct Sim {
     pub delivered: u64,
     /// Largest protocol memory seen on any node.
     pub peak_memory: MemoryReport,
-    /// Longest datagram any node sent, in bytes.
-    pub largest_datagram: usize,
     /// Every datagram the nodes send from now on, once set to `Some` (for tests that
     /// decode what went out).
     pub recorded: Option<Vec<Vec<u8>>>,
@@ -242,7 +240,6 @@ impl Sim {
             writes: Vec::new(),
             delivered: 0,
             peak_memory: MemoryReport::default(),
-            largest_datagram: 0,
             recorded: None,
             violation: None,
             timers: vec![None; n],
@@ -639,7 +636,6 @@ impl Sim {
             let mut sent_bytes = 0;
             for t in &out {
                 sent_bytes += t.payload.len() as u64;
-                self.largest_datagram = self.largest_datagram.max(t.payload.len());
             }
             if let Some(recorded) = self.recorded.as_mut() {
                 recorded.extend(out.iter().map(|t| t.payload.clone()));
