@@ -81,6 +81,7 @@ pub fn add(total: &mut Counters, c: &Counters) {
     total.bytes_received += c.bytes_received;
     total.retransmits += c.retransmits;
     total.given_up += c.given_up;
+    total.superseded_not_resent += c.superseded_not_resent;
     total.congestion_events += c.congestion_events;
     total.entries_received += c.entries_received;
     total.entries_applied += c.entries_applied;
@@ -107,6 +108,7 @@ pub fn diff(after: &Counters, before: &Counters) -> Counters {
         bytes_received: after.bytes_received - before.bytes_received,
         retransmits: after.retransmits - before.retransmits,
         given_up: after.given_up - before.given_up,
+        superseded_not_resent: after.superseded_not_resent - before.superseded_not_resent,
         congestion_events: after
             .congestion_events
             .saturating_sub(before.congestion_events),

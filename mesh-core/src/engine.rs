@@ -49,7 +49,7 @@ use crate::replica::Replica;
 use crate::retire::RetireRules;
 use crate::seal::{NoncePrefix, Seal};
 use crate::status::Counters;
-use crate::sync::{self, Asked, PeerDigest, SeqRange, MIN_TRIGGERED_SYNC_GAP_US};
+use crate::sync::{self, Asked, EncodedDelta, PeerDigest, SeqRange, MIN_TRIGGERED_SYNC_GAP_US};
 use crate::time::{us, Now};
 use crate::timers::{Timer, TimerTable};
 use crate::tombstones::TombstoneRules;
@@ -68,6 +68,7 @@ mod handshake;
 mod keys;
 mod path;
 mod report;
+mod resend;
 mod swim;
 mod transmit;
 mod tree;
@@ -550,7 +551,9 @@ impl Engine {
                 SessionCheck::Current => {}
                 SessionCheck::Stale => {
                     // Acks and data of a channel this node has since started afresh.
-                    frames.retain(|f| !matches!(f, Frame::Ack(_) | Frame::Data(_)));
+                    frames.retain(|f| {
+                        !matches!(f, Frame::Ack(_) | Frame::Data(_) | Frame::Settled(_))
+                    });
                 }
                 SessionCheck::PeerRestarted => {
                     link.sync.on_back(now.mono_us);
@@ -560,7 +563,9 @@ impl Engine {
                     // What a spoofer blind to the channel's sessions can send: its acks and
                     // data would reset, squat or forge the channel (see `link`).
                     let before = frames.len();
-                    frames.retain(|f| !matches!(f, Frame::Ack(_) | Frame::Data(_)));
+                    frames.retain(|f| {
+                        !matches!(f, Frame::Ack(_) | Frame::Data(_) | Frame::Settled(_))
+                    });
                     if frames.len() < before {
                         self.counters.dropped.stale += 1;
                     }
@@ -619,6 +624,11 @@ impl Engine {
                 Frame::PathProbe(_) => self.counters.dropped.stale += 1,
                 Frame::PathAnswer(nonce) if in_our_session => self.on_path_answer(now, from, nonce),
                 Frame::PathAnswer(_) => self.counters.dropped.stale += 1,
+                Frame::Settled(settled) => {
+                    if let Some(link) = self.links.get_mut(&from) {
+                        link.channel.on_settled(settled);
+                    }
+                }
                 Frame::Data(data) => {
                     let Some(link) = self.links.get_mut(&from) else {
                         continue;
@@ -1276,20 +1286,22 @@ impl Engine {
         // that do not, each only if some peer needs it.
         let budget = self.limits.max_fragment;
         let (mut plain, mut packed) = (None, None);
+        let ranges = VecDeque::from([range]);
         for member in self.members.reachable() {
             let Some(link) = self.links.get_mut(&member.addr) else {
                 continue;
             };
             self.sending.insert(member.addr);
-            let messages: &Vec<Vec<u8>> =
+            let messages: &Vec<EncodedDelta> =
                 match self.seal.codec().filter(|_| link.reads_compressed) {
                     Some(codec) => packed.get_or_insert_with(|| {
-                        sync::packed_deltas(&self.replica, range, budget, codec)
+                        sync::packed_deltas(&self.replica, ranges.clone(), budget, codec)
                     }),
-                    None => plain
-                        .get_or_insert_with(|| sync::encoded_deltas(&self.replica, range, budget)),
+                    None => plain.get_or_insert_with(|| {
+                        sync::encoded_deltas(&self.replica, ranges.clone(), budget)
+                    }),
                 };
-            let queued = messages.iter().all(|m| link.channel.send_message(m));
+            let queued = link.queue_deltas(messages);
             self.counters.write_messages_sent += messages.len() as u64;
             if queued {
                 // On its way: a sync request meanwhile does not stream it again.

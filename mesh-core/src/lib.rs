@@ -87,6 +87,7 @@ pub mod metrics;
 mod node;
 pub mod propagation;
 mod recent;
+mod resend;
 #[cfg(any(test, feature = "test-util"))]
 pub mod sim;
 pub mod status;

@@ -26,8 +26,9 @@ use crate::congestion::INITIAL_WINDOW_DATAGRAMS;
 use crate::config::Config;
 use crate::messages::MessageOrder;
 use crate::path::PathSize;
+use crate::resend::{WriteKind, WritesInFlight};
 use crate::seal::SEAL_OVERHEAD;
-use crate::sync::PeerSync;
+use crate::sync::{EncodedDelta, PeerSync};
 use crate::time::us;
 use crate::transport::{Channel, ChannelLimits, ReassemblyBudget, MIN_FRAGMENT};
 use crate::wire::HEADER_LEN;
@@ -60,6 +61,10 @@ pub(crate) const DATAGRAM_OVERHEAD: usize = HEADER_LEN
     + PIGGYBACK_ACK_RANGES * ACK_RANGE_BYTES
     + ACK_DELAY_BYTES
     + DATA_FIELDS_BYTES;
+
+/// Upper bound of a [`Frame::Settled`](crate::wire::Frame::Settled): its tag and a
+/// sequence number as a varint of up to 10 bytes.
+pub(crate) const SETTLED_FRAME_BYTES: usize = 11;
 
 /// What a data frame of `bytes` bytes takes of a packet's room (see [`packet_data_room`]).
 pub(crate) fn data_frame_cost(bytes: usize) -> usize {
@@ -98,6 +103,8 @@ pub(crate) struct Link {
     pub knows_our_id: bool,
     /// The channel's id for the last sync request queued to the peer.
     request_queued: Option<u64>,
+    /// The ranges of writes each message of writes on the channel covers (see `resend`).
+    pub writes_in_flight: WritesInFlight,
     /// How large the datagrams to the peer may be. It outlives sessions: a peer that
     /// restarts is still at the end of the same path.
     pub path: PathSize,
@@ -132,15 +139,17 @@ impl Link {
             reads_compressed: false,
             knows_our_id: false,
             request_queued: None,
+            writes_in_flight: WritesInFlight::default(),
             path: PathSize::new(base, probed),
         }
     }
 
-    /// A channel started afresh, cutting fragments for the path's datagram size.
-    fn new_channel(&self, limits: &ChannelLimits) -> Channel {
-        let mut channel = Channel::new(limits.clone());
-        channel.set_max_fragment(self.fragment_size());
-        channel
+    /// Starts the channel afresh, cutting fragments for the path's datagram size.
+    fn restart_channel(&mut self, limits: &ChannelLimits) {
+        self.channel = Channel::new(limits.clone());
+        self.channel.set_max_fragment(self.fragment_size());
+        // Its message ids start again.
+        self.writes_in_flight = WritesInFlight::default();
     }
 
     /// The largest fragment a datagram to the peer carries.
@@ -156,7 +165,7 @@ impl Link {
 
     /// Starts a new session named `session`, with a new incarnation of the peer.
     pub fn reset_session(&mut self, limits: &ChannelLimits, session: u32) {
-        self.channel = self.new_channel(limits);
+        self.restart_channel(limits);
         self.messages = MessageOrder::new(limits.reassembly.clone());
         self.sync.reset_session();
         self.local_session = session.max(1);
@@ -167,6 +176,20 @@ impl Link {
         self.reads_compressed = false;
         self.knows_our_id = false;
         self.request_queued = None;
+    }
+
+    /// Queues deltas of writes to the peer, remembering what each covers (see `resend`);
+    /// `false` if the queue filled up before all were queued.
+    pub fn queue_deltas(&mut self, deltas: &[EncodedDelta]) -> bool {
+        deltas.iter().all(|delta| {
+            let id = self.channel.next_message_id();
+            let queued = self.channel.send_message(&delta.bytes);
+            if queued {
+                self.writes_in_flight
+                    .record(id, WriteKind::Delta, delta.covered.clone());
+            }
+            queued
+        })
     }
 
     /// Queues a sync request (or the answer to one) to the peer; `false` if the queue
@@ -264,7 +287,7 @@ impl Link {
         }
         // The peer has a new session. If it already names ours, it restarted its side to
         // match ours; otherwise its channel is new and ours must be too.
-        self.channel = self.new_channel(limits);
+        self.restart_channel(limits);
         self.request_queued = None;
         self.messages = MessageOrder::new(limits.reassembly.clone());
         // Its new session may come with a member table that lost this node's id.
@@ -380,11 +403,19 @@ mod tests {
     }
 
     /// The fullest packet of small data frames the engine builds, with the largest ack
-    /// it lets ride on data.
-    fn largest_coalesced_packet(limits: &ChannelLimits, frame_bytes: usize) -> Packet {
+    /// it lets ride on data, and a [`Frame::Settled`] if `settled`.
+    fn largest_coalesced_packet(
+        limits: &ChannelLimits,
+        frame_bytes: usize,
+        settled: bool,
+    ) -> Packet {
         let mut packet = largest_packet(limits);
         packet.frames.truncate(1);
         let mut used = 0;
+        if settled {
+            packet.frames.push(Frame::Settled(u64::MAX));
+            used += SETTLED_FRAME_BYTES;
+        }
         while used + data_frame_cost(frame_bytes) <= packet_data_room(limits.max_fragment) {
             used += data_frame_cost(frame_bytes);
             packet.frames.push(Frame::Data(Data {
@@ -407,8 +438,11 @@ mod tests {
             let limits = channel_limits(&config);
             let key = Key::from_bytes(&[7; 32]).unwrap();
             let mut seal = Seal::new("n", &[key], NoncePrefix([1; 16]));
-            for frame_bytes in [0, 1, 17, 100, limits.max_fragment / 2] {
-                let packet = largest_coalesced_packet(&limits, frame_bytes);
+            for (frame_bytes, settled) in [0, 1, 17, 100, limits.max_fragment / 2]
+                .into_iter()
+                .flat_map(|b| [(b, false), (b, true)])
+            {
+                let packet = largest_coalesced_packet(&limits, frame_bytes, settled);
                 let plain = wire::encode_packet(u32::MAX, &packet);
                 let sealed = seal.seal_packet(u32::MAX, &packet);
                 assert!(plain.len() <= size, "{} > {size}", plain.len());

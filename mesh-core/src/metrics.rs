@@ -79,7 +79,7 @@ impl MetricsSnapshot {
 
     fn register_traffic(&self, registry: &mut Registry) {
         let c = &self.status.counters;
-        let counters: [(&str, &str, u64); 11] = [
+        let counters: [(&str, &str, u64); 12] = [
             (
                 "datagrams_sent",
                 "Datagrams handed to the socket",
@@ -105,6 +105,11 @@ impl MetricsSnapshot {
                 "given_up",
                 "Datagrams abandoned after the retry limit",
                 c.given_up,
+            ),
+            (
+                "superseded_not_resent",
+                "Messages of writes due again, sent as they are now without superseded values",
+                c.superseded_not_resent,
             ),
             (
                 "congestion_events",

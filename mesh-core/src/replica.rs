@@ -303,6 +303,13 @@ impl Replica {
             })
     }
 
+    /// How many entries of `origin` with sequence numbers in `lo..=hi` are held.
+    pub fn held_in(&self, origin: OriginId, lo: u64, hi: u64) -> usize {
+        self.by_origin
+            .get(&origin)
+            .map_or(0, |index| index.range(lo..=hi).count())
+    }
+
     /// Every live key and value.
     pub fn snapshot(&self) -> BTreeMap<String, Value> {
         self.entries

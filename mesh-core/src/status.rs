@@ -196,6 +196,9 @@ pub struct Counters {
     pub retransmits: u64,
     /// Datagrams abandoned after `max_retries`.
     pub given_up: u64,
+    /// Messages of writes due for retransmission that were sent again as they are now,
+    /// without the values superseded since they first went out.
+    pub superseded_not_resent: u64,
     /// Losses taken as congestion (with a growing round trip, or timeouts in a row):
     /// each halved a peer's send window or reset it.
     pub congestion_events: u64,

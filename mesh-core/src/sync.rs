@@ -404,13 +404,37 @@ pub(crate) fn missing_ranges(ours: &VersionVector, theirs: &PeerDigest) -> VecDe
     ranges
 }
 
-/// The encoded deltas carrying every write of `range`, each about `budget` bytes.
-pub(crate) fn encoded_deltas(replica: &Replica, range: SeqRange, budget: usize) -> Vec<Vec<u8>> {
-    let mut ranges = VecDeque::from([range]);
+/// An encoded delta, and what it covers.
+pub(crate) struct EncodedDelta {
+    /// The encoded [`Message::Delta`], packed or not.
+    pub bytes: Vec<u8>,
+    /// The ranges of its groups, each with how many entries it carries (see `resend`).
+    pub covered: Vec<(SeqRange, usize)>,
+}
+
+/// The ranges of `delta`'s groups, each with how many entries it carries.
+pub(crate) fn covered_by(delta: &Delta) -> Vec<(SeqRange, usize)> {
+    delta
+        .groups
+        .iter()
+        .map(|g| ((g.origin, g.lo, g.hi), g.entries.len()))
+        .collect()
+}
+
+/// The encoded deltas carrying every write of `ranges`, each about `budget` bytes.
+pub(crate) fn encoded_deltas(
+    replica: &Replica,
+    mut ranges: VecDeque<SeqRange>,
+    budget: usize,
+) -> Vec<EncodedDelta> {
     let mut messages = Vec::new();
     while !ranges.is_empty() {
         let delta = build_delta(replica, &mut ranges, budget);
-        messages.push(wire::encode_message(&Message::Delta(delta)));
+        let covered = covered_by(&delta);
+        messages.push(EncodedDelta {
+            bytes: wire::encode_message(&Message::Delta(delta)),
+            covered,
+        });
     }
     messages
 }
@@ -419,13 +443,16 @@ pub(crate) fn encoded_deltas(replica: &Replica, range: SeqRange, budget: usize) 
 /// [`PACKED_CHUNK`] bytes, each packed whole where that wins (see `compress`).
 pub(crate) fn packed_deltas(
     replica: &Replica,
-    range: SeqRange,
+    ranges: VecDeque<SeqRange>,
     budget: usize,
     codec: &mut Codec,
-) -> Vec<Vec<u8>> {
-    encoded_deltas(replica, range, PACKED_CHUNK.max(budget))
+) -> Vec<EncodedDelta> {
+    encoded_deltas(replica, ranges, PACKED_CHUNK.max(budget))
         .into_iter()
-        .map(|message| codec.pack(message, budget))
+        .map(|message| EncodedDelta {
+            bytes: codec.pack(message.bytes, budget),
+            ..message
+        })
         .collect()
 }
 
@@ -763,9 +790,10 @@ mod tests {
         let mut replica = Replica::new(3);
         replica.write_local("a", Some(Value::Int(1)), 1);
         replica.write_local("a", Some(Value::Int(2)), 2);
-        let messages = encoded_deltas(&replica, (3, 1, 2), 1000);
+        let messages = encoded_deltas(&replica, VecDeque::from([(3, 1, 2)]), 1000);
         assert_eq!(messages.len(), 1);
-        let Ok(Message::Delta(delta)) = wire::decode_message(&messages[0]) else {
+        assert_eq!(messages[0].covered, vec![((3, 1, 2), 1)]);
+        let Ok(Message::Delta(delta)) = wire::decode_message(&messages[0].bytes) else {
             panic!("a delta");
         };
         assert_eq!((delta.groups[0].lo, delta.groups[0].hi), (1, 2));

@@ -8,6 +8,14 @@
 //! for at least `min_give_up_us`: anti-entropy repairs whatever it carried. Bytes and
 //! datagrams in flight are bounded.
 //!
+//! Abandoning: a datagram given up, or a message the engine withdraws because what it
+//! carried is out of date ([`Channel::abandon_message`]), leaves a gap the receiver would
+//! wait on for good, and after [`RECV_WINDOW`] more datagrams it would refuse everything.
+//! So, as PR-SCTP's forward cumulative sequence number does (RFC 3758), the sender's
+//! data then carries the number below which it sends nothing any more
+//! ([`Channel::settled_to_announce`]) until the peer's acks show it moved past, and the
+//! receiver stops waiting for those ([`Channel::on_settled`]).
+//!
 //! Acknowledging: an ack waits a moment for more to acknowledge, or for a datagram to
 //! the peer to ride with, as TCP's delayed ack does (RFC 1122 §4.2.3.2, RFC 5681 §4.2):
 //! it is due once [`ACK_EVERY`] new datagrams arrived in order, or [`MAX_ACK_DELAY_US`]
@@ -337,6 +345,9 @@ pub struct ChannelStats {
     pub retransmits: u64,
     /// Datagrams given up.
     pub given_up: u64,
+    /// Messages withdrawn by the engine before they were acknowledged (see
+    /// [`Channel::abandon_message`]).
+    pub abandoned: u64,
     /// Losses taken as congestion: each halved the window or reset it.
     pub congestion_events: u64,
     /// Fragments refused by reassembly (impossible or inconsistent counts or sizes, too
@@ -360,6 +371,11 @@ pub struct Channel {
     deadlines: BTreeSet<(u64, u64)>,
     largest_acked: u64,
     largest_acked_sent_us: u64,
+    /// The peer's cumulative acknowledgement, as its acks last said.
+    peer_cumulative: u64,
+    /// The highest sequence number given up or abandoned: until the peer's cumulative
+    /// acknowledgement reaches it, its data says what the receiver need not wait for.
+    abandoned_through: u64,
     /// Fragments not yet acknowledged (nor given up) of each fragmented message started:
     /// the receiver may hold a partial message for each, so no more than
     /// [`MAX_PARTIALS_PER_PEER`] are started at a time, or it would refuse the next.
@@ -406,6 +422,8 @@ impl Channel {
             deadlines: BTreeSet::new(),
             largest_acked: 0,
             largest_acked_sent_us: 0,
+            peer_cumulative: 0,
+            abandoned_through: 0,
             open_fragmented: BTreeMap::new(),
             compressed: BTreeSet::new(),
             rtt,
@@ -600,6 +618,7 @@ impl Channel {
 
     /// Processes an acknowledgement from the peer.
     pub fn on_ack(&mut self, ack: &Ack, now_us: u64) {
+        self.peer_cumulative = self.peer_cumulative.max(ack.cumulative);
         let mut sample: Option<u64> = None;
         let largest_in_ack = ack
             .ranges
@@ -706,6 +725,95 @@ impl Channel {
                 self.open_fragmented.remove(&data.msg_id);
                 self.compressed.remove(&data.msg_id);
             }
+        }
+    }
+
+    /// Withdraws message `msg_id`: its fragments still queued or in flight are never
+    /// sent again, and the receiver is told to stop waiting for them (see the module
+    /// docs). Whether any of it was still unacknowledged.
+    pub fn abandon_message(&mut self, msg_id: u64) -> bool {
+        let queued_before = self.queue.len();
+        let mut freed = 0;
+        self.queue.retain(|d| {
+            let keep = d.msg_id != msg_id;
+            if !keep {
+                freed += d.bytes.len();
+            }
+            keep
+        });
+        self.queued_bytes = self.queued_bytes.saturating_sub(freed);
+        let seqs: Vec<u64> = self
+            .in_flight
+            .iter()
+            .filter(|(_, e)| e.data.msg_id == msg_id)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for &seq in &seqs {
+            if let Some(entry) = self.in_flight.remove(&seq) {
+                self.bytes_in_flight = self.bytes_in_flight.saturating_sub(entry.size);
+                self.retransmit_due.remove(&seq);
+                self.deadlines.remove(&(entry.deadline_us, seq));
+                self.abandoned_through = self.abandoned_through.max(seq);
+            }
+        }
+        self.open_fragmented.remove(&msg_id);
+        self.compressed.remove(&msg_id);
+        let abandoned = !seqs.is_empty() || self.queue.len() < queued_before;
+        if abandoned {
+            self.stats.abandoned += 1;
+        }
+        abandoned
+    }
+
+    /// The messages with a fragment due for retransmission (see [`Channel::poll_data`]).
+    pub fn messages_due_again(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .retransmit_due
+            .iter()
+            .filter_map(|seq| self.in_flight.get(seq))
+            .map(|e| e.data.msg_id)
+            .collect();
+        ids.dedup();
+        ids
+    }
+
+    /// The oldest message still queued or unacknowledged (the next one to be queued if
+    /// none is): every message before it was delivered, given up or abandoned.
+    pub fn oldest_outstanding_message(&self) -> u64 {
+        // Fragments leave the queue in the order of their messages' ids and get rising
+        // sequence numbers, so the oldest in flight is the lowest numbered.
+        self.in_flight
+            .first_key_value()
+            .map(|(_, e)| e.data.msg_id)
+            .or_else(|| self.queue.front().map(|d| d.msg_id))
+            .unwrap_or(self.next_msg_id)
+    }
+
+    /// The number to carry in the next datagram of data, if the peer still waits on a
+    /// datagram given up or abandoned: no sequence number up to it will be sent again.
+    pub fn settled_to_announce(&self) -> Option<u64> {
+        if self.abandoned_through <= self.peer_cumulative {
+            return None;
+        }
+        let settled = self
+            .in_flight
+            .first_key_value()
+            .map_or(self.next_seq - 1, |(&seq, _)| seq - 1);
+        (settled > self.peer_cumulative).then_some(settled)
+    }
+
+    /// The peer sends no sequence number up to `settled` again: stop waiting for those
+    /// not received. Bounded by the receive window, as data is.
+    pub fn on_settled(&mut self, settled: u64) {
+        let settled = settled.min(self.recv_cumulative + RECV_WINDOW);
+        if settled <= self.recv_cumulative {
+            return;
+        }
+        self.recv_above = self.recv_above.split_off(&(settled + 1));
+        self.recv_cumulative = settled;
+        while self.recv_above.first() == Some(&(self.recv_cumulative + 1)) {
+            self.recv_above.pop_first();
+            self.recv_cumulative += 1;
         }
     }
 
@@ -984,6 +1092,7 @@ impl Channel {
                 self.retransmit_due.remove(&seq);
                 self.deadlines.remove(&(entry.deadline_us, seq));
                 self.stats.given_up += 1;
+                self.abandoned_through = self.abandoned_through.max(seq);
                 self.lost_data = true;
             }
         }
@@ -1253,6 +1362,87 @@ mod tests {
         assert_eq!(a.stats().given_up, 1);
         assert_eq!(a.stats().retransmits, 3);
         assert!(a.lost_data);
+    }
+
+    /// Gives up datagram 1 of `a` (dropped on every try).
+    fn give_up_the_first(a: &mut Channel, b: &mut Channel) -> u64 {
+        assert!(a.send_message(b"lost for good"));
+        let mut now = 0;
+        pump(a, b, now, |_| true);
+        while a.stats().given_up == 0 {
+            now = a.next_timeout().expect("in flight");
+            a.on_timeout(now);
+            pump(a, b, now, |_| true);
+        }
+        now
+    }
+
+    #[test]
+    fn a_datagram_given_up_does_not_stall_the_receivers_window() {
+        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
+        let mut now = give_up_the_first(&mut a, &mut b);
+        // More than a receive window of datagrams after the gap: each is delivered, as
+        // the sender tells the receiver to stop waiting for the one it gave up.
+        let mut delivered = 0;
+        for i in 0..RECV_WINDOW + 100 {
+            assert!(a.send_message(&i.to_le_bytes()));
+            now += 10;
+            while let Some(d) = a.poll_data(now) {
+                if let Some(settled) = a.settled_to_announce() {
+                    b.on_settled(settled);
+                }
+                if let Received::Message(_) = b.on_data(d, now) {
+                    delivered += 1;
+                }
+            }
+            if let Some(ack) = b.take_pending_ack(now) {
+                a.on_ack(&ack, now + 5);
+            }
+        }
+        assert_eq!(delivered, RECV_WINDOW + 100);
+        assert!(a.is_idle());
+        // Once the receiver's acks showed it moved on, nothing more is announced.
+        assert_eq!(a.settled_to_announce(), None);
+        assert!(b.recv_above.is_empty());
+    }
+
+    #[test]
+    fn a_message_abandoned_is_never_sent_again_and_the_receiver_moves_past_it() {
+        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
+        // A message of three fragments, the second lost, and one of a fragment after it.
+        let long: Vec<u8> = (0..=255).cycle().take(3 * MIN_FRAGMENT).collect();
+        assert!(a.send_message(&long));
+        assert!(a.send_message(b"after"));
+        let got = pump(&mut a, &mut b, 0, |seq| seq == 2);
+        assert_eq!(got, vec![b"after".to_vec()]);
+        a.on_timeout(a.next_timeout().unwrap());
+        assert_eq!(a.messages_due_again(), vec![1]);
+        assert!(a.abandon_message(1));
+        assert!(!a.abandon_message(1), "nothing of it is left");
+        assert_eq!(a.stats().abandoned, 1);
+        assert!(a.is_idle());
+        assert_eq!(a.poll_data(1_000_000), None);
+        assert_eq!(a.oldest_outstanding_message(), 3);
+        // The receiver holds 1, 3 and 4, and waits on 2 until told.
+        let settled = a.settled_to_announce().expect("the peer waits on 2");
+        assert_eq!(settled, 4);
+        b.on_settled(settled);
+        assert!(b.recv_above.is_empty());
+        assert_eq!(b.recv_cumulative, 4);
+        assert!(a.send_message(b"next"));
+        let next = a.poll_data(1_000_000).unwrap();
+        assert_eq!(b.on_data(next, 1_000_000), Received::Message(b"next".to_vec()));
+        a.on_ack(&b.take_pending_ack(1_000_000).unwrap(), 1_000_100);
+        assert_eq!(a.settled_to_announce(), None);
+    }
+
+    #[test]
+    fn a_settled_number_past_the_receive_window_moves_it_no_further() {
+        let mut b = Channel::new(limits());
+        b.on_settled(u64::MAX);
+        assert_eq!(b.recv_cumulative, RECV_WINDOW);
+        b.on_settled(3);
+        assert_eq!(b.recv_cumulative, RECV_WINDOW);
     }
 
     #[test]

@@ -52,8 +52,9 @@ pub const MAGIC: [u8; 2] = *b"MS";
 /// cut into datagrams. Version 11 sends a group's entries column by column
 /// ([`Group::entries`]), which compresses better, and adds the path probes
 /// ([`Frame::PathProbe`], [`Frame::PathAnswer`]) that let a link's datagrams grow past
-/// `max_datagram_size` where the path carries them.
-pub const VERSION: u8 = 11;
+/// `max_datagram_size` where the path carries them. Version 12 adds [`Frame::Settled`]:
+/// data given up or withdrawn no longer leaves the receiver waiting on it.
+pub const VERSION: u8 = 12;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 /// `kind` of a plain packet of frames.
@@ -146,6 +147,11 @@ pub enum Frame {
     PathProbe(PathProbe),
     /// Echoes a [`Frame::PathProbe`]'s number.
     PathAnswer(#[serde(with = "postcard::fixint::le")] u64),
+    /// "I send no data numbered up to this again": the sender gave up or withdrew some of
+    /// it, and the receiver stops waiting for what it lacks there (see `transport`).
+    /// Carried beside data, before it, until the sender's acks show the receiver moved
+    /// past.
+    Settled(u64),
 }
 
 /// A probe of the path's datagram size.

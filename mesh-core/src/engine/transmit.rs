@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use crate::link::{data_frame_cost, packet_data_room, PIGGYBACK_ACK_RANGES};
+use crate::link::{data_frame_cost, packet_data_room, PIGGYBACK_ACK_RANGES, SETTLED_FRAME_BYTES};
 use crate::time::Now;
 use crate::wire::{Frame, Heartbeat, Packet};
 
@@ -81,6 +81,7 @@ impl Engine {
         let refill_below = self.limits.max_in_flight;
         let mut packets = Vec::new();
         self.sending.extend(self.touched.iter().copied());
+        self.refresh_superseded_writes();
         let sending: Vec<SocketAddr> = self.sending.iter().copied().collect();
         for addr in sending {
             let Some(link) = self.links.get_mut(&addr) else {
@@ -103,6 +104,8 @@ impl Engine {
             let mut frames: Vec<Frame> = Vec::new();
             // Frame bytes in the datagram, and those of them compressed already.
             let (mut used, mut compressed) = (0, 0);
+            // What the peer need not wait for any more, said once with this pass's data.
+            let mut settled = link.channel.settled_to_announce();
             while let Some(data) = link.channel.poll_data(now.mono_us) {
                 let cost = data_frame_cost(data.bytes.len());
                 if used > 0 && used + cost > room {
@@ -117,6 +120,15 @@ impl Engine {
                             packets.push((addr, dst_inc, vec![Frame::Ack(ack)], false));
                         }
                         ack => frames.extend(ack.map(Frame::Ack)),
+                    }
+                    // Before the data it concerns, in its datagram if there is room.
+                    if let Some(settled) = settled.take() {
+                        if cost + SETTLED_FRAME_BYTES <= room {
+                            frames.push(Frame::Settled(settled));
+                            used += SETTLED_FRAME_BYTES;
+                        } else {
+                            packets.push((addr, dst_inc, vec![Frame::Settled(settled)], false));
+                        }
                     }
                 }
                 if link.channel.is_compressed(data.msg_id) {

@@ -9,6 +9,7 @@ use crate::broadcast::{
     self, BeaconOutcome, MAX_GRAFT_BYTES, MAX_GRAFT_SPAN, MAX_ITEMS, MIN_GRAFT_WAIT_US,
 };
 use crate::compress::{self, PACKED_CHUNK};
+use crate::resend::WriteKind;
 use crate::sync::{self, SeqRange};
 use crate::time::{us, Now};
 use crate::timers::Timer;
@@ -302,7 +303,12 @@ impl Engine {
 
     /// Sends the writes of `ranges` to `peer` on the tree, up to about `budget` bytes
     /// (what is left out is anti-entropy's).
-    fn send_writes(&mut self, peer: SocketAddr, mut ranges: VecDeque<SeqRange>, budget: usize) {
+    pub(super) fn send_writes(
+        &mut self,
+        peer: SocketAddr,
+        mut ranges: VecDeque<SeqRange>,
+        budget: usize,
+    ) {
         let mut spent = 0usize;
         let fits = self.limits.max_fragment;
         let packs = self.links.get(&peer).is_some_and(|l| l.reads_compressed);
@@ -314,22 +320,23 @@ impl Engine {
                 fits
             };
             let delta = sync::build_delta(&self.replica, &mut ranges, chunk);
-            let covered: Vec<SeqRange> = delta
-                .groups
-                .iter()
-                .map(|g| (g.origin, g.lo, g.hi))
-                .collect();
+            let covered = sync::covered_by(&delta);
             let message = wire::encode_message(&Message::Gossip(delta));
             let message = compress::pack_for(codec, message, fits);
             spent += message.len();
+            let msg_id = self.links.get(&peer).map(|l| l.channel.next_message_id());
             let queued = self.send_encoded(peer, &message);
             self.counters.write_messages_sent += 1;
             if let Some(link) = self.links.get_mut(&peer) {
                 if queued {
                     // On its way: a sync request meanwhile does not stream it again.
                     covered
-                        .into_iter()
-                        .for_each(|range| link.sync.note_sent(range));
+                        .iter()
+                        .for_each(|&(range, _)| link.sync.note_sent(range));
+                    if let Some(msg_id) = msg_id {
+                        link.writes_in_flight
+                            .record(msg_id, WriteKind::Gossip, covered);
+                    }
                 } else {
                     // Queue full: the peer is slow or gone; anti-entropy catches it up.
                     link.sync.want_eventually();

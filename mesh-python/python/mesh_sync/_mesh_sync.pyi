@@ -116,6 +116,7 @@ class Counters(TypedDict):
     bytes_received: int
     retransmits: int
     given_up: int
+    superseded_not_resent: int
     congestion_events: int
     entries_received: int
     entries_applied: int
