@@ -72,8 +72,17 @@ impl Codec {
     }
 
     fn decompress_at_most(&mut self, compressed: &[u8], limit: usize) -> Result<Vec<u8>, DropReason> {
+        // The frame states its size (every sender writes it), so the buffer is allocated
+        // to fit: one of `limit` bytes for each datagram and packed message cost a
+        // 64 KiB allocation and its page faults each time. A frame without it (only a
+        // crafted one) is still read within `limit`; one stating more is malformed.
+        let capacity = match zstd::zstd_safe::get_frame_content_size(compressed) {
+            Ok(Some(size)) if size <= limit as u64 => size as usize,
+            Ok(None) => limit,
+            _ => return Err(DropReason::Malformed),
+        };
         self.decompressor
-            .decompress(compressed, limit)
+            .decompress(compressed, capacity)
             .map_err(|_| DropReason::Malformed)
     }
 
@@ -133,6 +142,25 @@ mod tests {
         let compressed = codec.compress(&payload).expect("worth compressing");
         assert!(compressed.len() < payload.len() * 9 / 10, "{}", compressed.len());
         assert_eq!(codec.decompress(&compressed).unwrap(), payload);
+    }
+
+    #[test]
+    fn frames_stating_no_size_are_read_and_those_stating_too_much_refused() {
+        let mut codec = Codec::new().unwrap();
+        let payload = delta_like(10);
+        let mut sizeless = zstd::bulk::Compressor::new(LEVEL).unwrap();
+        sizeless
+            .set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(false))
+            .unwrap();
+        let compressed = sizeless.compress(&payload).unwrap();
+        assert!(matches!(
+            zstd::zstd_safe::get_frame_content_size(&compressed),
+            Ok(None)
+        ));
+        assert_eq!(codec.decompress(&compressed).unwrap(), payload);
+        let large = vec![b'a'; MAX_DATAGRAM_SIZE + 1];
+        let compressed = zstd::bulk::compress(&large, LEVEL).unwrap();
+        assert_eq!(codec.decompress(&compressed), Err(DropReason::Malformed));
     }
 
     #[test]

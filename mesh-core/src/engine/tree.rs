@@ -2,7 +2,8 @@
 //! `broadcast`): eager sends and announcements, forwarding what was new, prunes and
 //! grafts.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use crate::broadcast::{
@@ -10,7 +11,7 @@ use crate::broadcast::{
 };
 use crate::compress::{self, PACKED_CHUNK};
 use crate::resend::WriteKind;
-use crate::sync::{self, SeqRange};
+use crate::sync::{self, EncodedDelta, SeqRange};
 use crate::time::{us, Now};
 use crate::timers::Timer;
 use crate::wire::{self, Delta, Message};
@@ -290,9 +291,20 @@ impl Engine {
     /// Sends everything queued on the tree: writes to eager neighbors, announcements to
     /// lazy ones, one message of each per peer.
     fn flush_tree(&mut self, now_us: u64) {
+        // Most eager neighbors are sent the same ranges (all that arrived, but to the
+        // neighbor it came from): each set is encoded and compressed once.
+        let mut encoded: HashMap<(Vec<SeqRange>, bool), Vec<EncodedDelta>> = HashMap::new();
         for (peer, out) in self.broadcast.take_queued(now_us) {
             if !out.eager.is_empty() {
-                self.send_writes(peer, out.eager.into(), usize::MAX);
+                let packs = self.links.get(&peer).is_some_and(|l| l.reads_compressed);
+                let messages = match encoded.entry((out.eager, packs)) {
+                    Entry::Occupied(known) => known.into_mut(),
+                    Entry::Vacant(new) => {
+                        let ranges = new.key().0.iter().copied().collect();
+                        new.insert(self.encode_gossip(ranges, usize::MAX, packs))
+                    }
+                };
+                self.queue_gossip(peer, messages);
             }
             if !out.announce.is_empty() {
                 self.send_tree_message(peer, &Message::IHave(out.announce));
@@ -306,12 +318,25 @@ impl Engine {
     pub(super) fn send_writes(
         &mut self,
         peer: SocketAddr,
-        mut ranges: VecDeque<SeqRange>,
+        ranges: VecDeque<SeqRange>,
         budget: usize,
     ) {
+        let packs = self.links.get(&peer).is_some_and(|l| l.reads_compressed);
+        let messages = self.encode_gossip(ranges, budget, packs);
+        self.queue_gossip(peer, &messages);
+    }
+
+    /// The writes of `ranges` as tree messages of about a datagram each (a packed chunk
+    /// each, if `packs`: the peer reads compressed payloads), up to about `budget` bytes.
+    fn encode_gossip(
+        &mut self,
+        mut ranges: VecDeque<SeqRange>,
+        budget: usize,
+        packs: bool,
+    ) -> Vec<EncodedDelta> {
         let mut spent = 0usize;
         let fits = self.limits.max_fragment;
-        let packs = self.links.get(&peer).is_some_and(|l| l.reads_compressed);
+        let mut messages = Vec::new();
         while !ranges.is_empty() && spent < budget {
             let codec = self.seal.codec().filter(|_| packs);
             let chunk = if codec.is_some() {
@@ -322,26 +347,34 @@ impl Engine {
             let delta = sync::build_delta(&self.replica, &mut ranges, chunk);
             let covered = sync::covered_by(&delta);
             let message = wire::encode_message(&Message::Gossip(delta));
-            let message = compress::pack_for(codec, message, fits);
-            spent += message.len();
+            let bytes = compress::pack_for(codec, message, fits);
+            spent += bytes.len();
+            messages.push(EncodedDelta { bytes, covered });
+        }
+        messages
+    }
+
+    /// Queues tree messages of writes to `peer`.
+    fn queue_gossip(&mut self, peer: SocketAddr, messages: &[EncodedDelta]) {
+        for message in messages {
             let msg_id = self.links.get(&peer).map(|l| l.channel.next_message_id());
-            let queued = self.send_encoded(peer, &message);
+            let queued = self.send_encoded(peer, &message.bytes);
             self.counters.write_messages_sent += 1;
-            if let Some(link) = self.links.get_mut(&peer) {
-                if queued {
-                    // On its way: a sync request meanwhile does not stream it again.
-                    covered
-                        .iter()
-                        .for_each(|&(range, _)| link.sync.note_sent(range));
-                    if let Some(msg_id) = msg_id {
-                        link.writes_in_flight
-                            .record(msg_id, WriteKind::Gossip, covered);
-                    }
-                } else {
-                    // Queue full: the peer is slow or gone; anti-entropy catches it up.
-                    link.sync.want_eventually();
-                    break;
-                }
+            let Some(link) = self.links.get_mut(&peer) else {
+                return;
+            };
+            if !queued {
+                // Queue full: the peer is slow or gone; anti-entropy catches it up.
+                link.sync.want_eventually();
+                return;
+            }
+            // On its way: a sync request meanwhile does not stream it again.
+            for &(range, _) in &message.covered {
+                link.sync.note_sent(range);
+            }
+            if let Some(msg_id) = msg_id {
+                link.writes_in_flight
+                    .record(msg_id, WriteKind::Gossip, message.covered.clone());
             }
         }
     }
