@@ -16,6 +16,9 @@
 //! ([`Channel::settled_to_announce`]) until the peer's acks show it moved past, and the
 //! receiver stops waiting for those ([`Channel::on_settled`]).
 //!
+//! Pacing: what the congestion window allows goes out in bursts of about 2 ms at 5/4
+//! of a window per round trip (see `pacing`), retransmissions included.
+//!
 //! Acknowledging: an ack waits a moment for more to acknowledge, or for a datagram to
 //! the peer to ride with, as TCP's delayed ack does (RFC 1122 §4.2.3.2, RFC 5681 §4.2):
 //! it is due once [`ACK_EVERY`] new datagrams arrived in order, or [`MAX_ACK_DELAY_US`]
@@ -41,6 +44,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::congestion::Congestion;
+use crate::pacing::Pacer;
 use crate::wire::{self, Ack, Data};
 
 /// Longest an ack waits for more to acknowledge or a datagram to ride with, microseconds:
@@ -385,6 +389,9 @@ pub struct Channel {
     compressed: BTreeSet<u64>,
     rtt: RttEstimator,
     congestion: Congestion,
+    pacer: Pacer,
+    /// When the pacer lets the next datagram go, if it held one back.
+    paced_until: Option<u64>,
     // Receiving.
     recv_cumulative: u64,
     recv_above: BTreeSet<u64>,
@@ -428,6 +435,8 @@ impl Channel {
             compressed: BTreeSet::new(),
             rtt,
             congestion,
+            pacer: Pacer::default(),
+            paced_until: None,
             recv_cumulative: 0,
             recv_above: BTreeSet::new(),
             ack_due_us: None,
@@ -566,7 +575,19 @@ impl Channel {
     /// The next data fragment to put on the wire: a due retransmission first, then new
     /// data while the in-flight window allows.
     pub fn poll_data(&mut self, now_us: u64) -> Option<Data> {
-        while let Some(seq) = self.retransmit_due.pop_first() {
+        // Set again below if the pacer holds this datagram back: a hold that has passed
+        // must not stay among the deadlines, or it would be due for good.
+        self.paced_until = None;
+        while let Some(&seq) = self.retransmit_due.first() {
+            let Some(size) = self.in_flight.get(&seq).map(|e| e.size) else {
+                self.retransmit_due.pop_first();
+                continue;
+            };
+            if self.paced(now_us, size) {
+                return None;
+            }
+            self.retransmit_due.pop_first();
+            self.pacer.on_sent(size);
             let backed_off = |retries| self.rtt.backed_off(retries);
             if let Some(entry) = self.in_flight.get_mut(&seq) {
                 self.deadlines.remove(&(entry.deadline_us, seq));
@@ -588,9 +609,11 @@ impl Channel {
                 && self.in_flight.len() < MAX_IN_FLIGHT_DATAGRAMS);
         if !window_open
             || (starts_fragmented && self.open_fragmented.len() >= MAX_PARTIALS_PER_PEER)
+            || self.paced(now_us, next_size)
         {
             return None;
         }
+        self.pacer.on_sent(next_size);
         let mut data = self.queue.pop_front()?;
         if starts_fragmented {
             self.open_fragmented.insert(data.msg_id, data.frags);
@@ -614,6 +637,24 @@ impl Channel {
             },
         );
         Some(data)
+    }
+
+    /// Whether the pacer holds back a datagram of `bytes` at `now_us` (see `pacing`);
+    /// the channel's next timeout is then when it may go.
+    fn paced(&mut self, now_us: u64, bytes: usize) -> bool {
+        self.paced_until = self.pacer.delay(
+            now_us,
+            bytes,
+            self.congestion.window(),
+            self.rtt.srtt_us(),
+            self.limits.max_fragment,
+        );
+        self.paced_until.is_some()
+    }
+
+    /// Whether the pacer held back the latest datagram the channel had to send.
+    pub fn is_paced(&self) -> bool {
+        self.paced_until.is_some() && self.has_unsent()
     }
 
     /// Processes an acknowledgement from the peer.
@@ -1031,7 +1072,8 @@ impl Channel {
     pub fn next_timeout(&self) -> Option<u64> {
         let retransmit = self.deadlines.first().map(|&(deadline, _)| deadline);
         let reassembly = self.partials.values().map(|p| self.expiry_of(p)).min();
-        [retransmit, reassembly, self.ack_due_us]
+        let paced = self.paced_until.filter(|_| self.has_unsent());
+        [retransmit, reassembly, self.ack_due_us, paced]
             .into_iter()
             .flatten()
             .min()
@@ -1048,6 +1090,11 @@ impl Channel {
     /// timeout learns the pause. Lost datagrams among them are found by the later
     /// datagrams acknowledged past them (fast retransmit) or by their next timeout.
     pub fn on_timeout(&mut self, now_us: u64) {
+        // The pacer's hold is over: the datagram goes with the next poll, and the hold is
+        // no deadline any more.
+        if self.paced_until.is_some_and(|at| at <= now_us) {
+            self.paced_until = None;
+        }
         let mut given_up = Vec::new();
         let mut waiting = Vec::new();
         let oldest = self.in_flight.keys().next().copied();

@@ -140,6 +140,10 @@ impl Engine {
             if frames.is_empty() {
                 frames.extend(link.channel.take_ack(now.mono_us).map(Frame::Ack));
             }
+            if link.channel.is_paced() {
+                // Its timer must wake it when the pacer lets the rest go.
+                self.touched.insert(addr);
+            }
             if !frames.is_empty() {
                 // Data sent or an ack taken: the link's deadline moved.
                 self.touched.insert(addr);
