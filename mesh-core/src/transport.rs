@@ -579,10 +579,19 @@ impl Channel {
         // must not stay among the deadlines, or it would be due for good.
         self.paced_until = None;
         while let Some(&seq) = self.retransmit_due.first() {
-            let Some(size) = self.in_flight.get(&seq).map(|e| e.size) else {
+            let Some(entry) = self.in_flight.get(&seq) else {
                 self.retransmit_due.pop_first();
                 continue;
             };
+            // The same rule as at a timeout: a datagram found lost again and again by
+            // acknowledgements of later ones never reaches its timeout, as each resend
+            // moves it on, and was resent for as long as the peer answered anything.
+            // The caller looks at `lost_data` (and the changed deadlines) after polling.
+            if self.past_retries(entry, now_us) {
+                self.give_up(seq);
+                continue;
+            }
+            let size = entry.size;
             if self.paced(now_us, size) {
                 return None;
             }
@@ -1103,13 +1112,7 @@ impl Channel {
                 break;
             }
             match self.in_flight.get(&seq) {
-                Some(entry)
-                    if entry.retries >= self.limits.max_retries
-                        && now_us.saturating_sub(entry.first_sent_us)
-                            >= self.limits.min_give_up_us =>
-                {
-                    given_up.push(seq)
-                }
+                Some(entry) if self.past_retries(entry, now_us) => given_up.push(seq),
                 Some(_) if Some(seq) != oldest => waiting.push(seq),
                 Some(entry) => {
                     // Once per timeout: a datagram already due was counted when it fell due.
@@ -1133,15 +1136,7 @@ impl Channel {
             }
         }
         for seq in given_up {
-            if let Some(entry) = self.in_flight.remove(&seq) {
-                self.close_fragment(&entry.data);
-                self.bytes_in_flight = self.bytes_in_flight.saturating_sub(entry.size);
-                self.retransmit_due.remove(&seq);
-                self.deadlines.remove(&(entry.deadline_us, seq));
-                self.stats.given_up += 1;
-                self.abandoned_through = self.abandoned_through.max(seq);
-                self.lost_data = true;
-            }
+            self.give_up(seq);
         }
         let before = self.partials.len();
         let expired: Vec<u64> = self
@@ -1157,6 +1152,26 @@ impl Channel {
             .sum();
         self.release(freed);
         self.stats.reassembly_drops += (before - self.partials.len()) as u64;
+    }
+
+    /// Whether `entry` was retried `max_retries` times and unacknowledged for
+    /// `min_give_up_us`: it is given up rather than sent again.
+    fn past_retries(&self, entry: &InFlight, now_us: u64) -> bool {
+        entry.retries >= self.limits.max_retries
+            && now_us.saturating_sub(entry.first_sent_us) >= self.limits.min_give_up_us
+    }
+
+    /// Gives datagram `seq` up: anti-entropy repairs what it carried.
+    fn give_up(&mut self, seq: u64) {
+        if let Some(entry) = self.in_flight.remove(&seq) {
+            self.close_fragment(&entry.data);
+            self.bytes_in_flight = self.bytes_in_flight.saturating_sub(entry.size);
+            self.retransmit_due.remove(&seq);
+            self.deadlines.remove(&(entry.deadline_us, seq));
+            self.stats.given_up += 1;
+            self.abandoned_through = self.abandoned_through.max(seq);
+            self.lost_data = true;
+        }
     }
 
     /// When partial message `p` is dropped: once idle for the reassembly timeout, or once

@@ -95,3 +95,21 @@ fn data_given_up_leaves_no_gap_the_peer_waits_on() {
     assert_eq!(held as u64, writes);
     assert!(counters(&sim, 0).datagrams_sent >= writes);
 }
+
+#[test]
+fn a_datagram_lost_on_every_try_is_given_up_though_the_peer_acks_other_data() {
+    let mut sim = Sim::new(2, config(), FaultConfig::default(), 5);
+    sim.run_for(Duration::from_secs(3));
+    sim.set_faults(writes_lost());
+    sim.write(0, "too large for the path", Some(value(4)));
+    // Retried at least `max_retries` times and unacknowledged for `peer_timeout` (1 s),
+    // it is given up, and anti-entropy is asked to help, though each ack of the peer's
+    // heartbeats and syncs found it lost again and resent it before its timeout.
+    sim.run_for(Duration::from_secs(5));
+    let c = counters(&sim, 0);
+    assert!(
+        c.given_up >= 1,
+        "{} retransmissions, none given up",
+        c.retransmits
+    );
+}

@@ -140,8 +140,9 @@ impl Engine {
             if frames.is_empty() {
                 frames.extend(link.channel.take_ack(now.mono_us).map(Frame::Ack));
             }
-            if link.channel.is_paced() {
-                // Its timer must wake it when the pacer lets the rest go.
+            if link.channel.is_paced() || link.channel.lost_data {
+                // Its timer must wake it when the pacer lets the rest go, or, a datagram
+                // given up instead of resent, to ask anti-entropy for help.
                 self.touched.insert(addr);
             }
             if !frames.is_empty() {
