@@ -1,6 +1,7 @@
 //! Retransmissions of writes: a message of writes lost on the way is sent again as its
-//! writes are now, without the values superseded meanwhile; and data given up does not
-//! leave the peer waiting on it for good (the `resend` and `transport` modules).
+//! writes are now, without the values superseded meanwhile; data given up does not
+//! leave the peer waiting on it for good; and a datagram lost on every try is given up
+//! even while the peer acknowledges other data (the `resend` and `transport` modules).
 
 use std::time::Duration;
 

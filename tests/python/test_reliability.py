@@ -35,8 +35,9 @@ def test_three_nodes_converge_at_30_percent_loss_with_a_conflicting_key(make_clu
     winner.set("shared", "final")
     assert wait_until(lambda: all(n.get("shared") == "final" for n in nodes)), describe(nodes)
 
+    # The loss is checked over the three nodes: one that sends only 17 datagrams loses
+    # none of them once in about 430 runs at 30%.
     stats = [sim.get_stats() for sim in sims]
-    assert all(s["packets_dropped"] > 0 for s in stats), stats
     total_sent = sum(s["packets_sent"] for s in stats)
     total_dropped = sum(s["packets_dropped"] for s in stats)
     assert 0.2 < total_dropped / total_sent < 0.4, stats
