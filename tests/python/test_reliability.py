@@ -36,11 +36,12 @@ def test_three_nodes_converge_at_30_percent_loss_with_a_conflicting_key(make_clu
     assert wait_until(lambda: all(n.get("shared") == "final" for n in nodes)), describe(nodes)
 
     # The loss is checked over the three nodes: one that sends only 17 datagrams loses
-    # none of them once in about 430 runs at 30%.
+    # none of them once in about 430 runs at 30%. About 55 datagrams in all make the
+    # drop ratio's standard deviation about 0.06: 0.1 to 0.5 is three of them.
     stats = [sim.get_stats() for sim in sims]
     total_sent = sum(s["packets_sent"] for s in stats)
     total_dropped = sum(s["packets_dropped"] for s in stats)
-    assert 0.2 < total_dropped / total_sent < 0.4, stats
+    assert 0.1 < total_dropped / total_sent < 0.5, stats
     assert sum(n.get_status()["counters"]["retransmits"] for n in nodes) > 0
 
 
