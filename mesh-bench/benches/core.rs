@@ -99,7 +99,7 @@ fn sample_delta(entries: usize) -> Delta {
                 .map(|i| WireEntry {
                     seq: i as u64 + 1,
                     hlc: 0x0190_0000_0000_0000 + i as u64,
-                    key: format!("key/{i:08}"),
+                    key: format!("key/{i:08}").into(),
                     value: Some(value_100(i)),
                     expires: None,
                 })

@@ -152,6 +152,8 @@ pub struct Side {
     /// Everything the nodes' sockets sent, from start to shutdown.
     pub datagrams_sent: u64,
     pub bytes_sent: u64,
+    /// CPU time of this whole process over the convergence window.
+    pub converge_cpu: Duration,
 }
 
 pub struct Workload {
@@ -214,6 +216,7 @@ fn run_chitchat(rt: &tokio::runtime::Runtime, w: &Workload, idle: Duration) -> S
         versions.push((node.id.clone(), state.max_version()));
     }
     let (bytes0, datagrams0) = chitchat_totals(&nodes);
+    let cpu0 = procfs::cpu_time("self");
     let start = Instant::now();
     if w.join {
         let first_addr = nodes[0].id.gossip_advertise_addr;
@@ -230,6 +233,7 @@ fn run_chitchat(rt: &tokio::runtime::Runtime, w: &Workload, idle: Duration) -> S
         })
     });
     let converge = converged.then(|| start.elapsed());
+    let converge_cpu = procfs::cpu_since(cpu0, procfs::cpu_time("self"));
     let (bytes1, datagrams1) = chitchat_totals(&nodes);
     if converged {
         // The version check is what polling can afford; confirm the key count once.
@@ -273,6 +277,7 @@ fn run_chitchat(rt: &tokio::runtime::Runtime, w: &Workload, idle: Duration) -> S
         datagrams: datagrams1 - datagrams0,
         idle_bytes_per_node_min: idle_bytes,
         idle_cpu_ms_per_node_min: idle_cpu,
+        converge_cpu,
     }
 }
 
@@ -321,6 +326,7 @@ fn run_mesh(w: &Workload, idle: Duration) -> Side {
     let start;
     let detail0 = m.counters();
     let drops0 = procfs::udp_rcvbuf_errors();
+    let cpu0 = procfs::cpu_time("self");
     if w.join {
         for (k, v) in vals.iter().enumerate() {
             m.nodes[0].set(&format!("key/{k:08}"), v.as_str()).ok();
@@ -346,6 +352,7 @@ fn run_mesh(w: &Workload, idle: Duration) -> Side {
     }
     let converged = mesh::wait_for(PATIENCE, || m.all_hold(want));
     let converge = converged.then(|| start.elapsed());
+    let converge_cpu = procfs::cpu_since(cpu0, procfs::cpu_time("self"));
     let (bytes1, datagrams1) = received(&m);
     let detail = mesh::diff(&m.counters(), &detail0);
     let rcvbuf_drops = procfs::udp_rcvbuf_errors() - drops0;
@@ -362,6 +369,7 @@ fn run_mesh(w: &Workload, idle: Duration) -> Side {
         datagrams: datagrams1 - datagrams0,
         idle_bytes_per_node_min: idle_bytes,
         idle_cpu_ms_per_node_min: idle_cpu,
+        converge_cpu,
     }
 }
 
@@ -387,7 +395,8 @@ pub const ROW_NAMES: &[&str] = &[
 
 /// Runs the comparison: every row (or, with `--smoke`, two tiny ones), or only the rows
 /// named in `rows` (see [`ROW_NAMES`]).
-pub fn run(report: &mut Report, smoke: bool, rows: Option<&[String]>) {
+/// `mesh_only` skips chitchat, whose side then reads `n/a`: for iterating on one row.
+pub fn run(report: &mut Report, smoke: bool, rows: Option<&[String]>, mesh_only: bool) {
     let w = |nodes, keys, loss: f64, join| Workload {
         name: if join {
             "join".to_owned()
@@ -452,6 +461,7 @@ pub fn run(report: &mut Report, smoke: bool, rows: Option<&[String]>) {
             "workload", "converge ms mesh", "converge ms chitchat", "ratio", "bytes mesh", "bytes chitchat",
             "ratio", "datagrams mesh", "datagrams chitchat", "idle B/node/min mesh", "idle B/node/min chitchat",
             "ratio", "idle CPU ms/node/min mesh", "idle CPU ms/node/min chitchat",
+            "CPU ms to converge mesh", "CPU ms to converge chitchat",
         ],
     );
     let mut d = Table::new(
@@ -493,7 +503,11 @@ pub fn run(report: &mut Report, smoke: bool, rows: Option<&[String]>) {
                 count(m.rcvbuf_drops),
             ]);
         }
-        let c = run_chitchat(&rt, wl, idle);
+        let c = if mesh_only {
+            Side::default()
+        } else {
+            run_chitchat(&rt, wl, idle)
+        };
         let conv = |s: &Side| s.converge.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
         t.row(vec![
             wl.label.clone(),
@@ -510,6 +524,8 @@ pub fn run(report: &mut Report, smoke: bool, rows: Option<&[String]>) {
             ratio(m.idle_bytes_per_node_min, c.idle_bytes_per_node_min),
             fmt(m.idle_cpu_ms_per_node_min),
             fmt(c.idle_cpu_ms_per_node_min),
+            fmt(m.converge_cpu.as_secs_f64() * 1000.0),
+            fmt(c.converge_cpu.as_secs_f64() * 1000.0),
         ]);
     }
     t.note(format!(
@@ -521,7 +537,8 @@ pub fn run(report: &mut Report, smoke: bool, rows: Option<&[String]>) {
          chitchat: a counting wrapper around its own UDP transport). Loss is 10% per datagram, on the \
          sending side for mesh-sync and the receiving side for chitchat. Idle: {i} s after convergence, \
          per node per minute; CPU is this process's time over that window divided by the nodes (tokio's \
-         two worker threads included for chitchat). chitchat datagrams go up to 65,507 bytes (IP-fragmented off loopback); mesh-sync's stay \
+         two worker threads included for chitchat). CPU to converge: this process's CPU time from the \
+         writes until convergence, all threads. chitchat datagrams go up to 65,507 bytes (IP-fragmented off loopback); mesh-sync's stay \
          under 1,200.",
         s = INTERVAL.as_secs(),
         i = idle.as_secs()

@@ -58,7 +58,7 @@ const SCENARIOS: &[&str] = &[
 
 fn usage() -> String {
     format!(
-        "usage: mesh-bench [--smoke] [--json FILE] [--sizes N,N,...] [--rows NAME,...] [SCENARIO ...]\n--sizes: the mesh sizes `scale` and `propagation` run\n--rows: the rows `compare` runs ({})\nscenarios: {} (default: all), crosscheck",
+        "usage: mesh-bench [--smoke] [--json FILE] [--sizes N,N,...] [--rows NAME,...] [--mesh-only] [SCENARIO ...]\n--sizes: the mesh sizes `scale` and `propagation` run\n--rows: the rows `compare` runs ({})\n--mesh-only: `compare` runs mesh-sync's side only\nscenarios: {} (default: all), crosscheck",
         compare::ROW_NAMES.join(","),
         SCENARIOS.join(" ")
     )
@@ -84,11 +84,13 @@ fn main() -> ExitCode {
     let mut json = None;
     let mut sizes: Option<Vec<usize>> = None;
     let mut rows: Option<Vec<String>> = None;
+    let mut mesh_only = false;
     let mut chosen = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--smoke" => smoke = true,
+            "--mesh-only" => mesh_only = true,
             "--json" => match it.next() {
                 Some(path) => json = Some(path.clone()),
                 None => {
@@ -164,7 +166,7 @@ fn main() -> ExitCode {
             "scale" => cost::run_scale(&mut report, smoke, sizes.as_deref()),
             "members" => cost::run_members(&mut report, smoke),
             "idle" | "memory" => resources::run(&mut report, smoke, scenario),
-            "compare" => compare::run(&mut report, smoke, rows.as_deref()),
+            "compare" => compare::run(&mut report, smoke, rows.as_deref(), mesh_only),
             "observe" => observe::run(&mut report, smoke),
             "durability" => durability::run(&mut report, smoke),
             "origins" => origins::run(&mut report, smoke),

@@ -179,7 +179,7 @@ mod tests {
             .map(|seq| WireEntry {
                 seq,
                 hlc: seq << 16,
-                key: format!("key/{seq:08}"),
+                key: format!("key/{seq:08}").into(),
                 value: Some(crate::Value::from(
                     (0..100).map(|_| rng.alphanumeric()).collect::<String>(),
                 )),

@@ -409,7 +409,7 @@ impl MessageSpec {
                             .map(|((key, value, hlc), seq)| WireEntry {
                                 seq,
                                 hlc: hlc.get(cx),
-                                key: key.get(),
+                                key: key.get().into(),
                                 value: value.as_ref().map(ValueSpec::get),
                                 expires: None,
                             })
@@ -450,7 +450,7 @@ fn build_groups(groups: &[GroupSpec], cx: &Context) -> Vec<Group> {
                 .map(|e| WireEntry {
                     seq: e.seq.get(),
                     hlc: e.hlc.get(cx),
-                    key: e.key.get(),
+                    key: e.key.get().into(),
                     value: e.value.as_ref().map(ValueSpec::get),
                     expires: None,
                 })

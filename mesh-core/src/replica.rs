@@ -158,17 +158,37 @@ impl Replica {
 
     /// Merges an entry received from a peer.
     pub fn merge(&mut self, key: &str, entry: Entry) -> MergeOutcome {
-        if let Some(current) = self.entries.get(key) {
-            if !entry.wins_over(current) {
-                return MergeOutcome::Ignored;
-            }
-        }
-        let was_live = self.get(key).is_some();
-        self.install(key, entry);
+        self.merge_shared(key, entry, || Arc::from(key))
+    }
+
+    /// [`Replica::merge`] of a key already shared, as decoded from the wire: a new key is
+    /// stored without a copy.
+    pub fn merge_shared_key(&mut self, key: &Arc<str>, entry: Entry) -> MergeOutcome {
+        self.merge_shared(key, entry, || Arc::clone(key))
+    }
+
+    fn merge_shared(
+        &mut self,
+        key: &str,
+        entry: Entry,
+        shared: impl FnOnce() -> Arc<str>,
+    ) -> MergeOutcome {
+        let was_live = match self.entries.get(key) {
+            Some(current) if !entry.wins_over(current) => return MergeOutcome::Ignored,
+            Some(current) => current.value.is_some(),
+            None => false,
+        };
+        self.install_shared(key, entry, shared);
         MergeOutcome::Applied { was_live }
     }
 
     fn install(&mut self, key: &str, entry: Entry) {
+        self.install_shared(key, entry, || Arc::from(key))
+    }
+
+    /// Installs `entry` under `key`; `shared` gives the key's shared form when the key is
+    /// new.
+    fn install_shared(&mut self, key: &str, entry: Entry, shared: impl FnOnce() -> Arc<str>) {
         let key: Arc<str> = match self.entries.get_key_value(key) {
             Some((k, old)) => {
                 let k = Arc::clone(k);
@@ -179,7 +199,7 @@ impl Replica {
                 self.unindex(origin, seq);
                 k
             }
-            None => Arc::from(key),
+            None => shared(),
         };
         if entry.value.is_none() {
             self.tombstones.insert(Arc::clone(&key));
@@ -291,16 +311,12 @@ impl Replica {
         origin: OriginId,
         lo: u64,
         hi: u64,
-    ) -> impl Iterator<Item = (&str, &Entry)> + '_ {
+    ) -> impl Iterator<Item = (&Arc<str>, &Entry)> + '_ {
         self.by_origin
             .get(&origin)
             .into_iter()
             .flat_map(move |index| index.range(lo..=hi))
-            .filter_map(move |(_, key)| {
-                self.entries
-                    .get_key_value(key.as_ref())
-                    .map(|(k, e)| (k.as_ref(), e))
-            })
+            .filter_map(move |(_, key)| self.entries.get(key.as_ref()).map(|e| (key, e)))
     }
 
     /// How many entries of `origin` with sequence numbers in `lo..=hi` are held.
@@ -482,6 +498,27 @@ mod tests {
         assert_eq!(r.get("k"), Some(&Value::Int(2)));
         assert_eq!(r.entries_of(1, 1, 10).count(), 0);
         assert_eq!(r.entries_of(2, 1, 10).count(), 1);
+    }
+
+    #[test]
+    fn a_shared_key_is_stored_and_sent_without_a_copy() {
+        let mut r = Replica::new(1);
+        let key: Arc<str> = Arc::from("k");
+        assert_eq!(
+            r.merge_shared_key(&key, entry(Some(1), 10, 2, 1)),
+            MergeOutcome::Applied { was_live: false }
+        );
+        let (held, _) = r.entries_of(2, 1, 1).next().expect("held");
+        assert!(Arc::ptr_eq(held, &key), "the key decoded is the key kept");
+        // A later write to a key held keeps the first allocation.
+        let again: Arc<str> = Arc::from("k");
+        assert_eq!(
+            r.merge_shared_key(&again, entry(Some(2), 20, 2, 2)),
+            MergeOutcome::Applied { was_live: true }
+        );
+        let (held, _) = r.entries_of(2, 2, 2).next().expect("held");
+        assert!(Arc::ptr_eq(held, &key));
+        assert_eq!(r.merge_shared_key(&again, entry(Some(3), 5, 2, 3)), MergeOutcome::Ignored);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! round.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::compress::{self, Codec, PACKED_CHUNK};
 use crate::config::Config;
@@ -474,7 +475,7 @@ pub(crate) fn build_delta(
             let wire_entry = WireEntry {
                 seq: entry.seq,
                 hlc: entry.hlc,
-                key: key.to_owned(),
+                key: Arc::clone(key),
                 value: entry.value.clone(),
                 expires: entry.expires,
             };
@@ -609,14 +610,14 @@ pub(crate) fn merge_delta(
             let now_live = merging.value.is_some();
             merged_seqs.push(entry.seq);
             let hlc = entry.hlc;
-            let merged = replica.merge(&entry.key, merging);
+            let merged = replica.merge_shared_key(&entry.key, merging);
             if let MergeOutcome::Applied { was_live } = merged {
                 counters.entries_applied += 1;
                 lag.record(hlc, wall_ms);
                 if let Some(events) = events.as_deref_mut() {
                     if was_live || now_live {
                         events.push_back(Event::StateChanged {
-                            key: entry.key,
+                            key: entry.key.to_string(),
                             value: new_value,
                             origin: ChangeOrigin::Sync,
                         });
@@ -757,7 +758,7 @@ mod tests {
         let entry = {
             let mut one = VecDeque::from([(3, 1, 1)]);
             let delta = build_delta(&replica, &mut one, budget);
-            postcard::experimental::serialized_size(&delta.groups[0].entries[0]).unwrap()
+            wire::entries::encoded_len(&delta.groups[0].entries[0], (0, 0)).unwrap()
         };
         sizes.pop();
         for size in sizes {

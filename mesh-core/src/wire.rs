@@ -16,6 +16,7 @@
 //! Decoding checks every length before reading; a bad datagram yields a [`DropReason`].
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -323,14 +324,15 @@ pub struct Group {
 }
 
 /// One write on the wire.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct WireEntry {
     /// Origin's sequence number.
     pub seq: u64,
     /// Hybrid logical timestamp.
     pub hlc: u64,
-    /// The key.
-    pub key: String,
+    /// The key, shared: a key received is stored as it was decoded, and one sent out is
+    /// the replica's own, so neither is copied per entry.
+    pub key: Arc<str>,
     /// The value; `None` for a delete, or for a value expired at the sender.
     pub value: Option<Value>,
     /// HLC timestamp at which the value expires (a write with a TTL), if any.

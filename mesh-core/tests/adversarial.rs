@@ -72,7 +72,7 @@ fn delta(origin: u64, seq: u64, key: &str, value: Value, wall_ms: u64) -> Messag
             entries: vec![WireEntry {
                 seq,
                 hlc: wall_ms << 16,
-                key: key.to_owned(),
+                key: key.to_owned().into(),
                 value: Some(value),
                 expires: None,
             }],

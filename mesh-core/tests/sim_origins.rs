@@ -161,7 +161,7 @@ fn a_peer_naming_thousands_of_fresh_origins_fills_nothing_past_the_cap() {
                     entries: vec![WireEntry {
                         seq: 1,
                         hlc: wall_ms << 16,
-                        key: format!("forged-{origin}"),
+                        key: format!("forged-{origin}").into(),
                         value: Some(Value::Int(0)),
                         expires: None,
                     }],

@@ -587,7 +587,7 @@ impl Adversary {
             let entry = WireEntry {
                 seq,
                 hlc,
-                key: key.clone(),
+                key: key.clone().into(),
                 value: value.clone(),
                 expires: None,
             };
@@ -625,7 +625,7 @@ impl Adversary {
             entries: vec![WireEntry {
                 seq,
                 hlc,
-                key,
+                key: key.into(),
                 value,
                 expires: None,
             }],
@@ -679,7 +679,7 @@ impl Adversary {
                 Some(WireEntry {
                     seq,
                     hlc,
-                    key,
+                    key: key.into(),
                     value,
                     expires: None,
                 })
@@ -706,11 +706,11 @@ impl Adversary {
         if self.config.equivocate && !entries.is_empty() && self.rng.bool() {
             // Another story about a sequence number already told.
             let at = self.rng.usize(..entries.len());
-            entries[at].key = self.forged_key();
+            entries[at].key = self.forged_key().into();
             entries[at].value = Some(Value::Int(self.rng.i64(..)));
             let e = &entries[at];
             self.forged.push(Forged {
-                key: e.key.clone(),
+                key: e.key.to_string(),
                 value: e.value.clone(),
                 rank: (e.hlc, origin, e.seq),
             });
@@ -750,7 +750,7 @@ impl Adversary {
             entries.push(WireEntry {
                 seq: hi,
                 hlc,
-                key,
+                key: key.into(),
                 value,
                 expires: None,
             });

@@ -19,6 +19,7 @@
 //! entry count comes first, and the decoder reads that many of each column.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
@@ -94,7 +95,7 @@ impl Serialize for Body<'_> {
 pub fn encoded_len(entry: &WireEntry, previous: (u64, u64)) -> Option<usize> {
     let fields = postcard::experimental::serialized_size(&(
         differences(entry, previous),
-        entry.key.as_str(),
+        &*entry.key,
         kind_of(&entry.value),
         entry.expires,
     ))
@@ -121,7 +122,7 @@ pub fn serialize<S: Serializer>(entries: &[WireEntry], serializer: S) -> Result<
         previous = (entry.seq, entry.hlc);
     }
     for entry in entries {
-        t.serialize_element(entry.key.as_str())?;
+        t.serialize_element(&*entry.key)?;
     }
     for entry in entries {
         t.serialize_element(&kind_of(&entry.value))?;
@@ -142,6 +143,28 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Wir
 
 /// Reads the columns [`serialize`] writes.
 struct Columns;
+
+/// A string decoded straight into the shared form the replica keeps, with no owned
+/// `String` in between: one allocation per key.
+struct SharedStr(Arc<str>);
+
+impl<'de> serde::Deserialize<'de> for SharedStr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = SharedStr;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<SharedStr, E> {
+                Ok(SharedStr(Arc::from(s)))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
 
 /// Most entries allocated for before they are read: a count is the sender's word.
 const PREALLOCATED: usize = 1024;
@@ -168,7 +191,7 @@ impl<'de> Visitor<'de> for Columns {
             entries.push(WireEntry {
                 seq: previous,
                 hlc: 0,
-                key: String::new(),
+                key: Arc::from(""),
                 value: None,
                 expires: None,
             });
@@ -180,7 +203,7 @@ impl<'de> Visitor<'de> for Columns {
             entry.hlc = previous;
         }
         for entry in &mut entries {
-            entry.key = next(&mut seq)?;
+            entry.key = next::<SharedStr, A>(&mut seq)?.0;
         }
         let mut kinds = Vec::with_capacity(entries.len());
         for _ in 0..entries.len() {
@@ -218,7 +241,7 @@ mod tests {
         WireEntry {
             seq,
             hlc,
-            key: format!("k{seq}"),
+            key: format!("k{seq}").into(),
             value: Some(Value::Int(seq as i64)),
             expires: None,
         }
@@ -254,7 +277,7 @@ mod tests {
             .map(|(i, value)| WireEntry {
                 seq: 40 + i as u64,
                 hlc: hlc + 3 * i as u64,
-                key: format!("key/{i}"),
+                key: format!("key/{i}").into(),
                 value,
                 expires: (i % 2 == 1).then_some(hlc + 1_000),
             })
