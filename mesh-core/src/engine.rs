@@ -629,6 +629,10 @@ impl Engine {
                         link.channel.on_settled(settled);
                     }
                 }
+                // As trusted as the channel's own data, which is read in the same
+                // sessions only: an announcement draws a graft.
+                Frame::IHave(items) if in_our_session => self.on_ihave(now, from, items),
+                Frame::IHave(_) => self.counters.dropped.stale += 1,
                 Frame::Data(data) => {
                     let Some(link) = self.links.get_mut(&from) else {
                         continue;

@@ -157,6 +157,7 @@ impl Replica {
     }
 
     /// Merges an entry received from a peer.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub fn merge(&mut self, key: &str, entry: Entry) -> MergeOutcome {
         self.merge_shared(key, entry, || Arc::from(key))
     }

@@ -10,11 +10,12 @@ use crate::broadcast::{
     self, BeaconOutcome, MAX_GRAFT_BYTES, MAX_GRAFT_SPAN, MAX_ITEMS, MIN_GRAFT_WAIT_US,
 };
 use crate::compress::{self, PACKED_CHUNK};
+use crate::link::PIGGYBACK_ACK_RANGES;
 use crate::resend::WriteKind;
 use crate::sync::{self, EncodedDelta, SeqRange};
 use crate::time::{us, Now};
 use crate::timers::Timer;
-use crate::wire::{self, Delta, Message};
+use crate::wire::{self, Delta, Frame, Message};
 
 use super::Engine;
 
@@ -307,10 +308,40 @@ impl Engine {
                 self.queue_gossip(peer, messages);
             }
             if !out.announce.is_empty() {
-                self.send_tree_message(peer, &Message::IHave(out.announce));
+                self.announce(peer, &out.announce, now_us);
             }
         }
         self.arm_tree_timer(now_us);
+    }
+
+    /// Announces `items` to `peer` in [`Frame::IHave`]s, outside the reliable channel:
+    /// as many frames as the path's datagram holds, each in a datagram of its own, an ack
+    /// due to the peer riding on the first.
+    fn announce(&mut self, peer: SocketAddr, items: &[(u64, u64)], now_us: u64) {
+        let dst_inc = self.members.get(&peer).map_or(0, |m| m.incarnation);
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        // The room a fragment of data gets: the rest is kept for the header, the seal,
+        // the envelope and a piggybacked ack.
+        let room = link.fragment_size();
+        let mut ack = link.channel.take_pending_ack(now_us);
+        if ack.is_some() {
+            // The ack's deadline is gone with it.
+            self.touched.insert(peer);
+        }
+        if let Some(big) = ack.take_if(|a| a.ranges.len() > PIGGYBACK_ACK_RANGES) {
+            self.queue_packet(peer, dst_inc, vec![Frame::Ack(big)]);
+        }
+        for chunk in announcement_chunks(items, room) {
+            let frames = ack
+                .take()
+                .map(Frame::Ack)
+                .into_iter()
+                .chain([Frame::IHave(chunk.to_vec())])
+                .collect();
+            self.queue_packet(peer, dst_inc, frames);
+        }
     }
 
     /// Sends the writes of `ranges` to `peer` on the tree, up to about `budget` bytes
@@ -402,5 +433,56 @@ impl Engine {
     fn graft_wait_us(&self, from: &SocketAddr) -> u64 {
         let rto = self.links.get(from).map_or(0, |l| l.channel.rtt().rto_us());
         self.broadcast.graft_wait_us(MIN_GRAFT_WAIT_US.max(2 * rto))
+    }
+}
+
+/// Bytes of an announcement frame besides its items: its tag and the item count.
+const ANNOUNCEMENT_FIELDS_BYTES: usize = 4;
+
+/// `items` cut into announcements of at most [`MAX_ITEMS`] items and `room` bytes each.
+fn announcement_chunks(items: &[(u64, u64)], room: usize) -> Vec<&[(u64, u64)]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut used) = (0, ANNOUNCEMENT_FIELDS_BYTES);
+    for (i, item) in items.iter().enumerate() {
+        let cost = postcard::experimental::serialized_size(item).unwrap_or(20);
+        if i > start && (i - start == MAX_ITEMS || used + cost > room) {
+            chunks.push(&items[start..i]);
+            (start, used) = (i, ANNOUNCEMENT_FIELDS_BYTES);
+        }
+        used += cost;
+    }
+    if start < items.len() {
+        chunks.push(&items[start..]);
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_are_cut_by_items_and_by_room() {
+        let items: Vec<(u64, u64)> = (0..150).map(|i| (u64::MAX - i, 1 << 30)).collect();
+        let sizes = |room| -> Vec<usize> {
+            announcement_chunks(&items, room)
+                .iter()
+                .map(|c| c.len())
+                .collect()
+        };
+        // Each item takes 10 + 5 bytes: a large room holds MAX_ITEMS of them.
+        assert_eq!(
+            sizes(10_000),
+            vec![MAX_ITEMS, MAX_ITEMS, 150 - 2 * MAX_ITEMS]
+        );
+        // 304 bytes hold the fields and 20 items.
+        assert_eq!(sizes(304), [vec![20; 7], vec![10]].concat());
+        // An item larger than the room still goes, alone.
+        assert_eq!(sizes(1).len(), 150);
+        assert!(announcement_chunks(&[], 1_000).is_empty());
+        for chunk in announcement_chunks(&items, 304) {
+            let frame = postcard::to_allocvec(&Frame::IHave(chunk.to_vec())).unwrap();
+            assert!(frame.len() <= 304, "{} bytes", frame.len());
+        }
     }
 }
