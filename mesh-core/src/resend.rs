@@ -1,6 +1,7 @@
 //! Retransmissions of writes carry what is current, not values superseded since.
 //!
-//! A message of writes lost on the way is found out a retransmission timeout later, at
+//! A message of writes (a push, direct or on the tree, or a message of an anti-entropy
+//! stream) lost on the way is found out a retransmission timeout later, at
 //! least [`min_rto`](crate::config::Config::min_rto) and often far more on a lossy path; a key
 //! written meanwhile has a newer value, on its way to the same peer or already there. The
 //! transport would resend the lost message's bytes as they were, the superseded value
@@ -19,7 +20,8 @@ use crate::sync::SeqRange;
 /// How a message of writes travels, which its replacement keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WriteKind {
-    /// A push straight from the writer to each peer (`Message::Delta`).
+    /// A push straight from the writer to each peer, or a message of an anti-entropy
+    /// stream (`Message::Delta`).
     Delta,
     /// A push along the broadcast tree, forwarded on by its receiver (`Message::Gossip`).
     Gossip,

@@ -21,6 +21,7 @@ use crate::frontier::Frontiers;
 use crate::hlc::HlcClock;
 use crate::propagation::PropagationLag;
 use crate::replica::{Entry, MergeOutcome, Replica};
+use crate::resend::{WriteKind, WritesInFlight};
 use crate::status::Counters;
 use crate::transport::Channel;
 use crate::version::{fingerprint_of, OriginId, VersionVector};
@@ -343,21 +344,25 @@ impl PeerSync {
     pub fn refill(
         &mut self,
         replica: &Replica,
-        channel: &mut Channel,
+        (channel, writes): (&mut Channel, &mut WritesInFlight),
         (budget, refill_below): (usize, usize),
         mut codec: Option<&mut Codec>,
     ) {
         let chunk = if codec.is_some() { PACKED_CHUNK.max(budget) } else { budget };
         while !self.stream.is_empty() && channel.queued_bytes() < refill_below {
             let delta = build_delta(replica, &mut self.stream, chunk);
-            let ranges: Vec<SeqRange> = delta.groups.iter().map(|g| (g.origin, g.lo, g.hi)).collect();
+            let covered = covered_by(&delta);
             let message = wire::encode_message(&Message::Delta(delta));
+            let id = channel.next_message_id();
             if !channel.send_message(&compress::pack_for(codec.as_deref_mut(), message, budget)) {
                 break;
             }
-            for range in ranges {
+            for &(range, _) in &covered {
                 self.note_sent(range);
             }
+            // A stream's message is a delta like a push's: one superseded before its
+            // retransmission is sent again as its ranges are then (see `resend`).
+            writes.record(id, WriteKind::Delta, covered);
         }
     }
 
@@ -407,7 +412,8 @@ pub(crate) fn missing_ranges(ours: &VersionVector, theirs: &PeerDigest) -> VecDe
 
 /// An encoded delta, and what it covers.
 pub(crate) struct EncodedDelta {
-    /// The encoded [`Message::Delta`], packed or not.
+    /// The encoded message of writes, packed or not: a [`Message::Delta`], or a
+    /// [`Message::Gossip`] on the broadcast tree.
     pub bytes: Vec<u8>,
     /// The ranges of its groups, each with how many entries it carries (see `resend`).
     pub covered: Vec<(SeqRange, usize)>,
@@ -1067,7 +1073,7 @@ mod tests {
         // Asked for what lies above 100 (another peer streams the rest); part of it goes.
         let floors = Want::Above(vec![(7, 100)]);
         sync.on_request(PeerDigest::new(), floors, vv, true, Some);
-        sync.refill(&replica, &mut channel, (1_000, 2_000), None);
+        sync.refill(&replica, (&mut channel, &mut WritesInFlight::default()), (1_000, 2_000), None);
         let (lo, hi) = sync.sent[&7];
         assert_eq!(lo, 101);
         assert!(hi > lo && hi < 400, "{hi}");
@@ -1083,7 +1089,7 @@ mod tests {
         sync.on_request(PeerDigest::new(), Want::All, vv, false, Some);
         assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 1, 400)]);
         // And once the channel is idle, everything streamed has arrived or been given up.
-        sync.refill(&replica, &mut channel, (1_000, 2_000), None);
+        sync.refill(&replica, (&mut channel, &mut WritesInFlight::default()), (1_000, 2_000), None);
         sync.on_request(PeerDigest::new(), Want::All, vv, true, Some);
         assert_eq!(Vec::from(sync.stream.clone()), vec![(7, 1, 400)]);
     }

@@ -96,7 +96,7 @@ impl Engine {
             let codec = codec.filter(|_| link.reads_compressed);
             link.sync.refill(
                 &self.replica,
-                &mut link.channel,
+                (&mut link.channel, &mut link.writes_in_flight),
                 (budget, stream_room),
                 codec,
             );
