@@ -158,9 +158,9 @@ pub enum Frame {
     Settled(u64),
     /// The broadcast tree's announcement to a neighbor off the tree: writes the sender
     /// holds, as `(origin, highest sequence number)` (see `broadcast`). Not
-    /// retransmitted, so never acknowledged: the next announcement names the same
-    /// origins again with what came since, and anti-entropy repairs the rest. Read only
-    /// in a session the receiver shares, and at most `broadcast::MAX_ITEMS` of it.
+    /// retransmitted, so never acknowledged: an origin's next announcement names
+    /// everything up to its newest write, and anti-entropy repairs what none names. Read
+    /// only in a session the receiver shares, and at most `broadcast::MAX_ITEMS` of it.
     IHave(Vec<(u64, u64)>),
 }
 
