@@ -12,7 +12,7 @@ mod support;
 
 use mesh_core::fault::FaultConfig;
 use mesh_core::sim::Sim;
-use mesh_core::wire::{self, Message};
+use mesh_core::wire::{self, Frame, Message};
 use mesh_core::{Config, Counters, Value};
 
 /// A long sync interval, so what anti-entropy would repair provably comes from the tree.
@@ -335,5 +335,30 @@ fn forged_announcements_await_a_bounded_number_of_origins() {
     assert_eq!(
         sim.nodes[0].engine.as_ref().unwrap().get("after"),
         Some(&Value::Int(1))
+    );
+}
+
+#[test]
+fn an_announcement_frame_outside_a_shared_session_is_not_read() {
+    let (mut sim, attacker, _) = pair_with_verified_attacker();
+    let cluster = wire::cluster_id(&support::sim_config().cluster);
+    let before = counters(&sim, 0);
+    // Fresh origins, as a spoofer blind to the link's sessions would announce them to
+    // draw grafts: the datagram names no session.
+    let items = (0..50u64).map(|i| (2_000_000 + i, 5)).collect();
+    sim.inject(
+        0,
+        attacker,
+        &support::packet(cluster, 77, vec![Frame::IHave(items)]),
+    );
+    sim.run_for(Duration::from_secs(2));
+    let after = counters(&sim, 0);
+    assert_eq!(
+        after.grafts_sent, before.grafts_sent,
+        "the announcement was read"
+    );
+    assert!(
+        after.dropped.stale > before.dropped.stale,
+        "the frame is counted"
     );
 }
