@@ -74,27 +74,38 @@ fn propagate(sim: &mut Sim, w: usize, key: &str, limit: Duration) -> Option<Dura
     None
 }
 
-fn entries_received(sim: &Sim) -> u64 {
-    (0..sim.nodes.len())
-        .map(|i| counters(sim, i).entries_received)
-        .sum()
-}
-
-#[test]
-fn writes_reach_every_node_for_a_few_messages_each_received_about_once() {
-    const NODES: usize = 60;
-    let mut sim = formed(NODES, 7);
-    // Warm-up: the first writes prune the overlay's redundant edges.
+/// A formed mesh of `n` nodes after 20 writes from different nodes: the first writes
+/// prune the overlay's redundant edges.
+fn warmed_up(n: usize, seed: u64) -> Sim {
+    let mut sim = formed(n, seed);
     for w in 0..20 {
         propagate(
             &mut sim,
-            w % NODES,
+            w % n,
             &format!("warm/{w}"),
             Duration::from_secs(2),
         )
         .unwrap_or_else(|| panic!("warm-up write {w} did not reach every node"));
     }
     sim.run_for(Duration::from_secs(1));
+    sim
+}
+
+/// One counter summed over every node.
+fn total(sim: &Sim, counter: fn(&Counters) -> u64) -> u64 {
+    (0..sim.nodes.len())
+        .map(|i| counter(&counters(sim, i)))
+        .sum()
+}
+
+fn entries_received(sim: &Sim) -> u64 {
+    total(sim, |c| c.entries_received)
+}
+
+#[test]
+fn writes_reach_every_node_for_a_few_messages_each_received_about_once() {
+    const NODES: usize = 60;
+    let mut sim = warmed_up(NODES, 7);
     let writes = 30;
     let mut sent_by_writers = 0;
     let before = entries_received(&sim);
@@ -129,25 +140,13 @@ fn writes_reach_every_node_for_a_few_messages_each_received_about_once() {
 
 /// Datagrams every node received so far.
 fn datagrams_received(sim: &Sim) -> u64 {
-    (0..sim.nodes.len())
-        .map(|i| counters(sim, i).datagrams_received)
-        .sum()
+    total(sim, |c| c.datagrams_received)
 }
 
 #[test]
 fn announcements_to_neighbors_off_the_tree_draw_no_acks() {
     const NODES: usize = 60;
-    let mut sim = formed(NODES, 11);
-    for w in 0..20 {
-        propagate(
-            &mut sim,
-            w % NODES,
-            &format!("warm/{w}"),
-            Duration::from_secs(2),
-        )
-        .unwrap_or_else(|| panic!("warm-up write {w} did not reach every node"));
-    }
-    sim.run_for(Duration::from_secs(1));
+    let mut sim = warmed_up(NODES, 11);
     // Idle traffic over the same time, to take out of the writes' count.
     let idle_before = datagrams_received(&sim);
     let idle_time = Duration::from_secs(3);
