@@ -9,7 +9,9 @@
 //! that edge (`Prune`): the redundant edges of the overlay fall off the tree. A node
 //! announced writes it still lacks after a short wait asks the announcer for them and
 //! puts that edge back on the tree (`Graft`): the tree heals around a failed node
-//! within a few round trips. Anti-entropy stays the repair path for the rest.
+//! within a few round trips. Anti-entropy stays the repair path for the rest. A lazy
+//! neighbor that showed it holds writes (it announced or sent them first) is not
+//! announced them: on an edge off the tree, the end that had them later stays quiet.
 //!
 //! Neighbors: membership is full (every node knows every member), so the overlay needs
 //! no membership protocol of its own. Each node ranks its members by a hash of the
@@ -152,6 +154,9 @@ pub(crate) struct Broadcast {
     lag: GraftLag,
     /// Per origin, the writes this node has sent on down the tree.
     spread: HashMap<OriginId, SeqSet>,
+    /// Per neighbor, the highest write of each origin it showed it holds (announced it,
+    /// or sent it): announcing those back to it would tell it nothing.
+    shown: HashMap<SocketAddr, HashMap<OriginId, u64>>,
 }
 
 /// The lag of the tree behind announcements, estimated like a round trip: the graft
@@ -296,6 +301,7 @@ impl Broadcast {
         self.adopted.remove(addr);
         self.lazy.remove(addr);
         self.queued.remove(addr);
+        self.shown.remove(addr);
         for missing in self.missing.values_mut() {
             missing.announcers.retain(|a| a != addr);
         }
@@ -335,17 +341,40 @@ impl Broadcast {
             .filter(|a| Some(*a) != except)
             .collect();
         for peer in targets {
-            let out = self.queued.entry(peer).or_default();
             if self.lazy.contains(&peer) {
                 let (origin, _, hi) = range;
+                if self.has_shown(&peer, origin, hi) {
+                    continue;
+                }
+                let out = self.queued.entry(peer).or_default();
                 match out.announce.iter_mut().find(|(o, _)| *o == origin) {
                     Some(entry) => entry.1 = entry.1.max(hi),
                     None => out.announce.push((origin, hi)),
                 }
             } else {
-                out.eager.push(range);
+                self.queued.entry(peer).or_default().eager.push(range);
             }
         }
+    }
+
+    /// `peer` showed it holds the writes of `origin` up to `hi` (it announced them, or
+    /// sent them): they are not announced to it. At most [`MAX_MISSING`] origins are
+    /// kept per peer; past that, announcements go as before.
+    pub fn shown(&mut self, peer: SocketAddr, origin: OriginId, hi: u64) {
+        let shown = self.shown.entry(peer).or_default();
+        if shown.len() >= MAX_MISSING && !shown.contains_key(&origin) {
+            return;
+        }
+        let known = shown.entry(origin).or_insert(hi);
+        *known = (*known).max(hi);
+    }
+
+    /// Whether `peer` showed it holds the writes of `origin` up to `hi`.
+    fn has_shown(&self, peer: &SocketAddr, origin: OriginId, hi: u64) -> bool {
+        self.shown
+            .get(peer)
+            .and_then(|s| s.get(&origin))
+            .is_some_and(|&known| known >= hi)
     }
 
     /// The writes of `spans` (ranges a message on the tree carried) that this node
@@ -697,6 +726,41 @@ mod tests {
         assert_eq!(b.flush_at(1000, 60), Some(1050), "a burst waits for the slot");
         let unreachable = |a: &SocketAddr| *a != addr(9);
         assert_eq!(b.eager(&unreachable), vec![addr(2)]);
+    }
+
+    #[test]
+    fn a_neighbor_off_the_tree_is_not_announced_what_it_showed_it_holds() {
+        let mut b = Broadcast::default();
+        b.set_picked(vec![addr(1), addr(2)]);
+        b.on_prune(addr(1));
+        b.on_prune(addr(2));
+        b.shown(addr(1), 7, 6);
+        b.spread((7, 1, 6), None, &all);
+        b.spread((8, 1, 2), None, &all);
+        let out = b.take_queued(0);
+        assert_eq!(out[&addr(1)].announce, vec![(8, 2)], "7 up to 6 it announced");
+        assert_eq!(out[&addr(2)].announce, vec![(7, 6), (8, 2)]);
+        b.spread((7, 7, 7), None, &all);
+        let out = b.take_queued(1);
+        assert_eq!(out[&addr(1)].announce, vec![(7, 7)], "a later write goes");
+        b.forget(&addr(1));
+        b.set_picked(vec![addr(1), addr(2)]);
+        b.on_prune(addr(1));
+        b.spread((7, 1, 6), None, &all);
+        let out = b.take_queued(2);
+        assert_eq!(out[&addr(1)].announce, vec![(7, 6)], "forgotten with the peer");
+    }
+
+    #[test]
+    fn what_a_neighbor_showed_is_kept_for_a_bounded_number_of_origins() {
+        let mut b = Broadcast::default();
+        for origin in 1..=MAX_MISSING as u64 + 10 {
+            b.shown(addr(1), origin, 5);
+        }
+        assert_eq!(b.shown[&addr(1)].len(), MAX_MISSING);
+        b.shown(addr(1), 1, 9);
+        assert!(b.has_shown(&addr(1), 1, 9), "a known origin still rises");
+        assert!(!b.has_shown(&addr(1), MAX_MISSING as u64 + 5, 5));
     }
 
     #[test]

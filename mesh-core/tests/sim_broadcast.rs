@@ -144,7 +144,7 @@ fn datagrams_received(sim: &Sim) -> u64 {
 }
 
 #[test]
-fn announcements_to_neighbors_off_the_tree_draw_no_acks() {
+fn a_write_costs_each_node_few_datagrams_off_the_tree() {
     const NODES: usize = 60;
     let mut sim = warmed_up(NODES, 11);
     // Idle traffic over the same time, to take out of the writes' count.
@@ -172,9 +172,10 @@ fn announcements_to_neighbors_off_the_tree_draw_no_acks() {
     eprintln!("datagrams received per node per write: {per_node_per_write:.2}");
     // Each node receives the write once on the tree and acks it, and hears of it from
     // its neighbors off the tree. Announcements sent as messages drew an ack each: 7.8
-    // datagrams per node per write in this mesh, against 5.2 without those acks.
+    // datagrams per node per write in this mesh, 5.2 without those acks, and 4.3 once a
+    // neighbor is not announced the writes it announced first.
     assert!(
-        per_node_per_write < 6.5,
+        per_node_per_write < 4.8,
         "{per_node_per_write:.2} datagrams received per node per write"
     );
     sim.check_converged().unwrap();

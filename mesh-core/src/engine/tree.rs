@@ -144,9 +144,10 @@ impl Engine {
             .map(|g| (g.origin, g.lo, g.hi))
             .collect();
         self.on_delta(now, from, delta);
-        for &(origin, _, _) in &spans {
+        for &(origin, _, hi) in &spans {
             let held = self.replica.version_vector().upto(origin);
             self.broadcast.on_delivered(origin, held, now.mono_us);
+            self.broadcast.shown(from, origin, hi);
         }
         let forward = self
             .broadcast
@@ -176,7 +177,11 @@ impl Engine {
         let wait_us = self.graft_wait_us(&from);
         let own = self.replica.own_origin();
         for (origin, hi) in items.into_iter().take(MAX_ITEMS) {
-            if origin == own || origin == 0 {
+            if origin == 0 {
+                continue;
+            }
+            self.broadcast.shown(from, origin, hi);
+            if origin == own {
                 continue;
             }
             let held = self.replica.version_vector().upto(origin);
