@@ -541,11 +541,12 @@ impl Engine {
             {
                 link.reads_compressed = reads_compressed;
             }
-            if link.is_confirmed() && self.started && link.channel.carried_bulk() {
+            let bulk_bytes = link.channel.bulk_bytes();
+            if link.is_confirmed() && self.started && bulk_bytes > 0 {
                 // Its path is worth probing (it carries messages of many datagrams), and
                 // can be: the peer answers in this session. Most links of a large mesh
                 // carry only probes and pushes, which one datagram holds.
-                link.path.begin(now.mono_us);
+                link.path.begin(now.mono_us, bulk_bytes);
             }
             match check {
                 SessionCheck::Current => {}

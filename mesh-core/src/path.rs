@@ -17,7 +17,10 @@
 //! at once: a mesh that just formed is busy syncing, and extra datagrams then only shift
 //! its timing. Not before bulk data: most links of a large mesh carry only probes and
 //! pushes of one datagram, which a larger size would not shorten, and a probe of every
-//! link costs each node 1.5 KB per member.
+//! link costs each node 1.5 KB per member. A link that has carried
+//! [`EARLY_PROBE_BULK_BYTES`] of bulk data is probed at once: it is in a long transfer
+//! (a burst down the broadcast tree, a joiner's stream), whose rest a larger datagram
+//! cuts into a sixth fewer datagrams, and two probes are nothing beside it.
 //!
 //! A path may also stop carrying the size it was probed at (a route change, a tunnel):
 //! its datagrams then vanish while the peer still answers small ones. When the engine
@@ -35,6 +38,9 @@
 /// How long after a link carried bulk data, its session confirmed, its path is first
 /// probed (see [`PathSize::begin`]).
 pub const FIRST_PROBE_DELAY_US: u64 = 1_000_000;
+/// Bytes of messages larger than one datagram after which a link is probed without
+/// waiting for [`FIRST_PROBE_DELAY_US`] (see [`PathSize::begin`]).
+pub const EARLY_PROBE_BULK_BYTES: u64 = 64 * 1024;
 /// Probes sent for one candidate size before trying the next (RFC 8899's MAX_PROBES).
 pub const MAX_PROBES: u32 = 3;
 /// Probes of the current size, all unanswered, that prove a suspected black hole.
@@ -135,12 +141,18 @@ impl PathSize {
         self.base
     }
 
-    /// The link is worth probing from `now_us` on (it carried bulk data) and can be (its
-    /// session is confirmed): the first probe goes [`FIRST_PROBE_DELAY_US`] later. Later
-    /// calls change nothing.
-    pub fn begin(&mut self, now_us: u64) {
-        self.first_probe_us
-            .get_or_insert(now_us.saturating_add(FIRST_PROBE_DELAY_US));
+    /// The link is worth probing from `now_us` on (it carried `bulk_bytes` of bulk data)
+    /// and can be (its session is confirmed): the first probe goes
+    /// [`FIRST_PROBE_DELAY_US`] later, or now once `bulk_bytes` reaches
+    /// [`EARLY_PROBE_BULK_BYTES`]. A later call only ever brings that time forward.
+    pub fn begin(&mut self, now_us: u64, bulk_bytes: u64) {
+        let delay_us = if bulk_bytes >= EARLY_PROBE_BULK_BYTES {
+            0
+        } else {
+            FIRST_PROBE_DELAY_US
+        };
+        let at = now_us.saturating_add(delay_us);
+        self.first_probe_us = Some(self.first_probe_us.map_or(at, |t| t.min(at)));
     }
 
     /// When [`PathSize::poll_probe`] or [`PathSize::on_timeout`] next has something to do
@@ -321,11 +333,23 @@ mod tests {
         let mut path = PathSize::new(1_200, 1_452);
         assert_eq!(path.next_timeout(), None, "not before it began");
         assert_eq!(poll(&mut path, 5, 0), None, "not before it began");
-        path.begin(5);
-        path.begin(900);
+        path.begin(5, 2_000);
+        path.begin(900, 4_000);
         assert_eq!(path.next_timeout(), Some(5 + FIRST_PROBE_DELAY_US));
         assert_eq!(poll(&mut path, 4 + FIRST_PROBE_DELAY_US, 0), None);
         assert!(poll(&mut path, 5 + FIRST_PROBE_DELAY_US, 0).is_some());
+    }
+
+    #[test]
+    fn a_link_in_a_long_transfer_is_probed_without_the_delay() {
+        let mut path = PathSize::new(1_200, 1_452);
+        path.begin(5, 2_000);
+        assert_eq!(poll(&mut path, 900, 0), None);
+        path.begin(900, EARLY_PROBE_BULK_BYTES);
+        assert_eq!(path.next_timeout(), Some(900));
+        assert_eq!(poll(&mut path, 900, 0).map(|p| p.size), Some(1_452));
+        path.begin(1_000, 2 * EARLY_PROBE_BULK_BYTES);
+        assert_eq!(path.next_timeout(), Some(900 + MIN_PROBE_TIMEOUT_US));
     }
 
     #[test]
@@ -443,7 +467,7 @@ mod tests {
     fn no_probing_when_the_ceiling_is_not_above_the_base() {
         for max in [0, 1_000, 1_200] {
             let mut path = PathSize::new(1_200, max);
-            path.begin(0);
+            path.begin(0, 0);
             assert_eq!(path.next_timeout(), None);
             assert_eq!(poll(&mut path, FIRST_PROBE_DELAY_US, 0), None);
             path.suspect(1);

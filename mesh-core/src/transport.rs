@@ -406,9 +406,9 @@ pub struct Channel {
     partial_bytes: usize,
     /// Set when a datagram was given up since the engine last looked.
     pub lost_data: bool,
-    /// Whether a message larger than one fragment was queued: the channel carries bulk
-    /// data, which a larger datagram size would cut into fewer datagrams.
-    carried_bulk: bool,
+    /// Bytes of the messages larger than one fragment queued so far: the channel
+    /// carries bulk data, which a larger datagram size would cut into fewer datagrams.
+    bulk_bytes: u64,
     stats: ChannelStats,
 }
 
@@ -445,7 +445,7 @@ impl Channel {
             partials: HashMap::new(),
             partial_bytes: 0,
             lost_data: false,
-            carried_bulk: false,
+            bulk_bytes: 0,
             stats: ChannelStats::default(),
         }
     }
@@ -460,7 +460,9 @@ impl Channel {
         let frags = message.len().div_ceil(chunk).max(1);
         let msg_id = self.next_msg_id;
         self.next_msg_id += 1;
-        self.carried_bulk |= frags > 1;
+        if frags > 1 {
+            self.bulk_bytes = self.bulk_bytes.saturating_add(message.len() as u64);
+        }
         if frags > 1 && wire::is_packed(message) {
             self.compressed.insert(msg_id);
         }
@@ -486,9 +488,10 @@ impl Channel {
         true
     }
 
-    /// Whether a message larger than one fragment was ever queued to the peer.
-    pub fn carried_bulk(&self) -> bool {
-        self.carried_bulk
+    /// Bytes of the messages larger than one fragment queued to the peer so far (0: it
+    /// never carried bulk data).
+    pub fn bulk_bytes(&self) -> u64 {
+        self.bulk_bytes
     }
 
     /// Cuts the messages queued from now on into fragments of at most `max_fragment`

@@ -100,6 +100,31 @@ fn links_that_carry_bulk_data_grow_to_the_largest_size_the_path_carries() {
 }
 
 #[test]
+fn a_long_transfer_is_carried_in_larger_datagrams_before_the_probe_delay_is_out() {
+    let config = support::fast_path_config();
+    for seed in 1..=3 {
+        let mut sim = Sim::new(3, config.clone(), FaultConfig::default(), seed);
+        sim.run_for(Duration::from_secs(3));
+        sim.recorded = Some(Vec::new());
+        let start_us = sim.now_us;
+        // About 330 KB of values, in bursts that follow one another.
+        for part in ["a", "b", "c", "d"] {
+            assert!(burst(&mut sim, 0, part, Duration::from_secs(10)));
+        }
+        let took_us = sim.now_us - start_us;
+        assert!(
+            took_us < mesh_core::path::FIRST_PROBE_DELAY_US,
+            "seed {seed}: the transfer took {took_us} us"
+        );
+        let (n, longest) = data_datagrams(&config, &sim.recorded.take().unwrap());
+        assert!(
+            longest > 1_200 && longest <= 1_452,
+            "seed {seed}: the longest of {n} datagrams of data is {longest} bytes"
+        );
+    }
+}
+
+#[test]
 fn a_path_that_carries_less_is_probed_down_and_never_sent_data_it_drops() {
     let config = support::fast_path_config();
     for (limit, settles_at) in [(1_400, 1_326), (1_300, 1_200), (1_200, 1_200)] {
