@@ -227,6 +227,19 @@ impl MetricsSnapshot {
                 .set(n as i64);
         }
         registry.register("peers", "Known peers, by failure detector state", by_state);
+        // A count per size, not a gauge per peer: a path's size takes two or three values
+        // (the base, a midpoint, the probed top), and a mesh may have a thousand peers.
+        let by_size = Family::<Vec<(&str, String)>, Gauge>::default();
+        for peer in &self.peers {
+            by_size
+                .get_or_create(&vec![("bytes", peer.datagram_size.to_string())])
+                .inc();
+        }
+        registry.register(
+            "peers_by_datagram_size",
+            "Known peers with a link, by the largest datagram sent to them (its path's probed size)",
+            by_size,
+        );
         let rtt = Histogram::new(RTT_BUCKETS_S);
         for ms in self.peers.iter().filter_map(|p| p.rtt_ms) {
             rtt.observe(ms / 1000.0);
@@ -347,6 +360,7 @@ mod tests {
                 rtt_ms: Some(0.7),
                 last_seen_ms: Some(10),
                 pending_acks: 2,
+                datagram_size: 1_452,
             }],
             memory: MemoryReport {
                 queued_bytes: 100,
@@ -446,6 +460,10 @@ mod tests {
             .iter()
             .find(|(s, _)| s.starts_with("mesh_sync_peers{") && s.contains("state=\"alive\""));
         assert_eq!(alive.map(|(_, v)| *v), Some(1.0));
+        let probed = samples.iter().find(|(s, _)| {
+            s.starts_with("mesh_sync_peers_by_datagram_size{") && s.contains("bytes=\"1452\"")
+        });
+        assert_eq!(probed.map(|(_, v)| *v), Some(1.0));
     }
 
     #[test]

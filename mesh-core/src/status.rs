@@ -58,6 +58,10 @@ pub struct PeerInfo {
     pub last_seen_ms: Option<u64>,
     /// Datagrams sent to it and not yet acknowledged.
     pub pending_acks: usize,
+    /// The largest datagram this node sends it, in bytes: `max_datagram_size` until a
+    /// probe showed the path carries more (datagram size per path, ARCHITECTURE.md).
+    #[serde(default)]
+    pub datagram_size: usize,
 }
 
 /// Peer counts, in the prototype's shape.

@@ -86,8 +86,15 @@ fn links_that_carry_bulk_data_grow_to_the_largest_size_the_path_carries() {
         // Node 0's burst goes in packed messages of many datagrams to both others.
         assert!(burst(&mut sim, 0, "a", Duration::from_secs(10)));
         sim.run_for(Duration::from_secs(2));
+        let peers = sim.nodes[0].engine.as_ref().unwrap().peers(sim.now_for(0));
         for j in [1, 2] {
             assert_eq!(size(&sim, 0, j), Some(1_452), "seed {seed}: n0 to n{j}");
+            let reported = peers.iter().find(|p| p.addr == sim.nodes[j].addr);
+            assert_eq!(
+                reported.map(|p| p.datagram_size),
+                Some(1_452),
+                "seed {seed}: n0's status of n{j}"
+            );
         }
         sim.recorded = Some(Vec::new());
         assert!(burst(&mut sim, 0, "b", Duration::from_secs(10)));

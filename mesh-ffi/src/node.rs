@@ -737,8 +737,8 @@ pub unsafe extern "C" fn mesh_node_status_json(
 
 /// Renders every known peer as a JSON array of objects (`node_id`, `addr`,
 /// `advertised_addr` (null unless the peer advertises one), `state`, `bootstrap`,
-/// `rtt_ms`, `last_seen_ms`, `pending_acks`), in a new NUL-terminated buffer stored in
-/// `*json_out`, to be released with `mesh_string_free`.
+/// `rtt_ms`, `last_seen_ms`, `pending_acks`, `datagram_size`), in a new NUL-terminated
+/// buffer stored in `*json_out`, to be released with `mesh_string_free`.
 #[no_mangle]
 pub unsafe extern "C" fn mesh_node_peers_json(
     node: *const mesh_node_t,

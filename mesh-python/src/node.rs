@@ -613,8 +613,8 @@ impl MeshSyncNode {
     }
 
     /// Every known peer: dicts with node_id (None until heard from), address (host, port),
-    /// advertised_address ((host, port) it advertises, or None), state ('unknown', 'alive', 'suspect', 'dead'), bootstrap, rtt_ms, last_seen_ms and
-    /// pending_acks.
+    /// advertised_address ((host, port) it advertises, or None), state ('unknown', 'alive', 'suspect', 'dead'), bootstrap, rtt_ms, last_seen_ms,
+    /// pending_acks and datagram_size (the largest datagram sent to it, in bytes).
     fn get_peers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let peers = py.detach(|| self.node.peers());
         let list = PyList::empty(py);
@@ -632,6 +632,7 @@ impl MeshSyncNode {
             dict.set_item("rtt_ms", peer.rtt_ms)?;
             dict.set_item("last_seen_ms", peer.last_seen_ms)?;
             dict.set_item("pending_acks", peer.pending_acks)?;
+            dict.set_item("datagram_size", peer.datagram_size)?;
             list.append(dict)?;
         }
         Ok(list)

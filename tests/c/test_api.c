@@ -287,6 +287,7 @@ static void test_status_struct_and_json(void) {
     REQUIRE(json != NULL);
     CHECK(strstr(json, "\"addr\":\"127.0.0.1:9\"") != NULL);
     CHECK(strstr(json, "\"bootstrap\":true") != NULL);
+    CHECK(strstr(json, "\"datagram_size\":1200") != NULL);
     mesh_string_free(json);
     mesh_node_free(node);
 }

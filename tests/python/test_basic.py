@@ -124,6 +124,8 @@ def test_bootstrap_peer_by_host_name(make_node) -> None:
     assert peers[0]["address"] == (HOST, a.port)
     assert peers[0]["state"] == "alive"
     assert peers[0]["bootstrap"] is True
+    # Nothing larger than a datagram went to it: its path was never probed.
+    assert peers[0]["datagram_size"] == 1200
 
 
 def test_context_manager_starts_and_stops() -> None:

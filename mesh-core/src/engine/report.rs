@@ -160,7 +160,8 @@ impl Engine {
             .members
             .iter()
             .filter_map(|m| {
-                let channel = &self.links.get(&m.addr)?.channel;
+                let link = self.links.get(&m.addr)?;
+                let channel = &link.channel;
                 Some(PeerInfo {
                     node_id: m.node_id.clone(),
                     addr: m.addr,
@@ -172,6 +173,7 @@ impl Engine {
                         .last_heard_us
                         .map(|t| now.mono_us.saturating_sub(t) / 1000),
                     pending_acks: channel.in_flight(),
+                    datagram_size: link.path.datagram_size(),
                 })
             })
             .collect();
