@@ -20,7 +20,7 @@
 //! link costs each node 1.5 KB per member. A link that has carried
 //! [`EARLY_PROBE_BULK_BYTES`] of bulk data is probed at once: it is in a long transfer
 //! (a burst down the broadcast tree, a joiner's stream), whose rest a larger datagram
-//! cuts into a sixth fewer datagrams, and two probes are nothing beside it.
+//! cuts into about a fifth fewer datagrams, and two probes are nothing beside it.
 //!
 //! A path may also stop carrying the size it was probed at (a route change, a tunnel):
 //! its datagrams then vanish while the peer still answers small ones. When the engine
