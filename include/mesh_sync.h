@@ -911,8 +911,8 @@ mesh_result mesh_node_status_json(const mesh_node_t *node, char **json_out);
 /**
  * Renders every known peer as a JSON array of objects (`node_id`, `addr`,
  * `advertised_addr` (null unless the peer advertises one), `state`, `bootstrap`,
- * `rtt_ms`, `last_seen_ms`, `pending_acks`), in a new NUL-terminated buffer stored in
- * `*json_out`, to be released with `mesh_string_free`.
+ * `rtt_ms`, `last_seen_ms`, `pending_acks`, `datagram_size`), in a new NUL-terminated
+ * buffer stored in `*json_out`, to be released with `mesh_string_free`.
  */
 mesh_result mesh_node_peers_json(const mesh_node_t *node, char **json_out);
 
