@@ -28,7 +28,9 @@ const MAX_BURST_DATAGRAMS: u64 = 256;
 pub struct Pacer {
     /// Bytes the bucket holds at most, for the window and round trip it was sized for.
     capacity: u64,
-    sized_for: (u64, u64),
+    /// The window, round trip and datagram size `capacity` was sized for: a path
+    /// probed to carry larger datagrams needs a bucket that holds them.
+    sized_for: (u64, u64, u64),
     tokens: u64,
     /// When `tokens` was last brought up to date.
     updated_us: u64,
@@ -38,7 +40,7 @@ impl Default for Pacer {
     fn default() -> Pacer {
         Pacer {
             capacity: u64::MAX,
-            sized_for: (0, 0),
+            sized_for: (0, 0, 0),
             tokens: u64::MAX,
             updated_us: 0,
         }
@@ -59,12 +61,15 @@ impl Pacer {
     ) -> Option<u64> {
         let srtt_us = srtt_us?.max(1);
         let (window, bytes, datagram) = (window as u64, bytes as u64, datagram.max(1) as u64);
-        if self.sized_for != (window, srtt_us) {
+        if self.sized_for != (window, srtt_us, datagram) {
             self.capacity = capacity(window, srtt_us, datagram);
             self.tokens = self.tokens.min(self.capacity);
-            self.sized_for = (window, srtt_us);
+            self.sized_for = (window, srtt_us, datagram);
         }
-        if self.tokens >= bytes {
+        // A datagram larger than the bucket (cut for a smaller path) goes from a full
+        // one: the bucket never holds more, and waiting for more would be forever.
+        let needed = bytes.min(self.capacity);
+        if self.tokens >= needed {
             return None;
         }
         let elapsed = now_us.saturating_sub(self.updated_us);
@@ -85,11 +90,11 @@ impl Pacer {
                 / (window.max(1) as u128 * RATE_NUMERATOR);
             self.updated_us += spent.min(elapsed as u128) as u64;
         }
-        if self.tokens >= bytes {
+        if self.tokens >= needed {
             return None;
         }
-        // Wait for a full bucket (or the datagram, if larger), to send a burst then.
-        let missing = (bytes.max(self.capacity) - self.tokens) as u128;
+        // Wait for a full bucket, to send a burst then.
+        let missing = (self.capacity - self.tokens) as u128;
         let wait = (missing * srtt_us as u128 * RATE_DENOMINATOR)
             .div_ceil(window.max(1) as u128 * RATE_NUMERATOR);
         Some(now_us.saturating_add(wait.clamp(1, u64::MAX as u128) as u64))
@@ -202,5 +207,40 @@ mod tests {
         assert_eq!(p.tokens, 256 * MSS as u64);
         assert_eq!(p.delay(0, MSS, 10 * MSS, Some(50_000), MSS), None);
         assert_eq!(p.tokens, 10 * MSS as u64);
+    }
+
+    /// When the paced datagram of `bytes` first goes, asked every millisecond from 0.
+    fn first_sent_at(p: &mut Pacer, bytes: usize, window: usize, datagram: usize) -> u64 {
+        let mut now = 0;
+        loop {
+            if p.delay(now, bytes, window, Some(50_000), datagram).is_none() {
+                return now;
+            }
+            now += 1_000;
+            assert!(now < 10_000_000, "a datagram of {bytes} bytes never went");
+        }
+    }
+
+    #[test]
+    fn larger_datagrams_on_the_same_path_get_a_bucket_that_holds_them() {
+        let mut p = Pacer::default();
+        // Sized for 1,000-byte datagrams: 10 of them.
+        assert_eq!(p.delay(0, MSS, 10 * MSS, Some(50_000), MSS), None);
+        p.on_sent(MSS);
+        // The path now carries 16 KB: the bucket holds 10 of those, not 10,000 bytes.
+        let at = first_sent_at(&mut p, 16 * MSS, 10 * MSS, 16 * MSS);
+        assert!(at < 100_000, "sent at {at} us");
+    }
+
+    #[test]
+    fn a_datagram_larger_than_the_bucket_goes_once_it_is_full() {
+        let mut p = Pacer::default();
+        // A bucket of 10,000 bytes and a datagram of 16,000 (one sized for an earlier,
+        // smaller path): it goes when the bucket is full, rather than never.
+        assert_eq!(p.delay(0, MSS, 10 * MSS, Some(50_000), MSS), None);
+        p.on_sent(10 * MSS);
+        let at = first_sent_at(&mut p, 16 * MSS, 10 * MSS, MSS);
+        // 10,000 bytes at 5/4 of 10,000 per 50 ms: 40 ms.
+        assert_eq!(at, 40_000);
     }
 }

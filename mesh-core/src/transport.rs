@@ -1082,7 +1082,13 @@ impl Channel {
     /// Earliest time this channel needs [`Channel::on_timeout`], or a delayed ack falls
     /// due ([`Channel::take_ack`]).
     pub fn next_timeout(&self) -> Option<u64> {
-        let retransmit = self.deadlines.first().map(|&(deadline, _)| deadline);
+        // A datagram already due waits only for the pacer, whose hold is its deadline:
+        // its own, passed, would be due again on every turn until the pacer let it go.
+        let retransmit = self
+            .deadlines
+            .iter()
+            .find(|(_, seq)| !self.retransmit_due.contains(seq))
+            .map(|&(deadline, _)| deadline);
         let reassembly = self.partials.values().map(|p| self.expiry_of(p)).min();
         let paced = self.paced_until.filter(|_| self.has_unsent());
         [retransmit, reassembly, self.ack_due_us, paced]
@@ -1964,5 +1970,32 @@ mod tests {
         assert!(a.is_idle(), "lost datagrams were never resent");
         assert_eq!(delivered, 4);
         assert_eq!(a.stats().given_up, 0);
+    }
+
+    #[test]
+    fn a_retransmission_waiting_for_the_pacer_leaves_no_deadline_in_the_past() {
+        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
+        // A round trip of 50 ms measured, so the pacer holds datagrams back.
+        assert!(a.send_message(&[1]));
+        b.on_data(a.poll_data(0).unwrap(), 0);
+        a.on_ack(&b.take_pending_ack(0).unwrap(), 50_000);
+        // A datagram lost; at its timeout, the pacer's bucket has just been spent.
+        assert!(a.send_message(&[2]));
+        let lost = a.poll_data(50_000).unwrap();
+        let timeout = a.deadlines.first().unwrap().0;
+        let (window, srtt, fragment) = (
+            a.congestion.window(),
+            a.rtt.srtt_us(),
+            a.limits.max_fragment,
+        );
+        a.pacer.on_sent(usize::MAX);
+        assert_eq!(a.pacer.delay(timeout, 1, window, srtt, fragment), None);
+        a.pacer.on_sent(usize::MAX);
+        a.on_timeout(timeout);
+        assert!(a.poll_data(timeout).is_none(), "held by the pacer");
+        // The retransmission's deadline has passed: the pacer's hold is the one left.
+        let next = a.next_timeout().unwrap();
+        assert!(next > timeout, "a deadline at {next} left standing at {timeout}");
+        assert_eq!(a.poll_data(next).map(|d| d.seq), Some(lost.seq));
     }
 }
