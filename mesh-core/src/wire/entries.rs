@@ -183,27 +183,30 @@ impl<'de> Visitor<'de> for Columns {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<WireEntry>, A::Error> {
         let n: usize = next(&mut seq)?;
-        let mut entries: Vec<WireEntry> = Vec::with_capacity(n.min(PREALLOCATED));
+        // (sequence number, timestamp) until the keys come: an entry built before its
+        // key would need a placeholder key, an allocation per entry.
+        let mut stamps: Vec<(u64, u64)> = Vec::with_capacity(n.min(PREALLOCATED));
         let mut previous = 0u64;
         for _ in 0..n {
             let diff: i64 = next(&mut seq)?;
             previous = previous.wrapping_add(diff as u64);
+            stamps.push((previous, 0));
+        }
+        previous = 0;
+        for (_, hlc) in &mut stamps {
+            let diff: i64 = next(&mut seq)?;
+            previous = previous.wrapping_add(diff as u64);
+            *hlc = previous;
+        }
+        let mut entries: Vec<WireEntry> = Vec::with_capacity(stamps.len());
+        for (seq_no, hlc) in stamps {
             entries.push(WireEntry {
-                seq: previous,
-                hlc: 0,
-                key: Arc::from(""),
+                seq: seq_no,
+                hlc,
+                key: next::<SharedStr, A>(&mut seq)?.0,
                 value: None,
                 expires: None,
             });
-        }
-        previous = 0;
-        for entry in &mut entries {
-            let diff: i64 = next(&mut seq)?;
-            previous = previous.wrapping_add(diff as u64);
-            entry.hlc = previous;
-        }
-        for entry in &mut entries {
-            entry.key = next::<SharedStr, A>(&mut seq)?.0;
         }
         let mut kinds = Vec::with_capacity(entries.len());
         for _ in 0..entries.len() {
