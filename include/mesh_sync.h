@@ -633,7 +633,8 @@ mesh_result mesh_config_set_max_datagram_size(mesh_config_t *config, size_t size
 
 /**
  * Sets the largest UDP payload a link grows to once a probe shows its path carries it,
- * in bytes: at most 65507. Default 1452 (an Ethernet path); at or below the
+ * in bytes: at most 65507. Default 16384; links climb through 1452 (an Ethernet path)
+ * and 8952 (a jumbo-frame one) as far as their path carries. At or below the
  * `max_datagram_size`, links never probe. Datagrams carry the don't-fragment bit, so
  * nothing is IP-fragmented (Linux; elsewhere links stay at `max_datagram_size`).
  */

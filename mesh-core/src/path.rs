@@ -5,12 +5,28 @@
 //! path and nearly every IPv4 one; RFC 8899's BASE_PLPMTU). A probe is a datagram padded
 //! to a candidate size, carrying a random number that the peer echoes in a small answer.
 //! The node's socket sets the don't-fragment bit, so a datagram too large for some hop
-//! is dropped, never fragmented: an answer proves the path carries that size, and the
-//! link's new messages are cut for it. The candidates are `max_probed_datagram_size`
-//! (1,452 by default: an Ethernet path, over IPv4 or IPv6) and then the midpoint between
-//! it and the base, [`MAX_PROBES`] probes each. A search that ends below the largest
-//! candidate starts again after [`RAISE_INTERVAL_US`] (RFC 8899's PMTU_RAISE_TIMER),
-//! since paths change.
+//! (or for the sending host's own interface) is dropped, never fragmented: an answer
+//! proves the path carries that size, and the link's new messages are cut for it.
+//!
+//! The search climbs a ladder of the sizes paths commonly carry, smallest first, up to
+//! `max_probed_datagram_size` (16,384 by default), [`MAX_PROBES`] probes per rung:
+//! [`ETHERNET_DATAGRAM_SIZE`], then [`JUMBO_DATAGRAM_SIZE`], then the ceiling. Climbing
+//! means the link uses each size as soon as it is proven, and a rung the path does not
+//! carry costs only probes of that rung: on an Ethernet host, a jumbo probe does not
+//! even leave it. The ceiling is the loopback interface's case (a mesh on one host,
+//! whose interface carries 64 KiB), and, past 16 KiB, a larger datagram saves little
+//! beside the per-byte costs while a loss costs more to repair. If the first rung is not
+//! carried (a tunnel's smaller MTU), the midpoint between it and the base is probed
+//! instead, as the last try. A search that stops below the ceiling starts again after
+//! [`RAISE_INTERVAL_US`] (RFC 8899's PMTU_RAISE_TIMER), since paths change.
+//!
+//! A probe is all padding, and a larger datagram saves only a header and an ack's share
+//! every few kilobytes: in bytes, a 16 KiB probe pays for itself over about a megabyte.
+//! Fewer datagrams save far more CPU than bytes (each is a system call and a wakeup at
+//! both ends), but a mesh where every node streams to every other a few hundred
+//! kilobytes would spend a third more bytes on probes. So a rung above the first is
+//! probed only once the link has carried [`RUNG_COST_RATIO`] times its size in bulk
+//! data: a transfer that long is likely to go on, and the probes cost it a few percent.
 //!
 //! A link is probed [`FIRST_PROBE_DELAY_US`] after it has carried a message larger than
 //! one datagram and the peer has named its session back (only the peer can answer). Not
@@ -20,7 +36,7 @@
 //! link costs each node 1.5 KB per member. A link that has carried
 //! [`EARLY_PROBE_BULK_BYTES`] of bulk data is probed at once: it is in a long transfer
 //! (a burst down the broadcast tree, a joiner's stream), whose rest a larger datagram
-//! cuts into about a fifth fewer datagrams, and two probes are nothing beside it.
+//! cuts into fewer datagrams, and a few probes are nothing beside it.
 //!
 //! A path may also stop carrying the size it was probed at (a route change, a tunnel):
 //! its datagrams then vanish while the peer still answers small ones. When the engine
@@ -35,6 +51,14 @@
 //! never sent elsewhere), so an off-path attacker cannot raise the size of a path it
 //! does not see into a black hole.
 
+/// The UDP payload an Ethernet path (1,500-byte MTU) carries over IPv4 or IPv6: the
+/// search's first rung.
+pub const ETHERNET_DATAGRAM_SIZE: usize = 1_452;
+/// The UDP payload a jumbo-frame path (9,000-byte MTU) carries over IPv4 or IPv6.
+pub const JUMBO_DATAGRAM_SIZE: usize = 8_952;
+/// A rung above the first is probed once the link has carried this many times its size
+/// in bulk data (see the module's documentation).
+pub const RUNG_COST_RATIO: u64 = 16;
 /// How long after a link carried bulk data, its session confirmed, its path is first
 /// probed (see [`PathSize::begin`]).
 pub const FIRST_PROBE_DELAY_US: u64 = 1_000_000;
@@ -61,9 +85,9 @@ struct Outstanding {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum State {
-    /// Probing `candidates[index]`, `sent` probes so far.
+    /// Probing `size`, `sent` probes so far.
     Searching {
-        index: usize,
+        size: usize,
         sent: u32,
         outstanding: Option<Outstanding>,
     },
@@ -80,8 +104,8 @@ enum State {
 #[derive(Clone, Debug)]
 pub struct PathSize {
     base: usize,
-    /// Larger sizes to try, largest first.
-    candidates: Vec<usize>,
+    /// The rungs above the base, smallest first; the last is the ceiling.
+    rungs: Vec<usize>,
     size: usize,
     state: State,
     /// The probes sent since the search or confirmation began, and their sizes: an
@@ -93,6 +117,8 @@ pub struct PathSize {
     cleared_us: u64,
     /// When the first probe may go, once known (see [`PathSize::begin`]).
     first_probe_us: Option<u64>,
+    /// Bytes of bulk data the link has carried, as last told to [`PathSize::begin`].
+    carried: u64,
 }
 
 /// A probe to send: `nonce` to echo, in a datagram of exactly `size` bytes.
@@ -108,27 +134,49 @@ impl PathSize {
     /// A link's path at `base` bytes, to be probed up to `max` (no probing if `max` is
     /// not above `base`).
     pub fn new(base: usize, max: usize) -> PathSize {
-        let mut candidates = vec![max, base + (max.saturating_sub(base)) / 2];
-        candidates.retain(|&c| c > base);
-        candidates.dedup();
-        let state = if candidates.is_empty() {
-            State::Settled { again_us: None }
-        } else {
-            State::Searching {
-                index: 0,
+        let mut rungs = vec![ETHERNET_DATAGRAM_SIZE, JUMBO_DATAGRAM_SIZE, max];
+        rungs.retain(|&r| r > base && r <= max);
+        rungs.sort_unstable();
+        rungs.dedup();
+        let state = match rungs.first() {
+            Some(&size) => State::Searching {
+                size,
                 sent: 0,
                 outstanding: None,
-            }
+            },
+            None => State::Settled { again_us: None },
         };
         PathSize {
             base,
-            candidates,
+            rungs,
             size: base,
             state,
             asked: Vec::new(),
             cleared_us: 0,
             first_probe_us: None,
+            carried: 0,
         }
+    }
+
+    /// The smallest rung above the current size, if the size is below the ceiling.
+    fn next_rung(&self) -> Option<usize> {
+        self.rungs.iter().copied().find(|&r| r > self.size)
+    }
+
+    /// Whether the link has carried enough to be probed at `size` (see
+    /// [`RUNG_COST_RATIO`]): always for the first rung and below.
+    fn paid_for(&self, size: usize) -> bool {
+        self.rungs.first().is_none_or(|&first| size <= first)
+            || self.carried >= (size as u64).saturating_mul(RUNG_COST_RATIO)
+    }
+
+    /// The size probed as the last try when the first rung is not carried: halfway
+    /// from the base to it (a tunnel's path, a little under Ethernet's), if that is
+    /// above the base.
+    fn fallback(&self) -> Option<usize> {
+        let first = *self.rungs.first()?;
+        let middle = self.base + (first - self.base) / 2;
+        (middle > self.base).then_some(middle)
     }
 
     /// The largest datagram the path is known to carry.
@@ -144,8 +192,10 @@ impl PathSize {
     /// The link is worth probing from `now_us` on (it carried `bulk_bytes` of bulk data)
     /// and can be (its session is confirmed): the first probe goes
     /// [`FIRST_PROBE_DELAY_US`] later, or now once `bulk_bytes` reaches
-    /// [`EARLY_PROBE_BULK_BYTES`]. A later call only ever brings that time forward.
+    /// [`EARLY_PROBE_BULK_BYTES`]. A later call only ever brings that time forward, and
+    /// may let the search climb to a rung it waited for (see [`RUNG_COST_RATIO`]).
     pub fn begin(&mut self, now_us: u64, bulk_bytes: u64) {
+        self.carried = bulk_bytes;
         let delay_us = if bulk_bytes >= EARLY_PROBE_BULK_BYTES {
             0
         } else {
@@ -167,7 +217,7 @@ impl PathSize {
                 outstanding: Some(o),
                 ..
             } => Some(o.deadline_us),
-            State::Searching { .. } => self.first_probe_us,
+            State::Searching { size, .. } => self.first_probe_us.filter(|_| self.paid_for(*size)),
             State::Confirming { .. } => Some(0),
             State::Settled { again_us } => *again_us,
         }
@@ -187,10 +237,13 @@ impl PathSize {
         } = self.state
         {
             if at <= now_us {
-                self.state = State::Searching {
-                    index: 0,
-                    sent: 0,
-                    outstanding: None,
+                self.state = match self.next_rung() {
+                    Some(size) => State::Searching {
+                        size,
+                        sent: 0,
+                        outstanding: None,
+                    },
+                    None => State::Settled { again_us: None },
                 };
                 self.asked.clear();
             }
@@ -198,12 +251,17 @@ impl PathSize {
         if self.first_probe_us.is_none_or(|at| now_us < at) {
             return None;
         }
+        if let State::Searching { size, .. } = self.state {
+            if !self.paid_for(size) {
+                return None;
+            }
+        }
         let (size, sent, outstanding) = match &mut self.state {
             State::Searching {
-                index,
+                size,
                 sent,
                 outstanding: outstanding @ None,
-            } => (self.candidates[*index], sent, outstanding),
+            } => (*size, sent, outstanding),
             State::Confirming {
                 sent,
                 outstanding: outstanding @ None,
@@ -221,8 +279,9 @@ impl PathSize {
     }
 
     /// Gives up on a probe unanswered past its deadline: the next one is due at once,
-    /// for the same size or, after [`MAX_PROBES`], the next smaller one. `true` when
-    /// that proves a suspected black hole: the size is then back to the base.
+    /// for the same size. After [`MAX_PROBES`], the search stops where it is (below the
+    /// first rung, it tries the fallback first). `true` when that proves a suspected
+    /// black hole: the size is then back to the base.
     pub fn on_timeout(&mut self, now_us: u64) -> bool {
         let (sent, outstanding, most) = match &mut self.state {
             State::Searching {
@@ -248,14 +307,21 @@ impl PathSize {
                 self.asked.clear();
                 true
             }
-            State::Searching { index, sent, .. } => {
-                *index += 1;
-                *sent = 0;
-                if *index == self.candidates.len() {
-                    self.state = State::Settled {
+            State::Searching { size, .. } => {
+                let probed = *size;
+                let fallback = self.fallback().filter(|_| {
+                    self.size == self.base && self.rungs.first() == Some(&probed)
+                });
+                self.state = match fallback {
+                    Some(size) => State::Searching {
+                        size,
+                        sent: 0,
+                        outstanding: None,
+                    },
+                    None => State::Settled {
                         again_us: Some(now_us + RAISE_INTERVAL_US),
-                    };
-                }
+                    },
+                };
                 false
             }
             State::Settled { .. } => false,
@@ -263,8 +329,8 @@ impl PathSize {
     }
 
     /// The peer echoed `nonce`: `true` if that answers one of this search's probes
-    /// with a size above the current one, which becomes the size. An answer during a
-    /// confirmation clears the suspicion.
+    /// with a size above the current one, which becomes the size; a search then climbs
+    /// on to the next rung. An answer during a confirmation clears the suspicion.
     pub fn on_answer(&mut self, nonce: u64, now_us: u64) -> bool {
         let Some(size) = self
             .asked
@@ -274,18 +340,24 @@ impl PathSize {
         else {
             return false;
         };
-        let searching = !matches!(self.state, State::Settled { .. });
         let raised = size > self.size;
-        if !raised && !searching {
-            return false;
-        }
         if self.is_confirming() {
             self.cleared_us = now_us;
+        } else if !raised {
+            return false;
         }
+        // The fallback's answer ends the search: the first rung above it was not carried.
+        let climbing = matches!(self.state, State::Searching { .. }) && self.rungs.contains(&size);
         self.size = self.size.max(size);
-        let largest = self.candidates.first() == Some(&self.size);
-        self.state = State::Settled {
-            again_us: (!largest).then_some(now_us + RAISE_INTERVAL_US),
+        self.state = match self.next_rung() {
+            Some(size) if climbing => State::Searching {
+                size,
+                sent: 0,
+                outstanding: None,
+            },
+            next => State::Settled {
+                again_us: next.map(|_| now_us + RAISE_INTERVAL_US),
+            },
         };
         raised
     }
@@ -393,7 +465,7 @@ mod tests {
         assert_eq!(path.datagram_size(), 1_200);
         assert_eq!(path.next_timeout(), Some(now + RAISE_INTERVAL_US));
         let again = poll(&mut path, now + RAISE_INTERVAL_US, 0).unwrap();
-        assert_eq!(again.size, 1_452, "the search starts over from the top");
+        assert_eq!(again.size, 1_452, "the search starts over from the first rung");
     }
 
     #[test]
@@ -461,6 +533,99 @@ mod tests {
         assert!(!path.is_confirming(), "sent before the suspicion was cleared");
         path.suspect(200_001);
         assert!(path.is_confirming(), "a datagram sent since is new evidence");
+    }
+
+    /// A path at a base of 1,200 bytes whose link has carried `bulk_bytes` (enough to
+    /// be probed at once).
+    fn carrying(max: usize, bulk_bytes: u64) -> PathSize {
+        let mut path = PathSize::new(1_200, max);
+        path.begin(0, bulk_bytes.max(EARLY_PROBE_BULK_BYTES));
+        path
+    }
+
+    /// Answers every probe at once until the search stops; the sizes probed.
+    fn climb(path: &mut PathSize, carried: usize) -> Vec<usize> {
+        let mut now = 0;
+        let mut sizes = Vec::new();
+        while let Some(probe) = poll(path, now, 0) {
+            sizes.push(probe.size);
+            if probe.size <= carried {
+                assert!(path.on_answer(probe.nonce, now + 1), "{probe:?}");
+            }
+            now += MIN_PROBE_TIMEOUT_US;
+            path.on_timeout(now);
+        }
+        sizes
+    }
+
+    #[test]
+    fn the_search_climbs_the_ladder_to_the_ceiling() {
+        for (max, rungs) in [
+            (16_384, vec![1_452, 8_952, 16_384]),
+            (9_000, vec![1_452, 8_952, 9_000]),
+            (8_952, vec![1_452, 8_952]),
+            (4_000, vec![1_452, 4_000]),
+            (1_300, vec![1_300]),
+        ] {
+            let mut path = carrying(max, u64::MAX);
+            assert_eq!(climb(&mut path, usize::MAX), rungs, "ceiling {max}");
+            assert_eq!(path.datagram_size(), max);
+            assert_eq!(path.next_timeout(), None, "at the ceiling: no search again");
+        }
+    }
+
+    #[test]
+    fn a_rung_the_path_does_not_carry_ends_the_climb_until_the_raise_timer() {
+        let mut path = carrying(16_384, u64::MAX);
+        let sizes = climb(&mut path, 1_500);
+        assert_eq!(sizes, [1_452, 8_952, 8_952, 8_952]);
+        assert_eq!(path.datagram_size(), 1_452);
+        let again_us = path.next_timeout().expect("a search again");
+        assert_eq!(again_us, 4 * MIN_PROBE_TIMEOUT_US + RAISE_INTERVAL_US);
+        let probe = poll(&mut path, again_us, 0).unwrap();
+        assert_eq!(probe.size, 8_952, "the next rung up, not the ones below");
+    }
+
+    #[test]
+    fn a_path_short_of_the_first_rung_is_tried_at_the_fallback_once() {
+        let mut path = carrying(16_384, u64::MAX);
+        let sizes = climb(&mut path, 1_400);
+        assert_eq!(sizes, [1_452, 1_452, 1_452, 1_326]);
+        assert_eq!(path.datagram_size(), 1_326, "not climbing past the rung it missed");
+        assert!(path.next_timeout().is_some());
+    }
+
+    #[test]
+    fn a_late_answer_of_a_lower_rung_changes_nothing_in_the_climb() {
+        let mut path = carrying(16_384, u64::MAX);
+        let first = poll(&mut path, 0, 0).unwrap();
+        assert!(path.on_answer(first.nonce, 5));
+        let second = poll(&mut path, 10, 0).unwrap();
+        assert_eq!(second.size, 8_952);
+        assert!(!path.on_answer(first.nonce, 20), "a repeated answer");
+        assert_eq!(poll(&mut path, 30, 0), None, "the rung's probe is still out");
+        assert!(path.on_answer(second.nonce, 40));
+        assert_eq!(path.datagram_size(), 8_952);
+    }
+
+    #[test]
+    fn a_rung_above_the_first_waits_until_the_link_has_carried_enough_to_pay_for_it() {
+        let mut path = carrying(16_384, 0);
+        let first = poll(&mut path, 0, 0).unwrap();
+        assert_eq!(first.size, 1_452);
+        assert!(path.on_answer(first.nonce, 5));
+        assert_eq!(path.next_timeout(), None, "8,952 bytes not yet paid for");
+        assert_eq!(poll(&mut path, 10, 0), None);
+        path.begin(20, 8_952 * RUNG_COST_RATIO - 1);
+        assert_eq!(poll(&mut path, 20, 0), None);
+        path.begin(30, 8_952 * RUNG_COST_RATIO);
+        assert_eq!(path.next_timeout(), Some(0), "due since the first probe's time");
+        let second = poll(&mut path, 30, 0).unwrap();
+        assert_eq!(second.size, 8_952);
+        assert!(path.on_answer(second.nonce, 35));
+        assert_eq!(path.next_timeout(), None, "16,384 bytes not yet paid for");
+        path.begin(40, 16_384 * RUNG_COST_RATIO);
+        assert_eq!(poll(&mut path, 40, 0).map(|p| p.size), Some(16_384));
     }
 
     #[test]

@@ -402,7 +402,8 @@ pub unsafe extern "C" fn mesh_config_set_max_datagram_size(
 }
 
 /// Sets the largest UDP payload a link grows to once a probe shows its path carries it,
-/// in bytes: at most 65507. Default 1452 (an Ethernet path); at or below the
+/// in bytes: at most 65507. Default 16384; links climb through 1452 (an Ethernet path)
+/// and 8952 (a jumbo-frame one) as far as their path carries. At or below the
 /// `max_datagram_size`, links never probe. Datagrams carry the don't-fragment bit, so
 /// nothing is IP-fragmented (Linux; elsewhere links stay at `max_datagram_size`).
 #[no_mangle]
@@ -492,7 +493,7 @@ mod tests {
         assert_eq!(c.max_key_len, 1024);
         assert_eq!(c.max_value_size, 16 * 1024 * 1024);
         assert_eq!(c.max_datagram_size, 1200);
-        assert_eq!(c.max_probed_datagram_size, 1452);
+        assert_eq!(c.max_probed_datagram_size, 16_384);
         assert_eq!(c.seed, None);
         assert!(c.compression);
     }
