@@ -684,7 +684,7 @@ pub fn render_peers(peers: &[PeerInfo]) -> String {
     if peers.is_empty() {
         return "(no peers)".to_owned();
     }
-    let rows: Vec<[String; 6]> = peers
+    let rows: Vec<[String; 7]> = peers
         .iter()
         .map(|p| {
             [
@@ -698,10 +698,19 @@ pub fn render_peers(peers: &[PeerInfo]) -> String {
                     |ms| format!("{:.1} s ago", ms as f64 / 1000.0),
                 ),
                 p.pending_acks.to_string(),
+                format!("{} B", p.datagram_size),
             ]
         })
         .collect();
-    let header = ["NODE", "ADDRESS", "STATE", "RTT", "LAST HEARD", "UNACKED"];
+    let header = [
+        "NODE",
+        "ADDRESS",
+        "STATE",
+        "RTT",
+        "LAST HEARD",
+        "UNACKED",
+        "DATAGRAM",
+    ];
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {

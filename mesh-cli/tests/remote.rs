@@ -155,6 +155,12 @@ fn status_and_peers_are_read_from_outside_the_process() {
         row.starts_with("beta ") && row.contains(" alive "),
         "{table}"
     );
+    // The largest datagram sent to the peer: the base size, as nothing bulk went.
+    assert!(
+        table.lines().next().unwrap().ends_with("  DATAGRAM"),
+        "{table}"
+    );
+    assert!(row.ends_with("  1200 B"), "{table}");
 
     let status = mesh_sync(&["status", &b.http]);
     assert!(status.status.success(), "{status:?}");
