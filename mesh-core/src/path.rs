@@ -365,11 +365,12 @@ impl PathSize {
     /// A datagram of the current size, first sent at `sent_us`, went unanswered too
     /// long: the path may have stopped carrying that size. It is probed again, and falls
     /// back to the base if no probe gets through (see [`PathSize::on_timeout`]). Nothing
-    /// to do at the base size, while already searching or confirming, or for a datagram
-    /// sent before the last suspicion was cleared.
+    /// to do at the base size, while already confirming, or for a datagram sent before
+    /// the last suspicion was cleared. A climb to a larger rung gives way: the link may
+    /// wait long for it (see [`RUNG_COST_RATIO`]), and starts it again after
+    /// [`RAISE_INTERVAL_US`].
     pub fn suspect(&mut self, sent_us: u64) {
-        let settled = matches!(self.state, State::Settled { .. });
-        if self.size > self.base && settled && sent_us > self.cleared_us {
+        if self.size > self.base && !self.is_confirming() && sent_us > self.cleared_us {
             self.state = State::Confirming {
                 sent: 0,
                 outstanding: None,
@@ -626,6 +627,23 @@ mod tests {
         assert_eq!(path.next_timeout(), None, "16,384 bytes not yet paid for");
         path.begin(40, 16_384 * RUNG_COST_RATIO);
         assert_eq!(poll(&mut path, 40, 0).map(|p| p.size), Some(16_384));
+    }
+
+    #[test]
+    fn a_link_waiting_to_climb_still_falls_back_from_a_black_hole() {
+        let mut path = carrying(16_384, 0);
+        let first = poll(&mut path, 0, 0).unwrap();
+        assert!(path.on_answer(first.nonce, 5));
+        assert_eq!(path.next_timeout(), None, "waiting for 8,952 to be paid for");
+        path.suspect(10);
+        assert!(path.is_confirming());
+        let mut now = 20;
+        for _ in 0..CONFIRM_PROBES {
+            assert_eq!(poll(&mut path, now, 0).map(|p| p.size), Some(1_452));
+            now += MIN_PROBE_TIMEOUT_US;
+            path.on_timeout(now);
+        }
+        assert_eq!(path.datagram_size(), 1_200);
     }
 
     #[test]
