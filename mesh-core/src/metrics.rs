@@ -227,8 +227,8 @@ impl MetricsSnapshot {
                 .set(n as i64);
         }
         registry.register("peers", "Known peers, by failure detector state", by_state);
-        // A count per size, not a gauge per peer: a path's size takes two or three values
-        // (the base, a midpoint, the probed top), and a mesh may have a thousand peers.
+        // A count per size, not a gauge per peer: a path's size takes a handful of values
+        // (the base, the fallback, the ladder's rungs), and a mesh may have a thousand peers.
         let by_size = Family::<Vec<(&str, String)>, Gauge>::default();
         for peer in &self.peers {
             by_size

@@ -100,6 +100,17 @@ enum State {
     },
 }
 
+impl State {
+    /// A search about to send its first probe of `size`.
+    fn searching(size: usize) -> State {
+        State::Searching {
+            size,
+            sent: 0,
+            outstanding: None,
+        }
+    }
+}
+
 /// The datagram size of one link, and its search for a larger one.
 #[derive(Clone, Debug)]
 pub struct PathSize {
@@ -139,11 +150,7 @@ impl PathSize {
         rungs.sort_unstable();
         rungs.dedup();
         let state = match rungs.first() {
-            Some(&size) => State::Searching {
-                size,
-                sent: 0,
-                outstanding: None,
-            },
+            Some(&size) => State::searching(size),
             None => State::Settled { again_us: None },
         };
         PathSize {
@@ -238,11 +245,7 @@ impl PathSize {
         {
             if at <= now_us {
                 self.state = match self.next_rung() {
-                    Some(size) => State::Searching {
-                        size,
-                        sent: 0,
-                        outstanding: None,
-                    },
+                    Some(size) => State::searching(size),
                     None => State::Settled { again_us: None },
                 };
                 self.asked.clear();
@@ -313,11 +316,7 @@ impl PathSize {
                     self.size == self.base && self.rungs.first() == Some(&probed)
                 });
                 self.state = match fallback {
-                    Some(size) => State::Searching {
-                        size,
-                        sent: 0,
-                        outstanding: None,
-                    },
+                    Some(size) => State::searching(size),
                     None => State::Settled {
                         again_us: Some(now_us + RAISE_INTERVAL_US),
                     },
@@ -350,11 +349,7 @@ impl PathSize {
         let climbing = matches!(self.state, State::Searching { .. }) && self.rungs.contains(&size);
         self.size = self.size.max(size);
         self.state = match self.next_rung() {
-            Some(size) if climbing => State::Searching {
-                size,
-                sent: 0,
-                outstanding: None,
-            },
+            Some(size) if climbing => State::searching(size),
             next => State::Settled {
                 again_us: next.map(|_| now_us + RAISE_INTERVAL_US),
             },

@@ -227,7 +227,8 @@ fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
 /// every write through the tree) [32], ``max_datagram_size`` [1200],
 /// ``max_probed_datagram_size`` largest datagram a link grows to once a probe shows its
 /// path carries it, through 1452 (Ethernet) and 8952 (jumbo frames) [16384],
-/// ``max_key_len`` [1024], ``max_value_size`` [16 MiB], ``max_in_flight`` bytes unacknowledged per peer [128 KiB], ``max_reassembly``
+/// ``max_key_len`` [1024], ``max_value_size`` [16 MiB], ``max_in_flight`` bytes
+/// unacknowledged per peer [128 KiB], ``max_reassembly``
 /// [64 MiB, or enough for max_value_size], ``reassembly_timeout`` [30.0],
 /// ``max_clock_drift`` [60.0], ``tombstone_grace`` [86400.0], ``max_origins`` node runs
 /// accounted for at once [4096], ``max_probe_interval`` [30.0], ``max_peers`` most
