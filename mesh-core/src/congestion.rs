@@ -66,6 +66,17 @@ impl Congestion {
         }
     }
 
+    /// Datagrams of up to `datagram` bytes from now on: the path to the peer was found
+    /// to carry larger ones (or fewer). The floor stays two datagrams and the step of
+    /// congestion avoidance one, in the new size (RFC 9002 §7.2); a window below the new
+    /// floor rises to it.
+    pub fn set_datagram(&mut self, datagram: usize) {
+        self.datagram = datagram.max(1);
+        self.min_window = (MIN_WINDOW_DATAGRAMS * self.datagram).min(self.max_window);
+        self.window = self.window.max(self.min_window);
+        self.slow_start_threshold = self.slow_start_threshold.max(self.min_window);
+    }
+
     /// Bytes that may be in flight now.
     pub fn window(&self) -> usize {
         self.window
@@ -222,6 +233,31 @@ mod tests {
             c.on_ack(MSS, 31);
         }
         assert_eq!(c.window(), 4 * MSS);
+    }
+
+    #[test]
+    fn a_larger_datagram_raises_the_floor_and_the_step() {
+        let mut c = cc();
+        c.set_datagram(8 * MSS);
+        // Two of the new datagrams must fit, or a link whose path grew could send only
+        // one at a time after a collapse.
+        assert_eq!(c.window(), 16 * MSS);
+        c.on_rtt_sample(500);
+        c.on_rtt_sample(5_000);
+        c.on_loss(0, 0, 10);
+        assert_eq!(c.window(), 16 * MSS, "the floor is two of the new datagrams");
+        // Congestion avoidance grows by one of the new datagrams per window.
+        for _ in 0..16 {
+            c.on_ack(MSS, 11);
+        }
+        assert_eq!(c.window(), 24 * MSS);
+    }
+
+    #[test]
+    fn a_larger_datagram_never_lifts_the_window_past_its_ceiling() {
+        let mut c = Congestion::new(MSS, 10 * MSS);
+        c.set_datagram(8 * MSS);
+        assert_eq!(c.window(), 10 * MSS);
     }
 
     #[test]

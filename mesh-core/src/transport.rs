@@ -496,9 +496,10 @@ impl Channel {
 
     /// Cuts the messages queued from now on into fragments of at most `max_fragment`
     /// bytes (the path to the peer carries larger datagrams; see `path`). Those queued
-    /// before keep their size.
+    /// before keep their size. The congestion window counts in the new size.
     pub fn set_max_fragment(&mut self, max_fragment: usize) {
         self.limits.max_fragment = max_fragment.max(MIN_FRAGMENT);
+        self.congestion.set_datagram(self.limits.max_fragment);
     }
 
     /// The oldest datagram in flight, if it carries more than `bytes` bytes of fragment:
@@ -1233,6 +1234,19 @@ mod tests {
             reassembly: ReassemblyBudget::new(10_000),
             reassembly_timeout_us: 1_000_000,
         }
+    }
+
+    #[test]
+    fn a_channel_whose_path_grew_keeps_two_of_its_larger_datagrams_in_flight() {
+        let mut a = Channel::new(limits());
+        a.set_max_fragment(1_000);
+        assert!(a.send_message(&[1; 1_000]));
+        assert!(a.send_message(&[2; 1_000]));
+        assert!(a.poll_data(0).is_some());
+        assert!(
+            a.poll_data(0).is_some(),
+            "the window counts in the new datagram size"
+        );
     }
 
     /// Moves every datagram from `a` to `b` (optionally dropping some) and acks back.
