@@ -146,7 +146,13 @@ impl Link {
 
     /// Starts the channel afresh, cutting fragments for the path's datagram size.
     fn restart_channel(&mut self, limits: &ChannelLimits) {
+        // The path is the same: its round trip still holds (as a TCP stack keeps it
+        // per destination).
+        let srtt = self.channel.rtt().srtt_us();
         self.channel = Channel::new(limits.clone());
+        if let Some(srtt) = srtt {
+            self.channel.seed_rtt(srtt);
+        }
         self.channel.set_max_fragment(self.fragment_size());
         // Its message ids start again.
         self.writes_in_flight = WritesInFlight::default();

@@ -104,16 +104,27 @@ impl Verifier {
         }
     }
 
-    /// Whether `nonce`, received from `addr` with `incarnation`, answers its challenge.
-    /// A match settles the challenge.
-    pub fn verify(&mut self, addr: SocketAddr, incarnation: u64, nonce: u64) -> bool {
+    /// Whether `nonce`, received at `now_us` from `addr` with `incarnation`, answers its
+    /// challenge: if so, the time since the challenge was first sent. A match settles
+    /// the challenge.
+    ///
+    /// The answer may be to a later copy of the challenge, never to an earlier one, so
+    /// that time is at least a round trip to `addr` and often one.
+    pub fn verify(
+        &mut self,
+        addr: SocketAddr,
+        incarnation: u64,
+        nonce: u64,
+        now_us: u64,
+    ) -> Option<u64> {
         let matches = self.pending.get(&addr).is_some_and(|p| {
             p.nonce == nonce && (p.incarnation == 0 || p.incarnation == incarnation)
         });
-        if matches {
-            self.pending.remove(&addr);
+        if !matches {
+            return None;
         }
-        matches
+        let p = self.pending.remove(&addr)?;
+        Some(now_us.saturating_sub(p.created_us))
     }
 
     /// Counts `bytes` received from the unverified `addr`.
@@ -178,11 +189,12 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(1);
         let n = v.challenge(addr(1), 7, 0, &mut rng);
         assert_eq!(v.challenge(addr(1), 7, 10, &mut rng), n, "reused while outstanding");
-        assert!(!v.verify(addr(2), 7, n), "another address");
-        assert!(!v.verify(addr(1), 8, n), "another incarnation");
-        assert!(!v.verify(addr(1), 7, n ^ 1), "another nonce");
-        assert!(v.verify(addr(1), 7, n));
-        assert!(!v.verify(addr(1), 7, n), "settled once");
+        assert!(v.verify(addr(2), 7, n, 0).is_none(), "another address");
+        assert!(v.verify(addr(1), 8, n, 0).is_none(), "another incarnation");
+        assert!(v.verify(addr(1), 7, n ^ 1, 0).is_none(), "another nonce");
+        // Answered 25 µs after the first challenge: the answer may be to either copy.
+        assert_eq!(v.verify(addr(1), 7, n, 25), Some(25));
+        assert!(v.verify(addr(1), 7, n, 30).is_none(), "settled once");
     }
 
     #[test]
@@ -190,12 +202,12 @@ mod tests {
         let mut v = Verifier::new(1_000_000);
         let mut rng = fastrand::Rng::with_seed(1);
         let n = v.challenge(addr(1), 0, 0, &mut rng);
-        assert!(v.verify(addr(1), 12345, n));
+        assert!(v.verify(addr(1), 12345, n, 0).is_some());
         let n = v.challenge(addr(1), 0, 0, &mut rng);
         assert_eq!(v.challenge(addr(1), 5, 0, &mut rng), n);
         assert_eq!(v.challenge(addr(1), 0, 0, &mut rng), n);
-        assert!(!v.verify(addr(1), 6, n), "narrowed to incarnation 5");
-        assert!(v.verify(addr(1), 5, n));
+        assert!(v.verify(addr(1), 6, n, 0).is_none(), "narrowed to incarnation 5");
+        assert!(v.verify(addr(1), 5, n, 0).is_some());
     }
 
     #[test]
@@ -205,8 +217,8 @@ mod tests {
         let old = v.challenge(addr(1), 7, 0, &mut rng);
         let new = v.challenge(addr(1), 9, 0, &mut rng);
         assert_ne!(old, new);
-        assert!(!v.verify(addr(1), 7, old));
-        assert!(v.verify(addr(1), 9, new));
+        assert!(v.verify(addr(1), 7, old, 0).is_none());
+        assert!(v.verify(addr(1), 9, new, 0).is_some());
     }
 
     #[test]
@@ -230,7 +242,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(1);
         let n = v.challenge(addr(1), 7, 0, &mut rng);
         v.challenge(addr(2), 7, 150, &mut rng);
-        assert!(!v.verify(addr(1), 7, n), "expired");
+        assert!(v.verify(addr(1), 7, n, 0).is_none(), "expired");
         for port in 0..(MAX_PENDING as u16 + 10) {
             v.challenge(addr(1000 + port), 1, 150, &mut rng);
         }

@@ -152,3 +152,51 @@ fn a_lone_write_is_acknowledged_within_the_ack_delay() {
         eprintln!("seed {seed}: acknowledged after {} µs", flushed - start);
     }
 }
+
+/// A channel that has carried no data yet still knows the round trip, from the
+/// exchange that proved the peer's address: the first datagram of data lost on it is
+/// resent after a few round trips, not after `initial_rto`.
+#[test]
+fn the_handshake_measures_the_round_trip_before_any_data() {
+    let mut c = config();
+    // No anti-entropy round carries data while the mesh forms.
+    c.sync_interval = Duration::from_secs(600);
+    let path = FaultConfig {
+        delay: Duration::from_millis(5),
+        ..FaultConfig::default()
+    };
+    for seed in 1..=5 {
+        let mut sim = Sim::new(3, c.clone(), path.clone(), seed);
+        // Every node introduced to every other, as an application that lists them all
+        // does, and looked at as soon as all see all alive.
+        for i in 0..3 {
+            for j in 0..3 {
+                if i != j {
+                    sim.introduce(i, j);
+                }
+            }
+        }
+        let formed = |sim: &Sim| {
+            sim.nodes
+                .iter()
+                .filter_map(|n| n.engine.as_ref())
+                .all(|e| e.status().peers.alive_peers == 2)
+        };
+        for _ in 0..2_000 {
+            if formed(&sim) {
+                break;
+            }
+            sim.run_for(Duration::from_millis(1));
+        }
+        assert!(formed(&sim), "seed {seed}: not formed in 2 s");
+        for (i, node) in sim.nodes.iter().enumerate() {
+            let node = node.engine.as_ref().unwrap();
+            for peer in node.peers(sim.now_for(i)) {
+                let rtt = peer.rtt_ms.unwrap_or_else(|| {
+                    panic!("seed {seed}: no round trip to {} measured", peer.addr)
+                });
+                assert!((10.0..15.0).contains(&rtt), "seed {seed}: {rtt} ms");
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use mesh_core::fault::FaultConfig;
 use mesh_core::sim::Sim;
+use mesh_core::wire::Frame;
 use mesh_core::{Config, Value};
 
 mod support;
@@ -154,4 +155,42 @@ fn a_datagram_lost_on_every_try_is_given_up_though_the_peer_acks_other_data() {
         "{} retransmissions, none given up",
         c.retransmits
     );
+}
+
+#[test]
+fn a_second_copy_of_a_retransmission_goes_in_a_datagram_of_its_own() {
+    let mut sim = Sim::new(2, config(), FaultConfig::default(), 3);
+    sim.run_for(Duration::from_secs(3));
+    sim.set_faults(writes_lost());
+    sim.recorded = Some(Vec::new());
+    // Small enough that two copies would fit one datagram.
+    let write = support::printable_value(&mut fastrand::Rng::with_seed(9), 400);
+    sim.write(0, "k", Some(write));
+    sim.run_for(Duration::from_millis(300));
+    let cluster = mesh_core::wire::cluster_id(&config().cluster);
+    let mut sends: std::collections::BTreeMap<u64, usize> = Default::default();
+    for datagram in sim.recorded.take().unwrap() {
+        let Ok(packet) = mesh_core::wire::decode_packet(cluster, &datagram) else {
+            continue;
+        };
+        let seqs: Vec<u64> = packet
+            .frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Data(d) if d.bytes.len() > 300 => Some(d.seq),
+                _ => None,
+            })
+            .collect();
+        let mut distinct = seqs.clone();
+        distinct.dedup();
+        assert_eq!(distinct, seqs, "copies share a datagram, and its fate");
+        for seq in seqs {
+            *sends.entry(seq).or_default() += 1;
+        }
+    }
+    // One datagram carries the write: sent, resent, then resent in two copies at each
+    // further try.
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    let tries = sends.values().next().copied().unwrap_or(0);
+    assert!(tries >= 5, "{tries} transmissions in 300 ms of losses");
 }

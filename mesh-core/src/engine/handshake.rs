@@ -26,10 +26,16 @@ impl Engine {
         received: usize,
     ) -> bool {
         let verifier = &mut self.verifier;
-        let proven = frames
-            .iter()
-            .any(|f| matches!(f, Frame::Response(n) if verifier.verify(from, src_inc, *n)));
-        if proven {
+        let proven = frames.iter().find_map(|f| match f {
+            Frame::Response(n) => verifier.verify(from, src_inc, *n, now.mono_us),
+            _ => None,
+        });
+        if let Some(round_trip_us) = proven {
+            // The first round trip to the peer, before any data: what a lost first
+            // datagram of data waits before it is resent.
+            if let Some(link) = self.links.get_mut(&from) {
+                link.channel.seed_rtt(round_trip_us);
+            }
             return true;
         }
         self.counters.dropped.unverified += 1;

@@ -108,7 +108,12 @@ impl Engine {
             let mut settled = link.channel.settled_to_announce();
             while let Some(data) = link.channel.poll_data(now.mono_us) {
                 let cost = data_frame_cost(data.bytes.len());
-                if used > 0 && used + cost > room {
+                // A second copy of a retransmission (see `Channel::poll_data`) is worth
+                // something only in a datagram of its own.
+                let copy = frames
+                    .iter()
+                    .any(|f| matches!(f, Frame::Data(d) if d.seq == data.seq));
+                if used > 0 && (used + cost > room || copy) {
                     let worth = 2 * compressed < used;
                     packets.push((addr, dst_inc, std::mem::take(&mut frames), worth));
                     (used, compressed) = (0, 0);
