@@ -365,6 +365,19 @@ mod tests {
     }
 
     #[test]
+    fn a_channel_started_afresh_keeps_the_round_trip_of_the_path() {
+        let limits = limits();
+        let mut a = Link::new(&limits, 10);
+        a.channel.seed_rtt(2_000);
+        a.reset_session(&limits, 11);
+        assert_eq!(a.channel.rtt().srtt_us(), Some(2_000));
+        // A link that never measured one starts a new session without one.
+        let mut b = Link::new(&limits, 20);
+        b.reset_session(&limits, 21);
+        assert_eq!(b.channel.rtt().srtt_us(), None);
+    }
+
+    #[test]
     fn a_confirmed_session_is_restarted_only_by_a_packet_naming_it() {
         let limits = limits();
         let mut b = Link::new(&limits, 20);
