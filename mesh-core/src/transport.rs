@@ -552,7 +552,7 @@ impl Channel {
     /// Whether fragments or retransmissions wait to be sent (in flight alone is not:
     /// only an ack or a timeout changes what can be sent then).
     pub fn has_unsent(&self) -> bool {
-        !self.queue.is_empty() || !self.retransmit_due.is_empty()
+        !self.queue.is_empty() || !self.retransmit_due.is_empty() || self.echo.is_some()
     }
 
     /// Whether nothing is queued or in flight.
@@ -769,6 +769,10 @@ impl Channel {
                     sample = Some(now_us.saturating_sub(entry.last_sent_us));
                 }
             }
+        }
+        // A second copy of a datagram now acknowledged is not worth sending.
+        if self.echo.is_some_and(|seq| !self.in_flight.contains_key(&seq)) {
+            self.echo = None;
         }
         if let Some(rtt) = sample {
             let rtt = self.rtt.sample_with_delay(rtt, ack.delay_us);
@@ -2112,6 +2116,36 @@ mod tests {
         let second: Vec<u64> = std::iter::from_fn(|| a.poll_data(now)).map(|d| d.seq).collect();
         assert_eq!(second, vec![1, 1]);
         assert_eq!(a.stats().retransmits, 3);
+    }
+
+    #[test]
+    fn a_second_copy_held_by_the_pacer_goes_when_the_pacer_lets_it() {
+        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
+        // A measured round trip: the pacer paces only then.
+        assert!(a.send_message(&[0]));
+        pump(&mut a, &mut b, 0, |_| false);
+        assert!(a.send_message(&[1]));
+        assert!(a.poll_data(1_000).is_some());
+        let mut now = 0;
+        for _ in 0..2 {
+            now = a.next_timeout().unwrap();
+            a.on_timeout(now);
+            a.poll_data(now).unwrap();
+        }
+        // The second retransmission went; the pacer's bucket is spent before its copy.
+        let (window, srtt, fragment) = (
+            a.congestion.window(),
+            a.rtt.srtt_us(),
+            a.limits.max_fragment,
+        );
+        a.pacer.on_sent(usize::MAX);
+        a.pacer.delay(now, 1, window, srtt, fragment);
+        a.pacer.on_sent(usize::MAX);
+        assert!(a.poll_data(now).is_none(), "held by the pacer");
+        let released = a.paced_until.unwrap();
+        assert!(released < a.deadlines.first().unwrap().0);
+        assert_eq!(a.next_timeout(), Some(released), "the pacer's hold is a deadline");
+        assert_eq!(a.poll_data(released).map(|d| d.seq), Some(2));
     }
 
     #[test]
