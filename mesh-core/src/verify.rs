@@ -108,8 +108,9 @@ impl Verifier {
     /// challenge: if so, the time since the challenge was first sent. A match settles
     /// the challenge.
     ///
-    /// The answer may be to a later copy of the challenge, never to an earlier one, so
-    /// that time is at least a round trip to `addr` and often one.
+    /// The answer may be to any copy of the challenge sent since the first, so that
+    /// time is at least a round trip to `addr`, and exactly one when the first copy was
+    /// answered.
     pub fn verify(
         &mut self,
         addr: SocketAddr,
