@@ -1956,14 +1956,8 @@ mod tests {
         b.take_pending_ack(1_500);
         // The timeout resends the oldest datagram alone; the ack of that duplicate shows
         // every gap overdue.
-        let deadline = a.next_timeout().unwrap();
-        a.on_timeout(deadline);
-        let resent: Vec<Data> = std::iter::from_fn(|| a.poll_data(deadline)).collect();
-        assert_eq!(resent.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![2]);
-        b.on_data(resent[0].clone(), deadline + 500);
-        a.on_ack(&b.take_pending_ack(deadline + 500).unwrap(), deadline + 1_000);
-        let now = deadline + 1_000;
-        let gaps: Vec<u64> = std::iter::from_fn(|| a.poll_data(now)).map(|d| d.seq).collect();
+        let (resent, gaps) = answer_the_first_timeout(&mut a, &mut b);
+        assert_eq!(resent, vec![2]);
         assert_eq!(gaps, vec![3, 5, 7], "gaps waited for timeouts of their own");
     }
 
@@ -2015,6 +2009,35 @@ mod tests {
             .map(|i| (40 - 2 * i, 40 - 2 * i))
             .collect();
         assert_eq!(ack.ranges, expected);
+    }
+
+    /// At `a`'s next timeout, what it resends; then, once `b` received that and its ack
+    /// came back, what `a` finds due at once (sequence numbers).
+    fn answer_the_first_timeout(a: &mut Channel, b: &mut Channel) -> (Vec<u64>, Vec<u64>) {
+        let deadline = a.next_timeout().unwrap();
+        a.on_timeout(deadline);
+        let resent: Vec<Data> = std::iter::from_fn(|| a.poll_data(deadline)).collect();
+        for d in &resent {
+            b.on_data(d.clone(), deadline + 500);
+        }
+        a.on_ack(&b.take_pending_ack(deadline + 500).unwrap(), deadline + 1_000);
+        let now = deadline + 1_000;
+        let due = std::iter::from_fn(|| a.poll_data(now)).map(|d| d.seq).collect();
+        (resent.iter().map(|d| d.seq).collect(), due)
+    }
+
+    /// Empties `a`'s pacer bucket at `now_us`, after letting it refill until then; what
+    /// the pacer said of a one-byte datagram at that point.
+    fn spend_the_pacer_at(a: &mut Channel, now_us: u64) -> Option<u64> {
+        let (window, srtt, fragment) = (
+            a.congestion.window(),
+            a.rtt.srtt_us(),
+            a.limits.max_fragment,
+        );
+        a.pacer.on_sent(usize::MAX);
+        let delay = a.pacer.delay(now_us, 1, window, srtt, fragment);
+        a.pacer.on_sent(usize::MAX);
+        delay
     }
 
     /// Sends `n` one-byte messages from `a` at time 0 and returns them, undelivered.
@@ -2087,16 +2110,10 @@ mod tests {
             b.on_data(d.clone(), 1_500);
         }
         a.on_ack(&b.take_pending_ack(1_500).unwrap(), 2_000);
-        let deadline = a.next_timeout().unwrap();
-        a.on_timeout(deadline);
-        let resent: Vec<Data> = std::iter::from_fn(|| a.poll_data(deadline)).collect();
-        assert_eq!(resent.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![4]);
         // The peer answers the retransmission, and nothing else: it holds nothing more,
         // so what was sent before the retransmission is lost.
-        b.on_data(resent[0].clone(), deadline + 500);
-        a.on_ack(&b.take_pending_ack(deadline + 500).unwrap(), deadline + 1_000);
-        let now = deadline + 1_000;
-        let tail: Vec<u64> = std::iter::from_fn(|| a.poll_data(now)).map(|d| d.seq).collect();
+        let (resent, tail) = answer_the_first_timeout(&mut a, &mut b);
+        assert_eq!(resent, vec![4]);
         assert_eq!(tail, vec![5, 6, 7], "each waited for a timeout of its own");
     }
 
@@ -2133,14 +2150,7 @@ mod tests {
             a.poll_data(now).unwrap();
         }
         // The second retransmission went; the pacer's bucket is spent before its copy.
-        let (window, srtt, fragment) = (
-            a.congestion.window(),
-            a.rtt.srtt_us(),
-            a.limits.max_fragment,
-        );
-        a.pacer.on_sent(usize::MAX);
-        a.pacer.delay(now, 1, window, srtt, fragment);
-        a.pacer.on_sent(usize::MAX);
+        spend_the_pacer_at(&mut a, now);
         assert!(a.poll_data(now).is_none(), "held by the pacer");
         let released = a.paced_until.unwrap();
         assert!(released < a.deadlines.first().unwrap().0);
@@ -2159,14 +2169,7 @@ mod tests {
         assert!(a.send_message(&[2]));
         let lost = a.poll_data(50_000).unwrap();
         let timeout = a.deadlines.first().unwrap().0;
-        let (window, srtt, fragment) = (
-            a.congestion.window(),
-            a.rtt.srtt_us(),
-            a.limits.max_fragment,
-        );
-        a.pacer.on_sent(usize::MAX);
-        assert_eq!(a.pacer.delay(timeout, 1, window, srtt, fragment), None);
-        a.pacer.on_sent(usize::MAX);
+        assert_eq!(spend_the_pacer_at(&mut a, timeout), None);
         a.on_timeout(timeout);
         assert!(a.poll_data(timeout).is_none(), "held by the pacer");
         // The retransmission's deadline has passed: the pacer's hold is the one left.
