@@ -82,6 +82,7 @@ pub fn add(total: &mut Counters, c: &Counters) {
     total.retransmits += c.retransmits;
     total.given_up += c.given_up;
     total.superseded_not_resent += c.superseded_not_resent;
+    total.deletes_returned += c.deletes_returned;
     total.congestion_events += c.congestion_events;
     total.entries_received += c.entries_received;
     total.entries_applied += c.entries_applied;
@@ -109,6 +110,7 @@ pub fn diff(after: &Counters, before: &Counters) -> Counters {
         retransmits: after.retransmits - before.retransmits,
         given_up: after.given_up - before.given_up,
         superseded_not_resent: after.superseded_not_resent - before.superseded_not_resent,
+        deletes_returned: after.deletes_returned - before.deletes_returned,
         congestion_events: after
             .congestion_events
             .saturating_sub(before.congestion_events),

@@ -1011,7 +1011,7 @@ impl Engine {
             wall_ms: now.wall_ms,
             is_member: &is_member,
         };
-        sync::merge_delta(
+        let beaten_by = sync::merge_delta(
             delta,
             &mut self.replica,
             &mut self.clock,
@@ -1020,6 +1020,12 @@ impl Engine {
             &mut self.propagation,
             self.emit_events.then_some(&mut self.events),
         );
+        if !beaten_by.is_empty() {
+            // The sender holds values these deletes superseded, and may account for the
+            // deletes without holding them: nothing else would send them to it.
+            self.counters.deletes_returned += beaten_by.len() as u64;
+            self.send_deltas(from, beaten_by.into());
+        }
         if self.counters.entries_applied > applied_before {
             self.recent.note_arrival(now.mono_us);
         }

@@ -98,8 +98,9 @@ mod wake;
 pub mod watch;
 
 internal_modules!(
-    broadcast, compress, congestion, feed, frontier, hlc, link, members, messages, origin, pacing,
-    path, push, replica, retire, seal, sync, timers, tombstones, transport, verify, version, wire,
+    broadcast, collected, compress, congestion, feed, frontier, hlc, link, members, messages,
+    origin, pacing, path, push, replica, retire, seal, sync, timers, tombstones, transport, verify,
+    version, wire,
 );
 
 /// The wire protocol version this build speaks; nodes of other versions ignore each

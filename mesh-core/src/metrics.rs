@@ -79,7 +79,7 @@ impl MetricsSnapshot {
 
     fn register_traffic(&self, registry: &mut Registry) {
         let c = &self.status.counters;
-        let counters: [(&str, &str, u64); 12] = [
+        let counters: [(&str, &str, u64); 13] = [
             (
                 "datagrams_sent",
                 "Datagrams handed to the socket",
@@ -110,6 +110,11 @@ impl MetricsSnapshot {
                 "superseded_not_resent",
                 "Messages of writes due again, sent as they are now without superseded values",
                 c.superseded_not_resent,
+            ),
+            (
+                "deletes_returned",
+                "Deletes sent back to a peer that offered a value they superseded",
+                c.deletes_returned,
             ),
             (
                 "congestion_events",
@@ -154,6 +159,11 @@ impl MetricsSnapshot {
             "tombstones",
             "Deleted keys still remembered",
             gauge(s.tombstones),
+        );
+        registry.register(
+            "collected_deletes",
+            "Collected tombstones remembered until their grace runs out",
+            gauge(s.collected_deletes),
         );
         registry.register(
             "pending_acks",
@@ -345,6 +355,7 @@ mod tests {
                 state_version: 9,
                 data_keys: 4,
                 tombstones: 1,
+                collected_deletes: 0,
                 peers: PeerCounts::default(),
                 pending_acks: 2,
                 hlc: 0,

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use ahash::RandomState;
 use indexmap::IndexMap;
 
+use crate::collected::CollectedDeletes;
 use crate::store::{StoreLog, StoredVv};
 use crate::value::Value;
 use crate::version::{OriginId, VersionVector};
@@ -76,6 +77,14 @@ pub enum MergeOutcome {
     },
     /// The key already held this entry or a winning one.
     Ignored,
+    /// A delete beats the incoming entry: the tombstone this replica held, or one it had
+    /// collected and holds again now. The sender holds a value this delete superseded.
+    BeatenByDelete {
+        /// The delete's origin.
+        origin: OriginId,
+        /// The delete's sequence number.
+        seq: u64,
+    },
 }
 
 /// The replicated map.
@@ -99,6 +108,8 @@ pub struct Replica {
     /// `(expires, key)` of every live entry with an expiry, soonest first.
     expiring: BTreeSet<(u64, Arc<str>)>,
     vv: VersionVector,
+    /// The tombstones collected, until their grace runs out (see `collected`).
+    collected: CollectedDeletes,
     state_version: u64,
     /// What changed since the store last took a batch; `None` without a store.
     pub(crate) store_log: Option<StoreLog>,
@@ -115,6 +126,7 @@ impl Replica {
             tombstones: HashSet::default(),
             expiring: BTreeSet::new(),
             vv: VersionVector::default(),
+            collected: CollectedDeletes::default(),
             state_version: 0,
             store_log: None,
         }
@@ -182,12 +194,35 @@ impl Replica {
         shared: impl FnOnce() -> Arc<str>,
     ) -> MergeOutcome {
         let was_live = match self.entries.get(key) {
-            Some(current) if !entry.wins_over(current) => return MergeOutcome::Ignored,
+            Some(current) if !entry.wins_over(current) => {
+                return match current.value {
+                    None if current.rank() > entry.rank() => MergeOutcome::BeatenByDelete {
+                        origin: current.origin,
+                        seq: current.seq,
+                    },
+                    _ => MergeOutcome::Ignored,
+                };
+            }
             Some(current) => current.value.is_some(),
             None => false,
         };
-        self.install_shared(key, entry, shared);
-        MergeOutcome::Applied { was_live }
+        if was_live || self.collected.beating(key, entry.rank()).is_none() {
+            self.install_shared(key, entry, shared);
+            return MergeOutcome::Applied { was_live };
+        }
+        // A write the collected delete superseded: the delete is held again, so it beats
+        // this write here and is sent to whoever still holds it.
+        let Some(tombstone) = self.collected.take(key) else {
+            return MergeOutcome::Ignored;
+        };
+        let (origin, seq) = (tombstone.origin, tombstone.seq);
+        let same_write = tombstone.rank() == entry.rank();
+        self.install_shared(key, tombstone, shared);
+        if same_write {
+            MergeOutcome::Ignored
+        } else {
+            MergeOutcome::BeatenByDelete { origin, seq }
+        }
     }
 
     fn install(&mut self, key: &str, entry: Entry) {
@@ -429,9 +464,21 @@ impl Replica {
             self.tombstones.remove(key);
             if let Some(entry) = self.entries.swap_remove(key) {
                 self.unindex(entry.origin, entry.seq);
+                self.collected.remember(Arc::clone(key), entry);
             }
         }
         doomed.len()
+    }
+
+    /// Forgets the collected tombstones dead since before `cutoff_ms` (wall clock): past
+    /// the grace, a node that still holds a value they superseded is past saving here.
+    pub fn forget_collected_before(&mut self, cutoff_ms: u64) {
+        self.collected.forget_dead_before(cutoff_ms);
+    }
+
+    /// How many collected tombstones are still remembered.
+    pub fn collected_len(&self) -> usize {
+        self.collected.len()
     }
 }
 
@@ -489,6 +536,52 @@ mod tests {
         assert_eq!(back.version_vector().retired_len(), 1);
         assert!(back.version_vector().contains(8, 3) && !back.version_vector().contains(8, 4));
         assert_eq!(back.version_vector().digest(), r.version_vector().digest());
+    }
+
+    #[test]
+    fn a_collected_delete_beats_an_older_value_arriving_later() {
+        let mut r = Replica::new(1);
+        r.merge("k", entry(None, 50, 8, 4));
+        assert_eq!(r.collect_tombstones(|_| true), 1);
+        assert!(r.entry("k").is_none());
+        // An older value this node never saw: the delete is held again instead.
+        assert_eq!(
+            r.merge("k", entry(Some(7), 40, 9, 2)),
+            MergeOutcome::BeatenByDelete { origin: 8, seq: 4 }
+        );
+        assert_eq!(r.entry("k"), Some(&entry(None, 50, 8, 4)));
+        assert_eq!(r.collected_len(), 0, "held, not remembered twice");
+        // A later write takes the key as usual.
+        assert_eq!(r.collect_tombstones(|_| true), 1);
+        assert_eq!(r.merge("k", entry(Some(9), 60, 9, 3)), MergeOutcome::Applied { was_live: false });
+        assert_eq!(r.get("k"), Some(&Value::Int(9)));
+    }
+
+    #[test]
+    fn a_held_delete_beating_a_value_names_itself() {
+        let mut r = Replica::new(1);
+        r.merge("k", entry(None, 50, 8, 4));
+        assert_eq!(
+            r.merge("k", entry(Some(7), 40, 9, 2)),
+            MergeOutcome::BeatenByDelete { origin: 8, seq: 4 }
+        );
+        assert_eq!(r.merge("k", entry(None, 50, 8, 4)), MergeOutcome::Ignored, "the same write");
+        r.merge("v", entry(Some(1), 50, 8, 5));
+        assert_eq!(r.merge("v", entry(Some(2), 40, 9, 3)), MergeOutcome::Ignored, "a value beats it");
+    }
+
+    #[test]
+    fn collected_deletes_are_forgotten_after_the_grace() {
+        let mut r = Replica::new(1);
+        let ms = |ms: u64| ms << crate::hlc::LOGICAL_BITS;
+        r.merge("k", entry(None, ms(1_000), 8, 4));
+        r.collect_tombstones(|_| true);
+        r.forget_collected_before(1_000);
+        assert_eq!(r.collected_len(), 1);
+        r.forget_collected_before(1_001);
+        assert_eq!(r.collected_len(), 0);
+        let outcome = r.merge("k", entry(Some(7), ms(900), 9, 2));
+        assert_eq!(outcome, MergeOutcome::Applied { was_live: false });
     }
 
     #[test]

@@ -203,6 +203,9 @@ pub struct Counters {
     /// Messages of writes due for retransmission that were sent again as they are now,
     /// without the values superseded since they first went out.
     pub superseded_not_resent: u64,
+    /// Deletes sent back to a peer that offered a value they superseded: a value kept
+    /// by a node that missed the delete (see `collected`).
+    pub deletes_returned: u64,
     /// Losses taken as congestion (with a growing round trip, or timeouts in a row):
     /// each halved a peer's send window or reset it.
     pub congestion_events: u64,
@@ -264,6 +267,9 @@ pub struct Status {
     pub data_keys: usize,
     /// Deleted keys still remembered as tombstones.
     pub tombstones: usize,
+    /// Tombstones collected less than `tombstone_grace` ago, still remembered outside the
+    /// replica to beat an older value a peer that missed the delete may offer.
+    pub collected_deletes: usize,
     /// Peer counts.
     pub peers: PeerCounts,
     /// Datagrams sent and not yet acknowledged, all peers together.

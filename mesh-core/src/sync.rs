@@ -552,6 +552,9 @@ fn past_origin_cap(group: &Group, replica: &Replica, rules: &MergeRules<'_>) -> 
 /// lag recorded in `lag`. A group's range is credited to the version vector only if
 /// every entry in it was merged (or already accounted for), and only up to its origin's
 /// frontier; otherwise the entries merged are, one by one.
+///
+/// Returns the deletes held here that beat an entry received: the sender holds a value
+/// they superseded, and is sent them (see `collected`).
 pub(crate) fn merge_delta(
     delta: Delta,
     replica: &mut Replica,
@@ -560,7 +563,8 @@ pub(crate) fn merge_delta(
     counters: &mut Counters,
     lag: &mut PropagationLag,
     mut events: Option<&mut VecDeque<Event>>,
-) {
+) -> Vec<SeqRange> {
+    let mut beaten_by = Vec::new();
     let MergeRules {
         config,
         frontiers,
@@ -587,8 +591,12 @@ pub(crate) fn merge_delta(
             counters.entries_received += 1;
             // Already accounted for: held, beaten by what is held, or a delete whose
             // tombstone is collected. A late retransmission of an old write must not
-            // bring back a value deleted since.
-            if replica.version_vector().contains(group.origin, entry.seq) {
+            // bring back a value deleted since. A delete that beats what is held is
+            // taken all the same: this node accounted for it without holding it (on a
+            // sender's word that it was collected), and the delete answers for a value
+            // it superseded, which nothing else here would replace.
+            let accounted = replica.version_vector().contains(group.origin, entry.seq);
+            if accounted && !deletes_what_is_held(replica, group.origin, &entry) {
                 continue;
             }
             if let Some(refused) = refusal(&entry, config, clock, wall_ms) {
@@ -614,9 +622,14 @@ pub(crate) fn merge_delta(
             }
             let new_value = events.as_ref().and_then(|_| merging.value.clone());
             let now_live = merging.value.is_some();
-            merged_seqs.push(entry.seq);
+            if !accounted {
+                merged_seqs.push(entry.seq);
+            }
             let hlc = entry.hlc;
             let merged = replica.merge_shared_key(&entry.key, merging);
+            if let MergeOutcome::BeatenByDelete { origin, seq } = merged {
+                beaten_by.push((origin, seq, seq));
+            }
             if let MergeOutcome::Applied { was_live } = merged {
                 counters.entries_applied += 1;
                 lag.record(hlc, wall_ms);
@@ -649,6 +662,17 @@ pub(crate) fn merge_delta(
             }
         }
     }
+    beaten_by.sort_unstable();
+    beaten_by.dedup();
+    beaten_by
+}
+
+/// Whether `entry` of `origin` is a delete that beats the entry held for its key.
+fn deletes_what_is_held(replica: &Replica, origin: OriginId, entry: &WireEntry) -> bool {
+    entry.value.is_none()
+        && replica
+            .entry(&entry.key)
+            .is_some_and(|held| (entry.hlc, origin, entry.seq) > held.rank())
 }
 
 /// Why a received entry is not taken.
@@ -790,6 +814,57 @@ mod tests {
             assert_eq!((delta.groups[0].lo, delta.groups[0].hi), (seq, seq));
         }
         assert!(ranges.is_empty());
+    }
+
+    #[test]
+    fn a_delete_accounted_for_but_not_held_is_taken_when_it_beats_the_held_value() {
+        let config = Config::new("n", 0);
+        let mut replica = Replica::new(1);
+        let value = |seq, hlc| WireEntry {
+            hlc,
+            ..wire_entry(seq, "k", Value::Int(seq as i64))
+        };
+        merge(group(7, 1, 1, vec![value(1, 10)]), &mut replica, &config);
+        // A sender's word that 8:1 was collected: accounted for, the value still held.
+        merge(group(8, 1, 1, Vec::new()), &mut replica, &config);
+        assert!(replica.version_vector().contains(8, 1));
+        let delete = |hlc| WireEntry {
+            value: None,
+            hlc,
+            ..wire_entry(1, "k", Value::Int(0))
+        };
+        merge(group(8, 1, 1, vec![delete(5)]), &mut replica, &config);
+        assert_eq!(replica.get("k"), Some(&Value::Int(1)), "older than the value");
+        let counters = merge(group(8, 1, 1, vec![delete(20)]), &mut replica, &config);
+        assert_eq!(replica.get("k"), None);
+        assert_eq!(counters.entries_applied, 1);
+        // An accounted value, though, never replaces what is held.
+        merge(group(7, 1, 1, Vec::new()), &mut replica, &config);
+        merge(group(9, 1, 1, Vec::new()), &mut replica, &config);
+        merge(group(9, 1, 1, vec![value(1, 30)]), &mut replica, &config);
+        assert_eq!(replica.get("k"), None);
+    }
+
+    #[test]
+    fn a_value_beaten_by_a_delete_names_the_delete_for_the_sender() {
+        let config = Config::new("n", 0);
+        let mut replica = Replica::new(1);
+        replica.write_local("k", None, 50);
+        let mut clock = HlcClock::new(config.max_clock_drift.as_millis() as u64);
+        let (mut counters, mut lag) = (Counters::default(), PropagationLag::default());
+        let frontiers = Frontiers::default();
+        let rules = MergeRules {
+            config: &config,
+            frontiers: &frontiers,
+            wall_ms: 100,
+            is_member: &|_| false,
+        };
+        let stale = group(7, 1, 2, vec![wire_entry(2, "k", Value::Int(2))]);
+        let beaten_by = merge_delta(stale, &mut replica, &mut clock, &rules, &mut counters, &mut lag, None);
+        assert_eq!(beaten_by, vec![(1, 1, 1)]);
+        let fresh = group(7, 3, 3, vec![wire_entry(3, "j", Value::Int(3))]);
+        let beaten_by = merge_delta(fresh, &mut replica, &mut clock, &rules, &mut counters, &mut lag, None);
+        assert!(beaten_by.is_empty());
     }
 
     #[test]

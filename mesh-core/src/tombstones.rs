@@ -15,6 +15,10 @@
 //! beats it, but once collected nothing would, and this node alone would take the old
 //! value back while every peer skips it as accounted for.
 //!
+//! A node nobody here knows can neither confirm nor hold collection back. What is
+//! collected is remembered until the grace (see `collected`), so that an older value such
+//! a node offers later still loses to the delete.
+//!
 //! A value written with a TTL becomes a tombstone when it expires (see `replica`) and is
 //! collected by the same rules, its age counted from its expiry.
 
@@ -69,6 +73,7 @@ impl TombstoneRules {
                     d.is_some_and(|d| d.accounts(entry.origin).is_some_and(|upto| upto >= entry.seq))
                 })
         };
+        replica.forget_collected_before(now.wall_ms.saturating_sub(self.grace_ms));
         replica.collect_tombstones(|entry| {
             // An expired value's tombstone ages from its expiry, a delete's from its write.
             let age_ms = now.wall_ms.saturating_sub(physical_ms(entry.dead_since()));

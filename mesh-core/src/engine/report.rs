@@ -146,6 +146,7 @@ impl Engine {
             state_version: self.replica.state_version(),
             data_keys: self.replica.live_len(),
             tombstones: self.replica.tombstone_len(),
+            collected_deletes: self.replica.collected_len(),
             peers,
             pending_acks,
             hlc: self.clock.last(),

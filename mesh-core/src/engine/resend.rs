@@ -42,7 +42,7 @@ impl Engine {
     }
 
     /// Queues the writes of `ranges` to `addr` as deltas (packed if the peer reads them).
-    fn send_deltas(&mut self, addr: SocketAddr, ranges: VecDeque<SeqRange>) {
+    pub(super) fn send_deltas(&mut self, addr: SocketAddr, ranges: VecDeque<SeqRange>) {
         let budget = self.limits.max_fragment;
         let codec = self.seal.codec();
         let Some(link) = self.links.get_mut(&addr) else {

@@ -117,6 +117,7 @@ class Counters(TypedDict):
     retransmits: int
     given_up: int
     superseded_not_resent: int
+    deletes_returned: int
     congestion_events: int
     entries_received: int
     entries_applied: int

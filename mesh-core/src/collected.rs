@@ -1,0 +1,126 @@
+//! What a replica remembers of the tombstones it collected, until `tombstone_grace`.
+//!
+//! A tombstone is collected on the word of every peer this node knows. A node nobody on
+//! this side knew (partitioned away while every node that knew it restarted) may still
+//! hold an older value of the deleted key, and offer it once the partition heals. This
+//! node's version vector does not account for that value (it never saw it), so without
+//! the tombstone nothing would beat it, and the delete would be lost here. So the replica
+//! keeps each collected tombstone's key and identity, outside its entries: an arriving
+//! write of that key that the delete beats brings the tombstone back instead, and the
+//! peer that sent it is answered with it (see `sync::merge_delta`).
+//!
+//! Only the key and the write's identity are kept, not an entry: these are not streamed,
+//! counted, or reported, so a collected tombstone still costs no bytes on the wire.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use ahash::RandomState;
+
+use crate::hlc::physical_ms;
+use crate::replica::Entry;
+
+/// Collected tombstones, by key, until their grace has run out.
+#[derive(Debug, Default)]
+pub(crate) struct CollectedDeletes {
+    by_key: HashMap<Arc<str>, Entry, RandomState>,
+    /// `(dead_since, key)` in the order the tombstones were collected, which is roughly
+    /// the order of their age: one collected late is forgotten late, never early.
+    order: VecDeque<(u64, Arc<str>)>,
+}
+
+impl CollectedDeletes {
+    /// Remembers the tombstone `entry` of `key`, just collected.
+    pub fn remember(&mut self, key: Arc<str>, entry: Entry) {
+        debug_assert!(entry.value.is_none());
+        self.order.push_back((entry.dead_since(), Arc::clone(&key)));
+        self.by_key.insert(key, entry);
+    }
+
+    /// The collected tombstone of `key` if it ranks at least as high as `rank`: the same
+    /// write, or one that superseded it.
+    pub fn beating(&self, key: &str, rank: (u64, u64, u64)) -> Option<&Entry> {
+        // Most replicas collected nothing lately: no key is hashed for them.
+        if self.by_key.is_empty() {
+            return None;
+        }
+        self.by_key.get(key).filter(|t| t.rank() >= rank)
+    }
+
+    /// Takes the tombstone of `key` out (it is held again).
+    pub fn take(&mut self, key: &str) -> Option<Entry> {
+        self.by_key.remove(key)
+    }
+
+    /// Forgets the tombstones dead since before `cutoff_ms` (wall clock).
+    pub fn forget_dead_before(&mut self, cutoff_ms: u64) {
+        while let Some((dead_since, _)) = self.order.front() {
+            if physical_ms(*dead_since) >= cutoff_ms {
+                break;
+            }
+            let Some((dead_since, key)) = self.order.pop_front() else {
+                break;
+            };
+            // Only if it is still the one queued: the key may have been collected again
+            // since, or brought back.
+            if self.by_key.get(&key).is_some_and(|t| t.dead_since() == dead_since) {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+
+    /// How many collected tombstones are remembered.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::LOGICAL_BITS;
+
+    fn tombstone(ms: u64, origin: u64, seq: u64) -> Entry {
+        Entry {
+            value: None,
+            hlc: ms << LOGICAL_BITS,
+            origin,
+            seq,
+            expires: None,
+        }
+    }
+
+    #[test]
+    fn beats_older_writes_and_the_same_one_only() {
+        let mut c = CollectedDeletes::default();
+        let t = tombstone(1_000, 5, 3);
+        c.remember(Arc::from("k"), t.clone());
+        assert!(c.beating("k", ((999 << LOGICAL_BITS), 9, 9)).is_some());
+        assert!(c.beating("k", t.rank()).is_some(), "the same write");
+        assert!(c.beating("k", ((1_001 << LOGICAL_BITS), 1, 1)).is_none());
+        assert!(c.beating("other", (0, 0, 0)).is_none());
+    }
+
+    #[test]
+    fn forgets_what_died_before_the_cutoff() {
+        let mut c = CollectedDeletes::default();
+        c.remember(Arc::from("a"), tombstone(1_000, 1, 1));
+        c.remember(Arc::from("b"), tombstone(2_000, 1, 2));
+        c.forget_dead_before(1_500);
+        assert_eq!(c.len(), 1);
+        assert!(c.beating("a", (0, 0, 0)).is_none());
+        assert!(c.beating("b", (0, 0, 0)).is_some());
+    }
+
+    #[test]
+    fn a_key_collected_again_is_kept_until_its_newer_tombstone_expires() {
+        let mut c = CollectedDeletes::default();
+        c.remember(Arc::from("k"), tombstone(1_000, 1, 1));
+        c.take("k");
+        c.remember(Arc::from("k"), tombstone(3_000, 1, 2));
+        c.forget_dead_before(2_000);
+        assert!(c.beating("k", (0, 0, 0)).is_some());
+        c.forget_dead_before(3_001);
+        assert_eq!(c.len(), 0);
+    }
+}

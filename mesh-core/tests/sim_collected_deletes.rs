@@ -1,0 +1,82 @@
+//! A delete whose tombstone was collected still beats the older values it superseded,
+//! when they come back from a node the collectors never knew.
+//!
+//! Tombstones are collected on the word of every peer a node knows. A node partitioned
+//! away while every node that knew it restarted (from memory) is known to nobody: its
+//! side forms again without it, deletes a key, and collects the tombstone. When the
+//! partition heals, the forgotten node still holds the key's older value.
+
+use std::time::Duration;
+
+use mesh_core::fault::FaultConfig;
+use mesh_core::sim::Sim;
+use mesh_core::{Config, Value};
+
+mod support;
+
+fn config() -> Config {
+    support::sim_config()
+}
+
+/// Node 3 writes `k` alone while nodes 0 to 2, which never heard of it, write `k` and
+/// then delete it, and collect the tombstone. Returns the simulator just before the
+/// partition heals, with the tombstone collected on the whole side.
+fn collected_while_a_stranger_holds_an_older_value(seed: u64) -> Sim {
+    let mut sim = Sim::new(4, config(), FaultConfig::default(), seed);
+    // Node 3 is cut off from its first datagram: node 0, its bootstrap peer, never hears
+    // of it, nor does anyone else.
+    sim.partition(vec![0, 0, 0, 1]);
+    sim.run_for(Duration::from_secs(6));
+    sim.write(0, "k", Some(Value::Int(1)));
+    sim.run_for(Duration::from_millis(200));
+    sim.write(3, "k", Some(Value::Int(3)));
+    sim.run_for(Duration::from_millis(200));
+    sim.write(1, "k", None);
+    sim.write(2, "other", Some(Value::Int(2)));
+    // Past the warm-up and two sync rounds: every node of the side collects.
+    sim.run_for(Duration::from_secs(10));
+    let tombstones: Vec<usize> = (0..3)
+        .map(|i| sim.nodes[i].engine.as_ref().unwrap().status().tombstones)
+        .collect();
+    assert_eq!(
+        tombstones,
+        [0, 0, 0],
+        "seed {seed}: the side did not collect"
+    );
+    sim
+}
+
+#[test]
+fn a_collected_delete_beats_the_older_value_of_a_node_nobody_knew() {
+    for seed in 1..=5u64 {
+        let mut sim = collected_while_a_stranger_holds_an_older_value(seed);
+        sim.heal();
+        if let Err(divergence) =
+            sim.run_until_converged(Duration::from_secs(30), Duration::from_millis(250))
+        {
+            panic!("seed {seed}: {divergence:?}\n{}", sim.describe_key("k"));
+        }
+        for i in 0..4 {
+            let engine = sim.nodes[i].engine.as_ref().unwrap();
+            assert_eq!(
+                engine.get("k"),
+                None,
+                "seed {seed}: node {i} holds the old value"
+            );
+        }
+        let returned: u64 = (0..4)
+            .map(|i| {
+                sim.nodes[i]
+                    .engine
+                    .as_ref()
+                    .unwrap()
+                    .counters()
+                    .deletes_returned
+            })
+            .sum();
+        assert!(
+            returned > 0,
+            "seed {seed}: node 3 was never sent the delete"
+        );
+    }
+}
