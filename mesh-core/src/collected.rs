@@ -6,24 +6,30 @@
 //! node's version vector does not account for that value (it never saw it), so without
 //! the tombstone nothing would beat it, and the delete would be lost here. So the replica
 //! keeps each collected tombstone's key and identity, outside its entries: an arriving
-//! write of that key that the delete beats brings the tombstone back instead, and the
-//! peer that sent it is answered with it (see `sync::merge_delta`).
+//! write of that key that the delete beats brings the tombstone back instead.
 //!
-//! Only the key and the write's identity are kept, not an entry: these are not streamed,
-//! counted, or reported, so a collected tombstone still costs no bytes on the wire.
+//! The node that offered the value still holds it, and so may another node cut off with
+//! it, which once the value has spread is asked for it by nobody. A peer that accounts
+//! for nothing yet holds no value to save; one that does may. So a stream to a peer
+//! whose digest names anything carries the collected deletes it lacks, as tombstones
+//! (see `sync::build_delta`), rather than an empty range that would have it account for
+//! them as they are; a fresh node joining is sent none.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use ahash::RandomState;
 
 use crate::hlc::physical_ms;
 use crate::replica::Entry;
+use crate::version::OriginId;
 
 /// Collected tombstones, by key, until their grace has run out.
 #[derive(Debug, Default)]
 pub(crate) struct CollectedDeletes {
     by_key: HashMap<Arc<str>, Entry, RandomState>,
+    /// origin -> seq -> key, for the streams.
+    by_origin: HashMap<OriginId, BTreeMap<u64, Arc<str>>, RandomState>,
     /// `(dead_since, key)` in the order the tombstones were collected, which is roughly
     /// the order of their age: one collected late is forgotten late, never early.
     order: VecDeque<(u64, Arc<str>)>,
@@ -34,7 +40,46 @@ impl CollectedDeletes {
     pub fn remember(&mut self, key: Arc<str>, entry: Entry) {
         debug_assert!(entry.value.is_none());
         self.order.push_back((entry.dead_since(), Arc::clone(&key)));
-        self.by_key.insert(key, entry);
+        self.by_origin
+            .entry(entry.origin)
+            .or_default()
+            .insert(entry.seq, Arc::clone(&key));
+        if let Some(old) = self.by_key.insert(key, entry) {
+            self.unindex(&old);
+        }
+    }
+
+    /// The collected tombstones of `origin` with sequence numbers in `lo..=hi`, in order.
+    pub fn of(
+        &self,
+        origin: OriginId,
+        lo: u64,
+        hi: u64,
+    ) -> impl Iterator<Item = (&Arc<str>, &Entry)> + '_ {
+        self.by_origin
+            .get(&origin)
+            .into_iter()
+            .flat_map(move |index| index.range(lo..=hi))
+            .filter_map(move |(_, key)| self.by_key.get(key.as_ref()).map(|e| (key, e)))
+    }
+
+    /// Forgets the tombstone of `key` if `rank` beats it: the key holds a later write.
+    pub fn forget_beaten(&mut self, key: &str, rank: (u64, u64, u64)) {
+        if self.by_key.is_empty() {
+            return;
+        }
+        if self.by_key.get(key).is_some_and(|t| t.rank() < rank) {
+            self.take(key);
+        }
+    }
+
+    fn unindex(&mut self, entry: &Entry) {
+        if let Some(index) = self.by_origin.get_mut(&entry.origin) {
+            index.remove(&entry.seq);
+            if index.is_empty() {
+                self.by_origin.remove(&entry.origin);
+            }
+        }
     }
 
     /// The collected tombstone of `key` if it ranks at least as high as `rank`: the same
@@ -49,7 +94,9 @@ impl CollectedDeletes {
 
     /// Takes the tombstone of `key` out (it is held again).
     pub fn take(&mut self, key: &str) -> Option<Entry> {
-        self.by_key.remove(key)
+        let entry = self.by_key.remove(key)?;
+        self.unindex(&entry);
+        Some(entry)
     }
 
     /// Forgets the tombstones dead since before `cutoff_ms` (wall clock).
@@ -64,7 +111,7 @@ impl CollectedDeletes {
             // Only if it is still the one queued: the key may have been collected again
             // since, or brought back.
             if self.by_key.get(&key).is_some_and(|t| t.dead_since() == dead_since) {
-                self.by_key.remove(&key);
+                self.take(&key);
             }
         }
     }
@@ -110,6 +157,24 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert!(c.beating("a", (0, 0, 0)).is_none());
         assert!(c.beating("b", (0, 0, 0)).is_some());
+    }
+
+    #[test]
+    fn listed_by_origin_in_sequence_order_until_taken_or_beaten() {
+        let mut c = CollectedDeletes::default();
+        c.remember(Arc::from("b"), tombstone(1_000, 5, 7));
+        c.remember(Arc::from("a"), tombstone(1_000, 5, 3));
+        c.remember(Arc::from("c"), tombstone(1_000, 6, 4));
+        let seqs = |c: &CollectedDeletes| c.of(5, 1, 10).map(|(_, e)| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(&c), [3, 7]);
+        assert_eq!(c.of(5, 4, 6).count(), 0);
+        c.take("a");
+        assert_eq!(seqs(&c), [7]);
+        c.forget_beaten("b", (999 << LOGICAL_BITS, 9, 9));
+        assert_eq!(seqs(&c), [7], "an older write beats nothing");
+        c.forget_beaten("b", (1_001 << LOGICAL_BITS, 1, 1));
+        assert_eq!(seqs(&c), Vec::<u64>::new());
+        assert_eq!(c.len(), 1);
     }
 
     #[test]

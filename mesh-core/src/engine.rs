@@ -1020,9 +1020,8 @@ impl Engine {
             &mut self.propagation,
             self.emit_events.then_some(&mut self.events),
         );
+        let beaten_by = self.claimed_by(from, beaten_by);
         if !beaten_by.is_empty() {
-            // The sender holds values these deletes superseded, and may account for the
-            // deletes without holding them: nothing else would send them to it.
             self.counters.deletes_returned += beaten_by.len() as u64;
             self.send_deltas(from, beaten_by.into());
         }
@@ -1037,6 +1036,27 @@ impl Engine {
         {
             self.touched.extend(feed);
         }
+    }
+
+    /// The deletes of `deletes` that the peer at `from` says it accounts for (its last
+    /// digest, or this node's if their fingerprints agree), though it sent a value one
+    /// of them superseded: it accounted for the delete without holding it (see
+    /// `collected`), and no stream would send it the delete. A peer that lacks a delete
+    /// is streamed it by anti-entropy; a value replayed by anyone else earns nothing.
+    fn claimed_by(
+        &self,
+        from: SocketAddr,
+        mut deletes: Vec<sync::SeqRange>,
+    ) -> Vec<sync::SeqRange> {
+        let Some(link) = self.links.get(&from).filter(|_| !deletes.is_empty()) else {
+            return Vec::new();
+        };
+        let own = self.in_step_view();
+        let Some(view) = link.sync.view_in_step(&own) else {
+            return Vec::new();
+        };
+        deletes.retain(|&(origin, seq, _)| view.accounts(origin).is_some_and(|upto| upto >= seq));
+        deletes
     }
 
     /// Retires the origins whose writes are superseded everywhere (see `retire`).
@@ -1306,10 +1326,10 @@ impl Engine {
             let messages: &Vec<EncodedDelta> =
                 match self.seal.codec().filter(|_| link.reads_compressed) {
                     Some(codec) => packed.get_or_insert_with(|| {
-                        sync::packed_deltas(&self.replica, ranges.clone(), budget, codec)
+                        sync::packed_deltas(&self.replica, ranges.clone(), budget, codec, false)
                     }),
                     None => plain.get_or_insert_with(|| {
-                        sync::encoded_deltas(&self.replica, ranges.clone(), budget)
+                        sync::encoded_deltas(&self.replica, ranges.clone(), budget, false)
                     }),
                 };
             let queued = link.queue_deltas(messages);

@@ -259,6 +259,7 @@ impl Replica {
         if let Some(log) = self.store_log.as_mut() {
             log.touch(&key);
         }
+        self.collected.forget_beaten(&key, entry.rank());
         self.entries.insert(key, entry);
         self.state_version += 1;
     }
@@ -360,6 +361,28 @@ impl Replica {
             .into_iter()
             .flat_map(move |index| index.range(lo..=hi))
             .filter_map(move |(_, key)| self.entries.get(key.as_ref()).map(|e| (key, e)))
+    }
+
+    /// [`Replica::entries_of`], and with `collected` the tombstones collected in that
+    /// range and still remembered (see `collected`), in sequence order.
+    pub fn entries_to_send(
+        &self,
+        origin: OriginId,
+        lo: u64,
+        hi: u64,
+        collected: bool,
+    ) -> impl Iterator<Item = (&Arc<str>, &Entry)> + '_ {
+        let mut held = self.entries_of(origin, lo, hi).peekable();
+        let mut gone = collected
+            .then(|| self.collected.of(origin, lo, hi))
+            .into_iter()
+            .flatten()
+            .peekable();
+        std::iter::from_fn(move || match (held.peek(), gone.peek()) {
+            (Some(h), Some(g)) if g.1.seq < h.1.seq => gone.next(),
+            (Some(_), _) => held.next(),
+            (None, _) => gone.next(),
+        })
     }
 
     /// How many entries of `origin` with sequence numbers in `lo..=hi` are held.

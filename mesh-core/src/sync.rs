@@ -337,6 +337,13 @@ impl PeerSync {
         self.view()
     }
 
+    /// Whether writes sent to the peer carry the collected deletes this node remembers:
+    /// only once it said it accounts for something, so it may hold a value one of them
+    /// superseded (see `collected`). A node joining afresh is sent none.
+    pub fn sends_collected(&self) -> bool {
+        self.digest.as_ref().is_some_and(|digest| !digest.is_empty())
+    }
+
     /// Moves the stream into `channel` one delta at a time, while the channel's queue is
     /// below `refill_below` bytes: the transport's window is the flow control, and memory
     /// stays bounded whatever the state size. A delta is one datagram's worth (`budget`),
@@ -349,9 +356,10 @@ impl PeerSync {
         mut codec: Option<&mut Codec>,
     ) {
         let chunk = if codec.is_some() { PACKED_CHUNK.max(budget) } else { budget };
+        let collected = self.sends_collected();
         while !self.stream.is_empty() && channel.queued_bytes() < refill_below {
-            let delta = build_delta(replica, &mut self.stream, chunk);
-            let covered = covered_by(&delta);
+            let delta = build_delta(replica, &mut self.stream, chunk, collected);
+            let covered = covered_held(&delta, replica, collected);
             let message = wire::encode_message(&Message::Delta(delta));
             let id = channel.next_message_id();
             if !channel.send_message(&compress::pack_for(codec.as_deref_mut(), message, budget)) {
@@ -428,16 +436,31 @@ pub(crate) fn covered_by(delta: &Delta) -> Vec<(SeqRange, usize)> {
         .collect()
 }
 
-/// The encoded deltas carrying every write of `ranges`, each about `budget` bytes.
+/// [`covered_by`] for a delta built with `collected` (see [`build_delta`]): the entries
+/// held, without the collected deletes it carries, which no superseding write removes.
+fn covered_held(delta: &Delta, replica: &Replica, collected: bool) -> Vec<(SeqRange, usize)> {
+    if !collected {
+        return covered_by(delta);
+    }
+    delta
+        .groups
+        .iter()
+        .map(|g| ((g.origin, g.lo, g.hi), replica.held_in(g.origin, g.lo, g.hi)))
+        .collect()
+}
+
+/// The encoded deltas carrying every write of `ranges`, each about `budget` bytes, and
+/// with `collected` the collected deletes in them (see [`build_delta`]).
 pub(crate) fn encoded_deltas(
     replica: &Replica,
     mut ranges: VecDeque<SeqRange>,
     budget: usize,
+    collected: bool,
 ) -> Vec<EncodedDelta> {
     let mut messages = Vec::new();
     while !ranges.is_empty() {
-        let delta = build_delta(replica, &mut ranges, budget);
-        let covered = covered_by(&delta);
+        let delta = build_delta(replica, &mut ranges, budget, collected);
+        let covered = covered_held(&delta, replica, collected);
         messages.push(EncodedDelta {
             bytes: wire::encode_message(&Message::Delta(delta)),
             covered,
@@ -453,8 +476,9 @@ pub(crate) fn packed_deltas(
     ranges: VecDeque<SeqRange>,
     budget: usize,
     codec: &mut Codec,
+    collected: bool,
 ) -> Vec<EncodedDelta> {
-    encoded_deltas(replica, ranges, PACKED_CHUNK.max(budget))
+    encoded_deltas(replica, ranges, PACKED_CHUNK.max(budget), collected)
         .into_iter()
         .map(|message| EncodedDelta {
             bytes: codec.pack(message.bytes, budget),
@@ -465,11 +489,13 @@ pub(crate) fn packed_deltas(
 
 /// Builds one delta of at most about `budget` bytes from the front of `ranges`,
 /// consuming what it covers. Always makes progress: a single entry larger than the
-/// budget travels alone (fragmented by the transport).
+/// budget travels alone (fragmented by the transport). With `collected`, the collected
+/// deletes still remembered travel as the tombstones they were (see `collected`).
 pub(crate) fn build_delta(
     replica: &Replica,
     ranges: &mut VecDeque<SeqRange>,
     budget: usize,
+    collected: bool,
 ) -> Delta {
     let mut delta = Delta::default();
     let mut size = DELTA_ENVELOPE_BYTES;
@@ -477,7 +503,7 @@ pub(crate) fn build_delta(
     while let Some(&(origin, lo, hi)) = ranges.front() {
         let mut entries: Vec<WireEntry> = Vec::new();
         let mut covered_to = hi;
-        for (key, entry) in replica.entries_of(origin, lo, hi) {
+        for (key, entry) in replica.entries_to_send(origin, lo, hi, collected) {
             let wire_entry = WireEntry {
                 seq: entry.seq,
                 hlc: entry.hlc,
@@ -760,7 +786,7 @@ mod tests {
         let mut next = 1;
         let mut deltas = 0;
         while !ranges.is_empty() {
-            let delta = build_delta(&replica, &mut ranges, budget);
+            let delta = build_delta(&replica, &mut ranges, budget, false);
             let encoded = wire::encode_message(&Message::Delta(delta.clone()));
             assert!(encoded.len() <= budget, "{} > {budget}", encoded.len());
             for group in &delta.groups {
@@ -782,12 +808,12 @@ mod tests {
         let mut ranges = VecDeque::from([(3, 1, 200)]);
         let mut sizes = Vec::new();
         while !ranges.is_empty() {
-            let delta = build_delta(&replica, &mut ranges, budget);
+            let delta = build_delta(&replica, &mut ranges, budget, false);
             sizes.push(wire::encode_message(&Message::Delta(delta)).len());
         }
         let entry = {
             let mut one = VecDeque::from([(3, 1, 1)]);
-            let delta = build_delta(&replica, &mut one, budget);
+            let delta = build_delta(&replica, &mut one, budget, false);
             wire::entries::encoded_len(&delta.groups[0].entries[0], (0, 0)).unwrap()
         };
         sizes.pop();
@@ -808,7 +834,7 @@ mod tests {
         let replica = replica_with(3, 3, 5000);
         let mut ranges = VecDeque::from([(3, 1, 3)]);
         for seq in 1..=3 {
-            let delta = build_delta(&replica, &mut ranges, 1000);
+            let delta = build_delta(&replica, &mut ranges, 1000, false);
             assert_eq!(delta.groups.len(), 1);
             assert_eq!(delta.groups[0].entries.len(), 1);
             assert_eq!((delta.groups[0].lo, delta.groups[0].hi), (seq, seq));
@@ -872,7 +898,7 @@ mod tests {
         let mut replica = Replica::new(3);
         replica.write_local("a", Some(Value::Int(1)), 1);
         replica.write_local("a", Some(Value::Int(2)), 2);
-        let messages = encoded_deltas(&replica, VecDeque::from([(3, 1, 2)]), 1000);
+        let messages = encoded_deltas(&replica, VecDeque::from([(3, 1, 2)]), 1000, false);
         assert_eq!(messages.len(), 1);
         assert_eq!(messages[0].covered, vec![((3, 1, 2), 1)]);
         let Ok(Message::Delta(delta)) = wire::decode_message(&messages[0].bytes) else {
@@ -986,7 +1012,7 @@ mod tests {
         let mut stream = missing_ranges(vv, &PeerDigest::new());
         let mut next = Replica::new(2);
         while !stream.is_empty() {
-            let delta = build_delta(&relay, &mut stream, 1_200);
+            let delta = build_delta(&relay, &mut stream, 1_200, false);
             merge(delta, &mut next, &config);
         }
         for (key, value) in [("a", 1), ("b", 3), ("c", 4)] {

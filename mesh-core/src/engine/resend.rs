@@ -48,9 +48,10 @@ impl Engine {
         let Some(link) = self.links.get_mut(&addr) else {
             return;
         };
+        let collected = link.sync.sends_collected();
         let deltas = match codec.filter(|_| link.reads_compressed) {
-            Some(codec) => sync::packed_deltas(&self.replica, ranges, budget, codec),
-            None => sync::encoded_deltas(&self.replica, ranges, budget),
+            Some(codec) => sync::packed_deltas(&self.replica, ranges, budget, codec, collected),
+            None => sync::encoded_deltas(&self.replica, ranges, budget, collected),
         };
         if !link.queue_deltas(&deltas) {
             link.sync.want_eventually();

@@ -380,7 +380,7 @@ impl Engine {
             } else {
                 fits
             };
-            let delta = sync::build_delta(&self.replica, &mut ranges, chunk);
+            let delta = sync::build_delta(&self.replica, &mut ranges, chunk, false);
             let covered = sync::covered_by(&delta);
             let message = wire::encode_message(&Message::Gossip(delta));
             let bytes = compress::pack_for(codec, message, fits);
