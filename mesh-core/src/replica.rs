@@ -78,7 +78,7 @@ pub enum MergeOutcome {
     /// The key already held this entry or a winning one.
     Ignored,
     /// A delete beats the incoming entry: the tombstone this replica held, or one it had
-    /// collected and holds again now. The sender holds a value this delete superseded.
+    /// collected and holds again now. The sender held a value this delete superseded.
     BeatenByDelete {
         /// The delete's origin.
         origin: OriginId,
@@ -211,7 +211,7 @@ impl Replica {
             return MergeOutcome::Applied { was_live };
         }
         // A write the collected delete superseded: the delete is held again, so it beats
-        // this write here and is sent to whoever still holds it.
+        // this write here, and the sender may be sent it (see `Engine::claimed_by`).
         let Some(tombstone) = self.collected.take(key) else {
             return MergeOutcome::Ignored;
         };

@@ -579,8 +579,8 @@ fn past_origin_cap(group: &Group, replica: &Replica, rules: &MergeRules<'_>) -> 
 /// every entry in it was merged (or already accounted for), and only up to its origin's
 /// frontier; otherwise the entries merged are, one by one.
 ///
-/// Returns the deletes held here that beat an entry received: the sender holds a value
-/// they superseded, and is sent them (see `collected`).
+/// Returns the deletes held here that beat an entry received: the sender held a value
+/// they superseded (see `Engine::claimed_by` for which of them it is sent).
 pub(crate) fn merge_delta(
     delta: Delta,
     replica: &mut Replica,
