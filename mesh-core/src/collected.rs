@@ -25,8 +25,10 @@ use crate::replica::Entry;
 use crate::version::OriginId;
 
 /// Collected tombstones, by key, until their grace has run out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct CollectedDeletes {
+    /// Most remembered: past it, the oldest collected are forgotten first.
+    cap: usize,
     by_key: HashMap<Arc<str>, Entry, RandomState>,
     /// origin -> seq -> key, for the streams.
     by_origin: HashMap<OriginId, BTreeMap<u64, Arc<str>>, RandomState>,
@@ -35,10 +37,29 @@ pub(crate) struct CollectedDeletes {
     order: VecDeque<(u64, Arc<str>)>,
 }
 
+impl Default for CollectedDeletes {
+    fn default() -> CollectedDeletes {
+        CollectedDeletes::new(usize::MAX)
+    }
+}
+
 impl CollectedDeletes {
+    /// Remembers at most `cap` collected tombstones.
+    pub fn new(cap: usize) -> CollectedDeletes {
+        CollectedDeletes {
+            cap,
+            by_key: HashMap::default(),
+            by_origin: HashMap::default(),
+            order: VecDeque::new(),
+        }
+    }
+
     /// Remembers the tombstone `entry` of `key`, just collected.
     pub fn remember(&mut self, key: Arc<str>, entry: Entry) {
         debug_assert!(entry.value.is_none());
+        if self.cap == 0 {
+            return;
+        }
         self.order.push_back((entry.dead_since(), Arc::clone(&key)));
         self.by_origin
             .entry(entry.origin)
@@ -46,6 +67,20 @@ impl CollectedDeletes {
             .insert(entry.seq, Arc::clone(&key));
         if let Some(old) = self.by_key.insert(key, entry) {
             self.unindex(&old);
+        }
+        while self.by_key.len() > self.cap {
+            let Some((dead_since, key)) = self.order.pop_front() else {
+                break;
+            };
+            self.take_if_queued(&key, dead_since);
+        }
+    }
+
+    /// Takes `key`'s tombstone out if it is the one queued as dead since `dead_since`:
+    /// the key may have been collected again since, or brought back.
+    fn take_if_queued(&mut self, key: &str, dead_since: u64) {
+        if self.by_key.get(key).is_some_and(|t| t.dead_since() == dead_since) {
+            self.take(key);
         }
     }
 
@@ -108,11 +143,7 @@ impl CollectedDeletes {
             let Some((dead_since, key)) = self.order.pop_front() else {
                 break;
             };
-            // Only if it is still the one queued: the key may have been collected again
-            // since, or brought back.
-            if self.by_key.get(&key).is_some_and(|t| t.dead_since() == dead_since) {
-                self.take(&key);
-            }
+            self.take_if_queued(&key, dead_since);
         }
     }
 
@@ -157,6 +188,20 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert!(c.beating("a", (0, 0, 0)).is_none());
         assert!(c.beating("b", (0, 0, 0)).is_some());
+    }
+
+    #[test]
+    fn past_the_cap_the_oldest_collected_go_first() {
+        let mut c = CollectedDeletes::new(2);
+        c.remember(Arc::from("a"), tombstone(1_000, 1, 1));
+        c.remember(Arc::from("b"), tombstone(2_000, 1, 2));
+        c.remember(Arc::from("c"), tombstone(3_000, 1, 3));
+        assert_eq!(c.len(), 2);
+        assert!(c.beating("a", (0, 0, 0)).is_none());
+        assert_eq!(c.of(1, 1, 3).map(|(_, e)| e.seq).collect::<Vec<_>>(), [2, 3]);
+        let mut none = CollectedDeletes::new(0);
+        none.remember(Arc::from("a"), tombstone(1_000, 1, 1));
+        assert_eq!(none.len(), 0);
     }
 
     #[test]

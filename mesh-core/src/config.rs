@@ -103,6 +103,12 @@ pub struct Config {
     /// Tombstones older than this are collected even if a peer has not confirmed them.
     /// Default 24 h.
     pub tombstone_grace: Duration,
+    /// Most collected tombstones remembered until `tombstone_grace`, so that an older value
+    /// offered by a node that missed the delete still loses to it (see the architecture's
+    /// "Collected deletes"). Past it the oldest are forgotten first: a workload deleting
+    /// many keys keeps bounded memory, at the price of that protection for its oldest
+    /// deletes. Each costs about 200 bytes and its key. 0 remembers none. Default 100,000.
+    pub max_collected_deletes: usize,
     /// Most origins (runs of nodes) the version vector accounts for at once. A delta
     /// naming a new origin beyond it is refused and counted (`dropped.origins`); origins
     /// whose writes are superseded everywhere are retired and stop counting. Default
@@ -321,6 +327,7 @@ impl Default for Config {
             reassembly_timeout: Duration::from_secs(30),
             max_clock_drift: Duration::from_secs(60),
             tombstone_grace: Duration::from_secs(24 * 3600),
+            max_collected_deletes: 100_000,
             max_origins: 4_096,
             max_probe_interval: Duration::from_secs(30),
             max_peers: 16_384,

@@ -161,7 +161,8 @@ impl Engine {
         Engine {
             cluster: wire::cluster_id(&config.cluster),
             clock: HlcClock::new(config.max_clock_drift.as_millis() as u64),
-            replica: Replica::new(origin_id(&config.node_id, incarnation.max(1))),
+            replica: Replica::new(origin_id(&config.node_id, incarnation.max(1)))
+                .remembering_collected(config.max_collected_deletes),
             frontiers: Frontiers::default(),
             feed: Feed::default(),
             incarnation: incarnation.max(1),

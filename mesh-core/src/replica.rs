@@ -493,6 +493,12 @@ impl Replica {
         doomed.len()
     }
 
+    /// This replica, remembering at most `cap` collected tombstones (see `collected`).
+    pub fn remembering_collected(mut self, cap: usize) -> Replica {
+        self.collected = CollectedDeletes::new(cap);
+        self
+    }
+
     /// Forgets the collected tombstones dead since before `cutoff_ms` (wall clock): past
     /// the grace, a node that still holds a value they superseded is past saving here.
     pub fn forget_collected_before(&mut self, cutoff_ms: u64) {
