@@ -105,3 +105,45 @@ fn a_collected_delete_reaches_every_node_nobody_knew() {
         failed.len()
     );
 }
+
+/// A node whose digest confirmed a delete it had not flushed yet, then crashed: its
+/// peers collected the tombstone on its word, and it restarts from its disk holding the
+/// value the delete superseded, without the delete. Its peers must send it the delete,
+/// not an empty range that would have it account for the delete as it is.
+#[test]
+fn a_node_that_lost_an_unflushed_delete_is_sent_it_again() {
+    for seed in 1..=5u64 {
+        let mut config = config();
+        // The simulator never touches the path: it only gives every node a disk.
+        config.data_dir = Some(std::path::PathBuf::from("/sim"));
+        config.flush_interval = Duration::from_secs(10);
+        let mut sim = Sim::new(3, config, FaultConfig::default(), seed);
+        sim.run_for(Duration::from_secs(6));
+        sim.write(0, "k", Some(Value::Int(1)));
+        // Flushed everywhere (about every 10 s from the start); the delete comes just
+        // after the next flush, and node 2 crashes before the one after.
+        sim.run_for(Duration::from_millis(15_500));
+        sim.write(1, "k", None);
+        sim.run_for(Duration::from_secs(5));
+        for i in 0..2 {
+            let status = sim.nodes[i].engine.as_ref().unwrap().status();
+            assert_eq!(
+                status.tombstones, 0,
+                "seed {seed}: node {i} did not collect"
+            );
+        }
+        sim.crash(2);
+        sim.restart(2);
+        let restarted = sim.nodes[2].engine.as_ref().unwrap();
+        assert_eq!(
+            restarted.get("k"),
+            Some(&Value::Int(1)),
+            "seed {seed}: the delete reached node 2's disk"
+        );
+        if let Err(divergence) =
+            sim.run_until_converged(Duration::from_secs(30), Duration::from_millis(250))
+        {
+            panic!("seed {seed}: {divergence:?}\n{}", sim.describe_key("k"));
+        }
+    }
+}
