@@ -1012,7 +1012,7 @@ impl Engine {
             wall_ms: now.wall_ms,
             is_member: &is_member,
         };
-        let beaten_by = sync::merge_delta(
+        let won = sync::merge_delta(
             delta,
             &mut self.replica,
             &mut self.clock,
@@ -1021,11 +1021,7 @@ impl Engine {
             &mut self.propagation,
             self.emit_events.then_some(&mut self.events),
         );
-        let beaten_by = self.claimed_by(from, beaten_by);
-        if !beaten_by.is_empty() {
-            self.counters.deletes_returned += beaten_by.len() as u64;
-            self.send_deltas(from, beaten_by.into());
-        }
+        self.send_deletes_that_won(from, won);
         if self.counters.entries_applied > applied_before {
             self.recent.note_arrival(now.mono_us);
         }
@@ -1039,25 +1035,51 @@ impl Engine {
         }
     }
 
-    /// The deletes of `deletes` that the peer at `from` says it accounts for (its last
-    /// digest, or this node's if their fingerprints agree), though it sent a value one
-    /// of them superseded: it accounted for the delete without holding it (see
-    /// `collected`), and no stream would send it the delete. A peer that lacks a delete
-    /// is streamed it by anti-entropy; a value replayed by anyone else earns nothing.
+    /// Sends the deletes that beat values received from `from` to the peers that may
+    /// hold those values while accounting for the deletes (see `collected`): the sender,
+    /// if it says it accounts for them; and for a delete collected here and held again,
+    /// every other reachable peer, whatever its last digest said. A node that joined
+    /// after the collection accounted for the delete from an empty range, and may have
+    /// taken the value since, or take it later: it keeps the delete either way.
+    fn send_deletes_that_won(&mut self, from: SocketAddr, won: sync::DeletesThatWon) {
+        if won.held.is_empty() && won.revived.is_empty() {
+            return;
+        }
+        let own = self.in_step_view();
+        let mut sends = Vec::new();
+        let all: Vec<sync::SeqRange> = won.held.iter().chain(&won.revived).copied().collect();
+        sends.push((from, self.claimed_by(from, &all, &own)));
+        if !won.revived.is_empty() {
+            for member in self.members.reachable().filter(|m| m.addr != from) {
+                sends.push((member.addr, won.revived.clone()));
+            }
+        }
+        for (addr, deletes) in sends {
+            if !deletes.is_empty() {
+                self.counters.deletes_returned += deletes.len() as u64;
+                self.send_deltas(addr, deletes.into());
+            }
+        }
+    }
+
+    /// The deletes of `deletes` that the peer at `addr` says it accounts for (its last
+    /// digest, or `own`, this node's, if their fingerprints agree). A peer that lacks a
+    /// delete is streamed it by anti-entropy; a value replayed by anyone else earns
+    /// nothing.
     fn claimed_by(
         &self,
-        from: SocketAddr,
-        mut deletes: Vec<sync::SeqRange>,
+        addr: SocketAddr,
+        deletes: &[sync::SeqRange],
+        own: &(u64, PeerDigest),
     ) -> Vec<sync::SeqRange> {
-        let Some(link) = self.links.get(&from).filter(|_| !deletes.is_empty()) else {
+        let Some(view) = self.links.get(&addr).and_then(|l| l.sync.view_in_step(own)) else {
             return Vec::new();
         };
-        let own = self.in_step_view();
-        let Some(view) = link.sync.view_in_step(&own) else {
-            return Vec::new();
-        };
-        deletes.retain(|&(origin, seq, _)| view.accounts(origin).is_some_and(|upto| upto >= seq));
         deletes
+            .iter()
+            .copied()
+            .filter(|&(origin, seq, _)| view.accounts(origin).is_some_and(|upto| upto >= seq))
+            .collect()
     }
 
     /// Retires the origins whose writes are superseded everywhere (see `retire`).

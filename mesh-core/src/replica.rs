@@ -84,6 +84,8 @@ pub enum MergeOutcome {
         origin: OriginId,
         /// The delete's sequence number.
         seq: u64,
+        /// Whether the delete had been collected: other nodes may hold the value too.
+        revived: bool,
     },
 }
 
@@ -199,6 +201,7 @@ impl Replica {
                     None if current.rank() > entry.rank() => MergeOutcome::BeatenByDelete {
                         origin: current.origin,
                         seq: current.seq,
+                        revived: false,
                     },
                     _ => MergeOutcome::Ignored,
                 };
@@ -221,7 +224,11 @@ impl Replica {
         if same_write {
             MergeOutcome::Ignored
         } else {
-            MergeOutcome::BeatenByDelete { origin, seq }
+            MergeOutcome::BeatenByDelete {
+                origin,
+                seq,
+                revived: true,
+            }
         }
     }
 
@@ -505,6 +512,11 @@ impl Replica {
         self.collected.forget_dead_before(cutoff_ms);
     }
 
+    /// Whether a collected tombstone of `key` ranking at least `rank` is remembered.
+    pub fn remembers_collected(&self, key: &str, rank: (u64, OriginId, u64)) -> bool {
+        self.collected.beating(key, rank).is_some()
+    }
+
     /// How many collected tombstones are still remembered.
     pub fn collected_len(&self) -> usize {
         self.collected.len()
@@ -576,7 +588,7 @@ mod tests {
         // An older value this node never saw: the delete is held again instead.
         assert_eq!(
             r.merge("k", entry(Some(7), 40, 9, 2)),
-            MergeOutcome::BeatenByDelete { origin: 8, seq: 4 }
+            MergeOutcome::BeatenByDelete { origin: 8, seq: 4, revived: true }
         );
         assert_eq!(r.entry("k"), Some(&entry(None, 50, 8, 4)));
         assert_eq!(r.collected_len(), 0, "held, not remembered twice");
@@ -592,7 +604,7 @@ mod tests {
         r.merge("k", entry(None, 50, 8, 4));
         assert_eq!(
             r.merge("k", entry(Some(7), 40, 9, 2)),
-            MergeOutcome::BeatenByDelete { origin: 8, seq: 4 }
+            MergeOutcome::BeatenByDelete { origin: 8, seq: 4, revived: false }
         );
         assert_eq!(r.merge("k", entry(None, 50, 8, 4)), MergeOutcome::Ignored, "the same write");
         r.merge("v", entry(Some(1), 50, 8, 5));

@@ -573,14 +573,32 @@ fn past_origin_cap(group: &Group, replica: &Replica, rules: &MergeRules<'_>) -> 
         && !(rules.is_member)(group.origin)
 }
 
+/// The deletes held here that beat an entry received: the sender held a value they
+/// superseded (see `Engine::claimed_by` for who is sent them).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct DeletesThatWon {
+    /// Held here all along.
+    pub held: Vec<SeqRange>,
+    /// Collected here, and held again: other nodes may hold the value too.
+    pub revived: Vec<SeqRange>,
+}
+
+impl DeletesThatWon {
+    fn sorted(mut self) -> DeletesThatWon {
+        for list in [&mut self.held, &mut self.revived] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        self
+    }
+}
+
 /// Merges a received delta into `replica`, counting in `counters` and, when `events` is
 /// given, reporting each change of a key there. Every write applied has its propagation
 /// lag recorded in `lag`. A group's range is credited to the version vector only if
 /// every entry in it was merged (or already accounted for), and only up to its origin's
-/// frontier; otherwise the entries merged are, one by one.
-///
-/// Returns the deletes held here that beat an entry received: the sender held a value
-/// they superseded (see `Engine::claimed_by` for which of them it is sent).
+/// frontier; otherwise the entries merged are, one by one. Returns the deletes held
+/// here that beat an entry received.
 pub(crate) fn merge_delta(
     delta: Delta,
     replica: &mut Replica,
@@ -589,8 +607,8 @@ pub(crate) fn merge_delta(
     counters: &mut Counters,
     lag: &mut PropagationLag,
     mut events: Option<&mut VecDeque<Event>>,
-) -> Vec<SeqRange> {
-    let mut beaten_by = Vec::new();
+) -> DeletesThatWon {
+    let mut won = DeletesThatWon::default();
     let MergeRules {
         config,
         frontiers,
@@ -653,8 +671,14 @@ pub(crate) fn merge_delta(
             }
             let hlc = entry.hlc;
             let merged = replica.merge_shared_key(&entry.key, merging);
-            if let MergeOutcome::BeatenByDelete { origin, seq } = merged {
-                beaten_by.push((origin, seq, seq));
+            if let MergeOutcome::BeatenByDelete {
+                origin,
+                seq,
+                revived,
+            } = merged
+            {
+                let list = if revived { &mut won.revived } else { &mut won.held };
+                list.push((origin, seq, seq));
             }
             if let MergeOutcome::Applied { was_live } = merged {
                 counters.entries_applied += 1;
@@ -688,17 +712,19 @@ pub(crate) fn merge_delta(
             }
         }
     }
-    beaten_by.sort_unstable();
-    beaten_by.dedup();
-    beaten_by
+    won.sorted()
 }
 
-/// Whether `entry` of `origin` is a delete that beats the entry held for its key.
+/// Whether `entry` of `origin` is a delete that beats the entry held for its key, or
+/// finds the key neither held nor remembered as collected: a node that accounted for the
+/// delete on a sender's word keeps it, so that an older value arriving later loses.
 fn deletes_what_is_held(replica: &Replica, origin: OriginId, entry: &WireEntry) -> bool {
+    let rank = (entry.hlc, origin, entry.seq);
     entry.value.is_none()
-        && replica
-            .entry(&entry.key)
-            .is_some_and(|held| (entry.hlc, origin, entry.seq) > held.rank())
+        && match replica.entry(&entry.key) {
+            Some(held) => rank > held.rank(),
+            None => !replica.remembers_collected(&entry.key, rank),
+        }
 }
 
 /// Why a received entry is not taken.
@@ -872,6 +898,33 @@ mod tests {
     }
 
     #[test]
+    fn an_accounted_delete_of_a_key_not_held_is_kept_unless_remembered() {
+        let config = Config::new("n", 0);
+        let mut replica = Replica::new(1);
+        let delete = |key: &str| WireEntry {
+            value: None,
+            hlc: 20,
+            ..wire_entry(1, key, Value::Int(0))
+        };
+        // Accounted for on a sender's word, the key never held: a later older value
+        // must lose to the delete.
+        merge(group(8, 1, 1, Vec::new()), &mut replica, &config);
+        merge(group(8, 1, 1, vec![delete("k")]), &mut replica, &config);
+        assert_eq!(replica.tombstone_len(), 1);
+        let older = WireEntry {
+            hlc: 10,
+            ..wire_entry(1, "k", Value::Int(1))
+        };
+        merge(group(7, 1, 1, vec![older]), &mut replica, &config);
+        assert_eq!(replica.get("k"), None);
+        // Collected and remembered here: a copy arriving late is not taken again.
+        replica.collect_tombstones(|_| true);
+        merge(group(8, 1, 1, vec![delete("k")]), &mut replica, &config);
+        assert_eq!(replica.tombstone_len(), 0);
+        assert_eq!(replica.collected_len(), 1);
+    }
+
+    #[test]
     fn a_value_beaten_by_a_delete_names_the_delete_for_the_sender() {
         let config = Config::new("n", 0);
         let mut replica = Replica::new(1);
@@ -887,10 +940,11 @@ mod tests {
         };
         let stale = group(7, 1, 2, vec![wire_entry(2, "k", Value::Int(2))]);
         let beaten_by = merge_delta(stale, &mut replica, &mut clock, &rules, &mut counters, &mut lag, None);
-        assert_eq!(beaten_by, vec![(1, 1, 1)]);
+        assert_eq!(beaten_by.held, vec![(1, 1, 1)]);
+        assert!(beaten_by.revived.is_empty());
         let fresh = group(7, 3, 3, vec![wire_entry(3, "j", Value::Int(3))]);
         let beaten_by = merge_delta(fresh, &mut replica, &mut clock, &rules, &mut counters, &mut lag, None);
-        assert!(beaten_by.is_empty());
+        assert_eq!(beaten_by, DeletesThatWon::default());
     }
 
     #[test]
