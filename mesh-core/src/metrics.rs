@@ -113,7 +113,7 @@ impl MetricsSnapshot {
             ),
             (
                 "deletes_returned",
-                "Deletes sent back to a peer that offered a value they superseded",
+                "Deletes sent to peers that may hold a value they superseded",
                 c.deletes_returned,
             ),
             (

@@ -203,8 +203,9 @@ pub struct Counters {
     /// Messages of writes due for retransmission that were sent again as they are now,
     /// without the values superseded since they first went out.
     pub superseded_not_resent: u64,
-    /// Deletes sent back to a peer that offered a value they superseded: a value kept
-    /// by a node that missed the delete (see `collected`).
+    /// Deletes sent to peers that may hold a value they superseded while accounting for
+    /// them: the peer that offered the value, or, for a collected delete the value brought
+    /// back, every reachable peer (see `collected`).
     pub deletes_returned: u64,
     /// Losses taken as congestion (with a growing round trip, or timeouts in a row):
     /// each halved a peer's send window or reset it.
