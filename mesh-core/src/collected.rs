@@ -68,7 +68,10 @@ impl CollectedDeletes {
         if let Some(old) = self.by_key.insert(key, entry) {
             self.unindex(&old);
         }
-        while self.by_key.len() > self.cap {
+        // The queue keeps a place for a key brought back or collected again until that
+        // place reaches its front: bounded too, or a key collected and brought back over
+        // and over (a forger of old values can do it) would grow it for the whole grace.
+        while self.by_key.len() > self.cap || self.order.len() > self.cap.saturating_mul(2) {
             let Some((dead_since, key)) = self.order.pop_front() else {
                 break;
             };
@@ -202,6 +205,18 @@ mod tests {
         let mut none = CollectedDeletes::new(0);
         none.remember(Arc::from("a"), tombstone(1_000, 1, 1));
         assert_eq!(none.len(), 0);
+    }
+
+    #[test]
+    fn a_key_collected_and_brought_back_over_and_over_stays_bounded() {
+        let mut c = CollectedDeletes::new(3);
+        for round in 0..100 {
+            c.remember(Arc::from("k"), tombstone(1_000 + round, 1, round + 1));
+            c.take("k");
+        }
+        assert!(c.order.len() <= 6, "{} places queued", c.order.len());
+        c.remember(Arc::from("k"), tombstone(5_000, 1, 500));
+        assert!(c.beating("k", (0, 0, 0)).is_some());
     }
 
     #[test]
