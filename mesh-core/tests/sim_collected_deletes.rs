@@ -4,7 +4,9 @@
 //! Tombstones are collected on the word of every peer a node knows. A node partitioned
 //! away while every node that knew it restarted (from memory) is known to nobody: its
 //! side forms again without it, deletes a key, and collects the tombstone. When the
-//! partition heals, the forgotten node still holds the key's older value.
+//! partition heals, the forgotten node still holds the key's older value. The same
+//! memory serves a node that confirmed a delete, then lost it in a crash before its
+//! disk had it.
 
 use std::time::Duration;
 
