@@ -15,13 +15,14 @@
 //! (see `sync::build_delta`), rather than an empty range that would have it account for
 //! them as they are; a fresh node joining is sent none.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use ahash::RandomState;
 
 use crate::hlc::physical_ms;
 use crate::replica::Entry;
+use crate::seq_index::SeqIndex;
 use crate::version::OriginId;
 
 /// Collected tombstones, by key, until their grace has run out.
@@ -30,8 +31,8 @@ pub(crate) struct CollectedDeletes {
     /// Most remembered: past it, the oldest collected are forgotten first.
     cap: usize,
     by_key: HashMap<Arc<str>, Entry, RandomState>,
-    /// origin -> seq -> key, for the streams.
-    by_origin: HashMap<OriginId, BTreeMap<u64, Arc<str>>, RandomState>,
+    /// Which key each remembered delete was of, for the streams.
+    by_origin: SeqIndex,
     /// `(dead_since, key)` in the order the tombstones were collected, which is roughly
     /// the order of their age: one collected late is forgotten late, never early.
     order: VecDeque<(u64, Arc<str>)>,
@@ -49,7 +50,7 @@ impl CollectedDeletes {
         CollectedDeletes {
             cap,
             by_key: HashMap::default(),
-            by_origin: HashMap::default(),
+            by_origin: SeqIndex::default(),
             order: VecDeque::new(),
         }
     }
@@ -62,11 +63,9 @@ impl CollectedDeletes {
         }
         self.order.push_back((entry.dead_since(), Arc::clone(&key)));
         self.by_origin
-            .entry(entry.origin)
-            .or_default()
-            .insert(entry.seq, Arc::clone(&key));
+            .insert(entry.origin, entry.seq, Arc::clone(&key));
         if let Some(old) = self.by_key.insert(key, entry) {
-            self.unindex(&old);
+            self.by_origin.remove(old.origin, old.seq);
         }
         // The queue keeps a place for a key brought back or collected again until that
         // place reaches its front: bounded too, or a key collected and brought back over
@@ -95,9 +94,7 @@ impl CollectedDeletes {
         hi: u64,
     ) -> impl Iterator<Item = (&Arc<str>, &Entry)> + '_ {
         self.by_origin
-            .get(&origin)
-            .into_iter()
-            .flat_map(move |index| index.range(lo..=hi))
+            .range(origin, lo, hi)
             .filter_map(move |(_, key)| self.by_key.get(key.as_ref()).map(|e| (key, e)))
     }
 
@@ -108,15 +105,6 @@ impl CollectedDeletes {
         }
         if self.by_key.get(key).is_some_and(|t| t.rank() < rank) {
             self.take(key);
-        }
-    }
-
-    fn unindex(&mut self, entry: &Entry) {
-        if let Some(index) = self.by_origin.get_mut(&entry.origin) {
-            index.remove(&entry.seq);
-            if index.is_empty() {
-                self.by_origin.remove(&entry.origin);
-            }
         }
     }
 
@@ -133,7 +121,7 @@ impl CollectedDeletes {
     /// Takes the tombstone of `key` out (it is held again).
     pub fn take(&mut self, key: &str) -> Option<Entry> {
         let entry = self.by_key.remove(key)?;
-        self.unindex(&entry);
+        self.by_origin.remove(entry.origin, entry.seq);
         Some(entry)
     }
 

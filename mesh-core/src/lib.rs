@@ -99,8 +99,8 @@ pub mod watch;
 
 internal_modules!(
     broadcast, collected, compress, congestion, feed, frontier, hlc, link, members, messages,
-    origin, pacing, path, push, replica, retire, seal, sync, timers, tombstones, transport, verify,
-    version, wire,
+    origin, pacing, path, push, replica, retire, seal, seq_index, sync, timers, tombstones,
+    transport, verify, version, wire,
 );
 
 /// The wire protocol version this build speaks; nodes of other versions ignore each

@@ -12,13 +12,14 @@
 //! write is made, so the version vector (and every fingerprint and digest derived from
 //! it) does not change, and every node ends with the very same tombstone.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use ahash::RandomState;
 use indexmap::IndexMap;
 
 use crate::collected::CollectedDeletes;
+use crate::seq_index::SeqIndex;
 use crate::store::{StoreLog, StoredVv};
 use crate::value::Value;
 use crate::version::{OriginId, VersionVector};
@@ -104,8 +105,8 @@ pub struct Replica {
     // moves only a table of positions, with the hashes kept beside the entries, and the
     // entries' vector; a million keys take 311 MiB, against 379 in the hash map.
     entries: IndexMap<Arc<str>, Entry, RandomState>,
-    /// origin -> seq -> key, for the entries currently held.
-    by_origin: HashMap<OriginId, BTreeMap<u64, Arc<str>>, RandomState>,
+    /// Which key holds each write, for the entries currently held.
+    by_origin: SeqIndex,
     tombstones: HashSet<Arc<str>, RandomState>,
     /// `(expires, key)` of every live entry with an expiry, soonest first.
     expiring: BTreeSet<(u64, Arc<str>)>,
@@ -124,7 +125,7 @@ impl Replica {
             own_origin,
             own_seq: 0,
             entries: IndexMap::default(),
-            by_origin: HashMap::default(),
+            by_origin: SeqIndex::default(),
             tombstones: HashSet::default(),
             expiring: BTreeSet::new(),
             vv: VersionVector::default(),
@@ -260,9 +261,7 @@ impl Replica {
             }
         }
         self.by_origin
-            .entry(entry.origin)
-            .or_default()
-            .insert(entry.seq, Arc::clone(&key));
+            .insert(entry.origin, entry.seq, Arc::clone(&key));
         if let Some(log) = self.store_log.as_mut() {
             log.touch(&key);
         }
@@ -272,12 +271,7 @@ impl Replica {
     }
 
     fn unindex(&mut self, origin: OriginId, seq: u64) {
-        if let Some(index) = self.by_origin.get_mut(&origin) {
-            index.remove(&seq);
-            if index.is_empty() {
-                self.by_origin.remove(&origin);
-            }
-        }
+        self.by_origin.remove(origin, seq);
     }
 
     /// Accounts for `lo..=hi` of `origin`: the caller has merged every entry of that
@@ -294,16 +288,15 @@ impl Replica {
     /// never written by that origin.
     pub fn withdraw_above(&mut self, origin: OriginId, cap: u64) {
         self.vv.withdraw_above(origin, cap);
-        if let Some(held) = self.by_origin.get(&origin) {
-            for &seq in held.range(cap.saturating_add(1)..).map(|(seq, _)| seq) {
-                self.vv.insert_range(origin, seq, seq);
-            }
+        let held = self.by_origin.range(origin, cap.saturating_add(1), u64::MAX);
+        for (seq, _) in held {
+            self.vv.insert_range(origin, seq, seq);
         }
     }
 
     /// Whether any entry held was written by `origin`.
     pub fn holds_any_of(&self, origin: OriginId) -> bool {
-        self.by_origin.contains_key(&origin)
+        self.by_origin.contains_origin(origin)
     }
 
     /// Retires `origin` in the version vector (see `version`): only if no entry held
@@ -364,9 +357,7 @@ impl Replica {
         hi: u64,
     ) -> impl Iterator<Item = (&Arc<str>, &Entry)> + '_ {
         self.by_origin
-            .get(&origin)
-            .into_iter()
-            .flat_map(move |index| index.range(lo..=hi))
+            .range(origin, lo, hi)
             .filter_map(move |(_, key)| self.entries.get(key.as_ref()).map(|e| (key, e)))
     }
 
@@ -394,9 +385,7 @@ impl Replica {
 
     /// How many entries of `origin` with sequence numbers in `lo..=hi` are held.
     pub fn held_in(&self, origin: OriginId, lo: u64, hi: u64) -> usize {
-        self.by_origin
-            .get(&origin)
-            .map_or(0, |index| index.range(lo..=hi).count())
+        self.by_origin.range(origin, lo, hi).count()
     }
 
     /// Every live key and value.
@@ -525,6 +514,8 @@ impl Replica {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use proptest::prelude::*;
 
