@@ -927,23 +927,15 @@ mod tests {
     #[test]
     fn a_value_beaten_by_a_delete_names_the_delete_for_the_sender() {
         let config = Config::new("n", 0);
+        let frontiers = Frontiers::default();
         let mut replica = Replica::new(1);
         replica.write_local("k", None, 50);
-        let mut clock = HlcClock::new(config.max_clock_drift.as_millis() as u64);
-        let (mut counters, mut lag) = (Counters::default(), PropagationLag::default());
-        let frontiers = Frontiers::default();
-        let rules = MergeRules {
-            config: &config,
-            frontiers: &frontiers,
-            wall_ms: 100,
-            is_member: &|_| false,
-        };
         let stale = group(7, 1, 2, vec![wire_entry(2, "k", Value::Int(2))]);
-        let beaten_by = merge_delta(stale, &mut replica, &mut clock, &rules, &mut counters, &mut lag, None);
+        let (_, beaten_by) = merge_reporting(stale, &mut replica, &config, &frontiers);
         assert_eq!(beaten_by.held, vec![(1, 1, 1)]);
         assert!(beaten_by.revived.is_empty());
         let fresh = group(7, 3, 3, vec![wire_entry(3, "j", Value::Int(3))]);
-        let beaten_by = merge_delta(fresh, &mut replica, &mut clock, &rules, &mut counters, &mut lag, None);
+        let (_, beaten_by) = merge_reporting(fresh, &mut replica, &config, &frontiers);
         assert_eq!(beaten_by, DeletesThatWon::default());
     }
 
@@ -972,6 +964,17 @@ mod tests {
         config: &Config,
         frontiers: &Frontiers,
     ) -> Counters {
+        merge_reporting(delta, replica, config, frontiers).0
+    }
+
+    /// [`merge_delta`] with a fresh clock, no member origin, and the wall clock at 100 ms;
+    /// returns the counters and the deletes that won.
+    fn merge_reporting(
+        delta: Delta,
+        replica: &mut Replica,
+        config: &Config,
+        frontiers: &Frontiers,
+    ) -> (Counters, DeletesThatWon) {
         let mut clock = HlcClock::new(config.max_clock_drift.as_millis() as u64);
         let mut counters = Counters::default();
         let mut lag = PropagationLag::default();
@@ -981,7 +984,7 @@ mod tests {
             wall_ms: 100,
             is_member: &|_| false,
         };
-        merge_delta(
+        let won = merge_delta(
             delta,
             replica,
             &mut clock,
@@ -991,7 +994,7 @@ mod tests {
             None,
         );
         assert_eq!(lag.count, counters.entries_applied);
-        counters
+        (counters, won)
     }
 
     fn group(origin: OriginId, lo: u64, hi: u64, entries: Vec<WireEntry>) -> Delta {

@@ -1944,10 +1944,7 @@ mod tests {
 
     #[test]
     fn gaps_in_a_burst_are_all_resent_once_an_ack_shows_them_overdue() {
-        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
-        // A first exchange measures the round trip.
-        assert!(a.send_message(&[0]));
-        pump(&mut a, &mut b, 0, |_| false);
+        let (mut a, mut b) = channels_with_a_measured_round_trip();
         let burst = send_burst_at(&mut a, 8, 1_000);
         // Of datagrams 2 to 9, 3, 5 and 7 are lost, and so is every ack of the others.
         for d in burst.iter().filter(|d| d.seq % 2 == 0 || d.seq == 9) {
@@ -2046,6 +2043,14 @@ mod tests {
     }
 
     /// Sends `n` one-byte messages from `a` at `now_us` and returns them, undelivered.
+    /// Two channels whose first exchange, at time 0, measured the round trip.
+    fn channels_with_a_measured_round_trip() -> (Channel, Channel) {
+        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
+        assert!(a.send_message(&[0]));
+        pump(&mut a, &mut b, 0, |_| false);
+        (a, b)
+    }
+
     fn send_burst_at(a: &mut Channel, n: u8, now_us: u64) -> Vec<Data> {
         for i in 0..n {
             assert!(a.send_message(&[i]));
@@ -2099,10 +2104,7 @@ mod tests {
 
     #[test]
     fn a_lost_tail_is_resent_at_once_when_the_peer_answers_the_first_retransmission() {
-        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
-        // A first exchange measures the round trip.
-        assert!(a.send_message(&[0]));
-        pump(&mut a, &mut b, 0, |_| false);
+        let (mut a, mut b) = channels_with_a_measured_round_trip();
         // The last four datagrams of a burst are lost: nothing acknowledged lies past
         // them to show the gaps.
         let burst = send_burst_at(&mut a, 6, 1_000);
@@ -2137,10 +2139,8 @@ mod tests {
 
     #[test]
     fn a_second_copy_held_by_the_pacer_goes_when_the_pacer_lets_it() {
-        let (mut a, mut b) = (Channel::new(limits()), Channel::new(limits()));
         // A measured round trip: the pacer paces only then.
-        assert!(a.send_message(&[0]));
-        pump(&mut a, &mut b, 0, |_| false);
+        let (mut a, _) = channels_with_a_measured_round_trip();
         assert!(a.send_message(&[1]));
         assert!(a.poll_data(1_000).is_some());
         let mut now = 0;

@@ -91,21 +91,11 @@ fn a_collected_delete_beats_the_older_value_of_a_node_nobody_knew() {
 /// collected, 44 of the first 200 seeds ended with it holding the value.
 #[test]
 fn a_collected_delete_reaches_every_node_nobody_knew() {
-    let mut failed = Vec::new();
-    for seed in 1..=200u64 {
+    assert_all_converge(|seed| {
         let mut sim = collected_while_strangers_hold_an_older_value(5, seed);
         sim.heal();
-        if let Err(divergence) =
-            sim.run_until_converged(Duration::from_secs(30), Duration::from_millis(250))
-        {
-            failed.push((seed, divergence));
-        }
-    }
-    assert!(
-        failed.is_empty(),
-        "{} seeds failed: {failed:?}",
-        failed.len()
-    );
+        sim
+    });
 }
 
 /// A node whose digest confirmed a delete it had not flushed yet, then crashed: its
@@ -155,13 +145,22 @@ fn a_node_that_lost_an_unflushed_delete_is_sent_it_again() {
 /// and may take the forgotten node's value before any node that remembers the delete.
 #[test]
 fn a_node_that_joined_after_the_collection_drops_the_older_value() {
-    let mut failed = Vec::new();
-    for seed in 1..=200u64 {
+    assert_all_converge(|seed| {
         let mut sim = collected_while_strangers_hold_an_older_value(4, seed);
         sim.crash(2);
         sim.restart(2);
         sim.run_for(Duration::from_secs(3));
         sim.heal();
+        sim
+    });
+}
+
+/// Requires the mesh `healed(seed)` returns to converge on seeds 1 to 200: a race lost on
+/// one seed in a few dozen needs that many to show.
+fn assert_all_converge(healed: impl Fn(u64) -> Sim) {
+    let mut failed = Vec::new();
+    for seed in 1..=200u64 {
+        let mut sim = healed(seed);
         if let Err(divergence) =
             sim.run_until_converged(Duration::from_secs(30), Duration::from_millis(250))
         {
