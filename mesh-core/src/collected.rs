@@ -14,8 +14,11 @@
 //! whose digest names anything carries the collected deletes it lacks, as tombstones
 //! (see `sync::build_delta`), rather than an empty range that would have it account for
 //! them as they are; a fresh node joining is sent none.
+//!
+//! With a store, the remembered deletes are kept on disk too (see `store`): a node that
+//! restarts from its disk still beats what it collected.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use ahash::RandomState;
@@ -36,6 +39,9 @@ pub(crate) struct CollectedDeletes {
     /// `(dead_since, key)` in the order the tombstones were collected, which is roughly
     /// the order of their age: one collected late is forgotten late, never early.
     order: VecDeque<(u64, Arc<str>)>,
+    /// Keys remembered or forgotten since the store last took them; `None` without a
+    /// store.
+    changed: Option<HashSet<Arc<str>, RandomState>>,
 }
 
 impl Default for CollectedDeletes {
@@ -52,6 +58,53 @@ impl CollectedDeletes {
             by_key: HashMap::default(),
             by_origin: SeqIndex::default(),
             order: VecDeque::new(),
+            changed: None,
+        }
+    }
+
+    /// Starts noting which keys are remembered or forgotten, for the store.
+    pub fn record_changes(&mut self) {
+        self.changed.get_or_insert_with(HashSet::default);
+    }
+
+    /// Keys remembered or forgotten since the last call, each once.
+    pub fn take_changed(&mut self) -> Vec<Arc<str>> {
+        self.changed
+            .as_mut()
+            .map(|changed| changed.drain().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether keys changed since [`CollectedDeletes::take_changed`] last ran.
+    pub fn has_changes(&self) -> bool {
+        self.changed.as_ref().is_some_and(|c| !c.is_empty())
+    }
+
+    /// The remembered tombstone of `key`.
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.by_key.get(key)
+    }
+
+    /// Remembers `tombstones` loaded from the store, as they were remembered when written.
+    /// All of them, even past the cap: the next delete collected brings it back to the
+    /// cap, and that change reaches the store, where dropping them here would not.
+    pub fn restore(&mut self, mut tombstones: Vec<(Arc<str>, Entry)>) {
+        tombstones.sort_by_key(|(_, e)| e.dead_since());
+        for (key, entry) in tombstones {
+            self.order.push_back((entry.dead_since(), Arc::clone(&key)));
+            self.by_origin
+                .insert(entry.origin, entry.seq, Arc::clone(&key));
+            if let Some(old) = self.by_key.insert(key, entry) {
+                self.by_origin.remove(old.origin, old.seq);
+            }
+        }
+    }
+
+    fn note_changed(&mut self, key: &Arc<str>) {
+        if let Some(changed) = self.changed.as_mut() {
+            if !changed.contains(key) {
+                changed.insert(Arc::clone(key));
+            }
         }
     }
 
@@ -64,6 +117,7 @@ impl CollectedDeletes {
         self.order.push_back((entry.dead_since(), Arc::clone(&key)));
         self.by_origin
             .insert(entry.origin, entry.seq, Arc::clone(&key));
+        self.note_changed(&key);
         if let Some(old) = self.by_key.insert(key, entry) {
             self.by_origin.remove(old.origin, old.seq);
         }
@@ -120,8 +174,9 @@ impl CollectedDeletes {
 
     /// Takes the tombstone of `key` out (it is held again).
     pub fn take(&mut self, key: &str) -> Option<Entry> {
-        let entry = self.by_key.remove(key)?;
+        let (key, entry) = self.by_key.remove_entry(key)?;
         self.by_origin.remove(entry.origin, entry.seq);
+        self.note_changed(&key);
         Some(entry)
     }
 
@@ -223,6 +278,38 @@ mod tests {
         c.forget_beaten("b", (1_001 << LOGICAL_BITS, 1, 1));
         assert_eq!(seqs(&c), Vec::<u64>::new());
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn the_store_is_told_of_every_key_remembered_or_forgotten() {
+        let changed = |c: &mut CollectedDeletes| {
+            let mut keys: Vec<String> = c.take_changed().iter().map(|k| k.to_string()).collect();
+            keys.sort();
+            keys
+        };
+        let mut c = CollectedDeletes::new(2);
+        c.remember(Arc::from("before"), tombstone(500, 1, 9));
+        assert!(!c.has_changes(), "nothing noted without a store");
+        c.record_changes();
+        c.remember(Arc::from("a"), tombstone(1_000, 1, 1));
+        c.remember(Arc::from("b"), tombstone(2_000, 1, 2));
+        // Past the cap: "before" is forgotten, and that is a change too.
+        assert_eq!(changed(&mut c), ["a", "b", "before"]);
+        assert!(!c.has_changes());
+        c.take("a");
+        c.forget_dead_before(3_000);
+        assert_eq!(changed(&mut c), ["a", "b"]);
+        // What the store loaded is not a change, even past the cap.
+        c.restore(vec![
+            (Arc::from("x"), tombstone(1_000, 2, 1)),
+            (Arc::from("y"), tombstone(900, 2, 2)),
+            (Arc::from("z"), tombstone(800, 2, 3)),
+        ]);
+        assert!(!c.has_changes());
+        assert_eq!(c.len(), 3);
+        c.remember(Arc::from("w"), tombstone(4_000, 2, 4));
+        assert_eq!(c.len(), 2);
+        assert_eq!(changed(&mut c), ["w", "y", "z"], "the oldest loaded go first");
     }
 
     #[test]

@@ -436,6 +436,22 @@ impl Replica {
         for (key, entry) in entries {
             self.install(&key, entry);
         }
+        self.restore_vv(vv);
+    }
+
+    /// Remembers the collected tombstones the store kept (see `collected`), but for keys
+    /// held again: the store writes a key's entry and its collected tombstone's removal
+    /// together, so only a damaged store has both.
+    pub(crate) fn restore_collected(&mut self, tombstones: Vec<(String, Entry)>) {
+        let tombstones = tombstones
+            .into_iter()
+            .filter(|(key, _)| !self.entries.contains_key(key.as_str()))
+            .map(|(key, entry)| (Arc::from(key), entry))
+            .collect();
+        self.collected.restore(tombstones);
+    }
+
+    fn restore_vv(&mut self, vv: &StoredVv) {
         for (origin, ranges) in vv {
             for &(lo, hi) in ranges {
                 if lo == RETIRED_MARK {
@@ -466,6 +482,30 @@ impl Replica {
     /// The entry of `key`, tombstones included (what the store writes).
     pub(crate) fn stored_entry(&self, key: &str) -> Option<Entry> {
         self.entries.get(key).cloned()
+    }
+
+    /// Starts noting the collected tombstones remembered and forgotten, for the store.
+    pub(crate) fn record_collected_changes(&mut self) {
+        self.collected.record_changes();
+    }
+
+    /// The keys whose collected tombstone was remembered or forgotten since the last
+    /// call, each with the tombstone remembered now (what the store writes).
+    pub(crate) fn take_collected_changes(&mut self) -> Vec<(Arc<str>, Option<Entry>)> {
+        self.collected
+            .take_changed()
+            .into_iter()
+            .map(|key| {
+                let entry = self.collected.get(&key).cloned();
+                (key, entry)
+            })
+            .collect()
+    }
+
+    /// Whether collected tombstones were remembered or forgotten since the last
+    /// [`Replica::take_collected_changes`].
+    pub(crate) fn has_collected_changes(&self) -> bool {
+        self.collected.has_changes()
     }
 
     /// Removes the tombstones `collectable` accepts; returns how many.

@@ -87,6 +87,43 @@ fn restart_keeps_state_and_reads_work_before_start() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A delete whose tombstone was collected is remembered across a restart from the disk,
+/// so an older value offered later still loses to it (see `collected`).
+#[test]
+fn a_collected_delete_is_remembered_across_a_restart() {
+    let dir = scratch("collected");
+    let fast = |c: &mut Config| {
+        // Collected once the peer confirmed it, past the warm-up (20 heartbeats) and
+        // two sync rounds.
+        c.heartbeat_interval = Duration::from_millis(20);
+        c.peer_timeout = Duration::from_millis(100);
+        c.sync_interval = Duration::from_millis(50);
+    };
+    let mut c = config("c1", &dir, Durability::Batched);
+    fast(&mut c);
+    let mut peer_config = memory_config("c2");
+    fast(&mut peer_config);
+    let node = Node::new(c.clone()).unwrap();
+    let peer = Node::new(peer_config).unwrap();
+    node.add_bootstrap_addr(peer.local_addr());
+    node.start().unwrap();
+    peer.start().unwrap();
+    node.set("k", 1).unwrap();
+    node.delete("k").unwrap();
+    wait_until("the tombstone's collection", || {
+        let status = node.status();
+        status.tombstones == 0 && status.collected_deletes == 1
+    });
+    node.stop();
+    drop(node);
+    let node = Node::new(c).unwrap();
+    let status = node.status();
+    assert_eq!((status.tombstones, status.collected_deletes), (0, 1));
+    assert_eq!(node.get("k"), None);
+    drop(node);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn without_a_data_dir_no_file_is_touched() {
     let node = Node::new(memory_config("m1")).unwrap();

@@ -24,7 +24,12 @@ fn config() -> Config {
 /// then delete it, and collect the tombstone. Returns the simulator just before the
 /// partition heals, with the tombstone collected on the whole side.
 fn collected_while_strangers_hold_an_older_value(nodes: usize, seed: u64) -> Sim {
-    let mut sim = Sim::new(nodes, config(), FaultConfig::default(), seed);
+    collected_with(config(), nodes, seed)
+}
+
+/// [`collected_while_strangers_hold_an_older_value`] with `config`.
+fn collected_with(config: Config, nodes: usize, seed: u64) -> Sim {
+    let mut sim = Sim::new(nodes, config, FaultConfig::default(), seed);
     // Node 3 and up are cut off from their first datagram: node 0, their bootstrap
     // peer, never hears of them, nor does anyone else on its side. They find each other
     // through node 3.
@@ -96,6 +101,42 @@ fn a_collected_delete_reaches_every_node_nobody_knew() {
         sim.heal();
         sim
     });
+}
+
+/// The collectors restart from their disks before the partition heals: what they
+/// collected must come back with them, or nothing on their side beats the forgotten
+/// node's value any more.
+#[test]
+fn collected_deletes_come_back_with_a_restart_from_disk() {
+    for seed in 1..=20u64 {
+        let mut config = config();
+        // The simulator never touches the path: it only gives every node a disk.
+        config.data_dir = Some(std::path::PathBuf::from("/sim"));
+        config.flush_interval = Duration::from_millis(100);
+        let mut sim = collected_with(config, 4, seed);
+        sim.run_for(Duration::from_millis(300));
+        for i in 0..3 {
+            sim.crash(i);
+            sim.restart(i);
+            let status = sim.nodes[i].engine.as_ref().unwrap().status();
+            assert_eq!(status.collected_deletes, 1, "seed {seed}: node {i}");
+        }
+        sim.run_for(Duration::from_secs(3));
+        sim.heal();
+        if let Err(divergence) =
+            sim.run_until_converged(Duration::from_secs(30), Duration::from_millis(250))
+        {
+            panic!("seed {seed}: {divergence:?}\n{}", sim.describe_key("k"));
+        }
+        for i in 0..4 {
+            let engine = sim.nodes[i].engine.as_ref().unwrap();
+            assert_eq!(
+                engine.get("k"),
+                None,
+                "seed {seed}: node {i} holds the old value"
+            );
+        }
+    }
 }
 
 /// A node whose digest confirmed a delete it had not flushed yet, then crashed: its

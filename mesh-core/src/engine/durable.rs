@@ -11,12 +11,14 @@ use crate::time::Now;
 impl Engine {
     /// Installs a replica loaded from the store (see [`crate::store::Store::open`]): its
     /// entries, its version vector, and the clock's high-water mark, so reads work at once
-    /// and the clock never goes back across a restart. Call it on a new engine, before
+    /// and the clock never goes back across a restart, and the collected deletes it still
+    /// remembers (see `collected`). Call it on a new engine, before
     /// any write and before [`Engine::start`].
     pub fn restore(&mut self, snapshot: Snapshot) {
         let newest = snapshot.entries.iter().map(|(_, e)| e.hlc).max();
         self.clock.raise_to(snapshot.hlc.max(newest.unwrap_or(0)));
         self.replica.restore(snapshot.entries, &snapshot.vv);
+        self.replica.restore_collected(snapshot.collected);
     }
 
     /// Starts recording changes for [`Engine::take_store_batch`]. Without it (the
@@ -25,16 +27,19 @@ impl Engine {
         if self.replica.store_log.is_none() {
             self.replica.store_log = Some(StoreLog::default());
         }
+        self.replica.record_collected_changes();
     }
 
-    /// What changed since the last batch, if anything is due: changed keys, the version
+    /// What changed since the last batch, if anything is due: changed keys and collected
+    /// deletes remembered or forgotten, the version
     /// vector if it changed, the clock's high-water mark, and the time (refreshed on disk
     /// at least every `tombstone_grace / 16`, at most every minute, while idle).
     pub fn take_store_batch(&mut self, now: Now) -> Option<StoreBatch> {
         let touch_ms = StoreLog::touch_interval_ms(self.config.tombstone_grace);
         let hlc = self.clock.last();
+        let collected_changed = self.replica.has_collected_changes();
         let log = self.replica.store_log.as_mut()?;
-        if !log.due(hlc, now.wall_ms, touch_ms) {
+        if !collected_changed && !log.due(hlc, now.wall_ms, touch_ms) {
             return None;
         }
         let (keys, vv_changed) = log.take(hlc, now.wall_ms);
@@ -48,6 +53,7 @@ impl Engine {
         let vv = vv_changed.then(|| self.replica.stored_vv());
         Some(StoreBatch {
             changes,
+            collected: self.replica.take_collected_changes(),
             vv,
             hlc,
             wall_ms: now.wall_ms,
@@ -66,5 +72,6 @@ impl Engine {
             .store_log
             .as_ref()
             .is_some_and(|log| log.is_dirty())
+            || self.replica.has_collected_changes()
     }
 }

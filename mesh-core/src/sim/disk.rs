@@ -7,6 +7,7 @@
 //! tombstone-grace rule.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::engine::Engine;
 use crate::replica::Entry;
@@ -17,6 +18,8 @@ use crate::time::Now;
 #[derive(Clone, Debug, Default)]
 pub struct SimDisk {
     entries: BTreeMap<String, Entry>,
+    /// The collected deletes remembered.
+    collected: BTreeMap<String, Entry>,
     vv: StoredVv,
     /// The clock's high-water mark on disk.
     pub hlc: u64,
@@ -39,16 +42,8 @@ impl SimDisk {
     }
 
     fn apply(&mut self, batch: StoreBatch) {
-        for (key, change) in batch.changes {
-            match change {
-                Some(entry) => {
-                    self.entries.insert(key.to_string(), entry);
-                }
-                None => {
-                    self.entries.remove(key.as_ref());
-                }
-            }
-        }
+        apply_changes(&mut self.entries, batch.changes);
+        apply_changes(&mut self.collected, batch.collected);
         if let Some(vv) = batch.vv {
             self.vv = vv;
         }
@@ -63,15 +58,16 @@ impl SimDisk {
         let stale = self.wall_ms > 0 && wall_ms.saturating_sub(self.wall_ms) > grace_ms;
         if stale {
             self.entries.clear();
+            self.collected.clear();
             self.vv.clear();
         }
         self.wall_ms = self.wall_ms.max(wall_ms);
+        let listed = |map: &BTreeMap<String, Entry>| {
+            map.iter().map(|(k, e)| (k.clone(), e.clone())).collect()
+        };
         let snapshot = Snapshot {
-            entries: self
-                .entries
-                .iter()
-                .map(|(k, e)| (k.clone(), e.clone()))
-                .collect(),
+            entries: listed(&self.entries),
+            collected: listed(&self.collected),
             vv: self.vv.clone(),
             hlc: self.hlc,
             incarnation: self.incarnation,
@@ -89,5 +85,19 @@ impl SimDisk {
                 && self.vv.iter().any(|(o, ranges)| {
                     *o == origin && ranges.iter().any(|&(lo, hi)| lo <= seq && seq <= hi)
                 }))
+    }
+}
+
+/// Puts (`Some`) or removes (`None`) each key of `changes` in `map`.
+fn apply_changes(map: &mut BTreeMap<String, Entry>, changes: Vec<(Arc<str>, Option<Entry>)>) {
+    for (key, change) in changes {
+        match change {
+            Some(entry) => {
+                map.insert(key.to_string(), entry);
+            }
+            None => {
+                map.remove(key.as_ref());
+            }
+        }
     }
 }

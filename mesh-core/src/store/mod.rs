@@ -14,8 +14,10 @@
 //!
 //! The store is a fjall keyspace (a log-structured merge tree: a checksummed journal,
 //! then sorted, LZ4-compressed table files) in the directory `mesh.fjall`, with one
-//! partition, `entries`: each key to its encoded entry, and the run record under a key
-//! that is not UTF-8 (so no replica key can name it). One partition, so the journal is
+//! partition, `entries`: each key to its encoded entry, each collected delete still
+//! remembered (see `collected`) under its key after the byte 0xFE, and the run record
+//! under the key 0xFF `run` (neither byte occurs in UTF-8, so no replica key can name
+//! them). One partition, so the journal is
 //! freed as soon as that partition's memory table is written out. Each stored record
 //! also carries a CRC-32 of its key and value, so a garbled record is refused at load
 //! rather than read as a wrong key or value. Stores of formats 1 and 2 (a redb
@@ -50,12 +52,17 @@ pub const STORE_DIR: &str = "mesh.fjall";
 /// Version of the store's layout; a store written by a later layout is refused.
 /// Format 2 added the expiry of entries written with a TTL. Format 3 moved the store
 /// from a redb file (`mesh.redb`) to a fjall keyspace and made each record's CRC-32
-/// cover its key; format 1 and 2 stores are migrated at open (see [`legacy`]).
-const FORMAT: u32 = 3;
+/// cover its key; format 1 and 2 stores are migrated at open (see [`legacy`]). Format 4
+/// added the collected deletes; a format 3 store has none, and is read as it is.
+const FORMAT: u32 = 4;
+/// The earliest format this build reads without migrating it.
+const FIRST_READ_FORMAT: u32 = 3;
 
 const ENTRIES: &str = "entries";
 /// The run record's key: 0xFF never occurs in UTF-8, so no replica key equals it.
 const META_KEY: &[u8] = b"\xffrun";
+/// The byte before a collected delete's key: 0xFE never occurs in UTF-8 either.
+const COLLECTED_PREFIX: u8 = 0xFE;
 
 /// Longest a running node leaves its last-alive time on disk unrefreshed: an idle node
 /// must not look "away for longer than the tombstone grace" after a restart.
@@ -166,6 +173,9 @@ pub struct StoreBatch {
     /// removes the key (its tombstone was collected). A list rather than a map: it is
     /// built under the engine lock, and pushing is the cheapest way to build it.
     pub(crate) changes: Vec<(Arc<str>, Option<Entry>)>,
+    /// Keys whose collected delete was remembered (`Some`) or forgotten (`None`), each
+    /// once (see `collected`).
+    pub(crate) collected: Vec<(Arc<str>, Option<Entry>)>,
     /// The whole version vector, when it changed.
     pub(crate) vv: Option<StoredVv>,
     /// The clock's high-water mark.
@@ -175,30 +185,21 @@ pub struct StoreBatch {
 }
 
 impl StoreBatch {
-    /// Keys put or removed.
+    /// Keys put or removed, and collected deletes remembered or forgotten.
     pub fn len(&self) -> usize {
-        self.changes.len()
+        self.changes.len() + self.collected.len()
     }
 
     /// Whether no key changed (the batch may still carry the vector, clock and time).
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+        self.changes.is_empty() && self.collected.is_empty()
     }
 
     /// Folds a later batch into this one (a failed commit is retried with what came
     /// after it).
     pub fn absorb(&mut self, later: StoreBatch) {
-        self.changes.extend(later.changes);
-        // Each key once, as the later batch left it.
-        let mut last = std::collections::HashMap::with_capacity(self.changes.len());
-        for (i, (key, _)) in self.changes.iter().enumerate() {
-            last.insert(Arc::clone(key), i);
-        }
-        let mut i = 0;
-        self.changes.retain(|(key, _)| {
-            i += 1;
-            last[key] == i - 1
-        });
+        absorb_changes(&mut self.changes, later.changes);
+        absorb_changes(&mut self.collected, later.collected);
         if later.vv.is_some() {
             self.vv = later.vv;
         }
@@ -207,10 +208,29 @@ impl StoreBatch {
     }
 }
 
+/// `later` after `changes`, each key once, as `later` left it.
+fn absorb_changes(
+    changes: &mut Vec<(Arc<str>, Option<Entry>)>,
+    later: Vec<(Arc<str>, Option<Entry>)>,
+) {
+    changes.extend(later);
+    let mut last = std::collections::HashMap::with_capacity(changes.len());
+    for (i, (key, _)) in changes.iter().enumerate() {
+        last.insert(Arc::clone(key), i);
+    }
+    let mut i = 0;
+    changes.retain(|(key, _)| {
+        i += 1;
+        last[key] == i - 1
+    });
+}
+
 /// A replica as loaded from disk.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub(crate) entries: Vec<(String, Entry)>,
+    /// The collected deletes remembered when the store was last written.
+    pub(crate) collected: Vec<(String, Entry)>,
     pub(crate) vv: StoredVv,
     /// The clock's high-water mark: the restored clock starts at or above it.
     pub(crate) hlc: u64,
@@ -365,6 +385,7 @@ impl Store {
             );
             store.discard(&snapshot)?;
             snapshot.entries.clear();
+            snapshot.collected.clear();
             snapshot.vv.clear();
             report.discarded_stale = true;
         }
@@ -391,6 +412,7 @@ impl Store {
         let db = self.db()?;
         let mut meta = None;
         let mut entries = Vec::with_capacity(db.entries.approximate_len());
+        let mut collected = Vec::new();
         for item in db.entries.iter() {
             let (key, bytes) = item.map_err(err)?;
             if &*key == META_KEY {
@@ -398,12 +420,16 @@ impl Store {
                 continue;
             }
             let record = decode::<Record>(&path, &key, &bytes, "entry")?;
-            let key = String::from_utf8(key.to_vec())
+            let (list, name) = match key.split_first() {
+                Some((&COLLECTED_PREFIX, name)) => (&mut collected, name),
+                _ => (&mut entries, &key[..]),
+            };
+            let name = String::from_utf8(name.to_vec())
                 .map_err(|_| damaged(&path, "a key that is not UTF-8"))?;
-            entries.push((key, record.into_entry()));
+            list.push((name, record.into_entry()));
         }
-        if let Some(meta) = meta {
-            if meta.format != FORMAT {
+        if let Some(mut meta) = meta {
+            if !(FIRST_READ_FORMAT..=FORMAT).contains(&meta.format) {
                 return Err(storage_error(
                     &path,
                     StorageErrorKind::Corrupted,
@@ -415,13 +441,19 @@ impl Store {
                     ),
                 ));
             }
+            // Read as it is: the next commit writes the current format.
+            meta.format = FORMAT;
             self.meta = meta;
         }
-        if !entries.is_empty() && self.meta.wall_ms == 0 {
+        if !(entries.is_empty() && collected.is_empty()) && self.meta.wall_ms == 0 {
             return Err(damaged(&path, "entries without a run record"));
+        }
+        if collected.iter().any(|(_, e)| e.value.is_some()) {
+            return Err(damaged(&path, "a collected delete with a value"));
         }
         Ok(Snapshot {
             entries,
+            collected,
             vv: self.meta.vv.clone(),
             hlc: self.meta.hlc,
             incarnation: self.meta.incarnation,
@@ -448,6 +480,7 @@ impl Store {
                 .iter()
                 .map(|(key, entry)| (Arc::from(key.as_str()), Some(entry.clone())))
                 .collect(),
+            collected: Vec::new(),
             vv: Some(meta.vv.clone()),
             hlc: meta.hlc,
             wall_ms: meta.wall_ms,
@@ -463,6 +496,7 @@ impl Store {
         remove_migrated(legacy);
         Ok(Snapshot {
             entries,
+            collected: Vec::new(),
             vv: self.meta.vv.clone(),
             hlc: self.meta.hlc,
             incarnation: self.meta.incarnation,
@@ -474,12 +508,16 @@ impl Store {
     fn discard(&mut self, snapshot: &Snapshot) -> Result<(), Error> {
         let mut meta = self.meta.clone();
         meta.vv.clear();
-        let changes: Vec<_> = snapshot
-            .entries
-            .iter()
-            .map(|(key, _)| (Arc::from(key.as_str()), None))
-            .collect();
-        self.write(&meta, &changes)?;
+        let removed = |list: &[(String, Entry)]| -> Vec<(Arc<str>, Option<Entry>)> {
+            list.iter()
+                .map(|(key, _)| (Arc::from(key.as_str()), None))
+                .collect()
+        };
+        self.write(
+            &meta,
+            &removed(&snapshot.entries),
+            &removed(&snapshot.collected),
+        )?;
         self.meta = meta;
         Ok(())
     }
@@ -490,7 +528,7 @@ impl Store {
         let mut meta = self.meta.clone();
         meta.incarnation = incarnation;
         meta.wall_ms = meta.wall_ms.max(wall_ms);
-        self.write(&meta, &[])?;
+        self.write(&meta, &[], &[])?;
         self.meta = meta;
         Ok(())
     }
@@ -504,13 +542,19 @@ impl Store {
         }
         meta.hlc = meta.hlc.max(batch.hlc);
         meta.wall_ms = meta.wall_ms.max(batch.wall_ms);
-        self.write(&meta, &batch.changes)?;
+        self.write(&meta, &batch.changes, &batch.collected)?;
         self.meta = meta;
         Ok(())
     }
 
-    /// One atomic, fsync'd write batch: `changes` and the run record `meta`.
-    fn write(&mut self, meta: &Meta, changes: &[(Arc<str>, Option<Entry>)]) -> Result<(), Error> {
+    /// One atomic, fsync'd write batch: `changes`, the `collected` deletes and the run
+    /// record `meta`.
+    fn write(
+        &mut self,
+        meta: &Meta,
+        changes: &[(Arc<str>, Option<Entry>)],
+        collected: &[(Arc<str>, Option<Entry>)],
+    ) -> Result<(), Error> {
         let path = self.path.clone();
         let db = self.db()?;
         let mut batch = db
@@ -518,15 +562,23 @@ impl Store {
             .batch()
             .durability(Some(fjall::PersistMode::SyncAll));
         let mut buf = Vec::new();
-        for (key, change) in changes {
-            match change {
-                Some(entry) => {
-                    buf.clear();
-                    encode_entry(&mut buf, key.as_bytes(), entry);
-                    batch.insert(&db.entries, key.as_bytes(), buf.as_slice());
-                }
-                None => batch.remove(&db.entries, key.as_bytes()),
+        let mut put = |key: &[u8], change: &Option<Entry>| match change {
+            Some(entry) => {
+                buf.clear();
+                encode_entry(&mut buf, key, entry);
+                batch.insert(&db.entries, key, buf.as_slice());
             }
+            None => batch.remove(&db.entries, key),
+        };
+        for (key, change) in changes {
+            put(key.as_bytes(), change);
+        }
+        let mut name = Vec::new();
+        for (key, change) in collected {
+            name.clear();
+            name.push(COLLECTED_PREFIX);
+            name.extend_from_slice(key.as_bytes());
+            put(&name, change);
         }
         buf.clear();
         encode_into(&mut buf, META_KEY, meta);
@@ -763,6 +815,7 @@ mod tests {
             changes: [(Arc::from("old"), Some(newer.clone()))]
                 .into_iter()
                 .collect(),
+            collected: Vec::new(),
             vv: None,
             hlc: 8,
             wall_ms: WALL,
@@ -789,6 +842,7 @@ mod tests {
                 .into_iter()
                 .map(|(k, e)| (Arc::from(k), e))
                 .collect(),
+            collected: Vec::new(),
             vv: None,
             hlc,
             wall_ms: WALL,
@@ -809,6 +863,112 @@ mod tests {
             ]
         );
         assert_eq!(failed.hlc, 2);
+    }
+
+    fn tombstone(hlc: u64) -> Entry {
+        Entry {
+            value: None,
+            ..entry(0, hlc, None)
+        }
+    }
+
+    #[test]
+    fn collected_deletes_are_kept_apart_from_the_entries_until_forgotten() {
+        let dir = scratch("collected");
+        let (mut store, _, _) = Store::open(&dir, WALL, GRACE).unwrap();
+        let mut batch = StoreBatch {
+            changes: vec![
+                (Arc::from("k"), None),
+                (Arc::from("held"), Some(entry(1, 3, None))),
+            ],
+            collected: vec![
+                (Arc::from("k"), Some(tombstone(5))),
+                (Arc::from("x"), Some(tombstone(6))),
+            ],
+            vv: None,
+            hlc: 6,
+            wall_ms: WALL,
+        };
+        store.commit(&batch).unwrap();
+        drop(store);
+        let (mut store, snapshot, report) = Store::open(&dir, WALL, GRACE).unwrap();
+        assert_eq!(
+            snapshot.entries,
+            vec![("held".to_owned(), entry(1, 3, None))]
+        );
+        assert_eq!(
+            report.loaded_entries, 1,
+            "collected deletes are not entries"
+        );
+        let mut collected = snapshot.collected.clone();
+        collected.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            collected,
+            vec![
+                ("k".to_owned(), tombstone(5)),
+                ("x".to_owned(), tombstone(6))
+            ]
+        );
+        batch.changes.clear();
+        batch.collected = vec![(Arc::from("x"), None)];
+        store.commit(&batch).unwrap();
+        drop(store);
+        let (_, snapshot, _) = Store::open(&dir, WALL, GRACE).unwrap();
+        assert_eq!(snapshot.collected, vec![("k".to_owned(), tombstone(5))]);
+        // Older than the grace: discarded with the entries.
+        let (_, stale, report) =
+            Store::open(&dir, WALL + 2 * GRACE.as_millis() as u64, GRACE).unwrap();
+        assert!(report.discarded_stale);
+        assert!(stale.collected.is_empty() && stale.entries.is_empty());
+        let (_, again, _) = Store::open(&dir, WALL + 2 * GRACE.as_millis() as u64, GRACE).unwrap();
+        assert!(again.collected.is_empty(), "removed from disk too");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_collected_delete_with_a_value_is_refused() {
+        let dir = scratch("collected-value");
+        let (mut store, _, _) = Store::open(&dir, WALL, GRACE).unwrap();
+        let batch = StoreBatch {
+            collected: vec![(Arc::from("k"), Some(entry(1, 5, None)))],
+            hlc: 5,
+            wall_ms: WALL,
+            ..StoreBatch::default()
+        };
+        store.commit(&batch).unwrap();
+        drop(store);
+        match Store::open(&dir, WALL, GRACE) {
+            Err(Error::Storage { kind, reason, .. }) => {
+                assert_eq!(kind, StorageErrorKind::Corrupted, "{reason}");
+                assert!(reason.contains("collected delete with a value"), "{reason}");
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_format_3_store_is_read_as_it_is_and_written_in_this_format() {
+        let dir = scratch("format3");
+        {
+            let (mut store, _, _) = Store::open(&dir, WALL, GRACE).unwrap();
+            store.meta.format = 3;
+            let batch = StoreBatch {
+                changes: vec![(Arc::from("a"), Some(entry(1, 5, None)))],
+                hlc: 5,
+                wall_ms: WALL,
+                ..StoreBatch::default()
+            };
+            store.commit(&batch).unwrap();
+        }
+        let (mut store, snapshot, _) = Store::open(&dir, WALL, GRACE).unwrap();
+        assert_eq!(snapshot.entries, vec![("a".to_owned(), entry(1, 5, None))]);
+        store.begin_run(10, WALL).unwrap();
+        drop(store);
+        let (store, _, _) = Store::open(&dir, WALL, GRACE).unwrap();
+        assert_eq!(store.meta.format, FORMAT);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
