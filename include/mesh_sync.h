@@ -654,6 +654,23 @@ mesh_result mesh_config_set_compression(mesh_config_t *config, bool on);
 mesh_result mesh_config_set_max_peers(mesh_config_t *config, size_t max_peers);
 
 /**
+ * Sets how long a delete's tombstone is kept at most, in milliseconds: past it, the
+ * tombstone is dropped even if a peer has not confirmed the delete, and the delete is no
+ * longer remembered. Keep it longer than any partition you expect. Greater than 0
+ * (checked by `mesh_node_new`). Default 86400000 (24 h).
+ */
+mesh_result mesh_config_set_tombstone_grace_ms(mesh_config_t *config, uint64_t grace_ms);
+
+/**
+ * Sets the most dropped tombstones remembered until the tombstone grace, so that an
+ * older value offered by a node that missed the delete still loses to it. Past it the
+ * oldest are forgotten first. Each costs about 200 bytes and its key. 0 remembers none.
+ * Default 100000.
+ */
+mesh_result mesh_config_set_max_collected_deletes(mesh_config_t *config,
+                                                  size_t max_collected_deletes);
+
+/**
  * Seeds the node's random choices (peer selection, jitter, fault injection), for
  * reproducible tests. By default a fresh seed is drawn.
  */
@@ -903,8 +920,9 @@ mesh_result mesh_node_status(const mesh_node_t *node, mesh_status *status_out);
 
 /**
  * Renders the node's status as a JSON object (`node_id`, `port`, `running`,
- * `state_version`, `data_keys`, `tombstones`, `peers`, `pending_acks`, `hlc`,
- * `counters`), in a new NUL-terminated buffer stored in `*json_out`, to be released with
+ * `state_version`, `data_keys`, `tombstones`, `collected_deletes`, `peers`,
+ * `pending_acks`, `hlc`, `counters`, and `storage`, null without a data directory), in
+ * a new NUL-terminated buffer stored in `*json_out`, to be released with
  * `mesh_string_free`.
  */
 mesh_result mesh_node_status_json(const mesh_node_t *node, char **json_out);

@@ -131,6 +131,17 @@ struct Cli {
           value_parser = |s: &str| s.parse::<mesh_core::Durability>())]
     durability: mesh_core::Durability,
 
+    /// Seconds a delete's tombstone is kept at most without every peer's confirmation,
+    /// and a dropped one still remembered; keep it longer than any partition you expect.
+    #[arg(long, value_name = "SECS", default_value = "86400", value_parser = parse_seconds)]
+    tombstone_grace: Duration,
+
+    /// Most dropped tombstones remembered until the tombstone grace, so that an older
+    /// value from a node that missed the delete still loses to it (oldest forgotten
+    /// first; about 200 bytes and the key each). 0 remembers none.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    max_collected_deletes: usize,
+
     /// Send every payload uncompressed, and tell peers not to compress to this node
     /// (compression of bulk data is on by default, and used only where it wins).
     #[arg(long)]
@@ -197,6 +208,8 @@ impl Cli {
         config.push_fanout = self.push_fanout;
         config.data_dir = self.data_dir.clone();
         config.durability = self.durability;
+        config.tombstone_grace = self.tombstone_grace;
+        config.max_collected_deletes = self.max_collected_deletes;
         config.compression = !self.no_compression;
         config
     }
@@ -674,6 +687,8 @@ mod tests {
         assert_eq!(ours.heartbeat_interval, core.heartbeat_interval);
         assert_eq!(ours.peer_timeout, core.peer_timeout);
         assert_eq!(ours.push_fanout, core.push_fanout);
+        assert_eq!(ours.tombstone_grace, core.tombstone_grace);
+        assert_eq!(ours.max_collected_deletes, core.max_collected_deletes);
     }
 
     #[test]
@@ -767,6 +782,10 @@ mod tests {
             "localhost:5000",
             "--loss",
             "20%",
+            "--tombstone-grace",
+            "3600",
+            "--max-collected-deletes",
+            "0",
         ]);
         let config = cli.config();
         assert_eq!(config.port, 5001);
@@ -779,13 +798,23 @@ mod tests {
         assert_eq!(cli.bootstrap[0].to_string(), "localhost:5000");
         assert_eq!(cli.loss, 0.2);
         assert_eq!(config.advertise_addr, None);
+        assert_eq!(config.tombstone_grace, Duration::from_secs(3600));
+        assert_eq!(config.max_collected_deletes, 0);
     }
 
     #[test]
-    fn push_fanout_must_be_a_count() {
-        for bad in ["-1", "many", "1.5"] {
+    fn counts_must_be_counts() {
+        for flag in ["--push-fanout", "--max-collected-deletes"] {
+            for bad in ["-1", "many", "1.5"] {
+                assert!(
+                    Cli::try_parse_from(["mesh-sync", "n1", flag, bad]).is_err(),
+                    "{flag} {bad}"
+                );
+            }
+        }
+        for bad in ["0", "-5", "soon"] {
             assert!(
-                Cli::try_parse_from(["mesh-sync", "n1", "--push-fanout", bad]).is_err(),
+                Cli::try_parse_from(["mesh-sync", "n1", "--tombstone-grace", bad]).is_err(),
                 "{bad}"
             );
         }

@@ -456,6 +456,42 @@ pub unsafe extern "C" fn mesh_config_set_max_peers(
     }
 }
 
+/// Sets how long a delete's tombstone is kept at most, in milliseconds: past it, the
+/// tombstone is dropped even if a peer has not confirmed the delete, and the delete is no
+/// longer remembered. Keep it longer than any partition you expect. Greater than 0
+/// (checked by `mesh_node_new`). Default 86400000 (24 h).
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_tombstone_grace_ms(
+    config: *mut mesh_config_t,
+    grace_ms: u64,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.tombstone_grace = millis(grace_ms);
+            Ok(())
+        }) }
+    }
+}
+
+/// Sets the most dropped tombstones remembered until the tombstone grace, so that an
+/// older value offered by a node that missed the delete still loses to it. Past it the
+/// oldest are forgotten first. Each costs about 200 bytes and its key. 0 remembers none.
+/// Default 100000.
+#[no_mangle]
+pub unsafe extern "C" fn mesh_config_set_max_collected_deletes(
+    config: *mut mesh_config_t,
+    max_collected_deletes: usize,
+) -> mesh_result {
+    ffi_boundary! {
+        // SAFETY: `config` is NULL or a live configuration.
+        unsafe { with_config(config, |c| {
+            c.max_collected_deletes = max_collected_deletes;
+            Ok(())
+        }) }
+    }
+}
+
 /// Seeds the node's random choices (peer selection, jitter, fault injection), for
 /// reproducible tests. By default a fresh seed is drawn.
 #[no_mangle]

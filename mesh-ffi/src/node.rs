@@ -717,8 +717,9 @@ pub unsafe extern "C" fn mesh_node_status(
 }
 
 /// Renders the node's status as a JSON object (`node_id`, `port`, `running`,
-/// `state_version`, `data_keys`, `tombstones`, `peers`, `pending_acks`, `hlc`,
-/// `counters`), in a new NUL-terminated buffer stored in `*json_out`, to be released with
+/// `state_version`, `data_keys`, `tombstones`, `collected_deletes`, `peers`,
+/// `pending_acks`, `hlc`, `counters`, and `storage`, null without a data directory), in
+/// a new NUL-terminated buffer stored in `*json_out`, to be released with
 /// `mesh_string_free`.
 #[no_mangle]
 pub unsafe extern "C" fn mesh_node_status_json(

@@ -59,6 +59,7 @@ pub struct ConfigArgs {
     pub reassembly_timeout: Option<f64>,
     pub max_clock_drift: Option<f64>,
     pub tombstone_grace: Option<f64>,
+    pub max_collected_deletes: Option<i64>,
     pub max_origins: Option<i64>,
     pub max_probe_interval: Option<f64>,
     pub max_peers: Option<i64>,
@@ -135,6 +136,9 @@ impl ConfigArgs {
         }
         if let Some(v) = self.tombstone_grace {
             config.tombstone_grace = seconds(py, "tombstone_grace", v)?;
+        }
+        if let Some(v) = self.max_collected_deletes {
+            config.max_collected_deletes = count(py, "max_collected_deletes", v)?;
         }
         if let Some(v) = self.max_origins {
             config.max_origins = count(py, "max_origins", v)?;

@@ -230,10 +230,12 @@ fn millis(py: Python<'_>, field: &'static str, ms: f64) -> PyResult<Duration> {
 /// ``max_key_len`` [1024], ``max_value_size`` [16 MiB], ``max_in_flight`` bytes
 /// unacknowledged per peer [128 KiB], ``max_reassembly``
 /// [64 MiB, or enough for max_value_size], ``reassembly_timeout`` [30.0],
-/// ``max_clock_drift`` [60.0], ``tombstone_grace`` [86400.0], ``max_origins`` node runs
-/// accounted for at once [4096], ``max_probe_interval`` [30.0], ``max_peers`` most
-/// members remembered [16384], ``seed`` of the node's random choices [random],
-/// ``compression`` of bulk payloads to peers that read it too, where it wins [True].
+/// ``max_clock_drift`` [60.0], ``tombstone_grace`` [86400.0], ``max_collected_deletes``
+/// dropped tombstones remembered until the grace, so older values still lose to them (0
+/// or more) [100000], ``max_origins`` node runs accounted for at once [4096],
+/// ``max_probe_interval`` [30.0], ``max_peers`` most members remembered [16384],
+/// ``seed`` of the node's random choices [random], ``compression`` of bulk payloads to
+/// peers that read it too, where it wins [True].
 ///
 /// Callbacks are attributes, called on the node's callback thread, in order:
 /// ``on_state_change(key, value, operation)`` with operation 'set' or 'delete' for local
@@ -331,6 +333,7 @@ impl MeshSyncNode {
         reassembly_timeout = None,
         max_clock_drift = None,
         tombstone_grace = None,
+        max_collected_deletes = None,
         max_origins = None,
         max_probe_interval = None,
         max_peers = None,
@@ -368,6 +371,7 @@ impl MeshSyncNode {
         reassembly_timeout: Option<f64>,
         max_clock_drift: Option<f64>,
         tombstone_grace: Option<f64>,
+        max_collected_deletes: Option<i64>,
         max_origins: Option<i64>,
         max_probe_interval: Option<f64>,
         max_peers: Option<i64>,
@@ -403,6 +407,7 @@ impl MeshSyncNode {
             reassembly_timeout,
             max_clock_drift,
             tombstone_grace,
+            max_collected_deletes,
             max_origins,
             max_probe_interval,
             max_peers,
@@ -548,8 +553,9 @@ impl MeshSyncNode {
     }
 
     /// Status and counters: node_id, port, running, state_version, data_keys, tombstones,
-    /// peers {total_peers, alive_peers, suspect_peers, dead_peers, bootstrap_peers},
-    /// pending_acks, hlc, counters {...}.
+    /// collected_deletes, peers {total_peers, alive_peers, suspect_peers, dead_peers,
+    /// bootstrap_peers}, pending_acks, hlc, counters {...}, storage (None without a
+    /// data_dir).
     fn get_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let status = py.detach(|| self.node.status());
         // Built field by field so the dict reads in the prototype's order.
@@ -560,6 +566,7 @@ impl MeshSyncNode {
         dict.set_item("state_version", status.state_version)?;
         dict.set_item("data_keys", status.data_keys)?;
         dict.set_item("tombstones", status.tombstones)?;
+        dict.set_item("collected_deletes", status.collected_deletes)?;
         let peers = PyDict::new(py);
         peers.set_item("total_peers", status.peers.total_peers)?;
         peers.set_item("alive_peers", status.peers.alive_peers)?;

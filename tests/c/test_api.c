@@ -292,6 +292,70 @@ static void test_status_struct_and_json(void) {
     mesh_node_free(node);
 }
 
+/* A started node with intervals short enough to collect a tombstone within a second or
+ * two (past its warm-up of 20 heartbeats), remembering at most `max_collected` collected
+ * deletes (-1: the default). */
+static mesh_node_t *collecting_node(const char *node_id, long max_collected) {
+    mesh_config_t *config = mesh_config_default();
+    if (config == NULL) {
+        return NULL;
+    }
+    mesh_node_t *node = NULL;
+    bool ok = mesh_config_set_node_id(config, node_id) == MESH_RESULT_OK &&
+              mesh_config_set_host(config, "127.0.0.1") == MESH_RESULT_OK &&
+              mesh_config_set_sync_interval_ms(config, 100) == MESH_RESULT_OK &&
+              mesh_config_set_heartbeat_interval_ms(config, 50) == MESH_RESULT_OK &&
+              mesh_config_set_peer_timeout_ms(config, 500) == MESH_RESULT_OK &&
+              mesh_config_set_tombstone_grace_ms(config, 3600 * 1000) == MESH_RESULT_OK &&
+              (max_collected < 0 || mesh_config_set_max_collected_deletes(
+                                        config, (size_t)max_collected) == MESH_RESULT_OK) &&
+              mesh_node_new(config, &node) == MESH_RESULT_OK &&
+              mesh_node_start(node) == MESH_RESULT_OK;
+    mesh_config_free(config);
+    if (!ok) {
+        fprintf(stderr, "  cannot start node %s: %s\n", node_id, mesh_last_error_message());
+        mesh_node_free(node);
+        return NULL;
+    }
+    return node;
+}
+
+static bool no_tombstone(void *arg) {
+    mesh_status status;
+    return mesh_node_status(arg, &status) == MESH_RESULT_OK && status.tombstones == 0;
+}
+
+/* A delete's tombstone, once collected, is remembered (status JSON `collected_deletes`)
+ * unless `mesh_config_set_max_collected_deletes` set 0. */
+static void test_collected_deletes_are_remembered_unless_the_cap_is_zero(void) {
+    const long caps[] = {-1, 0};
+    const char *expected[] = {"\"collected_deletes\":1", "\"collected_deletes\":0"};
+    for (size_t i = 0; i < 2; i++) {
+        mesh_node_t *a = collecting_node("collector", caps[i]);
+        mesh_node_t *b = collecting_node("confirmer", -1);
+        bool paired = a != NULL && b != NULL &&
+                      mesh_node_add_bootstrap_peer(b, "127.0.0.1", node_port(a)) ==
+                          MESH_RESULT_OK;
+        if (!paired) {
+            mesh_node_free(a);
+            mesh_node_free(b);
+        }
+        REQUIRE(paired);
+        CHECK_OK(mesh_node_set_i64(a, "k", 1));
+        CHECK_OK(mesh_node_delete(a, "k", NULL));
+        CHECK(wait_until(no_tombstone, a));
+        char *json = NULL;
+        CHECK_OK(mesh_node_status_json(a, &json));
+        if (json == NULL || strstr(json, expected[i]) == NULL) {
+            fprintf(stderr, "  expected %s in %s\n", expected[i], json ? json : "(null)");
+            CHECK(false);
+        }
+        mesh_string_free(json);
+        mesh_node_free(a);
+        mesh_node_free(b);
+    }
+}
+
 static void test_fault_settings(void) {
     mesh_node_t *node = test_node("faults");
     REQUIRE(node != NULL);
@@ -375,6 +439,8 @@ int main(void) {
         {"typed_getters_refuse_other_types", test_typed_getters_refuse_other_types},
         {"delete_keys_and_snapshot", test_delete_keys_and_snapshot},
         {"status_struct_and_json", test_status_struct_and_json},
+        {"collected_deletes_are_remembered_unless_the_cap_is_zero",
+         test_collected_deletes_are_remembered_unless_the_cap_is_zero},
         {"fault_settings", test_fault_settings},
         {"size_limits", test_size_limits},
         {"free_functions_accept_null_and_double_node_free",

@@ -47,6 +47,8 @@ static void test_null_arguments(void) {
     CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_max_datagram_size(NULL, 1));
     CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_max_probed_datagram_size(NULL, 1));
     CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_seed(NULL, 1));
+    CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_tombstone_grace_ms(NULL, 1));
+    CHECK_RC(MESH_RESULT_NULL_PARAMETER, mesh_config_set_max_collected_deletes(NULL, 1));
     mesh_config_free(config);
 
     /* A NULL node. */
@@ -217,6 +219,7 @@ static void short_peer_timeout(mesh_config_t *c) {
     mesh_config_set_peer_timeout_ms(c, 500);
 }
 static void tiny_datagram(mesh_config_t *c) { mesh_config_set_max_datagram_size(c, 10); }
+static void zero_tombstone_grace(mesh_config_t *c) { mesh_config_set_tombstone_grace_ms(c, 0); }
 static void huge_probed_datagram(mesh_config_t *c) {
     mesh_config_set_max_probed_datagram_size(c, 70000);
 }
@@ -228,6 +231,7 @@ static void test_invalid_config_names_the_field(void) {
     expect_config_error(zero_sync_interval, "`sync_interval`");
     expect_config_error(short_peer_timeout, "`peer_timeout`");
     expect_config_error(tiny_datagram, "`max_datagram_size`");
+    expect_config_error(zero_tombstone_grace, "`tombstone_grace`");
     expect_config_error(huge_probed_datagram, "`max_probed_datagram_size`");
     expect_config_error(too_many_retries, "`max_retries`");
     expect_config_error(empty_cluster, "`cluster`");

@@ -169,6 +169,7 @@ def test_port_in_use_raises_address_in_use(make_node) -> None:
         ({"max_retries": -1}, "max_retries"),
         ({"max_retries": 1000}, "max_retries"),
         ({"push_fanout": -1}, "push_fanout"),
+        ({"max_collected_deletes": -1}, "max_collected_deletes"),
         ({"min_rto": 2.0, "max_rto": 1.0}, "min_rto"),
     ],
 )

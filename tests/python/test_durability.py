@@ -107,3 +107,37 @@ def test_a_restarted_node_catches_up_by_delta(tmp_path: Path) -> None:
         assert delta < 20_000, (full, delta)
     finally:
         a.stop()
+
+
+# Short enough intervals that a tombstone is collected within a second or two, once a
+# node's warm-up (20 heartbeats) and two sync rounds have passed.
+COLLECTING = dict(sync_interval=0.1, heartbeat_interval=0.05, peer_timeout=0.5)
+
+
+@pytest.mark.parametrize("cap", [None, 0])
+def test_collected_deletes_are_remembered_across_a_restart_unless_the_cap_is_zero(
+    tmp_path: Path, cap: int | None
+) -> None:
+    options = {} if cap is None else {"max_collected_deletes": cap}
+    peer = MeshSyncNode("confirmer", 0, host=HOST, **COLLECTING)
+    try:
+        with MeshSyncNode(
+            "collector", 0, host=HOST, data_dir=tmp_path, **COLLECTING, **options
+        ) as node:
+            node.add_bootstrap_peer(HOST, peer.port)
+            node.start()
+            peer.start()
+            node.set("k", 1)
+            node.delete("k")
+            assert wait_until(lambda: node.get_status()["tombstones"] == 0)
+            remembered = node.get_status()["collected_deletes"]
+            assert remembered == (1 if cap is None else 0)
+        again = MeshSyncNode("collector", 0, host=HOST, data_dir=tmp_path, **COLLECTING)
+        try:
+            status = again.get_status()
+            assert (status["tombstones"], status["collected_deletes"]) == (0, remembered)
+            assert again.get("k") is None
+        finally:
+            again.stop()
+    finally:
+        peer.stop()

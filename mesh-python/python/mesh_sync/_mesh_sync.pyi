@@ -158,6 +158,7 @@ class Status(TypedDict):
     state_version: int
     data_keys: int
     tombstones: int
+    collected_deletes: int
     peers: PeerCounts
     pending_acks: int
     hlc: int
@@ -261,6 +262,7 @@ class MeshSyncNode:
         reassembly_timeout: Optional[float] = None,
         max_clock_drift: Optional[float] = None,
         tombstone_grace: Optional[float] = None,
+        max_collected_deletes: Optional[int] = None,
         max_origins: Optional[int] = None,
         max_probe_interval: Optional[float] = None,
         max_peers: Optional[int] = None,
