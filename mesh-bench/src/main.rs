@@ -6,11 +6,10 @@
 //! mesh-bench [--smoke] [--json FILE] [--sizes N,N,...] [--rows NAME,...] [SCENARIO ...]
 //! ```
 //!
-//! Scenarios: propagation, partition, restart, join, join-holders, throughput, keyed,
-//! cost, scale, members, idle, memory, compare, observe, durability, origins, broadcast;
-//! `all` (the
-//! default) runs every one. `--smoke` runs each
-//! at a tiny size.
+//! Scenarios: propagation, partition, restart, join, join-holders, throughput,
+//! write-latency, keyed, cost, scale, members, idle, memory, compare, observe, durability,
+//! origins, broadcast; `all` (the default) runs every one. `--smoke` runs each at a tiny
+//! size.
 //! `crosscheck` compares the byte counts with the kernel's; run it in a network namespace
 //! of its own (scripts/kernel-crosscheck.sh).
 
@@ -30,6 +29,7 @@ mod propagation;
 mod report;
 mod resources;
 mod throughput;
+mod write_latency;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -43,6 +43,7 @@ const SCENARIOS: &[&str] = &[
     "join",
     "join-holders",
     "throughput",
+    "write-latency",
     "keyed",
     "cost",
     "scale",
@@ -161,6 +162,7 @@ fn main() -> ExitCode {
                 disruption::run(&mut report, smoke, scenario)
             }
             "throughput" => throughput::run(&mut report, smoke),
+            "write-latency" => write_latency::run(&mut report, smoke),
             "keyed" => keyed::run(&mut report, smoke),
             "cost" => cost::run(&mut report, smoke),
             "scale" => cost::run_scale(&mut report, smoke, sizes.as_deref()),

@@ -24,6 +24,7 @@ fn every_scenario_runs_in_smoke_mode_and_prints_its_tables() {
         "### Restart catch-up",
         "### Join: a new node catches up",
         "### Sustained writes on one node",
+        "### Local write latency while the node catches up",
         "### Cost of a keyring",
         "### Bytes and datagrams per replicated write",
         "### Scaling with nodes",
