@@ -111,17 +111,16 @@ impl CollectedDeletes {
     /// Remembers the tombstone `entry` of `key`, just collected.
     pub fn remember(&mut self, key: Arc<str>, entry: Entry) {
         debug_assert!(entry.value.is_none());
-        if self.cap == 0 {
-            return;
+        if self.cap > 0 {
+            self.order.push_back((entry.dead_since(), Arc::clone(&key)));
+            self.by_origin
+                .insert(entry.origin, entry.seq, Arc::clone(&key));
+            self.note_changed(&key);
+            if let Some(old) = self.by_key.insert(key, entry) {
+                self.by_origin.remove(old.origin, old.seq);
+            }
         }
-        self.order.push_back((entry.dead_since(), Arc::clone(&key)));
-        self.by_origin
-            .insert(entry.origin, entry.seq, Arc::clone(&key));
-        self.note_changed(&key);
-        if let Some(old) = self.by_key.insert(key, entry) {
-            self.by_origin.remove(old.origin, old.seq);
-        }
-        // The queue keeps a place for a key brought back or collected again until that
+        // Past the cap (one restored from the store may be), the oldest go. The queue keeps a place for a key brought back or collected again until that
         // place reaches its front: bounded too, or a key collected and brought back over
         // and over (a forger of old values can do it) would grow it for the whole grace.
         while self.by_key.len() > self.cap || self.order.len() > self.cap.saturating_mul(2) {
@@ -248,6 +247,12 @@ mod tests {
         let mut none = CollectedDeletes::new(0);
         none.remember(Arc::from("a"), tombstone(1_000, 1, 1));
         assert_eq!(none.len(), 0);
+        // Loaded under a larger cap: the next collection forgets them all.
+        none.restore(vec![(Arc::from("b"), tombstone(900, 1, 2))]);
+        none.record_changes();
+        none.remember(Arc::from("c"), tombstone(1_000, 1, 3));
+        assert_eq!(none.len(), 0);
+        assert_eq!(none.take_changed(), [Arc::<str>::from("b")]);
     }
 
     #[test]

@@ -10,10 +10,10 @@ use crate::time::Now;
 
 impl Engine {
     /// Installs a replica loaded from the store (see [`crate::store::Store::open`]): its
-    /// entries, its version vector, and the clock's high-water mark, so reads work at once
+    /// entries, its version vector and the clock's high-water mark, so reads work at once
     /// and the clock never goes back across a restart, and the collected deletes it still
-    /// remembers (see `collected`). Call it on a new engine, before
-    /// any write and before [`Engine::start`].
+    /// remembered (see `collected`). Call it on a new engine, before any write and before
+    /// [`Engine::start`].
     pub fn restore(&mut self, snapshot: Snapshot) {
         let newest = snapshot.entries.iter().map(|(_, e)| e.hlc).max();
         self.clock.raise_to(snapshot.hlc.max(newest.unwrap_or(0)));
@@ -30,10 +30,10 @@ impl Engine {
         self.replica.record_collected_changes();
     }
 
-    /// What changed since the last batch, if anything is due: changed keys and collected
-    /// deletes remembered or forgotten, the version
-    /// vector if it changed, the clock's high-water mark, and the time (refreshed on disk
-    /// at least every `tombstone_grace / 16`, at most every minute, while idle).
+    /// What changed since the last batch, if anything is due: changed keys, collected
+    /// deletes remembered or forgotten, the version vector if it changed, the clock's
+    /// high-water mark, and the time (refreshed on disk at least every
+    /// `tombstone_grace / 16`, at most every minute, while idle).
     pub fn take_store_batch(&mut self, now: Now) -> Option<StoreBatch> {
         let touch_ms = StoreLog::touch_interval_ms(self.config.tombstone_grace);
         let hlc = self.clock.last();
