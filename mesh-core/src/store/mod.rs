@@ -17,11 +17,10 @@
 //! partition, `entries`: each key to its encoded entry, each collected delete still
 //! remembered (see `collected`) under its key after the byte 0xFE, and the run record
 //! under the key 0xFF `run` (neither byte occurs in UTF-8, so no replica key can name
-//! them). One partition, so the journal is
-//! freed as soon as that partition's memory table is written out. Each stored record
-//! also carries a CRC-32 of its key and value, so a garbled record is refused at load
-//! rather than read as a wrong key or value. Stores of formats 1 and 2 (a redb
-//! file, `mesh.redb`) are migrated at open.
+//! them). One partition, so the journal is freed as soon as that partition's memory
+//! table is written out. Each stored record also carries a CRC-32 of its key and value,
+//! so a garbled record is refused at load rather than read as a wrong key or value.
+//! Stores of formats 1 and 2 (a redb file, `mesh.redb`) are migrated at open.
 
 // The store does I/O for the runtime, and times its load like the runtime would.
 #![allow(clippy::disallowed_methods)]
@@ -434,8 +433,8 @@ impl Store {
                     &path,
                     StorageErrorKind::Corrupted,
                     format!(
-                        "written in store format {}, this build reads format {FORMAT} (and \
-                         migrates formats 1 and 2 from {})",
+                        "written in store format {}, this build reads formats \
+                         {FIRST_READ_FORMAT} to {FORMAT} (and migrates formats 1 and 2 from {})",
                         meta.format,
                         legacy::FILE
                     ),
