@@ -73,20 +73,7 @@ fn collected_with(config: Config, nodes: usize, seed: u64) -> Sim {
 fn a_collected_delete_beats_the_older_value_of_a_node_nobody_knew() {
     for seed in 1..=5u64 {
         let mut sim = collected_while_strangers_hold_an_older_value(4, seed);
-        sim.heal();
-        if let Err(divergence) =
-            sim.run_until_converged(Duration::from_secs(30), Duration::from_millis(250))
-        {
-            panic!("seed {seed}: {divergence:?}\n{}", sim.describe_key("k"));
-        }
-        for i in 0..4 {
-            let engine = sim.nodes[i].engine.as_ref().unwrap();
-            assert_eq!(
-                engine.get("k"),
-                None,
-                "seed {seed}: node {i} holds the old value"
-            );
-        }
+        heal_and_expect_the_delete_everywhere(&mut sim, seed);
     }
 }
 
@@ -122,20 +109,7 @@ fn collected_deletes_come_back_with_a_restart_from_disk() {
             assert_eq!(status.collected_deletes, 1, "seed {seed}: node {i}");
         }
         sim.run_for(Duration::from_secs(3));
-        sim.heal();
-        if let Err(divergence) =
-            sim.run_until_converged(Duration::from_secs(30), Duration::from_millis(250))
-        {
-            panic!("seed {seed}: {divergence:?}\n{}", sim.describe_key("k"));
-        }
-        for i in 0..4 {
-            let engine = sim.nodes[i].engine.as_ref().unwrap();
-            assert_eq!(
-                engine.get("k"),
-                None,
-                "seed {seed}: node {i} holds the old value"
-            );
-        }
+        heal_and_expect_the_delete_everywhere(&mut sim, seed);
     }
 }
 
@@ -194,6 +168,25 @@ fn a_node_that_joined_after_the_collection_drops_the_older_value() {
         sim.heal();
         sim
     });
+}
+
+/// Heals the partition, then requires every node to converge without `k`: the delete
+/// beat the forgotten node's older value everywhere.
+fn heal_and_expect_the_delete_everywhere(sim: &mut Sim, seed: u64) {
+    sim.heal();
+    if let Err(divergence) =
+        sim.run_until_converged(Duration::from_secs(30), Duration::from_millis(250))
+    {
+        panic!("seed {seed}: {divergence:?}\n{}", sim.describe_key("k"));
+    }
+    for (i, node) in sim.nodes.iter().enumerate() {
+        let engine = node.engine.as_ref().unwrap();
+        assert_eq!(
+            engine.get("k"),
+            None,
+            "seed {seed}: node {i} holds the old value"
+        );
+    }
 }
 
 /// Requires the mesh `healed(seed)` returns to converge on seeds 1 to 200: a race lost on
