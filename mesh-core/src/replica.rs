@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use ahash::RandomState;
+use indexmap::map::RawEntryApiV1;
 use indexmap::IndexMap;
 
 use crate::collected::CollectedDeletes;
@@ -88,6 +89,13 @@ pub enum MergeOutcome {
         /// Whether the delete had been collected: other nodes may hold the value too.
         revived: bool,
     },
+}
+
+/// Where a key is in the replica's table: its hash, and its index if it is held.
+#[derive(Clone, Copy)]
+struct Place {
+    hash: u64,
+    index: Option<usize>,
 }
 
 /// The replicated map.
@@ -173,9 +181,7 @@ impl Replica {
         if let Some(log) = self.store_log.as_mut() {
             log.touch_vv();
         }
-        let was_live = self.get(key).is_some();
-        self.install(key, entry);
-        was_live
+        self.install(key, entry)
     }
 
     /// Merges an entry received from a peer.
@@ -196,7 +202,15 @@ impl Replica {
         entry: Entry,
         shared: impl FnOnce() -> Arc<str>,
     ) -> MergeOutcome {
-        let was_live = match self.entries.get(key) {
+        // The key is hashed once, and the table probed once to find it (once more to
+        // insert a new key, from the same hash): merging is most of a receiving node's
+        // work, and each extra lookup of a key costs a cache miss in a large replica.
+        let hash = self.entries.hasher().hash_one(key);
+        let index = self
+            .entries
+            .raw_entry_v1()
+            .index_from_hash(hash, |held| **held == *key);
+        let was_live = match index.map(|i| &self.entries[i]) {
             Some(current) if !entry.wins_over(current) => {
                 return match current.value {
                     None if current.rank() > entry.rank() => MergeOutcome::BeatenByDelete {
@@ -210,8 +224,9 @@ impl Replica {
             Some(current) => current.value.is_some(),
             None => false,
         };
+        let place = Place { hash, index };
         if was_live || self.collected.beating(key, entry.rank()).is_none() {
-            self.install_shared(key, entry, shared);
+            self.install_at(place, entry, shared);
             return MergeOutcome::Applied { was_live };
         }
         // A write the collected delete superseded: the delete is held again, so it beats
@@ -221,7 +236,7 @@ impl Replica {
         };
         let (origin, seq) = (tombstone.origin, tombstone.seq);
         let same_write = tombstone.rank() == entry.rank();
-        self.install_shared(key, tombstone, shared);
+        self.install_at(place, tombstone, shared);
         if same_write {
             MergeOutcome::Ignored
         } else {
@@ -233,29 +248,46 @@ impl Replica {
         }
     }
 
-    fn install(&mut self, key: &str, entry: Entry) {
-        self.install_shared(key, entry, || Arc::from(key))
+    /// Installs `entry` under `key`; whether the key held a live value before.
+    fn install(&mut self, key: &str, entry: Entry) -> bool {
+        let hash = self.entries.hasher().hash_one(key);
+        let index = self
+            .entries
+            .raw_entry_v1()
+            .index_from_hash(hash, |held| **held == *key);
+        self.install_at(Place { hash, index }, entry, || Arc::from(key))
     }
 
-    /// Installs `entry` under `key`; `shared` gives the key's shared form when the key is
-    /// new.
-    fn install_shared(&mut self, key: &str, entry: Entry, shared: impl FnOnce() -> Arc<str>) {
-        let key: Arc<str> = match self.entries.get_key_value(key) {
+    /// Installs `entry` under the key found at `place`; `shared` gives the key's shared
+    /// form when the key is new. Returns whether the key held a live value before.
+    fn install_at(
+        &mut self,
+        place: Place,
+        entry: Entry,
+        shared: impl FnOnce() -> Arc<str>,
+    ) -> bool {
+        let (key, was_tombstone) = match place.index.and_then(|i| self.entries.get_index(i)) {
             Some((k, old)) => {
                 let k = Arc::clone(k);
                 let (origin, seq) = (old.origin, old.seq);
-                if let (Some(expires), Some(_)) = (old.expires, &old.value) {
+                let was_tombstone = old.value.is_none();
+                if let (Some(expires), false) = (old.expires, was_tombstone) {
                     self.expiring.remove(&(expires, Arc::clone(&k)));
                 }
                 self.unindex(origin, seq);
-                k
+                (k, was_tombstone)
             }
-            None => shared(),
+            None => (shared(), false),
         };
+        // `tombstones` holds exactly the keys whose entry has no value.
         if entry.value.is_none() {
-            self.tombstones.insert(Arc::clone(&key));
+            if !was_tombstone {
+                self.tombstones.insert(Arc::clone(&key));
+            }
         } else {
-            self.tombstones.remove(&key);
+            if was_tombstone {
+                self.tombstones.remove(&key);
+            }
             if let Some(expires) = entry.expires {
                 self.expiring.insert((expires, Arc::clone(&key)));
             }
@@ -266,8 +298,17 @@ impl Replica {
             log.touch(&key);
         }
         self.collected.forget_beaten(&key, entry.rank());
-        self.entries.insert(key, entry);
+        match place.index {
+            Some(i) => self.entries[i] = entry,
+            None => {
+                self.entries
+                    .raw_entry_mut_v1()
+                    .from_hash(place.hash, |_| false)
+                    .or_insert(key, entry);
+            }
+        }
         self.state_version += 1;
+        place.index.is_some() && !was_tombstone
     }
 
     fn unindex(&mut self, origin: OriginId, seq: u64) {
