@@ -745,11 +745,18 @@ impl Engine {
                 .members
                 .reachable()
                 .map(|m| m.addr)
-                .filter(|addr| self.links.get(addr).is_none_or(|l| !l.sync.in_step(own)))
+                .filter(|addr| self.links.get(addr).is_some_and(|l| !l.sync.in_step(own)))
                 .collect();
             if !candidates.is_empty() {
+                // The round asks for the peer's fingerprint, not for a sync: what this
+                // node heard of it may predate the last writes, and a digest costs about
+                // ten bytes an origin each way. Its answer, if it differs, starts the
+                // sync (see `PeerSync::on_fingerprint`); so may the question, at the peer.
                 let pick = candidates[self.rng.usize(..candidates.len())];
-                self.start_sync(now, pick);
+                if let Some(link) = self.links.get_mut(&pick) {
+                    link.sync.question();
+                }
+                self.send_heartbeat(now, pick, true);
             }
         }
         // Syncs due: with peers whose timer fired, and with those this very call asked one

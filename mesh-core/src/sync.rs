@@ -108,6 +108,9 @@ pub(crate) struct PeerSync {
     pub due_us: Option<u64>,
     /// Last sync round started with it.
     pub last_us: Option<u64>,
+    /// A periodic round asked it for its fingerprint, and no heartbeat came since: the
+    /// next one answers for the round (see [`PeerSync::question`]).
+    questioned: bool,
     /// When it last came back (restarted, or heard from after being held failed):
     /// writes pushed meanwhile may have missed it.
     back_us: Option<u64>,
@@ -215,9 +218,18 @@ impl PeerSync {
         self.due_us.get_or_insert(0);
     }
 
+    /// A periodic round asked the peer for its fingerprint (a heartbeat that asks for an
+    /// answer): the next fingerprint heard from it, if it differs, calls for a sync.
+    pub fn question(&mut self) {
+        self.questioned = true;
+    }
+
     /// Takes the peer's fingerprint from a heartbeat. Differing fingerprints are expected
     /// while pushes are still on their way: only a difference seen with nothing in
-    /// flight (`channel_idle`) calls for a sync, paced by `min_gap_us`.
+    /// flight (`channel_idle`), or one that answers a periodic round's question, calls
+    /// for a sync, paced by `min_gap_us`. The round's own way to call for one matters
+    /// under steady traffic both ways, when no channel is ever idle: it is what repairs
+    /// a write lost for good there.
     pub fn on_fingerprint(
         &mut self,
         theirs: u64,
@@ -227,7 +239,8 @@ impl PeerSync {
         now_us: u64,
     ) {
         self.fingerprint = Some(theirs);
-        if theirs != ours && self.due_us.is_none() && channel_idle {
+        let questioned = std::mem::take(&mut self.questioned);
+        if theirs != ours && self.due_us.is_none() && (channel_idle || questioned) {
             let earliest = self.last_us.map_or(now_us, |s| s + min_gap_us);
             self.due_us = Some(earliest.max(now_us));
         }
@@ -1272,6 +1285,21 @@ mod tests {
         let served = (0..100).filter(|i| sync.admit_request(1_000 + i)).count();
         assert_eq!(served, MAX_REQUESTS_PER_WINDOW as usize);
         assert!(sync.admit_request(1_000 + REQUEST_WINDOW_US));
+    }
+
+    #[test]
+    fn the_answer_to_a_rounds_question_calls_for_a_sync_even_with_data_in_flight() {
+        let mut sync = PeerSync::default();
+        sync.question();
+        sync.on_fingerprint(1, 1, false, 100, 0);
+        assert_eq!(sync.due_us, None, "in step: nothing to sync");
+        sync.question();
+        sync.on_fingerprint(1, 2, false, 100, 0);
+        assert_eq!(sync.due_us, Some(0), "the round's answer differs");
+        assert!(sync.take_due(0));
+        sync.last_us = Some(0);
+        sync.on_fingerprint(1, 2, false, 100, 10);
+        assert_eq!(sync.due_us, None, "a question is answered once");
     }
 
     #[test]
