@@ -131,26 +131,20 @@ static inline bool wait_until(bool (*cond)(void *), void *arg) {
     return true;
 }
 
-/* A node on 127.0.0.1 with a free port and intervals short enough for tests. */
-/* A test node bound to `host` (port 0), advertising `advertise` (NULL: none), with
- * short intervals. */
-static inline mesh_node_t *test_node_at(const char *node_id, const char *host,
-                                        const char *advertise) {
+/* Applies a test's settings to `config`: whether every one was taken. */
+typedef bool (*config_settings)(mesh_config_t *config, const void *arg);
+
+/* A node created from the default config, named `node_id`, with `settings(config, arg)`
+ * applied; NULL, with the reason on stderr, if a step fails. */
+static inline mesh_node_t *node_with(const char *node_id, config_settings settings,
+                                     const void *arg) {
     mesh_config_t *config = mesh_config_default();
     if (config == NULL) {
         return NULL;
     }
     mesh_node_t *node = NULL;
     bool ok = mesh_config_set_node_id(config, node_id) == MESH_RESULT_OK &&
-              mesh_config_set_host(config, host) == MESH_RESULT_OK &&
-              mesh_config_set_port(config, 0) == MESH_RESULT_OK &&
-              (advertise == NULL ||
-               mesh_config_set_advertise_addr(config, advertise) == MESH_RESULT_OK) &&
-              mesh_config_set_sync_interval_ms(config, 200) == MESH_RESULT_OK &&
-              mesh_config_set_heartbeat_interval_ms(config, 100) == MESH_RESULT_OK &&
-              mesh_config_set_peer_timeout_ms(config, 3000) == MESH_RESULT_OK &&
-              mesh_config_set_initial_rto_ms(config, 100) == MESH_RESULT_OK &&
-              mesh_node_new(config, &node) == MESH_RESULT_OK;
+              settings(config, arg) && mesh_node_new(config, &node) == MESH_RESULT_OK;
     mesh_config_free(config);
     if (!ok) {
         fprintf(stderr, "  cannot create node %s: %s\n", node_id, mesh_last_error_message());
@@ -160,6 +154,32 @@ static inline mesh_node_t *test_node_at(const char *node_id, const char *host,
     return node;
 }
 
+typedef struct {
+    const char *host;
+    const char *advertise;
+} test_address;
+
+static inline bool test_settings(mesh_config_t *config, const void *arg) {
+    const test_address *at = arg;
+    return mesh_config_set_host(config, at->host) == MESH_RESULT_OK &&
+           mesh_config_set_port(config, 0) == MESH_RESULT_OK &&
+           (at->advertise == NULL ||
+            mesh_config_set_advertise_addr(config, at->advertise) == MESH_RESULT_OK) &&
+           mesh_config_set_sync_interval_ms(config, 200) == MESH_RESULT_OK &&
+           mesh_config_set_heartbeat_interval_ms(config, 100) == MESH_RESULT_OK &&
+           mesh_config_set_peer_timeout_ms(config, 3000) == MESH_RESULT_OK &&
+           mesh_config_set_initial_rto_ms(config, 100) == MESH_RESULT_OK;
+}
+
+/* A test node bound to `host` (port 0), advertising `advertise` (NULL: none), with
+ * short intervals. */
+static inline mesh_node_t *test_node_at(const char *node_id, const char *host,
+                                        const char *advertise) {
+    test_address at = {host, advertise};
+    return node_with(node_id, test_settings, &at);
+}
+
+/* A node on 127.0.0.1 with a free port and intervals short enough for tests. */
 static inline mesh_node_t *test_node(const char *node_id) {
     return test_node_at(node_id, "127.0.0.1", NULL);
 }

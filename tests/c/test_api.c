@@ -292,32 +292,22 @@ static void test_status_struct_and_json(void) {
     mesh_node_free(node);
 }
 
-/* A started node with intervals short enough to collect a tombstone within a second or
- * two (past its warm-up of 20 heartbeats), remembering at most `max_collected` collected
- * deletes (-1: the default). */
+static bool collecting_settings(mesh_config_t *config, const void *max_collected) {
+    const long *cap = max_collected;
+    return mesh_config_set_host(config, "127.0.0.1") == MESH_RESULT_OK &&
+           mesh_config_set_sync_interval_ms(config, 100) == MESH_RESULT_OK &&
+           mesh_config_set_heartbeat_interval_ms(config, 50) == MESH_RESULT_OK &&
+           mesh_config_set_peer_timeout_ms(config, 500) == MESH_RESULT_OK &&
+           mesh_config_set_tombstone_grace_ms(config, 3600 * 1000) == MESH_RESULT_OK &&
+           (*cap < 0 ||
+            mesh_config_set_max_collected_deletes(config, (size_t)*cap) == MESH_RESULT_OK);
+}
+
+/* A node with intervals short enough to collect a tombstone within a second or two (past
+ * its warm-up of 20 heartbeats), remembering at most `max_collected` collected deletes
+ * (-1: the default). */
 static mesh_node_t *collecting_node(const char *node_id, long max_collected) {
-    mesh_config_t *config = mesh_config_default();
-    if (config == NULL) {
-        return NULL;
-    }
-    mesh_node_t *node = NULL;
-    bool ok = mesh_config_set_node_id(config, node_id) == MESH_RESULT_OK &&
-              mesh_config_set_host(config, "127.0.0.1") == MESH_RESULT_OK &&
-              mesh_config_set_sync_interval_ms(config, 100) == MESH_RESULT_OK &&
-              mesh_config_set_heartbeat_interval_ms(config, 50) == MESH_RESULT_OK &&
-              mesh_config_set_peer_timeout_ms(config, 500) == MESH_RESULT_OK &&
-              mesh_config_set_tombstone_grace_ms(config, 3600 * 1000) == MESH_RESULT_OK &&
-              (max_collected < 0 || mesh_config_set_max_collected_deletes(
-                                        config, (size_t)max_collected) == MESH_RESULT_OK) &&
-              mesh_node_new(config, &node) == MESH_RESULT_OK &&
-              mesh_node_start(node) == MESH_RESULT_OK;
-    mesh_config_free(config);
-    if (!ok) {
-        fprintf(stderr, "  cannot start node %s: %s\n", node_id, mesh_last_error_message());
-        mesh_node_free(node);
-        return NULL;
-    }
-    return node;
+    return node_with(node_id, collecting_settings, &max_collected);
 }
 
 static bool no_tombstone(void *arg) {
@@ -335,7 +325,8 @@ static void test_collected_deletes_are_remembered_unless_the_cap_is_zero(void) {
         mesh_node_t *b = collecting_node("confirmer", -1);
         bool paired = a != NULL && b != NULL &&
                       mesh_node_add_bootstrap_peer(b, "127.0.0.1", node_port(a)) ==
-                          MESH_RESULT_OK;
+                          MESH_RESULT_OK &&
+                      mesh_node_start(a) == MESH_RESULT_OK && mesh_node_start(b) == MESH_RESULT_OK;
         if (!paired) {
             mesh_node_free(a);
             mesh_node_free(b);

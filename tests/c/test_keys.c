@@ -2,26 +2,16 @@
  * fingerprints only in the listing, and a node without the key kept out. */
 #include "harness.h"
 
+static bool keyed_settings(mesh_config_t *config, const void *key) {
+    return mesh_config_set_host(config, "127.0.0.1") == MESH_RESULT_OK &&
+           mesh_config_set_sync_interval_ms(config, 200) == MESH_RESULT_OK &&
+           mesh_config_set_heartbeat_interval_ms(config, 100) == MESH_RESULT_OK &&
+           mesh_config_set_peer_timeout_ms(config, 3000) == MESH_RESULT_OK &&
+           (key == NULL || mesh_config_add_key(config, key, MESH_KEY_LEN) == MESH_RESULT_OK);
+}
+
 static mesh_node_t *keyed_node(const char *node_id, const uint8_t *key) {
-    mesh_config_t *config = mesh_config_default();
-    if (config == NULL) {
-        return NULL;
-    }
-    mesh_node_t *node = NULL;
-    bool ok = mesh_config_set_node_id(config, node_id) == MESH_RESULT_OK &&
-              mesh_config_set_host(config, "127.0.0.1") == MESH_RESULT_OK &&
-              mesh_config_set_sync_interval_ms(config, 200) == MESH_RESULT_OK &&
-              mesh_config_set_heartbeat_interval_ms(config, 100) == MESH_RESULT_OK &&
-              mesh_config_set_peer_timeout_ms(config, 3000) == MESH_RESULT_OK &&
-              (key == NULL || mesh_config_add_key(config, key, MESH_KEY_LEN) == MESH_RESULT_OK) &&
-              mesh_node_new(config, &node) == MESH_RESULT_OK;
-    mesh_config_free(config);
-    if (!ok) {
-        fprintf(stderr, "  cannot create node %s: %s\n", node_id, mesh_last_error_message());
-        mesh_node_free(node);
-        return NULL;
-    }
-    return node;
+    return node_with(node_id, keyed_settings, key);
 }
 
 typedef struct {
