@@ -226,10 +226,10 @@ impl PeerSync {
 
     /// Takes the peer's fingerprint from a heartbeat. Differing fingerprints are expected
     /// while pushes are still on their way: only a difference seen with nothing in
-    /// flight (`channel_idle`), or one that answers a periodic round's question, calls
-    /// for a sync, paced by `min_gap_us`. The round's own way to call for one matters
-    /// under steady traffic both ways, when no channel is ever idle: it is what repairs
-    /// a write lost for good there.
+    /// flight (`channel_idle`) calls for a sync, paced by `min_gap_us`. One that answers
+    /// a periodic round's question calls for it at once, whatever is in flight, as the
+    /// round would have: under steady traffic both ways no channel is ever idle, and
+    /// the round is what repairs a write lost for good there.
     pub fn on_fingerprint(
         &mut self,
         theirs: u64,
@@ -240,7 +240,12 @@ impl PeerSync {
     ) {
         self.fingerprint = Some(theirs);
         let questioned = std::mem::take(&mut self.questioned);
-        if theirs != ours && self.due_us.is_none() && (channel_idle || questioned) {
+        if theirs == ours || self.due_us.is_some() {
+            return;
+        }
+        if questioned {
+            self.due_us = Some(now_us);
+        } else if channel_idle {
             let earliest = self.last_us.map_or(now_us, |s| s + min_gap_us);
             self.due_us = Some(earliest.max(now_us));
         }
@@ -1300,6 +1305,9 @@ mod tests {
         sync.last_us = Some(0);
         sync.on_fingerprint(1, 2, false, 100, 10);
         assert_eq!(sync.due_us, None, "a question is answered once");
+        sync.question();
+        sync.on_fingerprint(1, 2, true, 100, 20);
+        assert_eq!(sync.due_us, Some(20), "the round is not paced by the triggers' gap");
     }
 
     #[test]
