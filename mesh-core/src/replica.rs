@@ -205,12 +205,8 @@ impl Replica {
         // The key is hashed once, and the table probed once to find it (once more to
         // insert a new key, from the same hash): merging is most of a receiving node's
         // work, and each extra lookup of a key costs a cache miss in a large replica.
-        let hash = self.entries.hasher().hash_one(key);
-        let index = self
-            .entries
-            .raw_entry_v1()
-            .index_from_hash(hash, |held| **held == *key);
-        let was_live = match index.map(|i| &self.entries[i]) {
+        let place = self.place_of(key);
+        let was_live = match place.index.map(|i| &self.entries[i]) {
             Some(current) if !entry.wins_over(current) => {
                 return match current.value {
                     None if current.rank() > entry.rank() => MergeOutcome::BeatenByDelete {
@@ -224,7 +220,6 @@ impl Replica {
             Some(current) => current.value.is_some(),
             None => false,
         };
-        let place = Place { hash, index };
         if was_live || self.collected.beating(key, entry.rank()).is_none() {
             self.install_at(place, entry, shared);
             return MergeOutcome::Applied { was_live };
@@ -250,12 +245,17 @@ impl Replica {
 
     /// Installs `entry` under `key`; whether the key held a live value before.
     fn install(&mut self, key: &str, entry: Entry) -> bool {
+        self.install_at(self.place_of(key), entry, || Arc::from(key))
+    }
+
+    /// Where `key` is in the table: hashed once, found with one probe.
+    fn place_of(&self, key: &str) -> Place {
         let hash = self.entries.hasher().hash_one(key);
         let index = self
             .entries
             .raw_entry_v1()
             .index_from_hash(hash, |held| **held == *key);
-        self.install_at(Place { hash, index }, entry, || Arc::from(key))
+        Place { hash, index }
     }
 
     /// Installs `entry` under the key found at `place`; `shared` gives the key's shared
